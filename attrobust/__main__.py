@@ -1,0 +1,3 @@
+from attrobust.cli import main
+
+main()

@@ -1,0 +1,189 @@
+"""The `attrobust` command line: Typer subcommands that hand their arguments to Hydra's own parser and runner.
+
+Going through Hydra's `get_args_parser()` and `_run_hydra()` (private; pinned by `hydra-core>=1.3.2,<1.5` and a
+signature test) keeps every Hydra feature: run dirs, `.hydra/` snapshots, `-m` multirun with any launcher,
+`--cfg job`, `-cd DIR` for a user's own configs, `--hydra-help`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from hydra import version
+from hydra._internal.utils import _run_hydra, get_args_parser
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+from rich.console import Console
+from rich.table import Table
+
+from attrobust import tasks
+from attrobust.config import GROUPS, config_dir, describe_config_error, group_options, register_resolvers
+from attrobust.errors import AttrobustError, choices
+
+log = logging.getLogger("attrobust")
+HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]}
+OVERRIDES_HELP = ("Hydra overrides, e.g. dataset=mnist reg=pgd train.epochs=5; with -m, comma lists sweep "
+                  "(reg=natural,pgd). Hydra's flags pass through: --cfg job, -cd DIR, --hydra-help.")
+Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)]
+Multirun = Annotated[bool, typer.Option("--multirun", "-m", help="Run a sweep (Hydra multirun).")]
+
+app = typer.Typer(
+    help="attrobust: attributional-robustness experiments (Robust Attribution Regularization and beyond).\n\n"
+         "Each command composes its config from conf/ with Hydra: pass key=value overrides, -m to sweep. "
+         "Runs land in outputs/<command>/<time>_<dataset>_<reg>/ with a .hydra/ config snapshot.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+_console = Console()
+_failures: list[str] = []
+
+
+@app.command(context_settings=HYDRA_ARGS)
+def train(overrides: Overrides = None, multirun: Multirun = False) -> None:
+    """Train a model (dataset=, model=, reg=, optim=, train.*) and evaluate it at the end (attack=, eval.*).
+
+    Example: attrobust train dataset=mnist_mini reg=pgd train.epochs=5
+    """
+    _run("train", tasks.train, overrides or [], multirun)
+
+
+@app.command(context_settings=HYDRA_ARGS)
+def evaluate(overrides: Overrides = None, multirun: Multirun = False) -> None:
+    """Natural accuracy and accuracy under attack of a trained model: checkpoint=RUN_DIR (or a .pt file).
+
+    Results go to RUN_DIR/evaluate/<time>/. Example: attrobust evaluate checkpoint=outputs/train/<run> attack.steps=100
+    """
+    _run("evaluate", tasks.evaluate, overrides or [], multirun)
+
+
+@app.command(context_settings=HYDRA_ARGS)
+def attack(overrides: Overrides = None, multirun: Multirun = False) -> None:
+    """Attack a model's attributions (top-k, mass-center, random-sign, targeted): not available yet."""
+    _fail("`attrobust attack` (attacks on attributions) is not available yet; it comes with the attribution-"
+          "robustness work. For accuracy under PGD use: attrobust evaluate checkpoint=RUN_DIR")
+
+
+@app.command("list")
+def list_components() -> None:
+    """List the datasets, models, regularisers, attacks and optimisers you can choose (group=name)."""
+    table = Table(title=f"attrobust components (configs in {config_dir()})")
+    for column in ("group", "name", "description"):
+        table.add_column(column)
+    for group in GROUPS:
+        for name in group_options(group):
+            table.add_row(group, name, _description(config_dir() / group / f"{name}.yaml"))
+    _console.print(table)
+
+
+@app.command()
+def report(directory: Annotated[Path, typer.Argument(help="A run or sweep dir (searched recursively).")]) -> None:
+    """Collect every results.csv under DIRECTORY into one table (report.csv, report.md in DIRECTORY)."""
+    from attrobust.reporting.tables import collect_rows, rich_table, summary_table
+    from attrobust.atomic import write_text_atomic
+
+    try:
+        table = summary_table(collect_rows(directory))
+    except AttrobustError as error:
+        _fail(str(error))
+    write_text_atomic(directory / "report.csv", table.to_csv(index=False, float_format="%.2f"))
+    write_text_atomic(directory / "report.md", table.to_markdown(index=False, floatfmt=".2f") + "\n")
+    _console.print(rich_table(table, f"{directory}"))
+
+
+def _run(config_name: str, task: Callable[[DictConfig, Path], Any], args: Sequence[str], multirun: bool) -> None:
+    register_resolvers()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, so user mistakes become one line
+    parser = get_args_parser()
+    parsed = parser.parse_args((["--multirun"] if multirun else []) + list(args))
+    try:
+        _check_group_choices(parsed.overrides, parsed.config_dir)
+        version.setbase("1.3")
+        _failures.clear()
+        _run_hydra(args=parsed, args_parser=parser, task_function=_hydra_task(task),
+                   config_path=str(config_dir()), config_name=config_name)
+    except AttrobustError as error:
+        _fail(str(error))
+    except (HydraException, OmegaConfBaseException) as error:
+        _fail(_describe_hydra_error(error))
+    if _failures:
+        for message in _failures:
+            typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(2)
+
+
+def _hydra_task(task: Callable[[DictConfig, Path], Any]) -> Callable[[DictConfig], Any]:
+    def run(cfg: DictConfig) -> Any:
+        hydra_cfg = HydraConfig.get()
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        try:
+            result = task(cfg, run_dir)
+        except AttrobustError as error:
+            where = f"job {hydra_cfg.job.num} {list(hydra_cfg.overrides.task)}: " \
+                if hydra_cfg.mode == RunMode.MULTIRUN else ""
+            _failures.append(f"{where}{error}")
+            return None
+        if isinstance(result, pd.DataFrame):
+            from attrobust.reporting.tables import rich_table
+
+            _console.print(rich_table(result, str(run_dir)))
+        return result
+
+    run.__module__ = task.__module__
+    return run
+
+
+def _check_group_choices(overrides: Sequence[str], user_config_dir: str | None) -> None:
+    """Unknown group options (dataset=foo) as one line with the valid choices, before Hydra composes."""
+    extra = (Path(user_config_dir),) if user_config_dir else ()
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        group = override.key_or_group
+        if group not in GROUPS or override.is_delete() or override.package is not None:
+            continue
+        values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
+                  else [override.get_value_element_as_str()])
+        valid = group_options(group, extra)
+        for value in values:
+            if value not in valid:
+                raise AttrobustError(f"unknown {group} '{value}'; choose one of: {choices(valid)}")
+
+
+def _describe_hydra_error(error: Exception) -> str:
+    cause = error.__cause__
+    if isinstance(cause, OmegaConfBaseException) and type(cause).__name__ == "ConfigKeyError":
+        key = getattr(cause, "full_key", None) or str(cause)
+        return f"unknown config key '{key}'; see the valid keys with: attrobust <command> --cfg job " \
+               f"(add a new key with +{key}=...)"
+    if isinstance(error, OmegaConfBaseException):
+        return describe_config_error(error)
+    if isinstance(cause, OmegaConfBaseException):
+        return describe_config_error(cause)
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return " ".join(lines[:2]) if lines else type(error).__name__
+
+
+def _description(path: Path) -> str:
+    first = path.read_text(encoding="utf-8").splitlines()[:1]
+    return first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

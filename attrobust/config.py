@@ -1,0 +1,59 @@
+"""Where the configs live, the OmegaConf resolvers they use, and turning a composed config into plain values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+import attrobust
+from attrobust.errors import AttrobustError
+
+GROUPS = ("dataset", "model", "reg", "attack", "optim")
+
+
+def config_dir() -> Path:
+    """`attrobust/conf` in an installed wheel, else `conf/` at the top of the checkout."""
+    package = Path(attrobust.__file__).resolve().parent
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise AttrobustError(f"attrobust's configs are missing (looked in {package / 'conf'}); reinstall attrobust")
+
+
+def group_options(group: str, extra_dirs: tuple[Path, ...] = ()) -> list[str]:
+    """The option names of a config group: the YAML file names in `conf/<group>/` and any user config dirs."""
+    names = {path.stem for folder in (config_dir(), *extra_dirs) for path in (folder / group).glob("*.yaml")}
+    return sorted(names)
+
+
+def run_dir_of(checkpoint: str) -> str:
+    """The training run dir that holds `checkpoint` (a run dir or a file in one)."""
+    path = Path(checkpoint)
+    return str(path if path.is_dir() else path.parent)
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("attrobust.run_dir"):
+        OmegaConf.register_new_resolver("attrobust.run_dir", run_dir_of)
+
+
+def to_plain(cfg: DictConfig) -> dict[str, Any]:
+    """Resolve every interpolation and return plain dicts and lists (what components are built from)."""
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as error:
+        raise AttrobustError(describe_config_error(error)) from error
+    assert isinstance(plain, dict)
+    return plain  # type: ignore[return-value]
+
+
+def describe_config_error(error: OmegaConfBaseException) -> str:
+    """One line for an OmegaConf error, naming the key."""
+    key = getattr(error, "full_key", None)
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if type(error).__name__ == "MissingMandatoryValue" and key:
+        return f"missing value for '{key}'; pass {key}=..."
+    return f"{message} (key: {key})" if key and key not in message else message

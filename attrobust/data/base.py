@@ -1,0 +1,93 @@
+"""Dataset types shared by every loader: images stay uint8 NCHW in memory, batches are float32 in [0, 1]."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from attrobust.errors import AttrobustError
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A labelled image split held in memory: `images` uint8 (N, C, H, W) in 0..255, `labels` int64 (N,)."""
+
+    images: Tensor
+    labels: Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError(f"labels {tuple(self.labels.shape)} do not match {self.images.shape[0]} images")
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def head(self, n: int | None) -> ImageSet:
+        """The first `n` examples (all of them when `n` is None)."""
+        if n is None or n >= len(self):
+            return self
+        if n <= 0:
+            raise AttrobustError(f"num_examples must be positive, got {n}")
+        return ImageSet(self.images[:n], self.labels[:n])
+
+    def batch(self, index: Tensor | slice, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Images as float32 in [0, 1] and int64 labels on `device`."""
+        x = self.images[index].to(device, non_blocking=True).float().div_(255.0)
+        return x, self.labels[index].to(device, non_blocking=True)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The train and test splits of a dataset."""
+
+    name: str
+    train: ImageSet
+    test: ImageSet
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        for split, data in (("train", self.train), ("test", self.test)):
+            if len(data) == 0:
+                raise AttrobustError(f"dataset '{self.name}': the {split} split is empty")
+            low, high = int(data.labels.min()), int(data.labels.max())
+            if low < 0 or high >= self.num_classes:
+                raise AttrobustError(
+                    f"dataset '{self.name}': {split} labels span {low}..{high} but num_classes={self.num_classes}"
+                )
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.train.images.shape[1:]
+        return int(c), int(h), int(w)
+
+
+@dataclass(frozen=True)
+class PGDSettings:
+    """A dataset's reference PGD settings (training and accuracy under attack), in [0, 1] pixel units."""
+
+    steps: int
+    step_size: float
+
+
+@dataclass(frozen=True)
+class DatasetSpec(ABC):
+    """Fields every `conf/dataset/*.yaml` has; loaders add their own (root, download, ...).
+
+    `eps` and `pgd` are the dataset's reference threat model; regularisers and attacks read them by interpolation
+    (`${dataset.eps}`) so each number lives in one place.
+    """
+
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    eps: float
+    pgd: PGDSettings
+
+    @abstractmethod
+    def load(self) -> Splits:
+        """Read both splits into memory (raise AttrobustError, naming the path, when files are missing)."""

@@ -1,0 +1,21 @@
+"""MNIST (LeCun et al.) through torchvision, 60,000 train / 10,000 test images from `<root>/MNIST/raw`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torchvision import datasets
+
+from attrobust.data import DATASETS
+from attrobust.data.base import DatasetSpec, Splits
+from attrobust.data.idx import load_idx_dataset
+
+
+@DATASETS.register("mnist")
+@dataclass(frozen=True)
+class Mnist(DatasetSpec):
+    root: str = "data"
+    download: bool = False
+
+    def load(self) -> Splits:
+        return load_idx_dataset(datasets.MNIST, "mnist", self.root, self.download, self.num_classes)

@@ -1,0 +1,57 @@
+"""Checkpoints: tensors and plain Python types only, written atomically, read with `weights_only=True`.
+
+Two kinds share one layout: `last.pt` (kind "train_state": also the optimizer, RNG state and history, rewritten
+every epoch for automatic resume) and `model.pt` (kind "model": the final weights). Both carry the resolved model
+and dataset configs, so `attrobust evaluate checkpoint=...` can rebuild the network without the training config.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attrobust.atomic import save_torch_atomic
+from attrobust.errors import AttrobustError
+
+FORMAT = "attrobust-checkpoint"
+VERSION = 1
+MODEL_FILE = "model.pt"
+TRAIN_STATE_FILE = "last.pt"
+
+
+def save_checkpoint(payload: dict[str, Any], path: Path, kind: str) -> None:
+    save_torch_atomic({"format": FORMAT, "version": VERSION, "kind": kind, **payload}, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint of either kind; missing, corrupt or foreign files are one clear AttrobustError."""
+    if not path.is_file():
+        raise AttrobustError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError,
+            zipfile.BadZipFile) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise AttrobustError(f"corrupt checkpoint {path}: {reason}") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise AttrobustError(f"{path} is not an attrobust checkpoint")
+    if payload.get("version") != VERSION:
+        raise AttrobustError(f"{path} has checkpoint version {payload.get('version')}; this attrobust reads {VERSION}")
+    return payload
+
+
+def find_model_checkpoint(path: Path) -> Path:
+    """A checkpoint file as given, or `model.pt` (else `last.pt`) inside a run dir."""
+    if path.is_dir():
+        for name in (MODEL_FILE, TRAIN_STATE_FILE):
+            if (path / name).is_file():
+                return path / name
+        raise AttrobustError(f"no {MODEL_FILE} or {TRAIN_STATE_FILE} in {path}; pass a training run dir "
+                             f"(outputs/train/...) or a .pt file")
+    if not path.exists():
+        raise AttrobustError(f"checkpoint not found: {path}")
+    return path

@@ -1,0 +1,65 @@
+"""Progress for long loops: a Rich bar on a terminal, plain periodic log lines otherwise (cluster logs)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+log = logging.getLogger("attrobust")
+
+
+class ProgressReporter:
+    """`with ProgressReporter("epoch 1/10", total=80) as p: p.advance(1, status)`.
+
+    `status` is a callable giving the text to show (e.g. running accuracy); it is only called when the display is
+    refreshed, so reading tensors inside it (a host-device sync) happens about once a second, not every step.
+    """
+
+    def __init__(self, description: str, total: int, log_every_s: float = 30.0, interactive: bool | None = None):
+        self.description = description
+        self.total = total
+        self.log_every_s = log_every_s
+        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self.done = 0
+        self._started = time.monotonic()
+        self._last_refresh = 0.0
+        self._last_log = self._started
+        self._bar: Progress | None = None
+
+    def __enter__(self) -> ProgressReporter:
+        if self.interactive:
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                                 console=Console(stderr=True), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.description, total=self.total, status="")
+        return self
+
+    def advance(self, steps: int = 1, status: Callable[[], str] | None = None) -> None:
+        self.done += steps
+        now = time.monotonic()
+        if self._bar is not None:
+            fields = {}
+            if status is not None and (now - self._last_refresh >= 1.0 or self.done >= self.total):
+                fields["status"] = status()
+                self._last_refresh = now
+            self._bar.update(self._task, advance=steps, **fields)
+        elif now - self._last_log >= self.log_every_s:
+            self._last_log = now
+            text = f" {status()}" if status is not None else ""
+            log.info("%s: %d/%d (%.0f s)%s", self.description, self.done, self.total, now - self._started, text)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self._started

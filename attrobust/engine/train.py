@@ -1,0 +1,135 @@
+"""The training loop: one loop for every regulariser (see `attrobust.regularizers.base`).
+
+Each epoch shuffles with a generator seeded by (seed, epoch), steps the optimizer on `objective(model, x, y).loss`,
+then atomically rewrites `last.pt` (weights, optimizer, RNG state, history) and `train_log.csv`. Re-running in the
+same run dir resumes after the last finished epoch and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from attrobust.atomic import write_text_atomic
+from attrobust.data.base import ImageSet
+from attrobust.engine.checkpoint import TRAIN_STATE_FILE, load_checkpoint, save_checkpoint
+from attrobust.engine.progress import ProgressReporter
+from attrobust.errors import AttrobustError
+from attrobust.regularizers.base import Objective
+
+log = logging.getLogger("attrobust")
+TRAIN_LOG_FILE = "train_log.csv"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    num_examples: int | None = None
+    resume: bool = True
+    log_every_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.num_examples is not None and self.num_examples <= 0:
+            raise ValueError(f"num_examples must be positive or null, got {self.num_examples}")
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The shuffling generator of one epoch: independent of how many epochs ran in this process."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, data: ImageSet,
+        settings: TrainSettings, seed: int, run_dir: Path, metadata: Mapping[str, Any]) -> list[dict[str, float]]:
+    """Train for `settings.epochs` epochs (resuming from `run_dir/last.pt`); returns one log row per epoch.
+
+    `metadata` (plain types: model/dataset configs, run id, resume key) is stored in every checkpoint.
+    """
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    state_path = run_dir / TRAIN_STATE_FILE
+    if settings.resume and state_path.exists():
+        start_epoch, history = _resume(state_path, model, optimizer, metadata)
+    elif state_path.exists():
+        log.info("train.resume=false: starting over (overwriting %s)", state_path)
+    for epoch in range(start_epoch, settings.epochs):
+        row = train_one_epoch(model, objective.for_epoch(epoch), optimizer, data, settings, seed, epoch)
+        history.append(row)
+        log.info("epoch %d/%d: %s", epoch + 1, settings.epochs,
+                 ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+        save_checkpoint({**metadata, "epoch": epoch + 1, "history": history, "model_state": model.state_dict(),
+                         "optimizer_state": optimizer.state_dict(), "rng": _rng_state()}, state_path, "train_state")
+        write_text_atomic(run_dir / TRAIN_LOG_FILE, pd.DataFrame(history).to_csv(index=False))
+    return history
+
+
+def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, data: ImageSet,
+                    settings: TrainSettings, seed: int, epoch: int) -> dict[str, float]:
+    device = next(model.parameters()).device
+    examples = data.head(settings.num_examples)
+    order = torch.randperm(len(examples), generator=epoch_generator(seed, epoch))
+    batches = math.ceil(len(examples) / settings.batch_size)
+    sums: dict[str, Tensor] = {}
+    seen = 0
+    model.train()
+
+    def status() -> str:
+        return " ".join(f"{k}={float(v) / max(seen, 1):.3f}" for k, v in sums.items())
+
+    with ProgressReporter(f"epoch {epoch + 1}/{settings.epochs}", batches, settings.log_every_s) as progress:
+        for start in range(0, len(examples), settings.batch_size):
+            x, y = examples.batch(order[start:start + settings.batch_size], device)
+            out = objective(model, x, y)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            size = y.shape[0]
+            values = {"acc": (out.logits.detach().argmax(dim=1) == y).float().mean(), **out.terms}
+            for key, value in values.items():
+                sums[key] = sums.get(key, torch.zeros((), device=device)) + value.to(device) * size
+            seen += size
+            progress.advance(1, status)
+    row = {"epoch": float(epoch + 1)}
+    row.update({key: float(value) / seen for key, value in sums.items()})
+    row["seconds"] = progress.elapsed_s
+    return row
+
+
+def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+            metadata: Mapping[str, Any]) -> tuple[int, list[dict[str, float]]]:
+    state = load_checkpoint(path)
+    if state.get("kind") != "train_state":
+        raise AttrobustError(f"{path} is not a training state checkpoint")
+    if state.get("resume_key") != metadata.get("resume_key"):
+        raise AttrobustError(f"{path} was written with a different dataset/model/reg/optim/seed; use a new run dir "
+                             f"or train.resume=false to start over")
+    model.load_state_dict(state["model_state"])
+    optimizer.load_state_dict(state["optimizer_state"])
+    _set_rng_state(state["rng"])
+    log.info("resuming from %s after epoch %d", path, state["epoch"])
+    return int(state["epoch"]), list(state["history"])
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,13 @@
+"""Optimisers: `OPTIMIZERS.build(cfg.optim).build(model.parameters())`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrobust.registry import Registry
+
+OPTIMIZERS: Registry[Any] = Registry("optim")
+
+from attrobust.optim import adam, sgd  # noqa: E402,F401
+
+__all__ = ["OPTIMIZERS"]

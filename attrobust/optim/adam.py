@@ -1,0 +1,26 @@
+"""Adam (Kingma & Ba). The reference code trains the MNIST models with Adam, lr 1e-4, batch 50."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from attrobust.optim import OPTIMIZERS
+
+
+@OPTIMIZERS.register("adam")
+@dataclass(frozen=True)
+class Adam:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
+
+    def build(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)

@@ -1,0 +1,29 @@
+"""SGD with momentum. The reference code trains the GTSRB and Flower ResNets with momentum 0.9, wd 2e-4."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from attrobust.optim import OPTIMIZERS
+
+
+@OPTIMIZERS.register("sgd")
+@dataclass(frozen=True)
+class SGD:
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ValueError(f"need lr > 0, weight_decay >= 0 and 0 <= momentum < 1, "
+                             f"got {self.lr}, {self.weight_decay}, {self.momentum}")
+
+    def build(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                               nesterov=self.nesterov)

@@ -1,0 +1,73 @@
+"""Tables made from result rows: CSV and Markdown files, and a Rich table for the terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from rich.table import Table
+
+from attrobust.atomic import write_text_atomic
+from attrobust.errors import AttrobustError
+from attrobust.reporting.rows import ROW_COLUMNS
+
+RESULTS_FILE = "results.csv"
+# Column headings of the paper's Table 1 (NA natural accuracy, AA accuracy under attack), in display order.
+METRIC_HEADINGS = {"natural_accuracy": "NA", "adversarial_accuracy": "AA"}
+TABLE_INDEX = ["dataset", "model", "reg", "attack"]
+
+
+def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per (dataset, model, reg, attack): mean of each metric over runs, headed 'NA (%)' etc., and n."""
+    grouped = rows.groupby(TABLE_INDEX + ["metric", "unit"], sort=False)
+    stats = grouped.agg(value=("value", "mean"), std=("value", "std"), runs=("run_id", "nunique"),
+                        n=("n", "sum")).reset_index()
+    table = stats.pivot_table(index=TABLE_INDEX, columns="metric", values="value", sort=False)
+    ordered = [m for m in METRIC_HEADINGS if m in table.columns] + \
+        sorted(m for m in table.columns if m not in METRIC_HEADINGS)
+    units = dict(zip(stats["metric"], stats["unit"], strict=False))
+    table = table[ordered].rename(columns={m: _heading(m, units.get(m, "")) for m in ordered})
+    runs = stats.groupby(TABLE_INDEX, sort=False)["runs"].max()
+    table["runs"] = runs.reindex(table.index).astype(int)
+    return table.reset_index()
+
+
+def _heading(metric: str, unit: str) -> str:
+    name = METRIC_HEADINGS.get(metric, metric)
+    return f"{name} ({unit})" if unit else name
+
+
+def write_results(rows: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """Write `results.csv` (rows), `table.csv` and `table.md` (the summary) atomically; return the summary."""
+    table = summary_table(rows)
+    write_text_atomic(folder / RESULTS_FILE, rows.to_csv(index=False))
+    write_text_atomic(folder / "table.csv", table.to_csv(index=False, float_format="%.2f"))
+    write_text_atomic(folder / "table.md", table.to_markdown(index=False, floatfmt=".2f") + "\n")
+    return table
+
+
+def collect_rows(folder: Path) -> pd.DataFrame:
+    """All result rows under `folder` (recursively)."""
+    files = sorted(folder.rglob(RESULTS_FILE))
+    if not files:
+        raise AttrobustError(f"no {RESULTS_FILE} under {folder}; run `attrobust train` or `attrobust evaluate` first")
+    frames = [pd.read_csv(path) for path in files]
+    bad = [str(path) for path, frame in zip(files, frames, strict=True) if list(frame.columns) != ROW_COLUMNS]
+    if bad:
+        raise AttrobustError(f"not attrobust result files (unexpected columns): {', '.join(bad)}")
+    return pd.concat(frames, ignore_index=True)
+
+
+def rich_table(table: pd.DataFrame, title: str) -> Table:
+    rich = Table(title=title)
+    for column in table.columns:
+        rich.add_column(str(column), justify="right" if pd.api.types.is_numeric_dtype(table[column]) else "left")
+    for record in table.itertuples(index=False):
+        rich.add_row(*(_format(value) for value in record))
+    return rich
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)

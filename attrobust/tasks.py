@@ -1,0 +1,144 @@
+"""One function per command: config -> components -> engine -> result rows and tables.
+
+Each task takes the composed config and its run dir; the CLI supplies both through Hydra. Everything a run needs is
+built and validated before any training starts, so a bad value fails in seconds with one clear line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from attrobust.attacks import ATTACKS
+from attrobust.config import to_plain
+from attrobust.data import DATASETS
+from attrobust.data.base import ImageSet
+from attrobust.engine.checkpoint import MODEL_FILE, find_model_checkpoint, load_checkpoint, save_checkpoint
+from attrobust.engine.evaluate import EvalSettings, PredictionAttack, evaluate_accuracy
+from attrobust.engine.train import TrainSettings, fit
+from attrobust.errors import AttrobustError
+from attrobust.models import build_model
+from attrobust.optim import OPTIMIZERS
+from attrobust.provenance import config_hash, git_commit
+from attrobust.regularizers import REGULARIZERS
+from attrobust.reporting.rows import RunIdentity, accuracy_rows
+from attrobust.reporting.tables import write_results
+
+log = logging.getLogger("attrobust")
+S = TypeVar("S")
+
+
+def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
+    """Train `cfg.model` on `cfg.dataset` with `cfg.reg`; then (eval_at_end) evaluate under `cfg.attack`.
+
+    Writes `last.pt` every epoch, `model.pt` at the end, `train_log.csv`, and `results.csv`/`table.*`.
+    """
+    plain = to_plain(cfg)
+    settings = _settings(TrainSettings, plain["train"], "train")
+    eval_settings = _settings(EvalSettings, plain["eval"], "eval")
+    device = resolve_device(plain["device"])
+    spec = DATASETS.build(plain["dataset"])
+    objective = REGULARIZERS.build(plain["reg"])
+    optimizer_spec = OPTIMIZERS.build(plain["optim"])
+    attack = ATTACKS.build(plain["attack"]) if plain["eval_at_end"] else None
+    splits = spec.load()
+    torch.manual_seed(plain["seed"])
+    model = build_model(plain["model"], spec, splits.image_shape).to(device)
+    optimizer = optimizer_spec.build(model.parameters())
+
+    resume_fields = {key: plain[key] for key in ("model", "reg", "optim", "seed")}
+    resume_fields.update(dataset=plain["dataset"]["name"], batch_size=settings.batch_size,
+                         num_examples=settings.num_examples)
+    metadata = {"run_id": run_id(run_dir), "model_cfg": plain["model"], "dataset_cfg": plain["dataset"],
+                "reg_cfg": plain["reg"], "seed": plain["seed"], "config_hash": config_hash(plain),
+                "resume_key": config_hash(resume_fields)}
+    log.info("training %s on %s (%d images) with reg=%s on %s; run dir %s", plain["model"]["name"], splits.name,
+             len(splits.train.head(settings.num_examples)), plain["reg"]["name"], device, run_dir)
+    history = fit(model, objective, optimizer, splits.train, settings, plain["seed"], run_dir, metadata)
+    save_checkpoint({**metadata, "history": history, "model_state": model.state_dict()}, run_dir / MODEL_FILE,
+                    "model")
+    if attack is None:
+        return None
+    identity = RunIdentity(metadata["run_id"], splits.name, plain["model"]["name"], plain["reg"]["name"],
+                           attack.describe(), plain["seed"], git_commit(), metadata["config_hash"])
+    return _evaluate_and_write(model, splits.test, attack, eval_settings, identity, run_dir, plain["seed"])
+
+
+def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
+    """Natural accuracy and accuracy under `cfg.attack` of a trained model (`checkpoint=` a run dir or .pt).
+
+    The model is evaluated on the dataset it was trained on (and that dataset's eps), unless `dataset=` is given.
+    """
+    checkpoint = OmegaConf.select(cfg, "checkpoint", throw_on_missing=False)
+    if checkpoint is None or OmegaConf.is_missing(cfg, "checkpoint"):
+        raise AttrobustError("missing value for 'checkpoint'; pass checkpoint=RUN_DIR (outputs/train/...) or a .pt")
+    path = find_model_checkpoint(Path(str(checkpoint)))
+    payload = load_checkpoint(path)
+    if cfg.get("dataset") is None:
+        with open_dict(cfg):
+            cfg.dataset = payload["dataset_cfg"]
+    plain = to_plain(cfg)
+    eval_settings = _settings(EvalSettings, plain["eval"], "eval")
+    device = resolve_device(plain["device"])
+    spec = DATASETS.build(plain["dataset"])
+    attack = ATTACKS.build(plain["attack"])
+    splits = spec.load()
+    model = build_model(payload["model_cfg"], spec, splits.image_shape)
+    try:
+        model.load_state_dict(payload["model_state"])
+    except RuntimeError as error:
+        raise AttrobustError(f"the weights in {path} do not fit model '{payload['model_cfg']['name']}' on "
+                             f"dataset '{splits.name}' (trained on '{payload['dataset_cfg']['name']}')") from error
+    model.to(device)
+    log.info("evaluating %s (epoch %s) on %s under %s", path, payload.get("epoch", "final"), splits.name,
+             attack.describe())
+    identity = RunIdentity(payload["run_id"], splits.name, payload["model_cfg"]["name"], payload["reg_cfg"]["name"],
+                           attack.describe(), payload["seed"], git_commit(), payload["config_hash"])
+    return _evaluate_and_write(model, splits.test, attack, eval_settings, identity, run_dir, plain["seed"])
+
+
+def _evaluate_and_write(model: torch.nn.Module, test: ImageSet, attack: PredictionAttack, settings: EvalSettings,
+                        identity: RunIdentity, run_dir: Path, seed: int) -> pd.DataFrame:
+    torch.manual_seed(seed)  # the attack's random starts
+    counts = evaluate_accuracy(model, test.head(settings.num_examples), attack, settings.batch_size)
+    table = write_results(accuracy_rows(identity, counts), run_dir)
+    log.info("natural accuracy %.2f%%, accuracy under %s %.2f%% (n=%d); results in %s", counts.natural_accuracy_pct,
+             identity.attack, counts.adversarial_accuracy_pct, counts.n, run_dir)
+    return table
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; otherwise a torch device string that must be usable here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise AttrobustError(f"unknown device '{name}'; choose auto, cpu, cuda or cuda:N") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AttrobustError(f"device '{name}' requested but CUDA is not available here; use device=auto or cpu")
+    return device
+
+
+def run_id(run_dir: Path) -> str:
+    """The run dir relative to the working directory when it is inside it, else absolute."""
+    resolved = run_dir.resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
+
+
+def _settings(cls: type[S], values: Mapping[str, Any], key: str) -> S:
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise AttrobustError(f"bad keys under '{key}': {error}") from error
+    except ValueError as error:
+        raise AttrobustError(f"{key}.{error}") from error

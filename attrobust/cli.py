@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,10 +21,10 @@ from hydra import version
 from hydra._internal.utils import _run_hydra, get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
+from hydra.errors import HydraException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 from rich.console import Console
 from rich.table import Table
 
@@ -159,10 +160,12 @@ def _check_group_choices(overrides: Sequence[str], user_config_dir: str | None) 
 
 def _describe_hydra_error(error: Exception) -> str:
     cause = error.__cause__
-    if isinstance(cause, OmegaConfBaseException) and type(cause).__name__ == "ConfigKeyError":
-        key = getattr(cause, "full_key", None) or str(cause)
-        return f"unknown config key '{key}'; see the valid keys with: attrobust <command> --cfg job " \
-               f"(add a new key with +{key}=...)"
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
+        override = re.search(r"Could not override '([^']+)'", str(error))
+        key = override.group(1) if override else getattr(cause, "full_key", None) or str(cause)
+        return f"unknown config key '{key}'; list the valid keys with --cfg job (add a new key with +{key}=...)"
+    if isinstance(error, OverrideParseException):
+        return f"cannot parse the overrides: {str(error).strip().splitlines()[0]} (Hydra syntax: key=value)"
     if isinstance(error, OmegaConfBaseException):
         return describe_config_error(error)
     if isinstance(cause, OmegaConfBaseException):

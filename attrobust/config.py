@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ def describe_config_error(error: OmegaConfBaseException) -> str:
     """One line for an OmegaConf error, naming the key."""
     key = getattr(error, "full_key", None)
     message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    if type(error).__name__ == "MissingMandatoryValue" and key:
-        return f"missing value for '{key}'; pass {key}=..."
+    missing = re.search(r"Missing mandatory value: ?([\w.]+)", message)
+    if missing or (type(error).__name__ == "MissingMandatoryValue" and key):
+        name = missing.group(1) if missing else key
+        return f"missing value for '{name}'; pass {name}=..."
     return f"{message} (key: {key})" if key and key not in message else message

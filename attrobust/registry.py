@@ -1,16 +1,18 @@
-"""Name -> component registries.
+"""Name -> component registries, and building a component from its YAML with every key and type checked.
 
 A component is one file that registers a class (usually a small frozen dataclass) or a builder function under the
 name of its YAML file in `conf/<group>/`. `Registry.build(cfg)` takes the YAML mapping (`name` plus fields) and
-checks it against the signature, so a key the code does not know is one clear error, not a silent default.
+checks it against the signature and its annotations, so a key the code does not know, a value of the wrong type or
+one the component rejects is one clear error, not a silent default or a traceback.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from attrobust.errors import AttrobustError, choices
@@ -47,42 +49,61 @@ class Registry(Generic[T]):
         if "name" not in cfg:
             raise AttrobustError(f"the {self.group} config has no 'name'; choose one of: {choices(self._builders)}")
         name = str(cfg["name"])
-        builder = self.get(name)
         kwargs = {key: value for key, value in cfg.items() if key != "name"}
-        params = inspect.signature(builder).parameters
-        unknown = sorted(set(kwargs) - set(params))
-        if unknown:
-            valid = [p for p in params if p not in context]
-            raise AttrobustError(
-                f"unknown key(s) {', '.join(unknown)} for {self.group} '{name}'; valid keys: {choices(valid)}"
-            )
-        missing = [p for p, spec in params.items()
-                   if spec.default is inspect.Parameter.empty and p not in kwargs and p not in context]
-        if missing:
-            raise AttrobustError(f"{self.group} '{name}' needs {', '.join(missing)}; set {self.group}.{missing[0]}=...")
-        kwargs = _coerce_nested(builder, kwargs)
-        try:
-            return builder(**kwargs, **{k: v for k, v in context.items() if k in params})
-        except ValueError as error:  # components validate their values in __post_init__ / __init__
-            raise AttrobustError(f"{self.group} '{name}': {error}") from error
+        return construct(self.get(name), kwargs, f"{self.group} '{name}'", self.group, context)
 
 
-def _coerce_nested(builder: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Turn nested mappings into the dataclasses a field is annotated with, and lists into tuples."""
+def construct(builder: Callable[..., T], values: Mapping[str, Any], where: str, prefix: str,
+              context: Mapping[str, Any] | None = None) -> T:
+    """Call `builder(**values, **context)` after checking keys and types; errors name `prefix.key`."""
+    context = dict(context or {})
+    params = inspect.signature(builder).parameters
+    unknown = sorted(set(values) - set(params))
+    if unknown:
+        valid = [p for p in params if p not in context]
+        raise AttrobustError(f"unknown key(s) {', '.join(unknown)} for {where}; valid keys: {choices(valid)}")
+    missing = [p for p, spec in params.items()
+               if spec.default is inspect.Parameter.empty and p not in values and p not in context]
+    if missing:
+        raise AttrobustError(f"{where} needs {', '.join(missing)}; set {prefix}.{missing[0]}=...")
+    hints = typing.get_type_hints(builder)  # for a class: its fields' annotations across the MRO
+    kwargs = {key: _checked(value, hints.get(key), f"{prefix}.{key}") for key, value in values.items()}
     try:
-        hints = typing.get_type_hints(builder.__init__ if inspect.isclass(builder) else builder)
-    except (NameError, TypeError):
-        hints = {}
-    out: dict[str, Any] = {}
-    for key, value in kwargs.items():
-        hint = hints.get(key)
-        if isinstance(value, Mapping) and inspect.isclass(hint) and dataclasses.is_dataclass(hint):
-            fields = {f.name for f in dataclasses.fields(hint)}
-            unknown = sorted(set(value) - fields)
-            if unknown:
-                raise AttrobustError(f"unknown key(s) {', '.join(unknown)} under '{key}'; valid keys: {choices(fields)}")
-            value = hint(**value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        out[key] = value
-    return out
+        return builder(**kwargs, **{k: v for k, v in context.items() if k in params})
+    except ValueError as error:  # components validate their values in __post_init__ / __init__
+        raise AttrobustError(f"{where}: {error}") from error
+
+
+def _checked(value: Any, hint: Any, key: str) -> Any:
+    """`value` converted to what `hint` asks for (nested dataclass, tuple), or one clear type error."""
+    if hint is None or hint is Any:
+        return value
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _checked(value, inner[0], key) if len(inner) == 1 else value
+    if origin is typing.Literal:
+        if value not in args:
+            raise AttrobustError(f"{key} must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin in (tuple, Sequence) or hint in (tuple, Sequence):
+        if not isinstance(value, (list, tuple)):
+            raise AttrobustError(f"{key} must be a list, got {value!r}")
+        item = args[0] if args and (len(args) == 1 or args[-1] is Ellipsis) else None
+        if origin is tuple and args and args[-1] is not Ellipsis and len(args) != len(value):
+            raise AttrobustError(f"{key} must have {len(args)} entries, got {value!r}")
+        hints = args if origin is tuple and args and args[-1] is not Ellipsis else [item] * len(value)
+        return tuple(_checked(v, h, f"{key}[{i}]") for i, (v, h) in enumerate(zip(value, hints, strict=True)))
+    if inspect.isclass(hint) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise AttrobustError(f"{key} must be a mapping, got {value!r}")
+        return construct(hint, value, f"'{key}'", key)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise AttrobustError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint in (int, bool, str) and (not isinstance(value, hint) or (hint is int and isinstance(value, bool))):
+        raise AttrobustError(f"{key} must be {'an' if hint is int else 'a'} {hint.__name__}, got {value!r}")
+    return value

@@ -26,6 +26,7 @@ from attrobust.errors import AttrobustError
 from attrobust.models import build_model
 from attrobust.optim import OPTIMIZERS
 from attrobust.provenance import config_hash, git_commit
+from attrobust.registry import construct
 from attrobust.regularizers import REGULARIZERS
 from attrobust.reporting.rows import RunIdentity, accuracy_rows
 from attrobust.reporting.tables import write_results
@@ -60,7 +61,8 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
                 "resume_key": config_hash(resume_fields)}
     log.info("training %s on %s (%d images) with reg=%s on %s; run dir %s", plain["model"]["name"], splits.name,
              len(splits.train.head(settings.num_examples)), plain["reg"]["name"], device, run_dir)
-    history = fit(model, objective, optimizer, splits.train, settings, plain["seed"], run_dir, metadata)
+    history = fit(model, objective, optimizer, lambda epoch: optimizer_spec.lr_at(epoch, settings.epochs),
+                  splits.train, settings, plain["seed"], run_dir, metadata)
     save_checkpoint({**metadata, "history": history, "model_state": model.state_dict()}, run_dir / MODEL_FILE,
                     "model")
     if attack is None:
@@ -137,8 +139,6 @@ def run_id(run_dir: Path) -> str:
 
 def _settings(cls: type[S], values: Mapping[str, Any], key: str) -> S:
     try:
-        return cls(**values)
-    except TypeError as error:
-        raise AttrobustError(f"bad keys under '{key}': {error}") from error
-    except ValueError as error:
-        raise AttrobustError(f"{key}.{error}") from error
+        return construct(cls, values, f"'{key}'", key)
+    except AttrobustError as error:
+        raise AttrobustError(str(error).replace(f"'{key}': ", f"{key}.", 1)) from error

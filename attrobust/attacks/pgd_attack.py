@@ -47,8 +47,9 @@ class PGDAttack:
                    self.steps, self.step_size, self.random_start)
 
     def robust(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        """Per-example bool: still classified correctly after every restart."""
-        robust = torch.ones_like(y, dtype=torch.bool)
+        """Per-example bool: classified correctly when clean and after every restart."""
+        with torch.no_grad():
+            robust = model(x).argmax(dim=1) == y
         for _ in range(self.restarts):
             x_adv = self.perturb(model, x, y)
             with torch.no_grad():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,11 +51,13 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, data: ImageSet,
-        settings: TrainSettings, seed: int, run_dir: Path, metadata: Mapping[str, Any]) -> list[dict[str, float]]:
+def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, lr_at: Callable[[int], float],
+        data: ImageSet, settings: TrainSettings, seed: int, run_dir: Path,
+        metadata: Mapping[str, Any]) -> list[dict[str, float]]:
     """Train for `settings.epochs` epochs (resuming from `run_dir/last.pt`); returns one log row per epoch.
 
-    `metadata` (plain types: model/dataset configs, run id, resume key) is stored in every checkpoint.
+    `lr_at(epoch)` is the learning rate of each epoch. `metadata` (plain types: model/dataset configs, run id,
+    resume key) is stored in every checkpoint.
     """
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -65,7 +67,10 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
     elif state_path.exists():
         log.info("train.resume=false: starting over (overwriting %s)", state_path)
     for epoch in range(start_epoch, settings.epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(epoch)
         row = train_one_epoch(model, objective.for_epoch(epoch), optimizer, data, settings, seed, epoch)
+        row["lr"] = lr_at(epoch)
         history.append(row)
         log.info("epoch %d/%d: %s", epoch + 1, settings.epochs,
                  ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))

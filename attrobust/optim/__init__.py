@@ -9,5 +9,6 @@ from attrobust.registry import Registry
 OPTIMIZERS: Registry[Any] = Registry("optim")
 
 from attrobust.optim import adam, sgd  # noqa: E402,F401
+from attrobust.optim.schedules import lr_factor  # noqa: E402
 
-__all__ = ["OPTIMIZERS"]
+__all__ = ["OPTIMIZERS", "lr_factor"]

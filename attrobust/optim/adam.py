@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from attrobust.optim import OPTIMIZERS
+from attrobust.optim.schedules import check_schedule, lr_factor
 
 
 @OPTIMIZERS.register("adam")
@@ -17,10 +18,15 @@ class Adam:
     lr: float = 1e-3
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
+        check_schedule(self.schedule)
         if not self.lr > 0 or self.weight_decay < 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
+
+    def lr_at(self, epoch: int, epochs: int) -> float:
+        return self.lr * lr_factor(self.schedule, epoch, epochs)
 
     def build(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from attrobust.optim import OPTIMIZERS
+from attrobust.optim.schedules import check_schedule, lr_factor
 
 
 @OPTIMIZERS.register("sgd")
@@ -18,11 +19,16 @@ class SGD:
     momentum: float = 0.9
     weight_decay: float = 2e-4
     nesterov: bool = False
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
+        check_schedule(self.schedule)
         if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ValueError(f"need lr > 0, weight_decay >= 0 and 0 <= momentum < 1, "
                              f"got {self.lr}, {self.weight_decay}, {self.momentum}")
+
+    def lr_at(self, epoch: int, epochs: int) -> float:
+        return self.lr * lr_factor(self.schedule, epoch, epochs)
 
     def build(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,

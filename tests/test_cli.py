@@ -1,0 +1,155 @@
+"""The real commands, driven in-process through Typer on tiny data: runs, sweeps, Hydra flags and every bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import TINY_RUN, make_idx_dataset
+
+RUN = "hydra.run.dir=run"
+
+
+def run_files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()} if folder.exists() else set()
+
+
+def test_train_writes_checkpoints_logs_and_tables(cli, tmp_path):
+    result = cli("train", *TINY_RUN, RUN)
+    assert result.exit_code == 0, result.stderr
+    run = tmp_path / "run"
+    assert {"last.pt", "model.pt", "train_log.csv", "results.csv", "table.csv", "table.md", ".hydra"} <= run_files(run)
+    rows = pd.read_csv(run / "results.csv")
+    assert set(rows["metric"]) == {"natural_accuracy", "adversarial_accuracy"}
+    assert (rows["n"] == 50).all() and rows["value"].between(0, 100).all() and (rows["unit"] == "%").all()
+    assert "NA (%)" in (run / "table.md").read_text()
+    assert "NA (%)" in result.stdout  # the table is printed
+    assert len(pd.read_csv(run / "train_log.csv")) == 1
+
+
+def test_default_run_dir_is_under_outputs(cli, tmp_path):
+    assert cli("train", *TINY_RUN, "eval_at_end=false").exit_code == 0
+    (run,) = (tmp_path / "outputs" / "train").iterdir()
+    assert run.name.endswith("_mnist_mini_natural_seed0") and (run / "model.pt").exists()
+
+
+def test_evaluate_a_run_dir_writes_into_it(cli, tmp_path):
+    assert cli("train", *TINY_RUN, RUN, "eval_at_end=false").exit_code == 0
+    result = cli("evaluate", "checkpoint=run", "eval.num_examples=30", "attack.steps=1")
+    assert result.exit_code == 0, result.stderr
+    (evaluation,) = (tmp_path / "run" / "evaluate").iterdir()
+    rows = pd.read_csv(evaluation / "results.csv")
+    assert (rows["n"] == 30).all() and (rows["run_id"] == "run").all() and (rows["dataset"] == "mnist_mini").all()
+    assert (evaluation / ".hydra" / "config.yaml").exists()
+
+
+def test_multirun_runs_every_job_with_its_table(cli, tmp_path):
+    result = cli("train", "-m", "reg=natural,pgd", *TINY_RUN, "hydra.sweep.dir=sweep")
+    assert result.exit_code == 0, result.stderr
+    jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert jobs == ["0_mnist_mini_natural_seed0", "1_mnist_mini_pgd_seed0"]
+    for job in jobs:
+        assert (tmp_path / "sweep" / job / "table.md").exists()
+    report = cli("report", "sweep")
+    assert report.exit_code == 0, report.stderr
+    assert len(pd.read_csv(tmp_path / "sweep" / "report.csv")) == 2
+
+
+def test_cfg_job_prints_the_config_and_runs_nothing(cli, tmp_path):
+    result = cli("train", "reg=pgd", "--cfg", "job")
+    assert result.exit_code == 0
+    assert "name: pgd" in result.stdout and "eps: ${dataset.eps}" in result.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_user_config_dir_adds_options(cli, tmp_path):
+    user = tmp_path / "myconf" / "dataset"
+    user.mkdir(parents=True)
+    (user / "mnist_mini_eps01.yaml").write_text(
+        "# mnist_mini at eps 0.1\ndefaults:\n  - mnist_mini\n  - _self_\neps: 0.1\n")
+    result = cli("train", "-cd", "myconf", "dataset=mnist_mini_eps01", "--cfg", "job")
+    assert result.exit_code == 0, result.stderr
+    assert "eps: 0.1" in result.stdout
+
+
+def test_list_shows_every_group(cli):
+    result = cli("list")
+    assert result.exit_code == 0
+    for name in ("mnist_mini", "fashion_mnist", "madry_cnn", "natural", "pgd", "adam"):
+        assert name in result.stdout
+
+
+def test_console_script_help():
+    """The installed entry point (python -m attrobust) answers --help for each command."""
+    for args in ([], ["train"], ["evaluate"]):
+        out = subprocess.run([sys.executable, "-m", "attrobust", *args, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "Usage" in out.stdout
+
+
+BAD_INPUTS = [
+    (["dataset=mnits"], "unknown dataset 'mnits'; choose one of: fashion_mnist, mnist, mnist_mini"),
+    (["reg=ig_nrom"], "unknown reg 'ig_nrom'; choose one of: natural, pgd"),
+    (["-m", "reg=natural,pgdd"], "unknown reg 'pgdd'"),
+    (["model=resnet"], "unknown model 'resnet'"),
+    (["attack=topk"], "unknown attack 'topk'"),
+    (["reg.wieght=1"], "unknown config key 'reg.wieght'"),
+    (["trian.epochs=1"], "unknown config key 'trian.epochs'"),
+    (["dataset.eps=-0.1"], "attack 'pgd': eps must be positive, got -0.1"),
+    (["reg=pgd", "dataset.eps=0"], "reg 'pgd': eps must be positive, got 0"),
+    (["train.batch_size=0"], "train.batch_size must be positive, got 0"),
+    (["eval.batch_size=-5"], "eval.batch_size must be positive, got -5"),
+    (["device=tpu"], "unknown device 'tpu'"),
+    (["optim.schedule=linear"], "schedule must be one of constant, cosine"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS)
+def test_bad_training_input_is_one_line_and_nothing_is_written(cli, tmp_path, args, message):
+    result = cli("train", *TINY_RUN[1:], *args, RUN)
+    assert result.exit_code == 2
+    assert len(result.error_lines) == 1 and message in result.error_lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not run_files(tmp_path / "run") & {"last.pt", "model.pt", "results.csv", "table.md"}
+
+
+def test_missing_data_folder_names_it_and_the_fix(cli, tmp_path):
+    result = cli("train", "dataset=mnist", "paths.data=nodata", RUN)
+    assert result.exit_code == 2
+    (line,) = result.error_lines
+    assert str(Path("nodata") / "MNIST" / "raw") in line and "dataset.download=true" in line
+
+
+def test_train_on_idx_fixture(cli, tmp_path):
+    make_idx_dataset(tmp_path / "data", "FashionMNIST", n_train=60, n_test=20)
+    result = cli("train", "dataset=fashion_mnist", *TINY_RUN, RUN)
+    assert result.exit_code == 0, result.stderr
+    assert (pd.read_csv(tmp_path / "run" / "results.csv")["dataset"] == "fashion_mnist").all()
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda d: None, "checkpoint not found"),
+    (lambda d: (d / "broken.pt").write_bytes(b"\x00" * 64), "corrupt checkpoint"),
+    (lambda d: (d / "empty").mkdir(), "no model.pt or last.pt in empty"),
+])
+def test_bad_checkpoints_are_one_line(cli, tmp_path, setup, message):
+    setup(tmp_path)
+    target = {"checkpoint not found": "missing.pt", "corrupt checkpoint": "broken.pt"}.get(message, "empty")
+    result = cli("evaluate", f"checkpoint={target}", "hydra.run.dir=eval")
+    assert result.exit_code == 2
+    assert len(result.error_lines) == 1 and message in result.error_lines[0], result.stderr
+    assert not (tmp_path / "eval" / "results.csv").exists()
+
+
+def test_evaluate_without_checkpoint_says_how(cli):
+    result = cli("evaluate")
+    assert result.exit_code == 2
+    assert "checkpoint" in result.error_lines[0] and "checkpoint=" in result.error_lines[0]
+
+
+def test_attack_is_not_available_yet(cli):
+    result = cli("attack")
+    assert result.exit_code == 2 and "not available yet" in result.error_lines[0]

@@ -1,0 +1,151 @@
+"""The training engine and the objectives: contract tests over every registered regulariser, checkpoints, resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from attrobust.data import ImageSet
+from attrobust.engine.checkpoint import TRAIN_STATE_FILE, load_checkpoint, save_checkpoint
+from attrobust.engine.train import TrainSettings, fit
+from attrobust.errors import AttrobustError
+from attrobust.optim import OPTIMIZERS, lr_factor
+from attrobust.regularizers import REGULARIZERS
+from conftest import TinyNet
+
+REG_SETTINGS = {"pgd": {"eps": 0.3, "steps": 2, "step_size": 0.1}}
+
+
+def build_reg(name: str, **overrides):
+    return REGULARIZERS.build({"name": name, **REG_SETTINGS.get(name, {}), **overrides})
+
+
+@pytest.mark.parametrize("name", REGULARIZERS.names())
+def test_every_regulariser_keeps_the_objective_contract(name, tiny_net):
+    torch.manual_seed(0)
+    x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    x_before, y_before = x.clone(), y.clone()
+    for training in (True, False):
+        tiny_net.train(training)
+        out = build_reg(name)(tiny_net, x, y)
+        assert tiny_net.training is training
+    assert torch.equal(x, x_before) and torch.equal(y, y_before)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    assert out.logits.shape == (6, 10)
+    assert all(term.ndim == 0 and not term.requires_grad for term in out.terms.values())
+    out.loss.backward()
+    for pname, param in tiny_net.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, f"{name}: no gradient reaches {pname}"
+
+
+@pytest.mark.parametrize("name", REGULARIZERS.names())
+def test_sum_reduction_is_batch_size_times_mean(name, tiny_net):
+    x, y = torch.rand(5, 1, 8, 8), torch.randint(0, 10, (5,))
+    torch.manual_seed(1)
+    total = build_reg(name, reduction="sum")(tiny_net, x, y).loss
+    torch.manual_seed(1)
+    mean = build_reg(name, reduction="mean")(tiny_net, x, y).loss
+    torch.testing.assert_close(total, 5 * mean)
+
+
+def test_pgd_eps_warmup_ramps_linearly_then_holds():
+    reg = build_reg("pgd", eps_warmup_epochs=3)
+    assert [round(reg.for_epoch(e).eps, 6) for e in range(5)] == [0.1, 0.2, 0.3, 0.3, 0.3]
+    assert build_reg("pgd").for_epoch(0).eps == 0.3
+
+
+def test_bad_reduction_is_rejected():
+    with pytest.raises(AttrobustError, match="reduction must be one of sum, mean"):
+        build_reg("natural", reduction="avg")
+
+
+def test_cosine_schedule():
+    assert lr_factor("constant", 7, 10) == 1.0
+    assert lr_factor("cosine", 0, 10) == 1.0
+    assert math.isclose(lr_factor("cosine", 5, 10), 0.5)
+    assert OPTIMIZERS.build({"name": "adam", "lr": 0.1, "schedule": "cosine"}).lr_at(10, 10) < 1e-12
+
+
+def toy_data(n: int = 40) -> ImageSet:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 1, 8, 8), dtype=torch.uint8, generator=generator)
+    return ImageSet(images, torch.arange(n) % 10)
+
+
+def run_fit(run_dir, epochs: int, reg: str = "pgd"):
+    torch.manual_seed(0)
+    model = TinyNet()
+    spec = OPTIMIZERS.build({"name": "adam", "lr": 1e-2, "schedule": "cosine"})
+    optimizer = spec.build(model.parameters())
+    settings = TrainSettings(epochs=epochs, batch_size=16)
+    history = fit(model, build_reg(reg), optimizer, lambda e: spec.lr_at(e, 3), toy_data(), settings, seed=0,
+                  run_dir=run_dir, metadata={"resume_key": "k"})
+    return model, history
+
+
+def test_resume_ends_with_the_same_weights_and_log(tmp_path):
+    """Stop after one epoch, then re-run to three: identical to three uninterrupted epochs (PGD uses the RNG)."""
+    straight, straight_log = run_fit(tmp_path / "a", epochs=3)
+    run_fit(tmp_path / "b", epochs=1)
+    resumed, resumed_log = run_fit(tmp_path / "b", epochs=3)
+    for p, q in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(p, q)
+    drop = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+    assert drop(straight_log) == drop(resumed_log)
+    assert len((tmp_path / "b" / "train_log.csv").read_text().splitlines()) == 4
+
+
+def test_resume_refuses_a_different_configuration(tmp_path):
+    run_fit(tmp_path, epochs=1)
+    model = TinyNet()
+    spec = OPTIMIZERS.build({"name": "adam"})
+    with pytest.raises(AttrobustError, match="different dataset/model/reg/optim/seed"):
+        fit(model, build_reg("natural"), spec.build(model.parameters()), lambda e: 1e-3, toy_data(),
+            TrainSettings(epochs=2, batch_size=16), 0, tmp_path, {"resume_key": "other"})
+
+
+def test_checkpoint_round_trip(tmp_path):
+    state = {"model_state": TinyNet().state_dict(), "history": [{"epoch": 1.0}], "model_cfg": {"name": "x"}}
+    save_checkpoint(state, tmp_path / "c.pt", "model")
+    loaded = load_checkpoint(tmp_path / "c.pt")
+    assert loaded["kind"] == "model" and loaded["model_cfg"] == {"name": "x"}
+    for key, value in state["model_state"].items():
+        assert torch.equal(loaded["model_state"][key], value)
+
+
+def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / TRAIN_STATE_FILE
+    save_checkpoint({"epoch": 1}, path, "train_state")
+    before = path.read_bytes()
+
+    def broken_save(payload, target):
+        open(target, "wb").write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"epoch": 2}, path, "train_state")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [TRAIN_STATE_FILE]
+
+
+@pytest.mark.parametrize("content,message", [(b"garbage", "corrupt checkpoint"), (None, "checkpoint not found")])
+def test_bad_checkpoints_are_one_clear_error(tmp_path, content, message):
+    path = tmp_path / "model.pt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(AttrobustError, match=message):
+        load_checkpoint(path)
+
+
+def test_foreign_torch_file_is_rejected(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(AttrobustError, match="not an attrobust checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_train_settings_reject_bad_values():
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        TrainSettings(epochs=1, batch_size=0)

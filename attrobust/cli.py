@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,8 +28,10 @@ from rich.console import Console
 from rich.table import Table
 
 from attrobust import tasks
+from attrobust.atomic import write_text_atomic
 from attrobust.config import GROUPS, config_dir, describe_config_error, group_options, register_resolvers
 from attrobust.errors import AttrobustError, choices
+from attrobust.reporting.tables import collect_rows, rich_table, summary_table
 
 log = logging.getLogger("attrobust")
 HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]}
@@ -89,9 +90,6 @@ def list_components() -> None:
 @app.command()
 def report(directory: Annotated[Path, typer.Argument(help="A run or sweep dir (searched recursively).")]) -> None:
     """Collect every results.csv under DIRECTORY into one table (report.csv, report.md in DIRECTORY)."""
-    from attrobust.reporting.tables import collect_rows, rich_table, summary_table
-    from attrobust.atomic import write_text_atomic
-
     try:
         table = summary_table(collect_rows(directory))
     except AttrobustError as error:
@@ -134,12 +132,9 @@ def _hydra_task(task: Callable[[DictConfig, Path], Any]) -> Callable[[DictConfig
             _failures.append(f"{where}{error}")
             return None
         if isinstance(result, pd.DataFrame):
-            from attrobust.reporting.tables import rich_table
-
             _console.print(rich_table(result, str(run_dir)))
         return result
 
-    run.__module__ = task.__module__
     return run
 
 

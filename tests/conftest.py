@@ -21,7 +21,7 @@ TINY_RUN = ["model=small_cnn", "train.epochs=1", "train.num_examples=100", "trai
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., "CliResult"]:
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
     """Run `attrobust ARGS...` in-process with the working directory set to a fresh tmp dir."""
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()

@@ -153,3 +153,11 @@ def test_evaluate_without_checkpoint_says_how(cli):
 def test_attack_is_not_available_yet(cli):
     result = cli("attack")
     assert result.exit_code == 2 and "not available yet" in result.error_lines[0]
+
+
+def test_a_failing_sweep_job_does_not_stop_the_others(cli, tmp_path):
+    result = cli("train", "-m", "dataset.eps=0.3,-1", *TINY_RUN, "hydra.sweep.dir=sweep")
+    assert result.exit_code == 2
+    (line,) = result.error_lines
+    assert "job 1" in line and "dataset.eps=-1" in line and "eps must be positive" in line
+    assert (tmp_path / "sweep" / "0_mnist_mini_natural_seed0" / "table.md").exists()

@@ -79,7 +79,7 @@ def test_unknown_names_and_keys_are_clear_errors():
         REGULARIZERS.build({"name": "ig_nrom"})
     with pytest.raises(AttrobustError, match="unknown key\\(s\\) wieght for reg 'natural'; valid keys: reduction"):
         REGULARIZERS.build({"name": "natural", "wieght": 1.0})
-    with pytest.raises(AttrobustError, match="unknown key\\(s\\) stepz for 'dataset.pgd'; valid keys: step_size, steps"):
+    with pytest.raises(AttrobustError, match="stepz for 'dataset.pgd'; valid keys: step_size, steps"):
         DATASETS.build({"name": "mnist_mini", "num_classes": 10, "mean": [0], "std": [1], "eps": 0.3,
                         "pgd": {"stepz": 1, "step_size": 0.1}})
 

@@ -39,7 +39,8 @@ def load_idx_dataset(cls: type[datasets.MNIST], name: str, root: str, download: 
         )
     try:
         train, test = cls(root, train=True), cls(root, train=False)
-    except (OSError, RuntimeError, ValueError, IndexError, AssertionError) as error:  # torchvision asserts on bad headers
+    # torchvision's IDX reader asserts on a bad header, hence AssertionError
+    except (OSError, RuntimeError, ValueError, IndexError, AssertionError) as error:
         reason = str(error) or "bad IDX header"
         raise AttrobustError(f"corrupt {name} files in {raw}: {reason}") from error
     return Splits(name, _image_set(train), _image_set(test), num_classes)

@@ -18,10 +18,9 @@ TABLE_INDEX = ["dataset", "model", "reg", "attack"]
 
 
 def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One line per (dataset, model, reg, attack): mean of each metric over runs, headed 'NA (%)' etc., and n."""
+    """One line per (dataset, model, reg, attack): the mean of each metric over runs, headed 'NA (%)' etc."""
     grouped = rows.groupby(TABLE_INDEX + ["metric", "unit"], sort=False)
-    stats = grouped.agg(value=("value", "mean"), std=("value", "std"), runs=("run_id", "nunique"),
-                        n=("n", "sum")).reset_index()
+    stats = grouped.agg(value=("value", "mean"), runs=("run_id", "nunique")).reset_index()
     table = stats.pivot_table(index=TABLE_INDEX, columns="metric", values="value", sort=False)
     ordered = [m for m in METRIC_HEADINGS if m in table.columns] + \
         sorted(m for m in table.columns if m not in METRIC_HEADINGS)

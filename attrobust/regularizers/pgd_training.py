@@ -1,9 +1,11 @@
 """PGD adversarial training (Madry et al., ICLR 2018): CE(x*), x* = PGD maximising CE in the L-inf eps-ball.
 
 As in the RAR reference code there is no clean term. The attack runs on the model in its current (training) mode;
-its settings come from the dataset by interpolation (`conf/reg/pgd.yaml`). Deliberate option: `eps_warmup_epochs`
-ramps eps linearly over the first epochs (eps * (epoch + 1) / warmup), which helps small models start learning at
-eps = 0.3; 0 (the default) is the reference behaviour.
+its settings come from the dataset by interpolation (`conf/reg/pgd.yaml`). Deliberate difference:
+`eps_warmup_epochs` ramps eps linearly over the first epochs (eps * (epoch + 1) / warmup). `conf/reg/pgd.yaml` sets 3:
+measured on mnist_mini, small_cnn trained at eps 0.3 from the first step stayed at chance (10% accuracy) for all of
+5 epochs, while a 3-epoch ramp learned. `reg.eps_warmup_epochs=0` is the reference behaviour (which trains 100k
+steps and can afford the slow start).
 """
 
 from __future__ import annotations

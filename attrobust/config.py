@@ -25,8 +25,12 @@ def config_dir() -> Path:
 
 
 def group_options(group: str, extra_dirs: tuple[Path, ...] = ()) -> list[str]:
-    """The option names of a config group: the YAML file names in `conf/<group>/` and any user config dirs."""
-    names = {path.stem for folder in (config_dir(), *extra_dirs) for path in (folder / group).glob("*.yaml")}
+    """The option names of a config group: the YAML file names in `conf/<group>/` and any user config dirs.
+
+    Files whose names start with '_' hold settings that options include; they are not options themselves.
+    """
+    names = {path.stem for folder in (config_dir(), *extra_dirs) for path in (folder / group).glob("*.yaml")
+             if not path.stem.startswith("_")}
     return sorted(names)
 
 

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attrobust.attacks import ATTACKS
+from attrobust.attacks.attribution import AttributionAttack
 from attrobust.config import to_plain
 from attrobust.data import DATASETS
 from attrobust.data.base import ImageSet
@@ -47,7 +48,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     spec = DATASETS.build(plain["dataset"])
     objective = REGULARIZERS.build(plain["reg"])
     optimizer_spec = OPTIMIZERS.build(plain["optim"])
-    attack = ATTACKS.build(plain["attack"]) if plain["eval_at_end"] else None
+    attack = prediction_attack(plain["attack"]) if plain["eval_at_end"] else None
     splits = spec.load()
     torch.manual_seed(plain["seed"])
     model = build_model(plain["model"], spec, splits.image_shape).to(device)
@@ -89,7 +90,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
     device = resolve_device(plain["device"])
     spec = DATASETS.build(plain["dataset"])
-    attack = ATTACKS.build(plain["attack"])
+    attack = prediction_attack(plain["attack"])
     splits = spec.load()
     model = build_model(payload["model_cfg"], spec, splits.image_shape)
     try:
@@ -113,6 +114,15 @@ def _evaluate_and_write(model: torch.nn.Module, test: ImageSet, attack: Predicti
     log.info("natural accuracy %.2f%%, accuracy under %s %.2f%% (n=%d); results in %s", counts.natural_accuracy_pct,
              identity.attack, counts.adversarial_accuracy_pct, counts.n, run_dir)
     return table
+
+
+def prediction_attack(cfg: Mapping[str, Any]) -> PredictionAttack:
+    """The attack of accuracy under attack; attacks on attributions are refused with the command that runs them."""
+    attack = ATTACKS.build(cfg)
+    if isinstance(attack, AttributionAttack):
+        raise AttrobustError(f"attack '{cfg['name']}' attacks attributions, not predictions; accuracy under attack "
+                             f"needs attack=pgd (run attribution attacks with: attrobust attack attack={cfg['name']})")
+    return attack
 
 
 def resolve_device(name: str) -> torch.device:

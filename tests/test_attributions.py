@@ -17,7 +17,7 @@ from attrobust.attributions import (
 )
 from attrobust.data import DATASETS
 from attrobust.models.madry_cnn import MadryCNN
-from conftest import TinyNet
+from conftest import DATASET_FIELDS, TinyNet
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -50,8 +50,7 @@ def test_completeness_on_a_small_cnn():
     """sum_i IG_i = f(x) - f(0) up to quadrature error: a ReLU CNN on real digits, within 1% at 400 steps."""
     torch.manual_seed(0)
     net = MadryCNN(1, (28, 28), 10, (16, 32), 256).double()
-    data = DATASETS.build({"name": "mnist_mini", "num_classes": 10, "mean": [0.0], "std": [1.0], "eps": 0.3,
-                           "pgd": {"steps": 1, "step_size": 0.1}}).load().test
+    data = DATASETS.build({"name": "mnist_mini", **DATASET_FIELDS}).load().test
     x, y = data.batch(slice(0, 1000, 100), torch.device("cpu"))
     fn = logit_of(net, y)
     gap = fn(x.double()) - fn(torch.zeros_like(x.double()))

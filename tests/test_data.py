@@ -11,9 +11,9 @@ import torch
 
 from attrobust.data import DATASETS, ImageSet, Splits
 from attrobust.errors import AttrobustError
-from conftest import make_idx_dataset
+from conftest import DATASET_FIELDS, make_idx_dataset
 
-SPEC = {"num_classes": 10, "mean": [0.0], "std": [1.0], "eps": 0.3, "pgd": {"steps": 40, "step_size": 0.01}}
+SPEC = DATASET_FIELDS
 
 
 def test_mnist_mini_has_the_documented_split():

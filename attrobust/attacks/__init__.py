@@ -9,6 +9,6 @@ from attrobust.registry import Registry
 
 ATTACKS: Registry[Any] = Registry("attack")
 
-from attrobust.attacks import pgd_attack  # noqa: E402,F401
+from attrobust.attacks import mass_center, pgd_attack, random_sign, target, topk  # noqa: E402,F401
 
 __all__ = ["ATTACKS", "AttackObjective", "LinfBall", "pgd"]

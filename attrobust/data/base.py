@@ -75,11 +75,22 @@ class PGDSettings:
 
 
 @dataclass(frozen=True)
+class AttributionAttackSettings:
+    """A dataset's reference attribution-attack settings (RAR reference `config.json`), in [0, 1] pixel units."""
+
+    steps: int
+    step_size: float
+    k: int          # top-k pixels attacked (reference k_top)
+    eval_k: int     # top-k pixels reported (reference eval_k_top)
+    ig_steps: int   # IG points of the saliency maps (reference num_IG_steps)
+
+
+@dataclass(frozen=True)
 class DatasetSpec(ABC):
     """Fields every `conf/dataset/*.yaml` has; loaders add their own (root, download, ...).
 
-    `eps` and `pgd` are the dataset's reference threat model; regularisers and attacks read them by interpolation
-    (`${dataset.eps}`) so each number lives in one place.
+    `eps`, `pgd` and `attribution_attack` are the dataset's reference threat model; regularisers and attacks read
+    them by interpolation (`${dataset.eps}`) so each number lives in one place.
     """
 
     num_classes: int
@@ -87,6 +98,7 @@ class DatasetSpec(ABC):
     std: tuple[float, ...]
     eps: float
     pgd: PGDSettings
+    attribution_attack: AttributionAttackSettings
 
     @abstractmethod
     def load(self) -> Splits:

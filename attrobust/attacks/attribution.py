@@ -1,0 +1,219 @@
+"""Attacks on attributions (Ghorbani, Abid, Zou, AAAI 2019), as the RAR reference code runs them, on whole batches.
+
+Saliency: IG of the true-class logit from an all-zero baseline (`ig_steps` points, right Riemann), |IG| summed over
+channels and normalised to sum h*w (`attrobust.attributions.saliency_map`). Each step, as in the reference
+(`ig_attack.py`):
+  1. direction: the sign of the gradient, with respect to the current iterate, of the attack's objective on the
+     saliency of the softplus surrogate (same weights; second order through IG);
+  2. x_t <- x + clip(x_t + step_size * direction - x, -eps, eps), then clip to [0, 1];
+  3. measure on the ReLU network: if the predicted label changed the iterate does not count (criterion 1), else the
+     selection criterion (Kendall's tau by default) between the original and the iterate's saliency; the iterate with
+     the lowest criterion below 1 is kept. The attack continues from x_t either way, as the reference does.
+After the steps the kept iterate is scored: top-`eval_k` intersection, Kendall, Spearman, centre-of-mass shift. An
+image with no counted iterate is scored (1, 1, 1) by the reference ("unqualified"); `strict` means exclude them.
+Restarts keep, per image, the restart with the lowest Kendall; deterministic attacks (no random start) run once.
+
+Pitfall (measured on mnist_mini): IG from a zero baseline is exactly 0 on black pixels, so when the top-k set covers
+all nonzero saliency the top-k objective is constant, its gradient is exactly zero and the image never moves
+("unmoved"; the reference scores it as perfectly robust), or, when the loss is not exactly constant in floating
+point, it follows rounding noise. `support_covered` flags these images (k >= nonzero saliency pixels).
+`random_start: true` (not in the reference) starts from a uniform point of the eps-ball instead; results record which
+was used and how many images stayed unmoved.
+
+Batching: every image has its own masks and bookkeeping; all images of a chunk and all their path points go through
+the network together. Shapes: x (B, C, H, W) in [0, 1], y (B,) -> AttributionAttackResult with per-image tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from attrobust.attributions import integrated_gradients, logit_of, saliency_map, softplus_surrogate
+from attrobust.metrics import (
+    center_of_mass,
+    center_shift,
+    kendall_tau_b,
+    spearman_rho,
+    top_k_mask,
+    topk_intersection,
+)
+
+Measure = Literal["kendall", "intersection", "spearman", "mass_center"]
+MEASURES: tuple[Measure, ...] = ("kendall", "intersection", "spearman", "mass_center")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What an attack knows of the original images: ReLU saliency, its top-k mask, the surrogate's centre."""
+
+    image: Tensor           # (B, C, H, W)
+    label: Tensor           # (B,)
+    saliency: Tensor        # (B, H*W), ReLU network
+    top_k: Tensor           # (B, H*W) bool, top-k of `saliency`
+    image_size: tuple[int, int]
+    surrogate_center: Tensor | None = None  # (B, 2), truncated to whole pixels as the reference does
+
+
+@dataclass(frozen=True)
+class AttributionAttackResult:
+    """Per-image outcome of an attack on N images (all tensors have N rows)."""
+
+    perturbed: Tensor            # the kept iterate (the original image when unqualified)
+    original_saliency: Tensor    # (N, H*W)
+    perturbed_saliency: Tensor   # (N, H*W)
+    topk_intersection: Tensor    # at eval_k, in [0, 1]
+    kendall: Tensor
+    spearman: Tensor
+    center_shift: Tensor         # pixels
+    qualified: Tensor            # bool: some iterate kept the label and lowered the criterion
+    moved: Tensor                # bool: some iterate differed from the original image
+    support_covered: Tensor      # bool: the attacked top-k holds every nonzero pixel of the original saliency
+    restarts_run: int = 1
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttributionAttack:
+    """Settings shared by every attribution attack; subclasses define the objective the step ascends."""
+
+    eps: float
+    steps: int
+    step_size: float
+    ig_steps: int = 100
+    k: int = 200
+    eval_k: int = 100
+    measure: Measure = "kendall"
+    restarts: int = 3
+    random_start: bool = False
+    surrogate_beta: float = 1.0
+    max_points: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.eps > 0 or not self.step_size > 0:
+            raise ValueError(f"eps and step_size must be positive, got {self.eps} and {self.step_size}")
+        if self.steps < 1 or self.ig_steps < 1 or self.restarts < 1 or self.k < 1 or self.eval_k < 1:
+            raise ValueError("steps, ig_steps, restarts, k and eval_k must be >= 1")
+        if self.measure not in MEASURES:
+            raise ValueError(f"measure must be one of {', '.join(MEASURES)}, got '{self.measure}'")
+
+    # -- what subclasses change -------------------------------------------------------------------------------
+    registry_name: ClassVar[str] = ""
+    deterministic: ClassVar[bool] = True          # no randomness inside the steps: identical restarts are skipped
+    needs_surrogate_center: ClassVar[bool] = False
+
+    def objective(self, surrogate_saliency: Tensor, reference: Reference) -> Tensor:
+        """Per-image score whose gradient sign is the step direction (to be maximised)."""
+        raise NotImplementedError
+
+    def direction(self, model: nn.Module, x: Tensor, reference: Reference) -> Tensor:
+        """sign(d objective / d x) on the softplus surrogate (second order through IG)."""
+        with softplus_surrogate(model, self.surrogate_beta), torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            attributions = integrated_gradients(logit_of(model, reference.label), x, steps=self.ig_steps,
+                                                create_graph=True, max_points=self.max_points)
+            score = self.objective(saliency_map(attributions), reference)
+            (grad,) = torch.autograd.grad(score.sum(), x)
+        return grad.sign()
+
+    # -- the shared algorithm ---------------------------------------------------------------------------------
+    def describe(self) -> str:
+        start = " random-start" if self.random_start else ""
+        return f"{self.name} eps={self.eps:g} {self.steps}x{self.step_size:g} k={self.k}{start}"
+
+    @property
+    def name(self) -> str:
+        return self.registry_name
+
+    def saliency(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """The reference saliency map of the (ReLU) model: (B, H*W)."""
+        return saliency_map(integrated_gradients(logit_of(model, y), x, steps=self.ig_steps,
+                                                 max_points=self.max_points)).detach()
+
+    def reference(self, model: nn.Module, x: Tensor, y: Tensor) -> Reference:
+        saliency = self.saliency(model, x, y)
+        size = (x.shape[-2], x.shape[-1])
+        center = None
+        if self.measure == "mass_center" or self.needs_surrogate_center:
+            with softplus_surrogate(model, self.surrogate_beta):
+                center = center_of_mass(self.saliency(model, x, y), size).floor()
+        return Reference(x, y, saliency, top_k_mask(saliency, min(self.k, saliency.shape[1])), size, center)
+
+    def criterion(self, reference: Reference, saliency: Tensor) -> Tensor:
+        """The selection measure of an iterate (lower = stronger attack), as the reference's `check_measure`."""
+        if self.measure == "kendall":
+            return kendall_tau_b(reference.saliency, saliency)
+        if self.measure == "spearman":
+            return spearman_rho(reference.saliency, saliency)
+        if self.measure == "intersection":
+            return topk_intersection(reference.saliency, saliency, min(self.k, saliency.shape[1]))
+        assert reference.surrogate_center is not None
+        center = center_of_mass(saliency, reference.image_size).floor()
+        return -torch.linalg.vector_norm(reference.surrogate_center - center, dim=1)
+
+    def run(self, model: nn.Module, x: Tensor, y: Tensor) -> AttributionAttackResult:
+        """Attack a batch of correctly classified images; `model` should be in eval mode."""
+        reference = self.reference(model, x, y)
+        restarts = 1 if self.deterministic and not self.random_start else self.restarts
+        best: AttributionAttackResult | None = None
+        for _ in range(restarts):
+            outcome = self._run_once(model, reference)
+            best = outcome if best is None else _keep_lowest_kendall(best, outcome)
+        assert best is not None
+        return AttributionAttackResult(**{**best.__dict__, "restarts_run": restarts})
+
+    def _run_once(self, model: nn.Module, reference: Reference) -> AttributionAttackResult:
+        x0, y = reference.image, reference.label
+        n = x0.shape[0]
+        x = x0.clone()
+        if self.random_start:
+            x = (x0 + (2 * torch.rand_like(x0) - 1) * self.eps).clamp(0, 1)
+        best_criterion = torch.ones(n, dtype=torch.float64, device=x0.device)
+        best_x, best_saliency = x0.clone(), reference.saliency.clone()
+        moved = torch.zeros(n, dtype=torch.bool, device=x0.device)
+        for _ in range(self.steps):
+            x = x0 + (x + self.step_size * self.direction(model, x, reference) - x0).clamp(-self.eps, self.eps)
+            x = x.clamp(0, 1).detach()
+            moved |= (x != x0).flatten(1).any(1)
+            with torch.no_grad():
+                same_label = model(x).argmax(1) == y
+            saliency = self.saliency(model, x, y)
+            criterion = torch.where(same_label, self.criterion(reference, saliency),
+                                    torch.ones_like(best_criterion))
+            better = criterion < best_criterion
+            best_criterion = torch.where(better, criterion, best_criterion)
+            best_x[better] = x[better]
+            best_saliency[better] = saliency[better]
+        return self._score(reference, best_x, best_saliency, best_criterion < 1, moved)
+
+    def _score(self, reference: Reference, best_x: Tensor, best_saliency: Tensor, qualified: Tensor,
+               moved: Tensor) -> AttributionAttackResult:
+        original = reference.saliency
+        one = torch.ones(original.shape[0], dtype=torch.float64, device=original.device)
+        k = min(self.eval_k, original.shape[1])
+        return AttributionAttackResult(
+            perturbed=best_x, original_saliency=original, perturbed_saliency=best_saliency,
+            topk_intersection=torch.where(qualified, topk_intersection(original, best_saliency, k), one),
+            kendall=torch.where(qualified, kendall_tau_b(original, best_saliency), one),
+            spearman=torch.where(qualified, spearman_rho(original, best_saliency), one),
+            center_shift=torch.where(qualified, center_shift(original, best_saliency, reference.image_size),
+                                     0 * one),
+            qualified=qualified, moved=moved,
+            support_covered=(original > 0).sum(1) <= min(self.k, original.shape[1]))
+
+
+def _keep_lowest_kendall(a: AttributionAttackResult, b: AttributionAttackResult) -> AttributionAttackResult:
+    """Per image, the restart with the lower Kendall (the reference's argmin over restarts; ties keep the first)."""
+    take_b = b.kendall < a.kendall
+    merged = {}
+    for name, value in a.__dict__.items():
+        other = b.__dict__[name]
+        if isinstance(value, Tensor) and value.shape[:1] == take_b.shape:
+            mask = take_b.view(-1, *([1] * (value.dim() - 1)))
+            merged[name] = torch.where(mask, other, value)
+        else:
+            merged[name] = value
+    return AttributionAttackResult(**merged)

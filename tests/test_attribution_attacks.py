@@ -1,0 +1,146 @@
+"""Attacks on attributions: threat model, label preservation, the unmoved pitfall, and a one-image oracle."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from attrobust.attacks import ATTACKS
+from attrobust.attacks.attribution import AttributionAttack
+from attrobust.errors import AttrobustError
+
+ATTRIBUTION_ATTACKS = [name for name in ATTACKS.names() if name != "pgd"]
+FAST = {"eps": 0.2, "steps": 3, "step_size": 0.05, "ig_steps": 6, "k": 20, "eval_k": 10, "restarts": 2}
+
+
+def smooth_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(6 * 8 * 8, 10)).eval()
+
+
+def correctly_classified(model: nn.Module, n: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return x, model(x).argmax(1)  # the model's own predictions are the labels
+
+
+@pytest.mark.parametrize("name", ATTRIBUTION_ATTACKS)
+def test_attack_stays_in_ball_and_keeps_the_label(name):
+    model = smooth_net()
+    x, y = correctly_classified(model)
+    attack = ATTACKS.build({"name": name, **FAST})
+    result = attack.run(model, x, y)
+    assert (result.perturbed - x).abs().max() <= 0.2 + 1e-6
+    assert result.perturbed.min() >= 0 and result.perturbed.max() <= 1
+    with torch.no_grad():
+        assert torch.equal(model(result.perturbed).argmax(1), y)
+    assert torch.equal(result.perturbed[~result.qualified], x[~result.qualified])
+    for measure in (result.topk_intersection, result.kendall, result.spearman):
+        assert measure.shape == (6,) and (measure[~result.qualified] == 1).all()
+    assert not model.training and all(isinstance(m, nn.ReLU) for m in (model[1], model[3]))
+
+
+def test_deterministic_attacks_run_once_and_random_ones_restart():
+    model = smooth_net()
+    x, y = correctly_classified(model, n=2)
+    assert ATTACKS.build({"name": "topk", **FAST}).run(model, x, y).restarts_run == 1
+    assert ATTACKS.build({"name": "topk", **FAST, "random_start": True}).run(model, x, y).restarts_run == 2
+    assert ATTACKS.build({"name": "random_sign", **FAST}).run(model, x, y).restarts_run == 2
+
+
+def test_topk_attack_on_sparse_images_is_flagged_and_remedied_by_a_random_start():
+    """IG from a zero baseline is 0 on black pixels; with k covering all nonzero saliency the top-k loss is constant:
+    its gradient is zero (the image stays unmoved) or rounding noise."""
+    model = smooth_net()
+    x = torch.zeros(3, 1, 8, 8)
+    x[:, :, 3:5, 3:5] = torch.rand(3, 1, 2, 2, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.5
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    settings = {**FAST, "k": 16}  # the 4 nonzero pixels are the whole support of the saliency
+    plain = ATTACKS.build({"name": "topk", **settings}).run(model, x, y)
+    assert plain.support_covered.all()
+    assert not plain.moved.all()  # at least one image gets an exactly zero gradient
+    unmoved = ~plain.moved
+    assert (~plain.qualified[unmoved]).all() and (plain.kendall[unmoved] == 1).all()
+    assert (plain.topk_intersection[unmoved] == 1).all() and torch.equal(plain.perturbed[unmoved], x[unmoved])
+    torch.manual_seed(0)
+    remedied = ATTACKS.build({"name": "topk", **settings, "random_start": True}).run(model, x, y)
+    assert remedied.moved.all()
+
+
+@pytest.mark.parametrize("bad,message", [({"measure": "pearson"}, "measure must be one of"),
+                                         ({"eps": 0.0}, "eps and step_size must be positive"),
+                                         ({"region": [0.5, 0.2, 0.0, 1.0]}, "region must be")])
+def test_bad_settings(bad, message):
+    with pytest.raises(AttrobustError, match=message):
+        ATTACKS.build({"name": "target", **FAST, **bad})
+
+
+# ---- the oracle: the reference algorithm for one image at a time, with scipy measures and an explicit IG loop ----
+
+def softplus_copy(model: nn.Module) -> nn.Module:
+    smooth = copy.deepcopy(model)
+    for parent in smooth.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.ReLU):
+                setattr(parent, name, nn.Softplus())
+    return smooth
+
+
+def oracle_saliency(model: nn.Module, x: torch.Tensor, label: int, m: int, create_graph: bool) -> torch.Tensor:
+    """Reference IG: mean of logit gradients at k/m * x, k = 1..m, times x; |.| summed over channels; sum = h*w."""
+    grads = []
+    for k in range(1, m + 1):
+        z = k / m * x
+        if not create_graph:
+            z = z.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(model(z)[0, label], z, create_graph=create_graph)
+        grads.append(g)
+    attribution = torch.stack(grads).mean(0) * x
+    s = attribution.abs().sum(1).flatten()
+    return s * s.numel() / s.sum()
+
+
+def oracle_topk_attack(model: nn.Module, x: torch.Tensor, label: int, settings: dict) -> tuple[float, float, float]:
+    smooth = softplus_copy(model)
+    m, k = settings["ig_steps"], settings["k"]
+    s0 = oracle_saliency(model, x, label, m, False).detach().numpy()
+    top = torch.zeros(s0.size)
+    top[np.argsort(s0, kind="stable")[-k:]] = 1
+    x_t, best, best_s = x.clone(), 1.0, None
+    for _ in range(settings["steps"]):
+        z = x_t.clone().requires_grad_(True)
+        loss = (oracle_saliency(smooth, z, label, m, True) * top).sum()
+        (grad,) = torch.autograd.grad(loss, z)
+        x_t = (x + (x_t - settings["step_size"] * grad.sign() - x).clamp(-settings["eps"], settings["eps"])).clamp(0, 1)
+        if model(x_t).argmax(1).item() != label:
+            continue
+        s = oracle_saliency(model, x_t, label, m, False).detach().numpy()
+        tau = stats.kendalltau(s0, s).statistic
+        if tau < best:
+            best, best_s = tau, s
+    if best_s is None:
+        return 1.0, 1.0, 1.0
+    eval_k = settings["eval_k"]
+    kept = len(np.intersect1d(np.argsort(s0, kind="stable")[-eval_k:], np.argsort(best_s, kind="stable")[-eval_k:]))
+    return kept / eval_k, stats.spearmanr(s0, best_s).statistic, best
+
+
+def test_batched_topk_attack_equals_the_one_image_oracle():
+    model = smooth_net(seed=3).double()
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    attack: AttributionAttack = ATTACKS.build({"name": "topk", **FAST})
+    result = attack.run(model, x, y)
+    for i in range(4):
+        expected = oracle_topk_attack(model, x[i:i + 1], int(y[i]), FAST)
+        got = (result.topk_intersection[i].item(), result.spearman[i].item(), result.kendall[i].item())
+        assert got == pytest.approx(expected, abs=1e-9)
+    assert result.qualified.any()

@@ -3,7 +3,7 @@
 `kendall_tau_b` equals `scipy.stats.kendalltau` (variant 'b'); `spearman_rho` equals `scipy.stats.spearmanr`
 (Pearson correlation of average ranks). Saliency maps of MNIST digits hold hundreds of exact zeros, so ties matter.
 Kendall counts discordant pairs with a bottom-up merge over sorted blocks (`torch.searchsorted` counts, per element
-of a right block, how many elements of its left block are larger): O(D log^2 D) per row, all rows at once.
+of a right block, how many elements of its left block are larger) in O(D log^2 D) per row, all rows at once.
 
 Shapes: a, b (N, D) -> (N,) float64. A constant row gives NaN, as scipy does.
 """
@@ -74,7 +74,11 @@ def _tied_pairs(starts: Tensor) -> Tensor:
 
 
 def _count_inversions(v: Tensor) -> Tensor:
-    """Pairs i < j with v_i > v_j (strictly), per row, by a bottom-up merge of sorted blocks."""
+    """Pairs i < j with v_i > v_j (strictly), per row, by a bottom-up merge of sorted blocks.
+
+    At each level, `searchsorted` gives every element's rank in the other half of its block: it counts the
+    inversions (left elements larger than a right element) and places both halves into the merged block.
+    """
     rows, n = v.shape
     size = 1 << max(n - 1, 0).bit_length()
     current = torch.cat([v, v.new_full((rows, size - n), float("inf"))], dim=1)  # padding sorts last, adds none
@@ -83,8 +87,13 @@ def _count_inversions(v: Tensor) -> Tensor:
     while width < size:
         blocks = current.view(rows, size // (2 * width), 2, width)
         left, right = blocks[:, :, 0].contiguous(), blocks[:, :, 1].contiguous()
-        not_larger = torch.searchsorted(left, right, right=True)
-        count += (width - not_larger).sum(dim=(1, 2)).to(torch.float64)
-        current = blocks.view(rows, size // (2 * width), 2 * width).sort(dim=-1).values.view(rows, size)
+        left_not_larger = torch.searchsorted(left, right, right=True)   # per right element: left <= it
+        right_smaller = torch.searchsorted(right, left, right=False)    # per left element: right < it
+        count += (width - left_not_larger).sum(dim=(1, 2)).to(torch.float64)
+        offset = torch.arange(width, device=v.device)
+        merged = torch.empty(rows, size // (2 * width), 2 * width, dtype=v.dtype, device=v.device)
+        merged.scatter_(2, right_smaller + offset, left)
+        merged.scatter_(2, left_not_larger + offset, right)
+        current = merged.view(rows, size)
         width *= 2
     return count

@@ -61,18 +61,23 @@ def train(overrides: Overrides = None, multirun: Multirun = False) -> None:
 
 @app.command(context_settings=HYDRA_ARGS)
 def evaluate(overrides: Overrides = None, multirun: Multirun = False) -> None:
-    """Natural accuracy and accuracy under attack of a trained model: checkpoint=RUN_DIR (or a .pt file).
+    """The paper's columns for a trained model, checkpoint=RUN_DIR (or a .pt): NA, AA, IN, CO.
 
-    Results go to RUN_DIR/evaluate/<time>/. Example: attrobust evaluate checkpoint=outputs/train/<run> attack.steps=100
+    AA uses attack= (pgd), IN and CO attack@attribution_attack= (topk); attributions=false skips the latter.
+    Results go to RUN_DIR/evaluate/<time>/.
+    Example: attrobust evaluate checkpoint=outputs/train/<run> eval.num_examples=100
     """
     _run("evaluate", tasks.evaluate, overrides or [], multirun)
 
 
 @app.command(context_settings=HYDRA_ARGS)
 def attack(overrides: Overrides = None, multirun: Multirun = False) -> None:
-    """Attack a model's attributions (top-k, mass-center, random-sign, targeted): not available yet."""
-    _fail("`attrobust attack` (attacks on attributions) is not available yet; it comes with the attribution-"
-          "robustness work. For accuracy under PGD use: attrobust evaluate checkpoint=RUN_DIR")
+    """Attack a trained model's attributions: checkpoint=RUN_DIR attack=topk|mass_center|random_sign|target.
+
+    Writes per-image measures, the summary table, examples.pt and figure.png to RUN_DIR/attack/<time>_<attack>/.
+    Example: attrobust attack checkpoint=outputs/train/<run> attack=random_sign eval.num_examples=100
+    """
+    _run("attack", tasks.attack, overrides or [], multirun)
 
 
 @app.command("list")

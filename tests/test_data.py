@@ -23,6 +23,7 @@ def test_mnist_mini_has_the_documented_split():
     for data, per_class in ((splits.train, 400), (splits.test, 100)):
         assert torch.equal(torch.bincount(data.labels, minlength=10), torch.full((10,), per_class))
         assert data.images.dtype == torch.uint8 and int(data.images.max()) == 255
+        assert data.labels[:10].tolist() == list(range(10))  # interleaved: any first N images are balanced
     # real digits: most pixels are black, a digit covers roughly 100-200 of 784 pixels
     nonzero = (splits.train.images > 0).flatten(1).sum(1).float()
     assert 80 < nonzero.mean() < 250
@@ -44,8 +45,11 @@ def test_make_mnist_mini_split_rule():
     pixels = np.arange(5000)[:, None].repeat(784, axis=1) % 256
     arrays = module.split_by_class(pixels, labels)
     assert arrays["x_train"].shape == (4000, 28, 28) and arrays["x_test"].shape == (1000, 28, 28)
-    assert (arrays["x_train"][:400, 0, 0] == np.arange(400) % 256).all()  # first 400 of class 0, in file order
-    assert (arrays["x_test"][:100, 0, 0] == np.arange(400, 500) % 256).all()
+    # interleaved by class: train row 10*i + c is the i-th image of class c; test takes each class's last 100
+    assert (arrays["x_train"][0::10, 0, 0] == np.arange(400) % 256).all()  # class 0, in file order
+    assert (arrays["x_train"][3::10, 0, 0] == (1500 + np.arange(400)) % 256).all()
+    assert (arrays["x_test"][0::10, 0, 0] == np.arange(400, 500) % 256).all()
+    assert list(arrays["y_test"][:20]) == list(range(10)) * 2
 
 
 @pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])

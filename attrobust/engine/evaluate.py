@@ -65,9 +65,12 @@ def evaluate_accuracy(model: nn.Module, data: ImageSet, attack: PredictionAttack
 class EvalSettings:
     batch_size: int
     num_examples: int | None = None
+    attribution_batch_size: int | None = None  # images per attribution-attack chunk; None: auto
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.num_examples is not None and self.num_examples <= 0:
             raise ValueError(f"num_examples must be positive or null, got {self.num_examples}")
+        if self.attribution_batch_size is not None and self.attribution_batch_size <= 0:
+            raise ValueError(f"attribution_batch_size must be positive or null, got {self.attribution_batch_size}")

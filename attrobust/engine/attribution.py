@@ -1,0 +1,93 @@
+"""Attribution-robustness evaluation: run an attribution attack on the correctly classified test images, in chunks.
+
+Only images the model classifies correctly are attacked and scored, as in the reference evaluation. Chunks hold
+`batch_size` images; every image of a chunk and all of its IG path points go through the network together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from attrobust.attacks.attribution import AttributionAttack, AttributionAttackResult
+from attrobust.data.base import ImageSet
+from attrobust.engine.progress import ProgressReporter
+
+PER_IMAGE_COLUMNS = ["index", "label", "qualified", "moved", "support_covered", "topk_intersection", "kendall",
+                     "spearman", "center_shift"]
+# IG path points per forward pass that `auto_batch_size` aims for (see scripts/bench_attack.py for the measurement).
+AUTO_POINTS = {"cpu": 200, "cuda": 20_000}
+
+
+@dataclass(frozen=True)
+class AttributionEvaluation:
+    per_image: pd.DataFrame           # one row per scored image, PER_IMAGE_COLUMNS
+    examples: dict[str, Tensor]       # the first scored images: image, perturbed, saliency maps, label
+    n_images: int                     # test images considered (scored = correctly classified)
+    restarts_run: int
+
+
+def auto_batch_size(device: torch.device, ig_steps: int) -> int:
+    """Images per chunk so that a chunk's IG path points stay near what the device handles best."""
+    return max(1, AUTO_POINTS.get(device.type, AUTO_POINTS["cpu"]) // ig_steps)
+
+
+def correctly_classified(model: nn.Module, data: ImageSet, batch_size: int) -> Tensor:
+    """Indices (into `data`) of the images the model classifies correctly."""
+    device = next(model.parameters()).device
+    correct = []
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            x, y = data.batch(slice(start, start + batch_size), device)
+            correct.append((model(x).argmax(1) == y).cpu())
+    return torch.cat(correct).nonzero().flatten()
+
+
+def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionAttack, batch_size: int | None,
+                          predict_batch_size: int, keep_examples: int = 4,
+                          log_every_s: float = 30.0) -> AttributionEvaluation:
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    chunk = batch_size or auto_batch_size(device, attack.ig_steps)
+    try:
+        scored = correctly_classified(model, data, predict_batch_size)
+        rows: list[pd.DataFrame] = []
+        kept: list[AttributionAttackResult] = []
+        restarts = 1
+        with ProgressReporter(f"attack {attack.name}", len(scored), log_every_s) as progress:
+            for start in range(0, len(scored), chunk):
+                index = scored[start:start + chunk]
+                x, y = data.batch(index, device)
+                result = attack.run(model, x, y)
+                restarts = result.restarts_run
+                rows.append(_per_image(index, y, result))
+                if sum(len(r.qualified) for r in kept) < keep_examples:
+                    kept.append(result)
+                progress.advance(len(index), lambda: f"images={progress.done}")
+    finally:
+        model.train(was_training)
+    per_image = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=PER_IMAGE_COLUMNS)
+    return AttributionEvaluation(per_image, _examples(kept, data, scored, keep_examples), len(data), restarts)
+
+
+def _per_image(index: Tensor, y: Tensor, result: AttributionAttackResult) -> pd.DataFrame:
+    columns = {"index": index, "label": y, "qualified": result.qualified, "moved": result.moved,
+               "support_covered": result.support_covered, "topk_intersection": result.topk_intersection,
+               "kendall": result.kendall, "spearman": result.spearman, "center_shift": result.center_shift}
+    return pd.DataFrame({name: value.detach().cpu().numpy() for name, value in columns.items()})
+
+
+def _examples(kept: list[AttributionAttackResult], data: ImageSet, scored: Tensor, n: int) -> dict[str, Tensor]:
+    if not kept:
+        return {}
+    cat = lambda name: torch.cat([getattr(r, name) for r in kept])[:n].detach().cpu()  # noqa: E731
+    count = min(n, sum(len(r.qualified) for r in kept))
+    index = scored[:count]
+    return {"index": index, "label": data.labels[index], "image": data.images[index].float() / 255,
+            "perturbed": cat("perturbed").float(), "original_saliency": cat("original_saliency").float(),
+            "perturbed_saliency": cat("perturbed_saliency").float(),
+            "topk_intersection": cat("topk_intersection"), "kendall": cat("kendall")}

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attrobust.attacks import ATTACKS
-from attrobust.attacks.projected_ascent import LinfBall, pgd
+from attrobust.attacks.projected_ascent import LinfBall, check_pgd_settings, pgd
 
 
 @ATTACKS.register("pgd")
@@ -31,11 +31,9 @@ class PGDAttack:
     restarts: int = 1
 
     def __post_init__(self) -> None:
-        if not self.eps > 0:
-            raise ValueError(f"eps must be positive, got {self.eps}")
-        if self.steps < 0 or not self.step_size > 0 or self.restarts < 1:
-            raise ValueError(f"need steps >= 0, step_size > 0 and restarts >= 1, "
-                             f"got {self.steps}, {self.step_size}, {self.restarts}")
+        check_pgd_settings(self.eps, self.steps, self.step_size)
+        if self.restarts < 1:
+            raise ValueError(f"restarts must be >= 1, got {self.restarts}")
 
     def describe(self) -> str:
         restarts = f" x{self.restarts} restarts" if self.restarts > 1 else ""

@@ -38,6 +38,16 @@ class LinfBall:
         return (self.center + (2.0 * noise - 1.0) * self.eps).clamp(self.low, self.high)
 
 
+def check_pgd_settings(eps: float, steps: int, step_size: float) -> None:
+    """ValueError (naming the field) unless eps > 0, steps >= 0 and step_size > 0."""
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if not step_size > 0:
+        raise ValueError(f"step_size must be positive, got {step_size}")
+
+
 def pgd(objective: AttackObjective, ball: LinfBall, steps: int, step_size: float, random_start: bool = True,
         generator: torch.Generator | None = None) -> Tensor:
     """Maximise `objective` over `ball` with signed-gradient steps; returns a detached batch inside the ball.

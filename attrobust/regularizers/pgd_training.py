@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attrobust.attacks.projected_ascent import LinfBall, pgd
+from attrobust.attacks.projected_ascent import LinfBall, check_pgd_settings, pgd
 from attrobust.regularizers import REGULARIZERS
 from attrobust.regularizers.base import LossOutput, Reduction, check_reduction, reduce
 
@@ -35,11 +35,9 @@ class PGDTraining:
 
     def __post_init__(self) -> None:
         check_reduction(self.reduction)
-        if not self.eps > 0:
-            raise ValueError(f"eps must be positive, got {self.eps}")
-        if self.steps < 0 or not self.step_size > 0 or self.eps_warmup_epochs < 0:
-            raise ValueError(f"need steps >= 0, step_size > 0 and eps_warmup_epochs >= 0, "
-                             f"got {self.steps}, {self.step_size}, {self.eps_warmup_epochs}")
+        check_pgd_settings(self.eps, self.steps, self.step_size)
+        if self.eps_warmup_epochs < 0:
+            raise ValueError(f"eps_warmup_epochs must be >= 0, got {self.eps_warmup_epochs}")
 
     def for_epoch(self, epoch: int) -> Self:
         if epoch >= self.eps_warmup_epochs:

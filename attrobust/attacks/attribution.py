@@ -26,7 +26,7 @@ the network together. Shapes: x (B, C, H, W) in [0, 1], y (B,) -> AttributionAtt
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
@@ -73,7 +73,6 @@ class AttributionAttackResult:
     moved: Tensor                # bool: some iterate differed from the original image
     support_covered: Tensor      # bool: the attacked top-k holds every nonzero pixel of the original saliency
     restarts_run: int = 1
-    extras: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

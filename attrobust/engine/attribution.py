@@ -67,11 +67,16 @@ def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionA
                 rows.append(_per_image(index, y, result))
                 if sum(len(r.qualified) for r in kept) < keep_examples:
                     kept.append(result)
-                progress.advance(len(index), lambda: f"images={progress.done}")
+                progress.advance(len(index), lambda: _running_means(rows))
     finally:
         model.train(was_training)
     per_image = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=PER_IMAGE_COLUMNS)
     return AttributionEvaluation(per_image, _examples(kept, data, scored, keep_examples), len(data), restarts)
+
+
+def _running_means(rows: list[pd.DataFrame]) -> str:
+    done = pd.concat(rows, ignore_index=True)
+    return f"IN={100 * done['topk_intersection'].mean():.1f}% CO={done['kendall'].mean():.3f}"
 
 
 def _per_image(index: Tensor, y: Tensor, result: AttributionAttackResult) -> pd.DataFrame:

@@ -129,7 +129,7 @@ def test_console_script_help():
 
 BAD_INPUTS = [
     (["dataset=mnits"], "unknown dataset 'mnits'; choose one of: fashion_mnist, mnist, mnist_mini"),
-    (["reg=ig_nrom"], "unknown reg 'ig_nrom'; choose one of: natural, pgd"),
+    (["reg=ig_nrom"], "unknown reg 'ig_nrom'; choose one of: ig_norm, ig_sum_norm, input_grad, natural, pgd"),
     (["-m", "reg=natural,pgdd"], "unknown reg 'pgdd'"),
     (["model=resnet"], "unknown model 'resnet'"),
     (["attack=tpok"], "unknown attack 'tpok'"),

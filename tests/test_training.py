@@ -15,7 +15,9 @@ from attrobust.optim import OPTIMIZERS, lr_factor
 from attrobust.regularizers import REGULARIZERS
 from conftest import TinyNet
 
-REG_SETTINGS = {"pgd": {"eps": 0.3, "steps": 2, "step_size": 0.1}}
+INNER = {"eps": 0.3, "steps": 2, "step_size": 0.1}
+REG_SETTINGS = {"pgd": INNER, "ig_norm": {**INNER, "ig_steps": 4, "approx_factor": 2},
+                "ig_sum_norm": {**INNER, "ig_steps": 4, "approx_factor": 2}}
 
 
 def build_reg(name: str, **overrides):
@@ -38,6 +40,7 @@ def test_every_regulariser_keeps_the_objective_contract(name, tiny_net):
     out.loss.backward()
     for pname, param in tiny_net.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, f"{name}: no gradient reaches {pname}"
+        assert torch.isfinite(param.grad).all()
 
 
 @pytest.mark.parametrize("name", REGULARIZERS.names())

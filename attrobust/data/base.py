@@ -86,6 +86,14 @@ class AttributionAttackSettings:
 
 
 @dataclass(frozen=True)
+class AttributionTrainingSettings:
+    """A dataset's reference IG settings for IG-NORM / IG-SUM-NORM training (RAR reference `m`, `approx_factor`)."""
+
+    ig_steps: int        # m: IG points of the outer attribution term
+    approx_factor: int   # the inner maximisation uses m / approx_factor points
+
+
+@dataclass(frozen=True)
 class DatasetSpec(ABC):
     """Fields every `conf/dataset/*.yaml` has; loaders add their own (root, download, ...).
 
@@ -99,6 +107,7 @@ class DatasetSpec(ABC):
     eps: float
     pgd: PGDSettings
     attribution_attack: AttributionAttackSettings
+    attribution_training: AttributionTrainingSettings
 
     @abstractmethod
     def load(self) -> Splits:

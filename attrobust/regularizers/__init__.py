@@ -7,6 +7,6 @@ from attrobust.registry import Registry
 
 REGULARIZERS: Registry[Objective] = Registry("reg")
 
-from attrobust.regularizers import natural, pgd_training  # noqa: E402,F401
+from attrobust.regularizers import ig_norm, ig_sum_norm, input_grad, natural, pgd_training  # noqa: E402,F401
 
 __all__ = ["REGULARIZERS", "LossOutput", "Objective", "Reduction", "reduce"]

@@ -2,7 +2,7 @@
 
 As in the RAR reference code there is no clean term. The attack runs on the model in its current (training) mode;
 its settings come from the dataset by interpolation (`conf/reg/pgd.yaml`). Deliberate difference:
-`eps_warmup_epochs` ramps eps linearly over the first epochs (eps * (epoch + 1) / warmup). `conf/reg/pgd.yaml` sets 3:
+`eps_warmup_epochs` ramps eps linearly over the first epochs (see `adversarial.py`). `conf/reg/pgd.yaml` sets 3:
 measured on mnist_mini, small_cnn trained at eps 0.3 from the first step stayed at chance (10% accuracy) for all of
 5 epochs, while a 3-epoch ramp learned. `reg.eps_warmup_epochs=0` is the reference behaviour (which trains 100k
 steps and can afford the slow start).
@@ -10,43 +10,22 @@ steps and can afford the slow start).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Self
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attrobust.attacks.projected_ascent import LinfBall, check_pgd_settings, pgd
 from attrobust.regularizers import REGULARIZERS
-from attrobust.regularizers.base import LossOutput, Reduction, check_reduction, reduce
+from attrobust.regularizers.adversarial import AdversarialObjective
+from attrobust.regularizers.base import LossOutput, reduce
 
 
 @REGULARIZERS.register("pgd")
 @dataclass(frozen=True)
-class PGDTraining:
-    eps: float
-    steps: int
-    step_size: float
-    random_start: bool = True
-    reduction: Reduction = "sum"
-    eps_warmup_epochs: int = 0
-
-    def __post_init__(self) -> None:
-        check_reduction(self.reduction)
-        check_pgd_settings(self.eps, self.steps, self.step_size)
-        if self.eps_warmup_epochs < 0:
-            raise ValueError(f"eps_warmup_epochs must be >= 0, got {self.eps_warmup_epochs}")
-
-    def for_epoch(self, epoch: int) -> Self:
-        if epoch >= self.eps_warmup_epochs:
-            return self
-        return dataclasses.replace(self, eps=self.eps * (epoch + 1) / self.eps_warmup_epochs, eps_warmup_epochs=0)
-
+class PGDTraining(AdversarialObjective):
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> LossOutput:
-        x_adv = pgd(lambda z: F.cross_entropy(model(z), y, reduction="none"), LinfBall(x, self.eps),
-                    self.steps, self.step_size, self.random_start)
+        x_adv = self.inner_maximum(lambda z: F.cross_entropy(model(z), y, reduction="none"), x)
         adv_logits = model(x_adv)
         ce_adv = F.cross_entropy(adv_logits, y, reduction="none")
         with torch.no_grad():

@@ -82,13 +82,14 @@ def attack(overrides: Overrides = None, multirun: Multirun = False) -> None:
 
 @app.command("list")
 def list_components() -> None:
-    """List the datasets, models, regularisers, attacks and optimisers you can choose (group=name)."""
+    """List the datasets, models, regularisers, attacks, optimisers (group=name) and presets (+experiment=name)."""
     table = Table(title=f"attrobust components (configs in {config_dir()})")
     for column in ("group", "name", "description"):
         table.add_column(column)
-    for group in GROUPS:
+    for group in (*GROUPS, "experiment"):
         for name in group_options(group):
-            table.add_row(group, name, _description(config_dir() / group / f"{name}.yaml"))
+            table.add_row(group if group != "experiment" else "+experiment", name,
+                          _description(config_dir() / group / f"{name}.yaml"))
     _console.print(table)
 
 
@@ -175,8 +176,11 @@ def _describe_hydra_error(error: Exception) -> str:
 
 
 def _description(path: Path) -> str:
-    first = path.read_text(encoding="utf-8").splitlines()[:1]
-    return first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+    """The first comment line of a config that is not a Hydra directive."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") and not line.startswith("# @"):
+            return line.lstrip("# ").strip()
+    return ""
 
 
 def _fail(message: str) -> None:

@@ -96,6 +96,14 @@ def test_multirun_runs_every_job_with_its_table(cli, tmp_path):
     assert len(pd.read_csv(tmp_path / "sweep" / "report.csv")) == 2
 
 
+def test_ig_norm_preset_trains_end_to_end(cli, tmp_path):
+    result = cli("train", "+experiment=mnist_mini_ig_norm", "train.epochs=1", "train.num_examples=50",
+                 "eval.num_examples=20", "attack.steps=1", "reg.steps=1", RUN)
+    assert result.exit_code == 0, result.stderr
+    log = pd.read_csv(tmp_path / "run" / "train_log.csv")
+    assert {"ce", "ig_l1", "acc", "acc_adv"} <= set(log.columns) and log["ig_l1"].iloc[0] > 0
+
+
 def test_cfg_job_prints_the_config_and_runs_nothing(cli, tmp_path):
     result = cli("train", "reg=pgd", "--cfg", "job")
     assert result.exit_code == 0
@@ -116,7 +124,8 @@ def test_user_config_dir_adds_options(cli, tmp_path):
 def test_list_shows_every_group(cli):
     result = cli("list")
     assert result.exit_code == 0
-    for name in ("mnist_mini", "fashion_mnist", "madry_cnn", "natural", "pgd", "adam", "topk", "random_sign"):
+    for name in ("mnist_mini", "fashion_mnist", "madry_cnn", "natural", "pgd", "adam", "topk", "random_sign",
+                 "rar_mnist_ig_norm", "mnist_mini_ig_sum_norm"):
         assert name in result.stdout
 
 

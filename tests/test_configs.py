@@ -86,3 +86,29 @@ def test_unknown_names_and_keys_are_clear_errors():
 
 def test_conf_dir_is_the_checkout_conf():
     assert config_dir() == Path(__file__).resolve().parents[1] / "conf"
+
+
+EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml") if not p.stem.startswith("_"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_preset_composes_and_builds(experiment):
+    path = config_dir() / "experiment" / f"{experiment}.yaml"
+    header = path.read_text().splitlines()
+    assert header[0] == "# @package _global_" and header[1].startswith("# ")
+    plain = to_plain(compose_config("train", [f"+experiment={experiment}"]))
+    assert experiment.endswith("_" + plain["reg"]["name"])
+    spec = DATASETS.build(plain["dataset"])
+    REGULARIZERS.build(plain["reg"])
+    OPTIMIZERS.build(plain["optim"])
+    build_model(plain["model"], spec, (1, 28, 28))
+
+
+def test_reference_presets_use_the_reference_settings():
+    plain = to_plain(compose_config("train", ["+experiment=rar_fashion_mnist_ig_sum_norm"]))
+    assert plain["dataset"]["name"] == "fashion_mnist" and plain["model"]["name"] == "madry_cnn"
+    assert plain["reg"]["weight"] == 0.1 and plain["reg"]["eps"] == 0.1 and plain["reg"]["steps"] == 20
+    assert plain["reg"]["ig_steps"] == 50 and plain["reg"]["approx_factor"] == 5
+    assert plain["reg"]["eps_warmup_epochs"] == 0 and plain["reg"]["reduction"] == "sum"
+    assert plain["optim"]["lr"] == 1e-4 and plain["optim"]["schedule"] == "constant"
+    assert plain["train"]["batch_size"] == 50

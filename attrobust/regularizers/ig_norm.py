@@ -15,32 +15,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attrobust.regularizers import REGULARIZERS
-from attrobust.regularizers.adversarial import AdversarialObjective
 from attrobust.regularizers.base import LossOutput, reduce
-from attrobust.regularizers.ig_terms import approximate_steps, ig_l1
+from attrobust.regularizers.ig_terms import IGObjective
 
 
 @REGULARIZERS.register("ig_norm")
 @dataclass(frozen=True)
-class IGNorm(AdversarialObjective):
+class IGNorm(IGObjective):
     weight: float = 1.0
-    ig_steps: int = 50
-    approx_factor: int = 5
-    max_points: int | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        approximate_steps(self.ig_steps, self.approx_factor)
-        if self.weight < 0:
-            raise ValueError(f"weight must be >= 0, got {self.weight}")
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> LossOutput:
-        inner = approximate_steps(self.ig_steps, self.approx_factor)
-        x_adv = self.inner_maximum(lambda z: ig_l1(model, x, z, y, inner, create_graph=True,
-                                                   max_points=self.max_points), x)
+        x_adv = self.inner_maximum(lambda z: self.ig_norm(model, x, z, y, inner=True), x)
         logits = model(x)
         ce = F.cross_entropy(logits, y, reduction="none")
-        norm = ig_l1(model, x, x_adv, y, self.ig_steps, create_graph=True, max_points=self.max_points)
+        norm = self.ig_norm(model, x, x_adv, y, inner=False)
         with torch.no_grad():
             acc_adv = (model(x_adv).argmax(1) == y).float().mean()
         terms = {"ce": ce.detach().mean(), "ig_l1": norm.detach().mean(), "acc_adv": acc_adv,

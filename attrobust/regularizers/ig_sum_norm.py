@@ -14,38 +14,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attrobust.regularizers import REGULARIZERS
-from attrobust.regularizers.adversarial import AdversarialObjective
 from attrobust.regularizers.base import LossOutput, reduce
-from attrobust.regularizers.ig_terms import approximate_steps, ig_l1
+from attrobust.regularizers.ig_terms import IGObjective
 
 
 @REGULARIZERS.register("ig_sum_norm")
 @dataclass(frozen=True)
-class IGSumNorm(AdversarialObjective):
+class IGSumNorm(IGObjective):
     weight: float = 0.1
-    ig_steps: int = 50
-    approx_factor: int = 5
-    max_points: int | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        approximate_steps(self.ig_steps, self.approx_factor)
-        if self.weight < 0:
-            raise ValueError(f"weight must be >= 0, got {self.weight}")
 
     def inner_objective(self, model: nn.Module, x: Tensor, y: Tensor, z: Tensor) -> Tensor:
         ce = F.cross_entropy(model(z), y, reduction="none")
-        if self.weight == 0:
-            return ce
-        inner = approximate_steps(self.ig_steps, self.approx_factor)
-        return ce + self.weight * ig_l1(model, x, z, y, inner, create_graph=True, max_points=self.max_points)
+        return ce + self.weight * self.ig_norm(model, x, z, y, inner=True) if self.weight else ce
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> LossOutput:
         x_adv = self.inner_maximum(lambda z: self.inner_objective(model, x, y, z), x)
         adv_logits = model(x_adv)
         ce_adv = F.cross_entropy(adv_logits, y, reduction="none")
-        norm = ig_l1(model, x, x_adv, y, self.ig_steps, create_graph=True, max_points=self.max_points) \
-            if self.weight else torch.zeros_like(ce_adv)
+        norm = self.ig_norm(model, x, x_adv, y, inner=False) if self.weight else torch.zeros_like(ce_adv)
         with torch.no_grad():
             logits = model(x)
         terms = {"ce_adv": ce_adv.detach().mean(), "ig_l1": norm.detach().mean(),

@@ -11,9 +11,12 @@ Shapes: x, x_adv (B, ...), y (B,) -> (B,) per-example L1 norms.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor, nn
 
 from attrobust.attributions import cross_entropy_of, integrated_gradients
+from attrobust.regularizers.adversarial import AdversarialObjective
 
 
 def ig_l1(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, steps: int, create_graph: bool,
@@ -29,3 +32,24 @@ def approximate_steps(ig_steps: int, approx_factor: int) -> int:
     if approx_factor < 1 or ig_steps % approx_factor:
         raise ValueError(f"approx_factor must divide ig_steps, got {approx_factor} and {ig_steps}")
     return ig_steps // approx_factor
+
+
+@dataclass(frozen=True)
+class IGObjective(AdversarialObjective):
+    """Settings shared by IG-NORM and IG-SUM-NORM: the weight of the IG term and its quadrature."""
+
+    weight: float = 1.0
+    ig_steps: int = 50
+    approx_factor: int = 5
+    max_points: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        approximate_steps(self.ig_steps, self.approx_factor)
+        if self.weight < 0:
+            raise ValueError(f"weight must be >= 0, got {self.weight}")
+
+    def ig_norm(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, inner: bool) -> Tensor:
+        """||IG(x, x_adv)||_1 per example: the cheap approximation inside PGD (`inner`), all points outside."""
+        steps = approximate_steps(self.ig_steps, self.approx_factor) if inner else self.ig_steps
+        return ig_l1(model, x, x_adv, y, steps, create_graph=True, max_points=self.max_points)

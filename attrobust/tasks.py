@@ -125,7 +125,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     trained = load_trained(cfg)
     attack = prediction_attack(trained.plain["attack"])
     attribution = attribution_attack(trained.plain["attribution_attack"]) if trained.plain["attributions"] else None
-    described = attack.describe() + (f" | {attribution.describe()}" if attribution else "")
+    described = attack.describe() + (f"; {attribution.describe()}" if attribution else "")
     torch.manual_seed(trained.plain["seed"])
     counts = evaluate_accuracy(trained.model, trained.test, attack, trained.eval_settings.batch_size)
     log.info("natural accuracy %.2f%%, accuracy under %s %.2f%% (n=%d)", counts.natural_accuracy_pct,

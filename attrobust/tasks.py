@@ -74,7 +74,9 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
         return None
     identity = RunIdentity(metadata["run_id"], splits.name, plain["model"]["name"], plain["reg"]["name"],
                            attack.describe(), plain["seed"], git_commit(), metadata["config_hash"])
-    return _evaluate_and_write(model, splits.test, attack, eval_settings, identity, run_dir, plain["seed"])
+    rows = _accuracy(model, splits.test.head(eval_settings.num_examples), attack, eval_settings.batch_size, identity,
+                     plain["seed"])
+    return write_results(rows, run_dir)
 
 
 @dataclass(frozen=True)
@@ -126,11 +128,8 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     attack = prediction_attack(trained.plain["attack"])
     attribution = attribution_attack(trained.plain["attribution_attack"]) if trained.plain["attributions"] else None
     described = attack.describe() + (f"; {attribution.describe()}" if attribution else "")
-    torch.manual_seed(trained.plain["seed"])
-    counts = evaluate_accuracy(trained.model, trained.test, attack, trained.eval_settings.batch_size)
-    log.info("natural accuracy %.2f%%, accuracy under %s %.2f%% (n=%d)", counts.natural_accuracy_pct,
-             attack.describe(), counts.adversarial_accuracy_pct, counts.n)
-    rows = [accuracy_rows(trained.identity(described), counts)]
+    rows = [_accuracy(trained.model, trained.test, attack, trained.eval_settings.batch_size,
+                      trained.identity(described), trained.plain["seed"])]
     if attribution is not None:
         evaluation = _attack_attributions(trained, attribution)
         write_text_atomic(run_dir / "measures.csv", evaluation.per_image.to_csv(index=False))
@@ -168,14 +167,14 @@ def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack) 
     return evaluation
 
 
-def _evaluate_and_write(model: torch.nn.Module, test: ImageSet, attack: PredictionAttack, settings: EvalSettings,
-                        identity: RunIdentity, run_dir: Path, seed: int) -> pd.DataFrame:
-    torch.manual_seed(seed)  # the attack's random starts
-    counts = evaluate_accuracy(model, test.head(settings.num_examples), attack, settings.batch_size)
-    table = write_results(accuracy_rows(identity, counts), run_dir)
-    log.info("natural accuracy %.2f%%, accuracy under %s %.2f%% (n=%d); results in %s", counts.natural_accuracy_pct,
-             identity.attack, counts.adversarial_accuracy_pct, counts.n, run_dir)
-    return table
+def _accuracy(model: torch.nn.Module, test: ImageSet, attack: PredictionAttack, batch_size: int,
+              identity: RunIdentity, seed: int) -> pd.DataFrame:
+    """Rows for natural accuracy and accuracy under `attack` (seeded: the attack's random starts)."""
+    torch.manual_seed(seed)
+    counts = evaluate_accuracy(model, test, attack, batch_size)
+    log.info("natural accuracy %.2f%%, accuracy under %s %.2f%% (n=%d)", counts.natural_accuracy_pct,
+             attack.describe(), counts.adversarial_accuracy_pct, counts.n)
+    return accuracy_rows(identity, counts)
 
 
 def checkpoint_dataset(stored: Mapping[str, Any]) -> DictConfig:

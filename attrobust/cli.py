@@ -149,7 +149,7 @@ def _check_group_choices(overrides: Sequence[str], user_config_dir: str | None) 
     extra = (Path(user_config_dir),) if user_config_dir else ()
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         group = override.key_or_group
-        if group not in GROUPS or override.is_delete() or override.package is not None:
+        if group not in GROUPS or override.is_delete():
             continue
         values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
                   else [override.get_value_element_as_str()])

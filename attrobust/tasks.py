@@ -227,7 +227,5 @@ def run_id(run_dir: Path) -> str:
 
 
 def _settings(cls: type[S], values: Mapping[str, Any], key: str) -> S:
-    try:
-        return construct(cls, values, f"'{key}'", key)
-    except AttrobustError as error:
-        raise AttrobustError(str(error).replace(f"'{key}': ", f"{key}.", 1)) from error
+    """A settings dataclass from the `key:` block of the config, checked like a registered component."""
+    return construct(cls, values, f"'{key}' settings", key)

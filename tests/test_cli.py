@@ -147,8 +147,8 @@ BAD_INPUTS = [
     (["trian.epochs=1"], "unknown config key 'trian.epochs'"),
     (["dataset.eps=-0.1"], "attack 'pgd': eps must be positive, got -0.1"),
     (["reg=pgd", "dataset.eps=0"], "reg 'pgd': eps must be positive, got 0"),
-    (["train.batch_size=0"], "train.batch_size must be positive, got 0"),
-    (["eval.batch_size=-5"], "eval.batch_size must be positive, got -5"),
+    (["train.batch_size=0"], "'train' settings: batch_size must be positive, got 0"),
+    (["eval.batch_size=-5"], "'eval' settings: batch_size must be positive, got -5"),
     (["device=tpu"], "unknown device 'tpu'"),
     (["optim.schedule=linear"], "schedule must be one of constant, cosine"),
 ]

@@ -62,5 +62,7 @@ def describe_config_error(error: OmegaConfBaseException) -> str:
     missing = re.search(r"Missing mandatory value: ?([\w.]+)", message)
     if missing or (type(error).__name__ == "MissingMandatoryValue" and key):
         name = missing.group(1) if missing else key
+        if key and (key == name or key.endswith("." + name)):
+            name = key  # the full key (dataset.path), not only its last part
         return f"missing value for '{name}'; pass {name}=..."
     return f"{message} (key: {key})" if key and key not in message else message

@@ -55,7 +55,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     attack = prediction_attack(plain["attack"]) if plain["eval_at_end"] else None
     splits = spec.load()
     torch.manual_seed(plain["seed"])
-    model = build_model(plain["model"], spec, splits.image_shape).to(device)
+    model = build_model(plain["model"], spec, splits.image_shape, splits.num_classes).to(device)
     optimizer = optimizer_spec.build(model.parameters())
 
     resume_fields = {key: plain[key] for key in ("model", "reg", "optim", "seed")}
@@ -110,7 +110,7 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
     device = resolve_device(plain["device"])
     spec = DATASETS.build(plain["dataset"])
     splits = spec.load()
-    model = build_model(payload["model_cfg"], spec, splits.image_shape)
+    model = build_model(payload["model_cfg"], spec, splits.image_shape, splits.num_classes)
     try:
         model.load_state_dict(payload["model_state"])
     except RuntimeError as error:
@@ -181,6 +181,7 @@ def checkpoint_dataset(stored: Mapping[str, Any]) -> DictConfig:
     """The dataset config a checkpoint was trained with, over the current `conf/dataset/<name>.yaml` (new keys)."""
     path = config_dir() / "dataset" / f"{stored['name']}.yaml"
     base = OmegaConf.load(path) if path.is_file() else OmegaConf.create()
+    base.pop("defaults", None)  # the dataset's default model: a Hydra instruction, not a dataset field
     merged = OmegaConf.merge(base, stored)
     assert isinstance(merged, DictConfig)
     return merged

@@ -59,11 +59,13 @@ def load(args: argparse.Namespace, device: torch.device):
     else:
         payload = None
         dataset_cfg = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf/dataset/mnist_mini.yaml"))
+        dataset_cfg.pop("defaults", None)
         model_cfg = {"name": args.model}
     spec = DATASETS.build(dataset_cfg)
-    test = spec.load().test
+    splits = spec.load()
+    test = splits.test
     torch.manual_seed(0)
-    model = build_model(model_cfg, spec, tuple(test.images.shape[1:]))
+    model = build_model(model_cfg, spec, tuple(test.images.shape[1:]), splits.num_classes)
     if payload is not None:
         model.load_state_dict(payload["model_state"])
     model.to(device).eval()

@@ -75,9 +75,10 @@ def main() -> None:
         if args.settings == "reference":
             plain["model"] = OmegaConf.to_container(OmegaConf.load(config_dir() / "model/madry_cnn.yaml"))
         spec = DATASETS.build(plain["dataset"])
-        data = spec.load().train
+        splits = spec.load()
+        data = splits.train
         torch.manual_seed(0)
-        model = build_model(plain["model"], spec, tuple(data.images.shape[1:])).to(device)
+        model = build_model(plain["model"], spec, tuple(data.images.shape[1:]), splits.num_classes).to(device)
         optimizer = OPTIMIZERS.build(plain["optim"]).build(model.parameters())
         objective = REGULARIZERS.build(plain["reg"])
         x, y = data.batch(slice(0, args.batch), device)

@@ -137,7 +137,8 @@ def test_console_script_help():
 
 
 BAD_INPUTS = [
-    (["dataset=mnits"], "unknown dataset 'mnits'; choose one of: fashion_mnist, mnist, mnist_mini"),
+    (["dataset=mnits"], "unknown dataset 'mnits'; choose one of: fashion_mnist, flower17, folder, gtsrb, mnist, "
+                        "mnist_mini, npz"),
     (["reg=ig_nrom"], "unknown reg 'ig_nrom'; choose one of: ig_norm, ig_sum_norm, input_grad, natural, pgd"),
     (["-m", "reg=natural,pgdd"], "unknown reg 'pgdd'"),
     (["model=resnet"], "unknown model 'resnet'"),

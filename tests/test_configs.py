@@ -48,7 +48,7 @@ EVALUATE_GROUPS = ("dataset", "attack")  # evaluate takes the model, reg and opt
 @pytest.mark.parametrize("primary,group,option", [
     (p, g, o) for p in PRIMARIES for g in GROUPS for o in group_options(g) if p == "train" or g in EVALUATE_GROUPS])
 def test_every_option_composes_resolves_and_builds(primary, group, option):
-    overrides = [f"{group}={option}"]
+    overrides = [f"{group}={option}"] + (["dataset.path=x"] if option in ("folder", "npz") else [])
     if primary == "evaluate":
         overrides += ["checkpoint=outputs/x"] + (["dataset=mnist_mini"] if group != "dataset" else [])
     cfg = compose_config(primary, overrides)
@@ -58,7 +58,7 @@ def test_every_option_composes_resolves_and_builds(primary, group, option):
     if primary == "train":
         REGULARIZERS.build(plain["reg"])
         OPTIMIZERS.build(plain["optim"])
-        build_model(plain["model"], spec, (1, 28, 28))
+        build_model(plain["model"], spec, (len(spec.mean), 28, 28), 10)
 
 
 def test_per_dataset_threat_model_reaches_reg_and_attack():
@@ -101,7 +101,7 @@ def test_every_experiment_preset_composes_and_builds(experiment):
     spec = DATASETS.build(plain["dataset"])
     REGULARIZERS.build(plain["reg"])
     OPTIMIZERS.build(plain["optim"])
-    build_model(plain["model"], spec, (1, 28, 28))
+    build_model(plain["model"], spec, (len(spec.mean), 28, 28), 10)
 
 
 def test_reference_presets_use_the_reference_settings():

@@ -8,6 +8,6 @@ from attrobust.registry import Registry
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 # Importing a component module registers it.
-from attrobust.data import fashion_mnist, mnist, mnist_mini  # noqa: E402,F401
+from attrobust.data import fashion_mnist, flower17, folder, gtsrb, mnist, mnist_mini, npz  # noqa: E402,F401
 
 __all__ = ["DATASETS", "DatasetSpec", "ImageSet", "PGDSettings", "Splits"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -101,13 +102,21 @@ class DatasetSpec(ABC):
     them by interpolation (`${dataset.eps}`) so each number lives in one place.
     """
 
-    num_classes: int
+    num_classes: int | None   # null only where the loader counts the classes in the data (folder, npz)
     mean: tuple[float, ...]
     std: tuple[float, ...]
     eps: float
     pgd: PGDSettings
     attribution_attack: AttributionAttackSettings
     attribution_training: AttributionTrainingSettings
+
+    infers_classes: ClassVar[bool] = False  # True: `num_classes: null` means "count them in the data"
+
+    def __post_init__(self) -> None:
+        if self.num_classes is None and not self.infers_classes:
+            raise ValueError("num_classes must be set for this dataset")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
 
     @abstractmethod
     def load(self) -> Splits:

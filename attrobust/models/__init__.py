@@ -1,4 +1,4 @@
-"""Models: `build_model(cfg.model, spec, image_shape)` gives logits for float32 NCHW images in [0, 1]."""
+"""Models: `build_model(cfg.model, spec, image_shape, num_classes)` gives logits for float32 NCHW images in [0, 1]."""
 
 from __future__ import annotations
 
@@ -14,16 +14,17 @@ from attrobust.registry import Registry
 
 MODELS: Registry[nn.Module] = Registry("model")
 
-from attrobust.models import madry_cnn, small_cnn  # noqa: E402,F401
+from attrobust.models import madry_cnn, rar_resnet, rar_resnet_flower, resnet18, small_cnn  # noqa: E402,F401
 
 
-def build_model(cfg: Mapping[str, Any], spec: DatasetSpec, image_shape: tuple[int, int, int]) -> NormalizedModel:
+def build_model(cfg: Mapping[str, Any], spec: DatasetSpec, image_shape: tuple[int, int, int],
+                num_classes: int) -> NormalizedModel:
     """The registered network for `cfg`, wrapped with the dataset's normalisation."""
     channels, height, width = image_shape
-    if len(spec.mean) != channels or len(spec.std) != channels:
+    if {len(spec.mean), len(spec.std)} - {1, channels}:
         raise AttrobustError(f"dataset mean/std have {len(spec.mean)}/{len(spec.std)} entries "
-                             f"but the images have {channels} channel(s)")
-    net = MODELS.build(cfg, in_channels=channels, image_size=(height, width), num_classes=spec.num_classes)
+                             f"but the images have {channels} channel(s) (give 1 value or {channels})")
+    net = MODELS.build(cfg, in_channels=channels, image_size=(height, width), num_classes=num_classes)
     return NormalizedModel(net, spec.mean, spec.std)
 
 

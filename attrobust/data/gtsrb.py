@@ -1,0 +1,182 @@
+"""GTSRB (Stallkamp et al.), 43 classes of German traffic signs, resized to `size` x `size` RGB.
+
+Two on-disk layouts under `<root>/gtsrb/`:
+- `torchvision` (the official archives, as `torchvision.datasets.GTSRB` downloads and reads them):
+  `GTSRB/Training/000NN/*.ppm` (39,209 images; the folder number is the class) and `GTSRB/Final_Test/Images/*.ppm`
+  with labels in `GT-final_test.csv` (12,630 images). Each image is resized whole (PIL Lanczos).
+- `pickle`: the 32x32 pickles the RAR reference trained on (`train.p` 34,799 and `test.p` 12,630 images, dicts with
+  `features` uint8 (N, 32, 32, 3) and `labels`; `valid.p` is not used, as in the reference). Only 32x32.
+`layout: auto` takes whichever is there (the official one first).
+
+Reference preprocessing (`generate_data.py`, `gtsrb_input.py`), each an option: the training set grown to
+`balance_per_class` images per class by random distortion (10,000 in the reference), then per-channel histogram
+equalisation of every train and test image (`equalize`). Decoded and preprocessed tensors are cached per data root.
+"""
+
+from __future__ import annotations
+
+import csv
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from attrobust.data import DATASETS
+from attrobust.data.augment import balance_classes
+from attrobust.data.base import DatasetSpec, ImageSet, Splits
+from attrobust.data.cache import SplitPair, cached_splits, source_fingerprint
+from attrobust.data.equalize import equalize_histograms
+from attrobust.data.images import decode_images
+from attrobust.errors import AttrobustError, choices
+
+LOADER_VERSION = 1
+LAYOUTS = ("auto", "torchvision", "pickle")
+FETCH = "attrobust train dataset=gtsrb dataset.download=true"
+
+
+@DATASETS.register("gtsrb")
+@dataclass(frozen=True)
+class Gtsrb(DatasetSpec):
+    root: str = "data"
+    download: bool = False
+    layout: str = "auto"
+    size: int = 32
+    equalize: bool = False                 # reference: true (cv2.equalizeHist on each channel)
+    balance_per_class: int | None = None   # reference: 10000
+    augment_seed: int = 0
+    cache: bool = True
+    workers: int = 0                       # decoding processes (0: one per core, at most 8)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {choices(LAYOUTS)}, got '{self.layout}'")
+        if self.size <= 0:
+            raise ValueError(f"size must be positive, got {self.size}")
+        if self.balance_per_class is not None and self.balance_per_class <= 0:
+            raise ValueError(f"balance_per_class must be positive or null, got {self.balance_per_class}")
+
+    @property
+    def base(self) -> Path:
+        return Path(self.root) / "gtsrb"
+
+    def load(self) -> Splits:
+        if self.download:
+            download_official(Path(self.root))
+        layout = self._layout()
+        sources = official_files(self.base) if layout == "torchvision" else pickle_files(self.base)
+        recipe = {"loader": LOADER_VERSION, "layout": layout, "size": self.size, "equalize": self.equalize,
+                  "balance_per_class": self.balance_per_class, "augment_seed": self.augment_seed,
+                  "num_classes": self.num_classes, "source": source_fingerprint(self.base, sources)}
+        train, test = cached_splits(self.base, "gtsrb", recipe, lambda: self._build(layout), self.cache)
+        return Splits("gtsrb", train, test, self.num_classes)
+
+    def _layout(self) -> str:
+        if self.layout != "auto":
+            return self.layout
+        if (self.base / "GTSRB" / "Training").is_dir():
+            return "torchvision"
+        if (self.base / "train.p").is_file():
+            return "pickle"
+        raise AttrobustError(
+            f"gtsrb not found: expected {self.base}/GTSRB/Training (official archives) or {self.base}/train.p and "
+            f"test.p (the reference's pickles); fetch the official one with: {FETCH}")
+
+    def _build(self, layout: str) -> SplitPair:
+        if layout == "torchvision":
+            samples = official_samples(self.base)
+            classes = len({label for _, label in samples[0]})
+            if classes != self.num_classes:
+                raise AttrobustError(f"wrong number of classes: {self.base}/GTSRB/Training has {classes} class "
+                                     f"folders but dataset.num_classes={self.num_classes}")
+            train, test = (_decoded(split, self.size, self.workers) for split in samples)
+        else:
+            if self.size != 32:
+                raise AttrobustError(f"the gtsrb pickles hold 32x32 images; dataset.size={self.size} needs the "
+                                     f"official layout (dataset.layout=torchvision)")
+            train, test = (read_pickle(self.base / name) for name in ("train.p", "test.p"))
+        if self.balance_per_class is not None:
+            train = balance_classes(train, self.balance_per_class, self.num_classes, self.augment_seed)
+        if self.equalize:
+            train, test = (ImageSet(equalize_histograms(s.images), s.labels) for s in (train, test))
+        return train, test
+
+
+def download_official(root: Path) -> None:
+    """Both official splits through torchvision (archives checked against their md5 sums)."""
+    from torchvision.datasets import GTSRB
+
+    try:
+        for split in ("train", "test"):
+            GTSRB(str(root), split=split, download=True)
+    except (OSError, RuntimeError) as error:
+        raise AttrobustError(f"could not download gtsrb into {root / 'gtsrb'}: {error}") from error
+
+
+def official_files(base: Path) -> list[Path]:
+    files = sorted((base / "GTSRB" / "Training").glob("*/*.ppm"))
+    files += sorted((base / "GTSRB" / "Final_Test" / "Images").glob("*.ppm"))
+    return files + [base / "GT-final_test.csv"] if (base / "GT-final_test.csv").is_file() else files
+
+
+def pickle_files(base: Path) -> list[Path]:
+    return [path for path in (base / "train.p", base / "test.p") if path.is_file()]
+
+
+def official_samples(base: Path) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
+    """(path, label) for the training folders (label = folder number) and the test CSV."""
+    training = base / "GTSRB" / "Training"
+    folders = sorted(path for path in training.iterdir() if path.is_dir())
+    if not folders:
+        raise AttrobustError(f"wrong gtsrb layout: {training} has no class folders (00000 .. 00042)")
+    train = []
+    for folder in folders:
+        if not folder.name.isdigit():
+            raise AttrobustError(f"wrong gtsrb layout: class folder {folder} is not a number like 00000")
+        train += [(path, int(folder.name)) for path in sorted(folder.glob("*.ppm"))]
+    if not train:
+        raise AttrobustError(f"wrong gtsrb layout: no .ppm images in the class folders of {training}")
+    annotations = base / "GT-final_test.csv"
+    images = base / "GTSRB" / "Final_Test" / "Images"
+    if not annotations.is_file() or not images.is_dir():
+        raise AttrobustError(f"gtsrb test set not found: expected {images} and {annotations}; fetch it with: {FETCH}")
+    with open(annotations, newline="") as handle:
+        try:
+            rows = list(csv.DictReader(handle, delimiter=";", skipinitialspace=True))
+            test = [(images / row["Filename"], int(row["ClassId"])) for row in rows]
+        except (KeyError, ValueError, TypeError) as error:
+            raise AttrobustError(f"wrong gtsrb layout: {annotations} needs ';'-separated columns Filename and "
+                                 f"ClassId ({error})") from error
+    missing = [str(path) for path, _ in test if not path.is_file()]
+    if missing:
+        raise AttrobustError(f"wrong gtsrb layout: {len(missing)} test image(s) listed in {annotations} are "
+                             f"missing, e.g. {missing[0]}")
+    return train, test
+
+
+def _decoded(samples: list[tuple[Path, int]], size: int, workers: int) -> ImageSet:
+    images = decode_images([path for path, _ in samples], (size, size), "RGB", workers)
+    return ImageSet(images, torch.tensor([label for _, label in samples], dtype=torch.int64))
+
+
+def read_pickle(path: Path) -> ImageSet:
+    """One of the reference's GTSRB pickles (a dict with `features` (N, 32, 32, 3) uint8 and `labels`)."""
+    if not path.is_file():
+        raise AttrobustError(f"gtsrb pickle {path} not found (the pickle layout needs train.p and test.p)")
+    try:
+        with open(path, "rb") as handle:
+            content: Any = pickle.load(handle)  # noqa: S301 - the user's own data files
+        features, labels = np.asarray(content["features"]), np.asarray(content["labels"])
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError, ValueError) as error:
+        raise AttrobustError(f"corrupt gtsrb pickle {path}: expected a dict with 'features' and 'labels' "
+                             f"({type(error).__name__}: {error})") from error
+    if features.dtype != np.uint8 or features.ndim != 4 or features.shape[1:] != (32, 32, 3):
+        raise AttrobustError(f"wrong gtsrb layout: {path} holds features {features.dtype} {features.shape}, "
+                             f"expected uint8 (N, 32, 32, 3)")
+    if labels.shape != (len(features),):
+        raise AttrobustError(f"wrong gtsrb layout: {path} has {labels.shape} labels for {len(features)} images")
+    images = torch.from_numpy(np.ascontiguousarray(features)).permute(0, 3, 1, 2).contiguous()
+    return ImageSet(images, torch.from_numpy(labels.astype(np.int64)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,6 @@ def _read(path: Path, recipe: Mapping[str, Any]) -> SplitPair | None:
             return None
         return (ImageSet(payload["train_images"], payload["train_labels"]),
                 ImageSet(payload["test_images"], payload["test_labels"]))
-    except (OSError, RuntimeError, KeyError, ValueError, EOFError) as error:  # corrupt entry: rebuild it
+    except (OSError, RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as error:  # rebuild
         log.warning("ignoring the unreadable cache entry %s (%s)", path, error)
         return None

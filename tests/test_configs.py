@@ -112,3 +112,17 @@ def test_reference_presets_use_the_reference_settings():
     assert plain["reg"]["eps_warmup_epochs"] == 0 and plain["reg"]["reduction"] == "sum"
     assert plain["optim"]["lr"] == 1e-4 and plain["optim"]["schedule"] == "constant"
     assert plain["train"]["batch_size"] == 50
+
+
+def test_gtsrb_and_flower_presets_use_the_reference_settings():
+    gtsrb = to_plain(compose_config("train", ["+experiment=rar_gtsrb_ig_sum_norm"]))
+    assert gtsrb["model"] == {"name": "rar_resnet", "units_per_stage": 2, "pixel_scale": 255.0}
+    assert gtsrb["dataset"]["equalize"] and gtsrb["dataset"]["balance_per_class"] == 10000
+    assert gtsrb["reg"]["weight"] == 1.0 and gtsrb["reg"]["eps"] == 8 / 255 and gtsrb["reg"]["steps"] == 7
+    assert gtsrb["reg"]["step_size"] == 2 / 255 and gtsrb["reg"]["approx_factor"] == 10
+    assert gtsrb["optim"]["name"] == "sgd" and gtsrb["train"]["batch_size"] == 64
+    flower = to_plain(compose_config("train", ["+experiment=rar_flower17_ig_norm"]))
+    assert flower["model"]["name"] == "rar_resnet_flower" and flower["model"]["units_per_stage"] == 1
+    assert flower["reg"]["weight"] == 0.1 and flower["optim"]["lr"] == 1e-3 and flower["train"]["batch_size"] == 16
+    assert flower["dataset"]["balance_per_class"] == 1000
+    assert to_plain(compose_config("train", ["+experiment=rar_flower17_natural"]))["reg"]["reduction"] == "mean"

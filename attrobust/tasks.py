@@ -66,8 +66,10 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
                 "resume_key": config_hash(resume_fields)}
     log.info("training %s on %s (%d images) with reg=%s on %s; run dir %s", plain["model"]["name"], splits.name,
              len(splits.train.head(settings.num_examples)), plain["reg"]["name"], device, run_dir)
-    history = fit(model, objective, optimizer, lambda epoch: optimizer_spec.lr_at(epoch, settings.epochs),
-                  splits.train, settings, plain["seed"], run_dir, metadata)
+    def lr_at(epoch: int, step: int) -> float:
+        return optimizer_spec.lr_at(epoch, settings.epochs, step)
+
+    history = fit(model, objective, optimizer, lr_at, splits.train, settings, plain["seed"], run_dir, metadata)
     save_checkpoint({**metadata, "history": history, "model_state": model.state_dict()}, run_dir / MODEL_FILE,
                     "model")
     if attack is None:

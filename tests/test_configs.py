@@ -123,6 +123,8 @@ def test_gtsrb_and_flower_presets_use_the_reference_settings():
     assert gtsrb["optim"]["name"] == "sgd" and gtsrb["train"]["batch_size"] == 64
     flower = to_plain(compose_config("train", ["+experiment=rar_flower17_ig_norm"]))
     assert flower["model"]["name"] == "rar_resnet_flower" and flower["model"]["units_per_stage"] == 1
-    assert flower["reg"]["weight"] == 0.1 and flower["optim"]["lr"] == 1e-3 and flower["train"]["batch_size"] == 16
+    assert gtsrb["optim"]["milestones"] == [[0, 1e-3], [500, 1e-2], [60000, 1e-3]]
+    assert flower["optim"]["milestones"] == [[0, 1e-4], [500, 1e-3], [60000, 1e-4]]
+    assert flower["reg"]["weight"] == 0.1 and flower["train"]["batch_size"] == 16
     assert flower["dataset"]["balance_per_class"] == 1000
     assert to_plain(compose_config("train", ["+experiment=rar_flower17_natural"]))["reg"]["reduction"] == "mean"

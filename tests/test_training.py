@@ -71,6 +71,23 @@ def test_cosine_schedule():
     assert OPTIMIZERS.build({"name": "adam", "lr": 0.1, "schedule": "cosine"}).lr_at(10, 10) < 1e-12
 
 
+def test_piecewise_schedule_follows_the_reference_step_size_schedule():
+    sgd = OPTIMIZERS.build({"name": "sgd", "schedule": "piecewise",
+                            "milestones": [[0, 1e-3], [500, 1e-2], [60000, 1e-3]]})
+    assert [sgd.lr_at(0, 10, step) for step in (0, 499, 500, 59999, 60000, 70000)] == [
+        1e-3, 1e-3, 1e-2, 1e-2, 1e-3, 1e-3]
+    for milestones in ([], [[5, 1e-3]], [[0, 1e-3], [0, 1e-2]], [[0, -1.0]]):
+        with pytest.raises(AttrobustError, match="piecewise' needs milestones"):
+            OPTIMIZERS.build({"name": "sgd", "schedule": "piecewise", "milestones": milestones})
+    with pytest.raises(AttrobustError, match="only used by schedule 'piecewise'"):
+        OPTIMIZERS.build({"name": "sgd", "milestones": [[0, 1e-3]]})
+
+
+def test_piecewise_rates_apply_per_step(tmp_path):
+    model, history = run_fit(tmp_path, epochs=3)
+    assert [row["lr"] for row in history] == [1e-2, 1e-2, 5e-3]  # the rate of each epoch's first step (0, 3, 6)
+
+
 def toy_data(n: int = 40) -> ImageSet:
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 1, 8, 8), dtype=torch.uint8, generator=generator)
@@ -80,11 +97,12 @@ def toy_data(n: int = 40) -> ImageSet:
 def run_fit(run_dir, epochs: int, reg: str = "pgd"):
     torch.manual_seed(0)
     model = TinyNet()
-    spec = OPTIMIZERS.build({"name": "adam", "lr": 1e-2, "schedule": "cosine"})
+    # 40 images in batches of 16: 3 steps per epoch, so the rate changes inside epochs 2 and 3
+    spec = OPTIMIZERS.build({"name": "adam", "schedule": "piecewise", "milestones": [[0, 1e-2], [4, 5e-3], [7, 1e-3]]})
     optimizer = spec.build(model.parameters())
     settings = TrainSettings(epochs=epochs, batch_size=16)
-    history = fit(model, build_reg(reg), optimizer, lambda e: spec.lr_at(e, 3), toy_data(), settings, seed=0,
-                  run_dir=run_dir, metadata={"resume_key": "k"})
+    history = fit(model, build_reg(reg), optimizer, lambda e, step: spec.lr_at(e, 3, step), toy_data(), settings,
+                  seed=0, run_dir=run_dir, metadata={"resume_key": "k"})
     return model, history
 
 
@@ -105,7 +123,7 @@ def test_resume_refuses_a_different_configuration(tmp_path):
     model = TinyNet()
     spec = OPTIMIZERS.build({"name": "adam"})
     with pytest.raises(AttrobustError, match="different dataset/model/reg/optim/seed"):
-        fit(model, build_reg("natural"), spec.build(model.parameters()), lambda e: 1e-3, toy_data(),
+        fit(model, build_reg("natural"), spec.build(model.parameters()), lambda e, step: 1e-3, toy_data(),
             TrainSettings(epochs=2, batch_size=16), 0, tmp_path, {"resume_key": "other"})
 
 

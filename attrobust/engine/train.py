@@ -51,13 +51,13 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, lr_at: Callable[[int], float],
+def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, lr_at: Callable[[int, int], float],
         data: ImageSet, settings: TrainSettings, seed: int, run_dir: Path,
         metadata: Mapping[str, Any]) -> list[dict[str, float]]:
     """Train for `settings.epochs` epochs (resuming from `run_dir/last.pt`); returns one log row per epoch.
 
-    `lr_at(epoch)` is the learning rate of each epoch. `metadata` (plain types: model/dataset configs, run id,
-    resume key) is stored in every checkpoint.
+    `lr_at(epoch, step)` is the learning rate of optimizer step `step` (counted from the start of the run).
+    `metadata` (plain types: model/dataset configs, run id, resume key) is stored in every checkpoint.
     """
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -67,10 +67,8 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
     elif state_path.exists():
         log.info("train.resume=false: starting over (overwriting %s)", state_path)
     for epoch in range(start_epoch, settings.epochs):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(epoch)
-        row = train_one_epoch(model, objective.for_epoch(epoch), optimizer, data, settings, seed, epoch)
-        row["lr"] = lr_at(epoch)
+        row = train_one_epoch(model, objective.for_epoch(epoch), optimizer, data, settings, seed, epoch,
+                              lambda step, epoch=epoch: lr_at(epoch, step))
         history.append(row)
         log.info("epoch %d/%d: %s", epoch + 1, settings.epochs,
                  ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
@@ -81,11 +79,13 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
 
 
 def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, data: ImageSet,
-                    settings: TrainSettings, seed: int, epoch: int) -> dict[str, float]:
+                    settings: TrainSettings, seed: int, epoch: int,
+                    lr_of_step: Callable[[int], float]) -> dict[str, float]:
     device = next(model.parameters()).device
     examples = data.head(settings.num_examples)
     order = torch.randperm(len(examples), generator=epoch_generator(seed, epoch))
     batches = math.ceil(len(examples) / settings.batch_size)
+    first_step = epoch * batches
     sums: dict[str, Tensor] = {}
     seen = 0
     model.train()
@@ -94,7 +94,9 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
         return " ".join(f"{k}={float(v) / max(seen, 1):.3f}" for k, v in sums.items())
 
     with ProgressReporter(f"epoch {epoch + 1}/{settings.epochs}", batches, settings.log_every_s) as progress:
-        for start in range(0, len(examples), settings.batch_size):
+        for batch, start in enumerate(range(0, len(examples), settings.batch_size)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_of_step(first_step + batch)
             x, y = examples.batch(order[start:start + settings.batch_size], device)
             out = objective(model, x, y)
             optimizer.zero_grad(set_to_none=True)
@@ -108,6 +110,7 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
             progress.advance(1, status)
     row = {"epoch": float(epoch + 1)}
     row.update({key: float(value) / seen for key, value in sums.items()})
+    row["lr"] = lr_of_step(first_step)
     row["seconds"] = progress.elapsed_s
     return row
 

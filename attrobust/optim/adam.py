@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from attrobust.optim import OPTIMIZERS
-from attrobust.optim.schedules import check_schedule, lr_factor
+from attrobust.optim.schedules import Milestones, check_schedule, learning_rate
 
 
 @OPTIMIZERS.register("adam")
@@ -19,14 +19,15 @@ class Adam:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: str = "constant"
+    milestones: Milestones = ()   # schedule piecewise: [[step, lr], ...]
 
     def __post_init__(self) -> None:
-        check_schedule(self.schedule)
+        check_schedule(self.schedule, self.milestones)
         if not self.lr > 0 or self.weight_decay < 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
 
-    def lr_at(self, epoch: int, epochs: int) -> float:
-        return self.lr * lr_factor(self.schedule, epoch, epochs)
+    def lr_at(self, epoch: int, epochs: int, step: int = 0) -> float:
+        return learning_rate(self.lr, self.schedule, epoch, epochs, step, self.milestones)
 
     def build(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)

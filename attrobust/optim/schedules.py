@@ -1,10 +1,12 @@
-"""Per-epoch learning-rate schedules as pure functions of (epoch, epochs): nothing to save, resume-safe."""
+"""Learning-rate schedules as pure functions of (epoch, epochs, optimizer step): nothing to save, resume-safe."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "piecewise")
+Milestones = tuple[tuple[float, float], ...]  # (first optimizer step, learning rate from that step on)
 
 
 def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -19,5 +21,24 @@ def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
     raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got '{schedule}'")
 
 
-def check_schedule(schedule: str) -> None:
+def learning_rate(lr: float, schedule: str, epoch: int, epochs: int, step: int, milestones: Milestones) -> float:
+    """The rate of optimizer step `step` (0-based, counted over the whole run) in `epoch`.
+
+    piecewise: the rate of the last milestone whose step is <= `step`, as the reference code's
+    `step_size_schedule` (e.g. [[0, 1e-3], [500, 1e-2], [60000, 1e-3]]); `lr` is not used then.
+    """
+    if schedule == "piecewise":
+        return next(rate for start, rate in reversed(milestones) if start <= step)
+    return lr * lr_factor(schedule, epoch, epochs)
+
+
+def check_schedule(schedule: str, milestones: Sequence[Sequence[float]] = ()) -> None:
+    if schedule == "piecewise":
+        starts = [start for start, _ in milestones]
+        if not milestones or starts[0] != 0 or starts != sorted(set(starts)) or min(r for _, r in milestones) <= 0:
+            raise ValueError(f"schedule 'piecewise' needs milestones [[0, lr], [step, lr], ...] with increasing steps "
+                             f"and positive rates, got {[list(m) for m in milestones]}")
+        return
+    if milestones:
+        raise ValueError(f"milestones are only used by schedule 'piecewise', not '{schedule}'")
     lr_factor(schedule, 0, 1)

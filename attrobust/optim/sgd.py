@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from attrobust.optim import OPTIMIZERS
-from attrobust.optim.schedules import check_schedule, lr_factor
+from attrobust.optim.schedules import Milestones, check_schedule, learning_rate
 
 
 @OPTIMIZERS.register("sgd")
@@ -20,15 +20,16 @@ class SGD:
     weight_decay: float = 2e-4
     nesterov: bool = False
     schedule: str = "constant"
+    milestones: Milestones = ()   # schedule piecewise: [[step, lr], ...]
 
     def __post_init__(self) -> None:
-        check_schedule(self.schedule)
+        check_schedule(self.schedule, self.milestones)
         if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ValueError(f"need lr > 0, weight_decay >= 0 and 0 <= momentum < 1, "
                              f"got {self.lr}, {self.weight_decay}, {self.momentum}")
 
-    def lr_at(self, epoch: int, epochs: int) -> float:
-        return self.lr * lr_factor(self.schedule, epoch, epochs)
+    def lr_at(self, epoch: int, epochs: int, step: int = 0) -> float:
+        return learning_rate(self.lr, self.schedule, epoch, epochs, step, self.milestones)
 
     def build(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,

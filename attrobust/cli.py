@@ -31,7 +31,9 @@ from attrobust import tasks
 from attrobust.atomic import write_text_atomic
 from attrobust.config import GROUPS, config_dir, describe_config_error, group_options, register_resolvers
 from attrobust.errors import AttrobustError, choices
-from attrobust.reporting.tables import collect_rows, rich_table, summary_table
+from attrobust.reporting.callback import FINISHED_SWEEPS
+from attrobust.reporting.sweep import FAILED_FILE, print_report
+from attrobust.reporting.tables import rich_table
 
 log = logging.getLogger("attrobust")
 HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]}
@@ -95,14 +97,17 @@ def list_components() -> None:
 
 @app.command()
 def report(directory: Annotated[Path, typer.Argument(help="A run or sweep dir (searched recursively).")]) -> None:
-    """Collect every results.csv under DIRECTORY into one table (report.csv, report.md in DIRECTORY)."""
+    """The paper's table over every run under DIRECTORY: mean ± std over seeds, one line per dataset x model x reg x
+    swept value; report.csv, report.md, report.tex (and report.png for a numeric sweep) in DIRECTORY. Failed and
+    missing runs are listed."""
+    if not directory.is_dir():
+        _fail(f"no such directory: {directory}")
     try:
-        table = summary_table(collect_rows(directory))
+        print_report(directory, _console)
     except AttrobustError as error:
         _fail(str(error))
-    write_text_atomic(directory / "report.csv", table.to_csv(index=False, float_format="%.2f"))
-    write_text_atomic(directory / "report.md", table.to_markdown(index=False, floatfmt=".2f") + "\n")
-    _console.print(rich_table(table, f"{directory}"))
+
+
 
 
 def _run(config_name: str, task: Callable[[DictConfig, Path], Any], args: Sequence[str], multirun: bool) -> None:
@@ -114,12 +119,18 @@ def _run(config_name: str, task: Callable[[DictConfig, Path], Any], args: Sequen
         _check_group_choices(parsed.overrides, parsed.config_dir)
         version.setbase("1.3")
         _failures.clear()
+        FINISHED_SWEEPS.clear()
         _run_hydra(args=parsed, args_parser=parser, task_function=_hydra_task(task),
                    config_path=str(config_dir()), config_name=config_name)
     except AttrobustError as error:
         _fail(str(error))
     except (HydraException, OmegaConfBaseException) as error:
         _fail(_describe_hydra_error(error))
+    for sweep in FINISHED_SWEEPS:  # jobs run by other processes (joblib, submitit) leave failed.txt behind
+        for marker in sorted(sweep.rglob(FAILED_FILE)):
+            message = marker.read_text(encoding="utf-8").strip()
+            if message not in _failures:
+                _failures.append(message)
     if _failures:
         for message in _failures:
             typer.echo(f"error: {message}", err=True)
@@ -130,13 +141,18 @@ def _hydra_task(task: Callable[[DictConfig, Path], Any]) -> Callable[[DictConfig
     def run(cfg: DictConfig) -> Any:
         hydra_cfg = HydraConfig.get()
         run_dir = Path(hydra_cfg.runtime.output_dir)
+        (run_dir / FAILED_FILE).unlink(missing_ok=True)
+        where = f"job {hydra_cfg.job.num} {list(hydra_cfg.overrides.task)}: " \
+            if hydra_cfg.mode == RunMode.MULTIRUN else ""
         try:
             result = task(cfg, run_dir)
         except AttrobustError as error:
-            where = f"job {hydra_cfg.job.num} {list(hydra_cfg.overrides.task)}: " \
-                if hydra_cfg.mode == RunMode.MULTIRUN else ""
             _failures.append(f"{where}{error}")
+            write_text_atomic(run_dir / FAILED_FILE, f"{where}{error}\n")
             return None
+        except BaseException as error:  # a bug or an interrupt: keep the traceback, mark the run for `report`
+            write_text_atomic(run_dir / FAILED_FILE, f"{where}{type(error).__name__}: {error}\n")
+            raise
         if isinstance(result, pd.DataFrame):
             _console.print(rich_table(result, str(run_dir)))
         return result

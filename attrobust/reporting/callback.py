@@ -1,0 +1,28 @@
+"""A Hydra callback that writes the report of a sweep when the multirun ends (in the launching process)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from rich.console import Console
+
+from attrobust.errors import AttrobustError
+
+log = logging.getLogger(__name__)
+FINISHED_SWEEPS: list[Path] = []  # sweep dirs finished in this process (the CLI reads failures from them)
+
+
+class SweepReportCallback(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from attrobust.reporting.sweep import print_report
+
+        folder = Path(str(config.hydra.sweep.dir))
+        FINISHED_SWEEPS.append(folder)
+        try:
+            print_report(folder, Console())
+        except AttrobustError as error:
+            log.warning("no report for %s: %s", folder, error)

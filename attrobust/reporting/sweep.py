@@ -1,0 +1,202 @@
+"""The paper-style report of a run or sweep dir: runs found by their `.hydra/` folders, results grouped over seeds.
+
+A run is a folder with `.hydra/overrides.yaml` (written by Hydra for every job). Its state is
+- `done`: it (or an `evaluate/` / `attack/` folder inside it) has a `results.csv`;
+- `failed`: it has `failed.txt` (written when the job stopped with an error; the first line says why);
+- `missing`: neither (killed, preempted and not requeued, or still running).
+Rows are grouped by dataset, model, reg and every overridden key that takes more than one value across the
+runs (except `seed`): each metric becomes mean, std (sample standard deviation; NaN for one seed) and the number of
+seeds. Failed and missing runs are listed under the table, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from rich.console import Console
+
+from attrobust.errors import AttrobustError
+from attrobust.reporting.rows import ROW_COLUMNS
+from attrobust.reporting.tables import METRIC_HEADINGS, RESULTS_FILE, rich_table
+
+FAILED_FILE = "failed.txt"
+PAPER_METRICS = ("natural_accuracy", "adversarial_accuracy", "topk_intersection", "kendall")
+IGNORED_KEYS = ("seed", "hydra.run.dir", "hydra.sweep.dir", "checkpoint")
+GROUP_KEYS = ["dataset", "model", "reg"]  # rows of the paper's table; the attack settings are in each run's rows
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    folder: Path
+    overrides: dict[str, str]
+    state: str            # done | failed | missing
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    table: pd.DataFrame          # one line per group: keys, then "<metric> mean", "<metric> std", seeds
+    runs: list[RunRecord]
+    swept: list[str]
+
+    @property
+    def problems(self) -> list[RunRecord]:
+        return [run for run in self.runs if run.state != "done"]
+
+
+def find_runs(folder: Path) -> list[RunRecord]:
+    """Every Hydra job folder under `folder` (itself included), with its state."""
+    records = []
+    for overrides_file in sorted(folder.rglob(".hydra/overrides.yaml")):
+        run = overrides_file.parent.parent
+        if run.parent.name in ("evaluate", "attack") or run.parent.parent.name in ("evaluate", "attack"):
+            continue  # a later evaluation inside a training run: its rows belong to that run
+        overrides = dict(_split(item) for item in yaml.safe_load(overrides_file.read_text()) or [])
+        failed = run / FAILED_FILE
+        if any(run.rglob(RESULTS_FILE)):
+            records.append(RunRecord(run, overrides, "done"))
+        elif failed.is_file():
+            records.append(RunRecord(run, overrides, "failed", failed.read_text().strip().splitlines()[0]))
+        else:
+            records.append(RunRecord(run, overrides, "missing", "no results.csv and no failed.txt"))
+    return records
+
+
+def _split(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def sweep_report(folder: Path) -> SweepReport:
+    runs = find_runs(folder)
+    frames = []
+    for run in (r for r in runs if r.state == "done"):
+        for path in sorted(run.folder.rglob(RESULTS_FILE)):
+            frame = pd.read_csv(path)
+            if list(frame.columns) != ROW_COLUMNS:
+                raise AttrobustError(f"not an attrobust result file (unexpected columns): {path}")
+            frames.append(frame.assign(**{k: v for k, v in run.overrides.items() if k not in ROW_COLUMNS}))
+    if not frames and not runs:
+        raise AttrobustError(f"no runs under {folder} (no .hydra/overrides.yaml); run `attrobust train` first")
+    keys = sorted({key for run in runs for key in run.overrides if key not in IGNORED_KEYS and key not in ROW_COLUMNS})
+    swept = [key for key in keys if len({run.overrides.get(key) for run in runs}) > 1]
+    if not frames:
+        return SweepReport(pd.DataFrame(), runs, swept)
+    rows = pd.concat(frames, ignore_index=True)
+    for key in swept:
+        rows[key] = rows[key].fillna("-") if key in rows else "-"
+    return SweepReport(aggregate(rows, swept), runs, swept)
+
+
+def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
+    """Mean and std over seeds of each metric, one line per group (latest evaluation of a run wins per metric)."""
+    group = GROUP_KEYS + swept
+    rows = rows.sort_values("n", kind="stable")  # per run and metric, the row over the most images wins
+    per_run = rows.groupby(group + ["run_id", "metric"], sort=False)["value"].last().reset_index()
+    stats = per_run.groupby(group + ["metric"], sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
+    wide = stats.pivot_table(index=group, columns="metric", values=["mean", "std"], sort=False, dropna=False)
+    metrics = [m for m in METRIC_HEADINGS if m in stats["metric"].unique()]
+    table = pd.DataFrame(index=wide.index)
+    for metric in metrics:
+        table[f"{METRIC_HEADINGS[metric]} mean"] = wide[("mean", metric)]
+        table[f"{METRIC_HEADINGS[metric]} std"] = wide[("std", metric)]
+    table["seeds"] = per_run.groupby(group, sort=False)["run_id"].nunique().reindex(table.index)
+    return table.reset_index()
+
+
+def paper_table(report: SweepReport) -> pd.DataFrame:
+    """The paper's columns as 'mean ± std' strings (NA, AA, IN in %, CO), for Markdown and LaTeX."""
+    table = report.table
+    keys = GROUP_KEYS + report.swept
+    out = table[keys].copy()
+    for metric in PAPER_METRICS:
+        name = METRIC_HEADINGS[metric]
+        if f"{name} mean" in table:
+            digits = 4 if metric == "kendall" else 2
+            heading = name if metric == "kendall" else f"{name} (%)"
+            pairs = zip(table[f"{name} mean"], table[f"{name} std"], strict=True)
+            out[heading] = [_mean_std(mean, std, digits) for mean, std in pairs]
+    out["seeds"] = table["seeds"]
+    return out
+
+
+def _mean_std(mean: float, std: float, digits: int) -> str:
+    if pd.isna(mean):
+        return "-"
+    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def problems_text(report: SweepReport) -> str:
+    lines = [f"- {run.state}: {run.folder} ({run.reason})" for run in report.problems]
+    return "\n".join(lines)
+
+
+def write_report(report: SweepReport, folder: Path) -> list[Path]:
+    """report.csv (means, stds, seeds), report.md and report.tex (mean ± std, failed and missing runs listed), and
+    report.png when a numeric key was swept. Returns the files written."""
+    from attrobust.atomic import write_text_atomic
+
+    written = [folder / "report.csv", folder / "report.md", folder / "report.tex"]
+    problems = problems_text(report)
+    table = paper_table(report) if len(report.table) else pd.DataFrame()
+    write_text_atomic(written[0], report.table.to_csv(index=False, float_format="%.6g"))
+    markdown = table.to_markdown(index=False, disable_numparse=True) if len(table) else "(no finished runs)"
+    runs = f"{len(report.runs)} run(s): {sum(r.state == 'done' for r in report.runs)} done"
+    listed = f"\nNot in the table:\n{problems}\n" if problems else ""
+    write_text_atomic(written[1], f"{markdown}\n\n{runs}\n{listed}")
+    latex = table.to_latex(index=False).replace("±", r"$\pm$").replace("%", r"\%") if len(table) else ""
+    note = "".join(f"% {run.state}: {run.folder}\n" for run in report.problems)
+    write_text_atomic(written[2], latex + note)
+    x = sweep_axis(report)
+    if x is not None:
+        written.append(folder / "report.png")
+        sweep_plot(report, x, written[-1])
+    return written
+
+
+def sweep_axis(report: SweepReport) -> str | None:
+    """The first swept key whose values are all numbers (e.g. reg.weight), the x axis of the sweep plot."""
+    for key in report.swept:
+        values = report.table[key] if key in report.table else []
+        if len(values) and pd.to_numeric(values, errors="coerce").notna().all():
+            return key
+    return None
+
+
+def sweep_plot(report: SweepReport, x: str, path: Path) -> None:
+    """One panel per paper metric against `x`, one line per (dataset, model, reg), error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from attrobust.atomic import _write_atomic
+
+    table = report.table.assign(**{x: pd.to_numeric(report.table[x])}).sort_values(x)
+    metrics = [METRIC_HEADINGS[m] for m in PAPER_METRICS if f"{METRIC_HEADINGS[m]} mean" in table]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
+    for axis, name in zip(axes[0], metrics, strict=True):
+        for label, lines in table.groupby(GROUP_KEYS, sort=False):
+            axis.errorbar(lines[x], lines[f"{name} mean"], yerr=lines[f"{name} std"].fillna(0), marker="o",
+                          capsize=3, label="/".join(map(str, label)))
+        axis.set_xlabel(x)
+        axis.set_title(name)
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    _write_atomic(path, lambda target: figure.savefig(target, format="png", dpi=120))
+    plt.close(figure)
+
+
+def print_report(directory: Path, console: Console) -> None:
+    """Build, write and print the report of `directory`; failed and missing runs as warnings on stderr."""
+    result = sweep_report(directory)
+    written = write_report(result, directory)
+    if len(result.table):
+        console.print(rich_table(paper_table(result), f"{directory}"))
+    for run in result.problems:
+        print(f"warning: {run.state} run {run.folder}: {run.reason}", file=sys.stderr)
+    console.print(f"wrote {', '.join(str(path) for path in written)}")

@@ -1,0 +1,49 @@
+"""`attrobust report` on a real tiny sweep: mean ± std over seeds, swept values, failed and missing runs listed,
+CSV / Markdown / LaTeX / PNG, and the report written automatically when a multirun ends."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import yaml
+from conftest import TINY_RUN
+
+
+def test_sweep_report_over_seeds_with_failed_and_missing_runs(cli, tmp_path):
+    result = cli("train", "-m", "reg=input_grad", "reg.weight=0,1,-1", "seed=0,1", *TINY_RUN,
+                 "hydra.sweep.dir=sweep")
+    assert result.exit_code == 2  # the two jobs with weight -1 fail; the other four run
+    assert sum("weight must be" in line for line in result.error_lines) == 2
+    sweep = tmp_path / "sweep"
+    assert (sweep / "report.md").is_file()  # written by the callback at the end of the multirun
+    assert len(list(sweep.glob("*/failed.txt"))) == 2
+
+    done = next(p for p in sweep.iterdir() if (p / "results.csv").is_file())
+    shutil.copytree(done / ".hydra", sweep / "9_killed_before_results" / ".hydra")
+    report = cli("report", "sweep")
+    assert report.exit_code == 0, report.stderr
+    assert report.stderr.count("warning: failed run") == 2 and report.stderr.count("warning: missing run") == 1
+
+    numbers = pd.read_csv(sweep / "report.csv")
+    assert list(numbers["reg.weight"]) == [0, 1] and list(numbers["seeds"]) == [2, 2]
+    rows = pd.concat(pd.read_csv(p / "results.csv") for p in sweep.glob("*/") if (p / "results.csv").is_file())
+    weight_of = {run: "reg.weight=1" in yaml.safe_load((tmp_path / run / ".hydra/overrides.yaml").read_text())
+                 for run in rows["run_id"].unique()}
+    natural = rows[rows["metric"] == "natural_accuracy"]
+    expected = natural.groupby(natural["run_id"].map(weight_of))["value"].agg(["mean", "std"])
+    assert abs(numbers.loc[1, "NA mean"] - expected.loc[True, "mean"]) < 1e-4  # the CSV keeps 6 digits
+    assert abs(numbers.loc[1, "NA std"] - expected.loc[True, "std"]) < 1e-4 and expected.loc[True, "std"] > 0
+
+    markdown = (sweep / "report.md").read_text()
+    assert " ± " in markdown and "failed: " in markdown and "missing: " in markdown and "9_killed" in markdown
+    latex = (sweep / "report.tex").read_text()
+    assert r"\begin{tabular}" in latex and r"$\pm$" in latex and "% failed:" in latex
+    assert (sweep / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_of_a_folder_without_runs_is_one_clear_error(cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = cli("report", "empty")
+    assert result.exit_code == 2 and "no runs under empty" in result.error_lines[0]
+    assert "no such directory" in cli("report", "nowhere").error_lines[0]

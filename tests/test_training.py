@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -94,15 +96,22 @@ def toy_data(n: int = 40) -> ImageSet:
     return ImageSet(images, torch.arange(n) % 10)
 
 
-def run_fit(run_dir, epochs: int, reg: str = "pgd"):
+def run_fit(run_dir, epochs: int, reg: str = "pgd", signal_at_step: int | None = None):
+    """Train TinyNet on toy data; `signal_at_step` sends this process SIGTERM during that optimizer step."""
     torch.manual_seed(0)
     model = TinyNet()
+
     # 40 images in batches of 16: 3 steps per epoch, so the rate changes inside epochs 2 and 3
     spec = OPTIMIZERS.build({"name": "adam", "schedule": "piecewise", "milestones": [[0, 1e-2], [4, 5e-3], [7, 1e-3]]})
     optimizer = spec.build(model.parameters())
     settings = TrainSettings(epochs=epochs, batch_size=16)
-    history = fit(model, build_reg(reg), optimizer, lambda e, step: spec.lr_at(e, 3, step), toy_data(), settings,
-                  seed=0, run_dir=run_dir, metadata={"resume_key": "k"})
+    def lr_at(epoch: int, step: int) -> float:  # read once before each step: a place to deliver the signal
+        if step == signal_at_step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return spec.lr_at(epoch, 3, step)
+
+    history = fit(model, build_reg(reg), optimizer, lr_at, toy_data(), settings, seed=0, run_dir=run_dir,
+                  metadata={"resume_key": "k"})
     return model, history
 
 
@@ -116,6 +125,21 @@ def test_resume_ends_with_the_same_weights_and_log(tmp_path):
     drop = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
     assert drop(straight_log) == drop(resumed_log)
     assert len((tmp_path / "b" / "train_log.csv").read_text().splitlines()) == 4
+
+
+def test_sigterm_mid_epoch_saves_the_position_and_resumes_bitwise(tmp_path):
+    """SIGTERM during the second step of epoch 2: last.pt holds epoch 1 + one batch; the re-run ends identical."""
+    straight, straight_log = run_fit(tmp_path / "a", epochs=3)
+    with pytest.raises(AttrobustError, match="stopped by SIGTERM in epoch 2 after batch 2; .* to resume"):
+        run_fit(tmp_path / "b", epochs=3, signal_at_step=4)
+    state = load_checkpoint(tmp_path / "b" / TRAIN_STATE_FILE)
+    assert state["epoch"] == 1 and state["partial"]["batch"] == 2 and state["partial"]["seen"] == 32
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
+    resumed, resumed_log = run_fit(tmp_path / "b", epochs=3)
+    for p, q in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(p, q)
+    drop = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+    assert drop(straight_log) == drop(resumed_log)
 
 
 def test_resume_refuses_a_different_configuration(tmp_path):

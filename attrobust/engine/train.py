@@ -1,16 +1,22 @@
 """The training loop: one loop for every regulariser (see `attrobust.regularizers.base`).
 
 Each epoch shuffles with a generator seeded by (seed, epoch), steps the optimizer on `objective(model, x, y).loss`,
-then atomically rewrites `last.pt` (weights, optimizer, RNG state, history) and `train_log.csv`. Re-running in the
-same run dir resumes after the last finished epoch and ends with the same weights as an uninterrupted run.
+then atomically rewrites `last.pt` (weights, optimizer, RNG state, history) and `train_log.csv`. On SIGTERM or
+SIGUSR1 (a cluster preempting the job or warning of its time limit) the loop finishes the current batch, writes
+`last.pt` with the position inside the epoch and the epoch's running sums, and stops. Re-running in the same run dir
+resumes from `last.pt` (after the last finished epoch or batch) and ends with the same weights and log as an
+uninterrupted run.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,49 @@ from attrobust.regularizers.base import Objective
 
 log = logging.getLogger("attrobust")
 TRAIN_LOG_FILE = "train_log.csv"
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@dataclass
+class EpochProgress:
+    """Where an interrupted epoch stopped: the next batch, the examples seen and the running sums of its log row."""
+
+    batch: int = 0
+    seen: int = 0
+    sums: dict[str, Tensor] = field(default_factory=dict)
+
+
+class StopRequested(Exception):
+    def __init__(self, signum: int, progress: EpochProgress) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.progress = signum, progress
+
+
+class StopFlag:
+    """Set by SIGTERM / SIGUSR1 while `catch_stop_signals` is active; read between batches."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+
+@contextmanager
+def catch_stop_signals() -> Iterator[StopFlag]:
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set from the main thread
+        yield flag
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        flag.signum = signum
+
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield flag
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 @dataclass(frozen=True)
@@ -60,41 +109,61 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
     `metadata` (plain types: model/dataset configs, run id, resume key) is stored in every checkpoint.
     """
     history: list[dict[str, float]] = []
-    start_epoch = 0
+    start_epoch, partial = 0, None
     state_path = run_dir / TRAIN_STATE_FILE
     if settings.resume and state_path.exists():
-        start_epoch, history = _resume(state_path, model, optimizer, metadata)
+        start_epoch, history, partial = _resume(state_path, model, optimizer, metadata)
     elif state_path.exists():
         log.info("train.resume=false: starting over (overwriting %s)", state_path)
-    for epoch in range(start_epoch, settings.epochs):
-        row = train_one_epoch(model, objective.for_epoch(epoch), optimizer, data, settings, seed, epoch,
-                              lambda step, epoch=epoch: lr_at(epoch, step))
-        history.append(row)
-        log.info("epoch %d/%d: %s", epoch + 1, settings.epochs,
-                 ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
-        save_checkpoint({**metadata, "epoch": epoch + 1, "history": history, "model_state": model.state_dict(),
-                         "optimizer_state": optimizer.state_dict(), "rng": _rng_state()}, state_path, "train_state")
-        write_text_atomic(run_dir / TRAIN_LOG_FILE, pd.DataFrame(history).to_csv(index=False))
+
+    def save(epoch: int, progress: EpochProgress | None) -> None:
+        position = {} if progress is None else {"partial": {"batch": progress.batch, "seen": progress.seen,
+                                                            "sums": progress.sums}}
+        save_checkpoint({**metadata, "epoch": epoch, **position, "history": history,
+                         "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
+                         "rng": _rng_state()}, state_path, "train_state")
+
+    with catch_stop_signals() as stop:
+        for epoch in range(start_epoch, settings.epochs):
+            try:
+                row = train_one_epoch(model, objective.for_epoch(epoch), optimizer, data, settings, seed, epoch,
+                                      lambda step, epoch=epoch: lr_at(epoch, step), partial, stop)
+            except StopRequested as request:
+                save(epoch, request.progress)
+                raise AttrobustError(f"stopped by {request} in epoch {epoch + 1} after batch "
+                                     f"{request.progress.batch}; {state_path} is saved: run the same command again "
+                                     f"to resume") from None
+            partial = None
+            history.append(row)
+            log.info("epoch %d/%d: %s", epoch + 1, settings.epochs,
+                     ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+            save(epoch + 1, None)
+            write_text_atomic(run_dir / TRAIN_LOG_FILE, pd.DataFrame(history).to_csv(index=False))
     return history
 
 
 def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, data: ImageSet,
-                    settings: TrainSettings, seed: int, epoch: int,
-                    lr_of_step: Callable[[int], float]) -> dict[str, float]:
+                    settings: TrainSettings, seed: int, epoch: int, lr_of_step: Callable[[int], float],
+                    resume_at: EpochProgress | None = None, stop: StopFlag | None = None) -> dict[str, float]:
+    """One pass over the (shuffled) data, from `resume_at` when resuming inside the epoch; raises StopRequested
+    after the batch during which `stop` was set."""
     device = next(model.parameters()).device
     examples = data.head(settings.num_examples)
     order = torch.randperm(len(examples), generator=epoch_generator(seed, epoch))
     batches = math.ceil(len(examples) / settings.batch_size)
     first_step = epoch * batches
-    sums: dict[str, Tensor] = {}
-    seen = 0
+    resume_at = resume_at or EpochProgress()
+    sums = {key: value.to(device) for key, value in resume_at.sums.items()}
+    seen = resume_at.seen
     model.train()
 
     def status() -> str:
         return " ".join(f"{k}={float(v) / max(seen, 1):.3f}" for k, v in sums.items())
 
     with ProgressReporter(f"epoch {epoch + 1}/{settings.epochs}", batches, settings.log_every_s) as progress:
-        for batch, start in enumerate(range(0, len(examples), settings.batch_size)):
+        progress.advance(resume_at.batch)
+        for batch in range(resume_at.batch, batches):
+            start = batch * settings.batch_size
             for group in optimizer.param_groups:
                 group["lr"] = lr_of_step(first_step + batch)
             x, y = examples.batch(order[start:start + settings.batch_size], device)
@@ -108,6 +177,8 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
                 sums[key] = sums.get(key, torch.zeros((), device=device)) + value.to(device) * size
             seen += size
             progress.advance(1, status)
+            if stop is not None and stop.signum is not None and batch + 1 < batches:
+                raise StopRequested(stop.signum, EpochProgress(batch + 1, seen, {k: v.cpu() for k, v in sums.items()}))
     row = {"epoch": float(epoch + 1)}
     row.update({key: float(value) / seen for key, value in sums.items()})
     row["lr"] = lr_of_step(first_step)
@@ -116,7 +187,7 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
 
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-            metadata: Mapping[str, Any]) -> tuple[int, list[dict[str, float]]]:
+            metadata: Mapping[str, Any]) -> tuple[int, list[dict[str, float]], EpochProgress | None]:
     state = load_checkpoint(path)
     if state.get("kind") != "train_state":
         raise AttrobustError(f"{path} is not a training state checkpoint")
@@ -126,8 +197,12 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     model.load_state_dict(state["model_state"])
     optimizer.load_state_dict(state["optimizer_state"])
     _set_rng_state(state["rng"])
-    log.info("resuming from %s after epoch %d", path, state["epoch"])
-    return int(state["epoch"]), list(state["history"])
+    partial = state.get("partial")
+    if partial is None:
+        log.info("resuming from %s after epoch %d", path, state["epoch"])
+        return int(state["epoch"]), list(state["history"]), None
+    log.info("resuming from %s in epoch %d at batch %d", path, state["epoch"] + 1, partial["batch"])
+    return int(state["epoch"]), list(state["history"]), EpochProgress(**partial)
 
 
 def _rng_state() -> dict[str, Any]:

@@ -1,0 +1,63 @@
+"""A training process killed with SIGKILL (no chance to save anything) and re-run in the same run dir ends with the
+same weights and log as an uninterrupted run; SIGTERM makes it save its place and exit with one clear line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from attrobust.engine.checkpoint import load_checkpoint
+
+ARGS = ["model=small_cnn", "reg=pgd", "dataset.pgd.steps=2", "train.epochs=3", "train.num_examples=300",
+        "train.batch_size=20", "eval_at_end=false"]
+
+
+def train(run_dir: Path, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "attrobust", "train", *ARGS, f"hydra.run.dir={run_dir}"],
+                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_sigkill_then_rerun_ends_bitwise_like_an_uninterrupted_run(tmp_path):
+    straight = train(tmp_path / "a", tmp_path)
+    killed = train(tmp_path / "b", tmp_path)
+    wait_for(tmp_path / "b" / "last.pt", killed)  # one epoch done
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "b" / "model.pt").exists()
+    assert straight.wait() == 0, straight.communicate()
+    rerun = train(tmp_path / "b", tmp_path)
+    stdout, stderr = rerun.communicate()
+    assert rerun.returncode == 0, stderr
+    assert "resuming from" in stdout + stderr
+    a, b = (load_checkpoint(tmp_path / run / "model.pt")["model_state"] for run in ("a", "b"))
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    logs = [pd.read_csv(tmp_path / run / "train_log.csv").drop(columns="seconds") for run in ("a", "b")]
+    pd.testing.assert_frame_equal(*logs)
+
+
+def test_sigterm_saves_and_exits_with_one_line(tmp_path):
+    process = train(tmp_path / "c", tmp_path)
+    wait_for(tmp_path / "c" / "last.pt", process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate()
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert process.returncode == 2 and len(errors) == 1, stderr
+    assert "stopped by SIGTERM" in errors[0] and "run the same command again to resume" in errors[0]
+    assert load_checkpoint(tmp_path / "c" / "last.pt")["epoch"] >= 1
+    assert (tmp_path / "c" / "failed.txt").is_file()

@@ -7,10 +7,12 @@ signature test) keeps every Hydra feature: run dirs, `.hydra/` snapshots, `-m` m
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, OverrideParseException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 from rich.console import Console
 from rich.table import Table
@@ -31,6 +33,7 @@ from attrobust import tasks
 from attrobust.atomic import write_text_atomic
 from attrobust.config import GROUPS, config_dir, describe_config_error, group_options, register_resolvers
 from attrobust.errors import AttrobustError, choices
+from attrobust.provenance import provenance
 from attrobust.reporting.callback import FINISHED_SWEEPS
 from attrobust.reporting.sweep import FAILED_FILE, print_report
 from attrobust.reporting.tables import rich_table
@@ -49,6 +52,7 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 _console = Console()
+PROVENANCE_FILE = "provenance.json"
 _failures: list[str] = []
 
 
@@ -120,7 +124,7 @@ def _run(config_name: str, task: Callable[[DictConfig, Path], Any], args: Sequen
         version.setbase("1.3")
         _failures.clear()
         FINISHED_SWEEPS.clear()
-        _run_hydra(args=parsed, args_parser=parser, task_function=_hydra_task(task),
+        _run_hydra(args=parsed, args_parser=parser, task_function=HydraTask(task),
                    config_path=str(config_dir()), config_name=config_name)
     except AttrobustError as error:
         _fail(str(error))
@@ -137,15 +141,23 @@ def _run(config_name: str, task: Callable[[DictConfig, Path], Any], args: Sequen
         raise typer.Exit(2)
 
 
-def _hydra_task(task: Callable[[DictConfig, Path], Any]) -> Callable[[DictConfig], Any]:
-    def run(cfg: DictConfig) -> Any:
+@dataclass(frozen=True)
+class HydraTask:
+    """The job function Hydra runs: a module-level class, so launchers that pickle it (joblib, submitit) can."""
+
+    task: Callable[[DictConfig, Path], Any]
+
+    def __call__(self, cfg: DictConfig) -> Any:
         hydra_cfg = HydraConfig.get()
         run_dir = Path(hydra_cfg.runtime.output_dir)
         (run_dir / FAILED_FILE).unlink(missing_ok=True)
         where = f"job {hydra_cfg.job.num} {list(hydra_cfg.overrides.task)}: " \
             if hydra_cfg.mode == RunMode.MULTIRUN else ""
+        plain = OmegaConf.to_container(cfg, resolve=False)
+        command = ["attrobust", str(hydra_cfg.job.name), *hydra_cfg.overrides.task]  # this job alone, no -m
+        write_text_atomic(run_dir / PROVENANCE_FILE, json.dumps(provenance(plain, command), indent=1) + "\n")
         try:
-            result = task(cfg, run_dir)
+            result = self.task(cfg, run_dir)
         except AttrobustError as error:
             _failures.append(f"{where}{error}")
             write_text_atomic(run_dir / FAILED_FILE, f"{where}{error}\n")
@@ -156,8 +168,6 @@ def _hydra_task(task: Callable[[DictConfig, Path], Any]) -> Callable[[DictConfig
         if isinstance(result, pd.DataFrame):
             _console.print(rich_table(result, str(run_dir)))
         return result
-
-    return run
 
 
 def _check_group_choices(overrides: Sequence[str], user_config_dir: str | None) -> None:

@@ -1,10 +1,14 @@
-"""Where a result came from: the git commit of the code and a hash of the resolved config."""
+"""Where a result came from: the code's git commit, a hash of the resolved config, the command, versions, seed."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import subprocess
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,3 +32,33 @@ def config_hash(config: Any) -> str:
     """A short, stable hash of a plain (resolved) config."""
     text = json.dumps(config, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "numpy", "pandas", "scipy", "attrobust")
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def provenance(config: Mapping[str, Any], command: list[str]) -> dict[str, Any]:
+    """What a run dir records besides Hydra's .hydra/ snapshot: the command that reproduces this job, the process's
+    own command line, code, versions, seed, machine."""
+    return {"command": command, "argv": [Path(sys.argv[0]).name, *sys.argv[1:]], "git_commit": git_commit(),
+            "config_hash": config_hash(config), "seed": config.get("seed"), "packages": package_versions(),
+            "host": platform.node(), "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "torch_threads": _threads()}
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +214,20 @@ def test_unknown_attribution_attack_in_evaluate_is_one_line(cli):
     assert result.exit_code == 2
     (line,) = result.error_lines
     assert "unknown attack 'topkk'; choose one of: mass_center, pgd, random_sign, target, topk" in line
+
+
+def test_run_dir_records_provenance(cli, tmp_path):
+    assert cli("train", *TINY_RUN, RUN, "seed=3", "eval_at_end=false").exit_code == 0
+    record = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert record["seed"] == 3 and "seed=3" in record["command"] and record["git_commit"]
+    assert record["packages"]["torch"] and record["packages"]["hydra-core"] and record["packages"]["python"]
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()  # the resolved config, by Hydra
+
+
+def test_a_rerun_of_the_recorded_command_reproduces_the_numbers(cli, tmp_path):
+    assert cli("train", *TINY_RUN, "reg=pgd", "hydra.run.dir=first").exit_code == 0
+    command = json.loads((tmp_path / "first" / "provenance.json").read_text())["command"]
+    assert command[:2] == ["attrobust", "train"]
+    assert cli(*command[1:], "hydra.run.dir=second").exit_code == 0
+    first, second = (pd.read_csv(tmp_path / run / "results.csv") for run in ("first", "second"))
+    assert list(first["value"]) == list(second["value"]) and list(first["config_hash"]) == list(second["config_hash"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pandas as pd
+import pytest
 import yaml
 from conftest import TINY_RUN
 
@@ -47,3 +48,26 @@ def test_report_of_a_folder_without_runs_is_one_clear_error(cli, tmp_path):
     result = cli("report", "empty")
     assert result.exit_code == 2 and "no runs under empty" in result.error_lines[0]
     assert "no such directory" in cli("report", "nowhere").error_lines[0]
+
+
+def test_joblib_multirun_writes_every_job_and_the_report(cli, tmp_path):
+    # absolute: loky keeps its worker processes (and their working directory) from one test to the next
+    result = cli("train", "-m", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", "reg=natural,pgd",
+                 *TINY_RUN, f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.exit_code == 0, result.stderr
+    report = pd.read_csv(tmp_path / "sweep" / "report.csv")
+    assert sorted(report["reg"]) == ["natural", "pgd"] and (tmp_path / "sweep" / "report.md").is_file()
+
+
+def test_joblib_multirun_failure_is_reported_by_the_parent(cli, tmp_path):
+    result = cli("train", "-m", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", "reg=input_grad",
+                 "reg.weight=1,-1", *TINY_RUN, f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.exit_code == 2 and len(result.error_lines) == 1 and "weight must be" in result.error_lines[0]
+
+
+@pytest.mark.slow
+def test_submitit_local_multirun_writes_every_job_and_the_report(cli, tmp_path):
+    result = cli("train", "-m", "hydra/launcher=local_submitit", "reg=natural,pgd", *TINY_RUN,
+                 "hydra.sweep.dir=sweep")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(pd.read_csv(tmp_path / "sweep" / "report.csv")["reg"]) == ["natural", "pgd"]

@@ -23,6 +23,7 @@ from attrobust.data import DATASETS
 from attrobust.data.base import ImageSet
 from attrobust.atomic import save_torch_atomic, write_text_atomic
 from attrobust.engine.attribution import AttributionEvaluation, evaluate_attributions
+from attrobust.engine import distributed
 from attrobust.engine.checkpoint import MODEL_FILE, find_model_checkpoint, load_checkpoint, save_checkpoint
 from attrobust.engine.evaluate import EvalSettings, PredictionAttack, evaluate_accuracy
 from attrobust.engine.train import TrainSettings, fit
@@ -48,7 +49,11 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     plain = to_plain(cfg)
     settings = _settings(TrainSettings, plain["train"], "train")
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
-    device = resolve_device(plain["device"])
+    device = distributed.device_for_rank(resolve_device(plain["device"]))
+    here = distributed.init_from_environment(device)
+    run_dir = distributed.shared_run_dir(run_dir)
+    if settings.batch_size < here.size:
+        raise AttrobustError(f"train.batch_size={settings.batch_size} is smaller than the {here.size} processes")
     spec = DATASETS.build(plain["dataset"])
     objective = REGULARIZERS.build(plain["reg"])
     optimizer_spec = OPTIMIZERS.build(plain["optim"])
@@ -56,6 +61,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     splits = spec.load()
     torch.manual_seed(plain["seed"])
     model = build_model(plain["model"], spec, splits.image_shape, splits.num_classes).to(device)
+    distributed.broadcast_parameters(model)
     optimizer = optimizer_spec.build(model.parameters())
 
     resume_fields = {key: plain[key] for key in ("model", "reg", "optim", "seed")}
@@ -70,6 +76,9 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
         return optimizer_spec.lr_at(epoch, settings.epochs, step)
 
     history = fit(model, objective, optimizer, lr_at, splits.train, settings, plain["seed"], run_dir, metadata)
+    distributed.finish()  # every rank has the same weights now; rank 0 saves and evaluates
+    if not here.is_main:
+        return None
     save_checkpoint({**metadata, "history": history, "model_state": model.state_dict()}, run_dir / MODEL_FILE,
                     "model")
     if attack is None:

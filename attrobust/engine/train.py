@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from attrobust.atomic import write_text_atomic
 from attrobust.data.base import ImageSet
+from attrobust.engine import distributed
 from attrobust.engine.checkpoint import TRAIN_STATE_FILE, load_checkpoint, save_checkpoint
 from attrobust.engine.progress import ProgressReporter
 from attrobust.errors import AttrobustError
@@ -117,6 +118,8 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
         log.info("train.resume=false: starting over (overwriting %s)", state_path)
 
     def save(epoch: int, progress: EpochProgress | None) -> None:
+        if not distributed.world().is_main:
+            return
         position = {} if progress is None else {"partial": {"batch": progress.batch, "seen": progress.seen,
                                                             "sums": progress.sums}}
         save_checkpoint({**metadata, "epoch": epoch, **position, "history": history,
@@ -138,7 +141,8 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
             log.info("epoch %d/%d: %s", epoch + 1, settings.epochs,
                      ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
             save(epoch + 1, None)
-            write_text_atomic(run_dir / TRAIN_LOG_FILE, pd.DataFrame(history).to_csv(index=False))
+            if distributed.world().is_main:
+                write_text_atomic(run_dir / TRAIN_LOG_FILE, pd.DataFrame(history).to_csv(index=False))
     return history
 
 
@@ -166,19 +170,23 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
             start = batch * settings.batch_size
             for group in optimizer.param_groups:
                 group["lr"] = lr_of_step(first_step + batch)
-            x, y = examples.batch(order[start:start + settings.batch_size], device)
-            out = objective(model, x, y)
+            index = order[start:start + settings.batch_size]
+            local = distributed.shard(index)          # the whole batch in a single process
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            if len(local):
+                x, y = examples.batch(local, device)
+                out = objective(model, x, y)
+                out.loss.backward()
+                values = {"acc": (out.logits.detach().argmax(dim=1) == y).float().mean(), **out.terms}
+                for key, value in values.items():
+                    sums[key] = sums.get(key, torch.zeros((), device=device)) + value.to(device) * len(local)
+                seen += len(local)
+            distributed.combine_gradients(model, len(local), len(index), getattr(objective, "reduction", "mean"))
             optimizer.step()
-            size = y.shape[0]
-            values = {"acc": (out.logits.detach().argmax(dim=1) == y).float().mean(), **out.terms}
-            for key, value in values.items():
-                sums[key] = sums.get(key, torch.zeros((), device=device)) + value.to(device) * size
-            seen += size
             progress.advance(1, status)
             if stop is not None and stop.signum is not None and batch + 1 < batches:
                 raise StopRequested(stop.signum, EpochProgress(batch + 1, seen, {k: v.cpu() for k, v in sums.items()}))
+    sums, seen = distributed.sum_over_ranks(sums, seen)
     row = {"epoch": float(epoch + 1)}
     row.update({key: float(value) / seen for key, value in sums.items()})
     row["lr"] = lr_of_step(first_step)

@@ -130,6 +130,10 @@ def _run(config_name: str, task: Callable[[DictConfig, Path], Any], args: Sequen
         _fail(str(error))
     except (HydraException, OmegaConfBaseException) as error:
         _fail(_describe_hydra_error(error))
+    except ValueError as error:  # Hydra's own argument checks, e.g. -m together with --cfg
+        if "can be specified" not in str(error):
+            raise
+        _fail(f"{error} (print a sweep's config without -m)")
     for sweep in FINISHED_SWEEPS:  # jobs run by other processes (joblib, submitit) leave failed.txt behind
         for marker in sorted(sweep.rglob(FAILED_FILE)):
             message = marker.read_text(encoding="utf-8").strip()

@@ -71,3 +71,19 @@ def test_submitit_local_multirun_writes_every_job_and_the_report(cli, tmp_path):
                  "hydra.sweep.dir=sweep")
     assert result.exit_code == 0, result.stderr
     assert sorted(pd.read_csv(tmp_path / "sweep" / "report.csv")["reg"]) == ["natural", "pgd"]
+
+
+def test_report_joins_a_separate_evaluate_sweep_to_its_training_runs(cli, tmp_path):
+    assert cli("train", "-m", "reg=natural", "seed=0,1", *TINY_RUN, "hydra.sweep.dir=paper/train").exit_code == 0
+    runs = ",".join(sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "paper/train").glob("*_seed*")))
+    result = cli("evaluate", "-m", f"checkpoint={runs}", "eval.num_examples=4", "attack.steps=1",
+                 "attribution_attack.steps=2", "attribution_attack.ig_steps=4", "attribution_attack.restarts=1",
+                 "hydra.sweep.dir=paper/evaluate")
+    assert result.exit_code == 0, result.stderr
+    assert cli("report", "paper").exit_code == 0
+    table = pd.read_csv(tmp_path / "paper" / "report.csv")
+    assert len(table) == 1 and table.loc[0, "seeds"] == 2  # one line: natural, over both seeds
+    assert {"NA mean", "AA mean", "IN mean", "CO mean"} <= set(table.columns)
+    train_na = [pd.read_csv(p).query("metric == 'natural_accuracy'")["value"].item()
+                for p in sorted((tmp_path / "paper/train").glob("*/results.csv"))]
+    assert abs(table.loc[0, "NA mean"] - sum(train_na) / 2) < 1e-4  # NA over all test images, not the 4 attacked

@@ -53,8 +53,9 @@ def find_runs(folder: Path) -> list[RunRecord]:
     records = []
     for overrides_file in sorted(folder.rglob(".hydra/overrides.yaml")):
         run = overrides_file.parent.parent
-        if run.parent.name in ("evaluate", "attack") or run.parent.parent.name in ("evaluate", "attack"):
-            continue  # a later evaluation inside a training run: its rows belong to that run
+        inside = [folder / part for part in run.relative_to(folder).parents if part != Path(".")]
+        if any((parent / ".hydra").is_dir() for parent in inside):
+            continue  # an evaluation inside a training run (<run>/evaluate/<time>): its rows belong to that run
         overrides = dict(_split(item) for item in yaml.safe_load(overrides_file.read_text()) or [])
         failed = run / FAILED_FILE
         if any(run.rglob(RESULTS_FILE)):
@@ -73,23 +74,36 @@ def _split(override: str) -> tuple[str, str]:
 
 def sweep_report(folder: Path) -> SweepReport:
     runs = find_runs(folder)
+    if not runs:
+        raise AttrobustError(f"no runs under {folder} (no .hydra/overrides.yaml); run `attrobust train` first")
+    # rows of an `evaluate` job belong to the training run they evaluated (its run_id): they take its overrides
+    by_run_id = {_run_id(run.folder): run.overrides for run in runs}
     frames = []
     for run in (r for r in runs if r.state == "done"):
         for path in sorted(run.folder.rglob(RESULTS_FILE)):
             frame = pd.read_csv(path)
             if list(frame.columns) != ROW_COLUMNS:
                 raise AttrobustError(f"not an attrobust result file (unexpected columns): {path}")
-            frames.append(frame.assign(**{k: v for k, v in run.overrides.items() if k not in ROW_COLUMNS}))
-    if not frames and not runs:
-        raise AttrobustError(f"no runs under {folder} (no .hydra/overrides.yaml); run `attrobust train` first")
+            for run_id, part in frame.groupby("run_id", sort=False):
+                overrides = by_run_id.get(str(run_id), run.overrides)
+                frames.append(part.assign(**{k: v for k, v in overrides.items() if k not in ROW_COLUMNS}))
     keys = sorted({key for run in runs for key in run.overrides if key not in IGNORED_KEYS and key not in ROW_COLUMNS})
-    swept = [key for key in keys if len({run.overrides.get(key) for run in runs}) > 1]
     if not frames:
-        return SweepReport(pd.DataFrame(), runs, swept)
+        return SweepReport(pd.DataFrame(), runs, [])
     rows = pd.concat(frames, ignore_index=True)
-    for key in swept:
+    for key in keys:
         rows[key] = rows[key].fillna("-") if key in rows else "-"
+    swept = [key for key in keys if rows[key].nunique() > 1]
     return SweepReport(aggregate(rows, swept), runs, swept)
+
+
+def _run_id(folder: Path) -> str:
+    """The id `train` gave the run in `folder` (its path relative to the working directory, as tasks.run_id)."""
+    resolved = folder.resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
 
 
 def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:

@@ -62,3 +62,12 @@ def _threads() -> int:
     import torch
 
     return torch.get_num_threads()
+
+
+def run_id(run_dir: Path) -> str:
+    """A run's id: its dir relative to the working directory when it is inside it, else absolute."""
+    resolved = run_dir.resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)

@@ -30,7 +30,7 @@ from attrobust.engine.train import TrainSettings, fit
 from attrobust.errors import AttrobustError
 from attrobust.models import build_model
 from attrobust.optim import OPTIMIZERS
-from attrobust.provenance import config_hash, git_commit
+from attrobust.provenance import config_hash, git_commit, run_id
 from attrobust.registry import construct
 from attrobust.regularizers import REGULARIZERS
 from attrobust.reporting.figures import attribution_figure
@@ -229,13 +229,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def run_id(run_dir: Path) -> str:
-    """The run dir relative to the working directory when it is inside it, else absolute."""
-    resolved = run_dir.resolve()
-    try:
-        return str(resolved.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(resolved)
 
 
 def _settings(cls: type[S], values: Mapping[str, Any], key: str) -> S:

@@ -20,6 +20,7 @@ import yaml
 from rich.console import Console
 
 from attrobust.errors import AttrobustError
+from attrobust.provenance import run_id
 from attrobust.reporting.rows import ROW_COLUMNS
 from attrobust.reporting.tables import METRIC_HEADINGS, RESULTS_FILE, rich_table
 
@@ -77,15 +78,15 @@ def sweep_report(folder: Path) -> SweepReport:
     if not runs:
         raise AttrobustError(f"no runs under {folder} (no .hydra/overrides.yaml); run `attrobust train` first")
     # rows of an `evaluate` job belong to the training run they evaluated (its run_id): they take its overrides
-    by_run_id = {_run_id(run.folder): run.overrides for run in runs}
+    by_run_id = {run_id(run.folder): run.overrides for run in runs}
     frames = []
     for run in (r for r in runs if r.state == "done"):
         for path in sorted(run.folder.rglob(RESULTS_FILE)):
             frame = pd.read_csv(path)
             if list(frame.columns) != ROW_COLUMNS:
                 raise AttrobustError(f"not an attrobust result file (unexpected columns): {path}")
-            for run_id, part in frame.groupby("run_id", sort=False):
-                overrides = by_run_id.get(str(run_id), run.overrides)
+            for owner, part in frame.groupby("run_id", sort=False):
+                overrides = by_run_id.get(str(owner), run.overrides)
                 frames.append(part.assign(**{k: v for k, v in overrides.items() if k not in ROW_COLUMNS}))
     keys = sorted({key for run in runs for key in run.overrides if key not in IGNORED_KEYS and key not in ROW_COLUMNS})
     if not frames:
@@ -96,14 +97,6 @@ def sweep_report(folder: Path) -> SweepReport:
     swept = [key for key in keys if rows[key].nunique() > 1]
     return SweepReport(aggregate(rows, swept), runs, swept)
 
-
-def _run_id(folder: Path) -> str:
-    """The id `train` gave the run in `folder` (its path relative to the working directory, as tasks.run_id)."""
-    resolved = folder.resolve()
-    try:
-        return str(resolved.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(resolved)
 
 
 def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:

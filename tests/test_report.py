@@ -87,3 +87,13 @@ def test_report_joins_a_separate_evaluate_sweep_to_its_training_runs(cli, tmp_pa
     train_na = [pd.read_csv(p).query("metric == 'natural_accuracy'")["value"].item()
                 for p in sorted((tmp_path / "paper/train").glob("*/results.csv"))]
     assert abs(table.loc[0, "NA mean"] - sum(train_na) / 2) < 1e-4  # NA over all test images, not the 4 attacked
+
+
+def test_aggregate_keeps_only_the_groups_that_ran():
+    from attrobust.reporting.sweep import aggregate
+
+    rows = pd.DataFrame([{"run_id": f"r{reg}{seed}", "dataset": "d", "model": "m", "reg": reg, "attack": "a",
+                          "metric": "natural_accuracy", "value": 90.0 + seed, "unit": "%", "n": 10, "seed": seed,
+                          "experiment": f"preset_{reg}"} for reg in ("natural", "pgd") for seed in (0, 1)])
+    table = aggregate(rows, ["experiment"])  # experiment varies with reg: 2 groups, not 2 x 2
+    assert len(table) == 2 and list(table["seeds"]) == [2, 2] and list(table["NA mean"]) == [90.5, 90.5]

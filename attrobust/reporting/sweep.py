@@ -105,7 +105,7 @@ def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
     rows = rows.sort_values("n", kind="stable")  # per run and metric, the row over the most images wins
     per_run = rows.groupby(group + ["run_id", "metric"], sort=False)["value"].last().reset_index()
     stats = per_run.groupby(group + ["metric"], sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
-    wide = stats.pivot_table(index=group, columns="metric", values=["mean", "std"], sort=False, dropna=False)
+    wide = stats.set_index(group + ["metric"])[["mean", "std"]].unstack("metric")  # only the groups that ran
     metrics = [m for m in METRIC_HEADINGS if m in stats["metric"].unique()]
     table = pd.DataFrame(index=wide.index)
     for metric in metrics:

@@ -144,3 +144,16 @@ def test_batched_topk_attack_equals_the_one_image_oracle():
         got = (result.topk_intersection[i].item(), result.spearman[i].item(), result.kendall[i].item())
         assert got == pytest.approx(expected, abs=1e-9)
     assert result.qualified.any()
+
+
+def test_points_per_pass_changes_nothing_but_speed():
+    """The CPU default splits IG into passes of 100 points; the result equals one pass of every point."""
+    model = smooth_net()
+    x, y = correctly_classified(model, n=6)
+    settings = {**FAST, "ig_steps": 40, "steps": 4}
+    split = ATTACKS.build({"name": "topk", **settings, "max_points": 25}).run(model, x, y)
+    whole = ATTACKS.build({"name": "topk", **settings, "max_points": 10_000}).run(model, x, y)
+    assert ATTACKS.build({"name": "topk", **settings}).points_per_pass(x) == 100  # the CPU default
+    torch.testing.assert_close(split.perturbed, whole.perturbed)
+    torch.testing.assert_close(split.kendall, whole.kendall)
+    torch.testing.assert_close(split.perturbed_saliency, whole.perturbed_saliency)

@@ -18,8 +18,9 @@ from attrobust.engine.progress import ProgressReporter
 
 PER_IMAGE_COLUMNS = ["index", "label", "qualified", "moved", "support_covered", "topk_intersection", "kendall",
                      "spearman", "center_shift"]
-# IG path points per forward pass that `auto_batch_size` aims for (see scripts/bench_attack.py for the measurement).
-AUTO_POINTS = {"cpu": 200, "cuda": 20_000}
+# IG path points per chunk of images that `auto_batch_size` aims for. On a CPU the attack itself splits a chunk's
+# points into passes of 100 (AttributionAttack.points_per_pass), so a chunk of 8 images only batches the bookkeeping.
+AUTO_POINTS = {"cpu": 800, "cuda": 20_000}
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from attrobust.data.base import ImageSet
 from attrobust.atomic import save_torch_atomic, write_text_atomic
 from attrobust.engine.attribution import AttributionEvaluation, evaluate_attributions
 from attrobust.engine import distributed
+from attrobust.engine.accel import NO_ACCEL, Accel
 from attrobust.engine.checkpoint import MODEL_FILE, find_model_checkpoint, load_checkpoint, save_checkpoint
 from attrobust.engine.evaluate import EvalSettings, PredictionAttack, evaluate_accuracy
 from attrobust.engine.train import TrainSettings, fit
@@ -49,6 +50,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     plain = to_plain(cfg)
     settings = _settings(TrainSettings, plain["train"], "train")
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
+    accel = _settings(Accel, plain.get("accel", {}), "accel")
     device = distributed.device_for_rank(resolve_device(plain["device"]))
     here = distributed.init_from_environment(device)
     run_dir = distributed.shared_run_dir(run_dir)
@@ -61,6 +63,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     splits = spec.load()
     torch.manual_seed(plain["seed"])
     model = build_model(plain["model"], spec, splits.image_shape, splits.num_classes).to(device)
+    model = accel.prepare(model)
     distributed.broadcast_parameters(model)
     optimizer = optimizer_spec.build(model.parameters())
 
@@ -75,7 +78,8 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     def lr_at(epoch: int, step: int) -> float:
         return optimizer_spec.lr_at(epoch, settings.epochs, step)
 
-    history = fit(model, objective, optimizer, lr_at, splits.train, settings, plain["seed"], run_dir, metadata)
+    history = fit(model, objective, optimizer, lr_at, splits.train, settings, plain["seed"], run_dir, metadata,
+                  accel)
     distributed.finish()  # every rank has the same weights now; rank 0 saves and evaluates
     if not here.is_main:
         return None
@@ -86,7 +90,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     identity = RunIdentity(metadata["run_id"], splits.name, plain["model"]["name"], plain["reg"]["name"],
                            attack.describe(), plain["seed"], git_commit(), metadata["config_hash"])
     rows = _accuracy(model, splits.test.head(eval_settings.num_examples), attack, eval_settings.batch_size, identity,
-                     plain["seed"])
+                     plain["seed"], accel)
     return write_results(rows, run_dir)
 
 
@@ -99,6 +103,7 @@ class TrainedModel:
     plain: dict[str, Any]        # the resolved config of the command
     test: ImageSet
     eval_settings: EvalSettings
+    accel: Accel
 
     def identity(self, attack: str) -> RunIdentity:
         return RunIdentity(self.payload["run_id"], self.plain["dataset"]["name"], self.payload["model_cfg"]["name"],
@@ -118,6 +123,7 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
             cfg.dataset = checkpoint_dataset(payload["dataset_cfg"])
     plain = to_plain(cfg)
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
+    accel = _settings(Accel, plain.get("accel", {}), "accel")
     device = resolve_device(plain["device"])
     spec = DATASETS.build(plain["dataset"])
     splits = spec.load()
@@ -128,8 +134,8 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
         raise AttrobustError(f"the weights in {path} do not fit model '{payload['model_cfg']['name']}' on "
                              f"dataset '{splits.name}' (trained on '{payload['dataset_cfg']['name']}')") from error
     log.info("loaded %s (epoch %s) for %s", path, payload.get("epoch", "final"), splits.name)
-    return TrainedModel(model.to(device).eval(), payload, plain, splits.test.head(eval_settings.num_examples),
-                        eval_settings)
+    return TrainedModel(accel.prepare(model.to(device).eval()), payload, plain,
+                        splits.test.head(eval_settings.num_examples), eval_settings, accel)
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
@@ -140,7 +146,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     attribution = attribution_attack(trained.plain["attribution_attack"]) if trained.plain["attributions"] else None
     described = attack.describe() + (f"; {attribution.describe()}" if attribution else "")
     rows = [_accuracy(trained.model, trained.test, attack, trained.eval_settings.batch_size,
-                      trained.identity(described), trained.plain["seed"])]
+                      trained.identity(described), trained.plain["seed"], trained.accel)]
     if attribution is not None:
         evaluation = _attack_attributions(trained, attribution)
         write_text_atomic(run_dir / "measures.csv", evaluation.per_image.to_csv(index=False))
@@ -167,9 +173,11 @@ def attack(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
 
 
 def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack) -> AttributionEvaluation:
-    evaluation = evaluate_attributions(trained.model, trained.test, attribution,
-                                       trained.eval_settings.attribution_batch_size, trained.eval_settings.batch_size,
-                                       keep_examples=int(trained.plain.get("figure_examples", 4)))
+    with trained.accel.autocast(next(trained.model.parameters()).device):  # metrics stay float32
+        evaluation = evaluate_attributions(trained.model, trained.test, attribution,
+                                           trained.eval_settings.attribution_batch_size,
+                                           trained.eval_settings.batch_size,
+                                           keep_examples=int(trained.plain.get("figure_examples", 4)))
     scored = evaluation.per_image
     log.info("%s on %d of %d images (correctly classified): IN %.2f%%, Kendall %.4f; %d without a counted iterate, "
              "%d unmoved", attribution.describe(), len(scored), evaluation.n_images,
@@ -179,10 +187,11 @@ def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack) 
 
 
 def _accuracy(model: torch.nn.Module, test: ImageSet, attack: PredictionAttack, batch_size: int,
-              identity: RunIdentity, seed: int) -> pd.DataFrame:
+              identity: RunIdentity, seed: int, accel: Accel = NO_ACCEL) -> pd.DataFrame:
     """Rows for natural accuracy and accuracy under `attack` (seeded: the attack's random starts)."""
     torch.manual_seed(seed)
-    counts = evaluate_accuracy(model, test, attack, batch_size)
+    with accel.autocast(next(model.parameters()).device):
+        counts = evaluate_accuracy(accel.first_order(model), test, attack, batch_size)
     log.info("natural accuracy %.2f%%, accuracy under %s %.2f%% (n=%d)", counts.natural_accuracy_pct,
              attack.describe(), counts.adversarial_accuracy_pct, counts.n)
     return accuracy_rows(identity, counts)

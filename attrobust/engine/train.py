@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from attrobust.atomic import write_text_atomic
 from attrobust.data.base import ImageSet
 from attrobust.engine import distributed
+from attrobust.engine.accel import NO_ACCEL, Accel
 from attrobust.engine.checkpoint import TRAIN_STATE_FILE, load_checkpoint, save_checkpoint
 from attrobust.engine.progress import ProgressReporter
 from attrobust.errors import AttrobustError
@@ -103,7 +104,7 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, lr_at: Callable[[int, int], float],
         data: ImageSet, settings: TrainSettings, seed: int, run_dir: Path,
-        metadata: Mapping[str, Any]) -> list[dict[str, float]]:
+        metadata: Mapping[str, Any], accel: Accel = NO_ACCEL) -> list[dict[str, float]]:
     """Train for `settings.epochs` epochs (resuming from `run_dir/last.pt`); returns one log row per epoch.
 
     `lr_at(epoch, step)` is the learning rate of optimizer step `step` (counted from the start of the run).
@@ -126,11 +127,12 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
                          "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
                          "rng": _rng_state()}, state_path, "train_state")
 
+    net = model if getattr(objective, "second_order", False) else accel.first_order(model)
     with catch_stop_signals() as stop:
         for epoch in range(start_epoch, settings.epochs):
             try:
                 row = train_one_epoch(model, objective.for_epoch(epoch), optimizer, data, settings, seed, epoch,
-                                      lambda step, epoch=epoch: lr_at(epoch, step), partial, stop)
+                                      lambda step, epoch=epoch: lr_at(epoch, step), partial, stop, accel, net)
             except StopRequested as request:
                 save(epoch, request.progress)
                 raise AttrobustError(f"stopped by {request} in epoch {epoch + 1} after batch "
@@ -148,7 +150,8 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
 
 def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, data: ImageSet,
                     settings: TrainSettings, seed: int, epoch: int, lr_of_step: Callable[[int], float],
-                    resume_at: EpochProgress | None = None, stop: StopFlag | None = None) -> dict[str, float]:
+                    resume_at: EpochProgress | None = None, stop: StopFlag | None = None, accel: Accel = NO_ACCEL,
+                    net: nn.Module | None = None) -> dict[str, float]:
     """One pass over the (shuffled) data, from `resume_at` when resuming inside the epoch; raises StopRequested
     after the batch during which `stop` was set."""
     device = next(model.parameters()).device
@@ -175,7 +178,8 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
             optimizer.zero_grad(set_to_none=True)
             if len(local):
                 x, y = examples.batch(local, device)
-                out = objective(model, x, y)
+                with accel.autocast(device):
+                    out = objective(net if net is not None else model, x, y)
                 out.loss.backward()
                 values = {"acc": (out.logits.detach().argmax(dim=1) == y).float().mean(), **out.terms}
                 for key, value in values.items():

@@ -12,6 +12,7 @@ Shapes: x, x_adv (B, ...), y (B,) -> (B,) per-example L1 norms.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor, nn
 
@@ -42,6 +43,7 @@ class IGObjective(AdversarialObjective):
     ig_steps: int = 50
     approx_factor: int = 5
     max_points: int | None = None
+    second_order: ClassVar[bool] = True  # differentiates through input gradients: runs the eager model
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -9,6 +9,7 @@ reduces CE and penalty over the batch alike. The RAR paper shows this is IG-NORM
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 from typing import Self
 
 import torch
@@ -24,6 +25,7 @@ from attrobust.regularizers.base import LossOutput, Reduction, check_reduction, 
 class InputGradient:
     weight: float = 100.0
     reduction: Reduction = "sum"
+    second_order: ClassVar[bool] = True  # double backprop: runs the eager model
 
     def __post_init__(self) -> None:
         check_reduction(self.reduction)

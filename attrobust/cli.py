@@ -112,8 +112,6 @@ def report(directory: Annotated[Path, typer.Argument(help="A run or sweep dir (s
         _fail(str(error))
 
 
-
-
 def _run(config_name: str, task: Callable[[DictConfig, Path], Any], args: Sequence[str], multirun: bool) -> None:
     register_resolvers()
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, so user mistakes become one line

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from attrobust.data import DATASETS
-from attrobust.data.augment import balance_classes
-from attrobust.data.base import DatasetSpec, ImageSet, Splits
+from attrobust.data.base import ImageSet, Splits
 from attrobust.data.cache import SplitPair, cached_splits, source_fingerprint
+from attrobust.data.decoded import DecodedDatasetSpec
 from attrobust.data.images import decode_images
 from attrobust.errors import AttrobustError
 
@@ -41,25 +41,15 @@ FETCH = "attrobust train dataset=flower17 dataset.download=true"
 
 @DATASETS.register("flower17")
 @dataclass(frozen=True)
-class Flower17(DatasetSpec):
-    root: str = "data"
-    download: bool = False
+class Flower17(DecodedDatasetSpec):
     size: int = 128
     split_seed: int = 4557077
     train_per_class: int = 72
-    balance_per_class: int | None = None   # reference: 1000
-    augment_seed: int = 0
-    cache: bool = True
-    workers: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.size <= 0:
-            raise ValueError(f"size must be positive, got {self.size}")
         if not 0 < self.train_per_class < IMAGES_PER_CLASS:
             raise ValueError(f"train_per_class must be in 1..{IMAGES_PER_CLASS - 1}, got {self.train_per_class}")
-        if self.balance_per_class is not None and self.balance_per_class <= 0:
-            raise ValueError(f"balance_per_class must be positive or null, got {self.balance_per_class}")
 
     @property
     def base(self) -> Path:
@@ -102,9 +92,7 @@ class Flower17(DatasetSpec):
         labels = torch.arange(len(files)) // IMAGES_PER_CLASS
         train = ImageSet(images[train_index], labels[train_index])
         test = ImageSet(images[test_index], labels[test_index])
-        if self.balance_per_class is not None:
-            train = balance_classes(train, self.balance_per_class, int(self.num_classes), self.augment_seed)
-        return train, test
+        return self.balanced(train), test
 
 
 def reference_split(num_classes: int, seed: int, train_per_class: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from attrobust.data import DATASETS
-from attrobust.data.augment import balance_classes
-from attrobust.data.base import DatasetSpec, ImageSet, Splits
+from attrobust.data.base import ImageSet, Splits
 from attrobust.data.cache import SplitPair, cached_splits, source_fingerprint
+from attrobust.data.decoded import DecodedDatasetSpec
 from attrobust.data.equalize import equalize_histograms
 from attrobust.data.images import decode_images
 from attrobust.errors import AttrobustError, choices
@@ -39,25 +39,14 @@ FETCH = "attrobust train dataset=gtsrb dataset.download=true"
 
 @DATASETS.register("gtsrb")
 @dataclass(frozen=True)
-class Gtsrb(DatasetSpec):
-    root: str = "data"
-    download: bool = False
+class Gtsrb(DecodedDatasetSpec):
     layout: str = "auto"
-    size: int = 32
     equalize: bool = False                 # reference: true (cv2.equalizeHist on each channel)
-    balance_per_class: int | None = None   # reference: 10000
-    augment_seed: int = 0
-    cache: bool = True
-    workers: int = 0                       # decoding processes (0: one per core, at most 8)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {choices(LAYOUTS)}, got '{self.layout}'")
-        if self.size <= 0:
-            raise ValueError(f"size must be positive, got {self.size}")
-        if self.balance_per_class is not None and self.balance_per_class <= 0:
-            raise ValueError(f"balance_per_class must be positive or null, got {self.balance_per_class}")
 
     @property
     def base(self) -> Path:
@@ -98,8 +87,7 @@ class Gtsrb(DatasetSpec):
                 raise AttrobustError(f"the gtsrb pickles hold 32x32 images; dataset.size={self.size} needs the "
                                      f"official layout (dataset.layout=torchvision)")
             train, test = (read_pickle(self.base / name) for name in ("train.p", "test.p"))
-        if self.balance_per_class is not None:
-            train = balance_classes(train, self.balance_per_class, self.num_classes, self.augment_seed)
+        train = self.balanced(train)
         if self.equalize:
             train, test = (ImageSet(equalize_histograms(s.images), s.labels) for s in (train, test))
         return train, test

@@ -95,11 +95,6 @@ def sum_over_ranks(values: dict[str, Tensor], count: int) -> tuple[dict[str, Ten
     return {key: packed[i] for i, key in enumerate(keys)}, int(packed[-1].item())
 
 
-def barrier() -> None:
-    if world().size > 1:
-        dist.barrier()
-
-
 def finish() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

@@ -153,7 +153,9 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
                     resume_at: EpochProgress | None = None, stop: StopFlag | None = None, accel: Accel = NO_ACCEL,
                     net: nn.Module | None = None) -> dict[str, float]:
     """One pass over the (shuffled) data, from `resume_at` when resuming inside the epoch; raises StopRequested
-    after the batch during which `stop` was set."""
+    after the batch during which `stop` was set. `net` is what the objective calls (default `model`; a compiled
+    copy for first-order objectives)."""
+    net = model if net is None else net
     device = next(model.parameters()).device
     examples = data.head(settings.num_examples)
     order = torch.randperm(len(examples), generator=epoch_generator(seed, epoch))
@@ -179,7 +181,7 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
             if len(local):
                 x, y = examples.batch(local, device)
                 with accel.autocast(device):
-                    out = objective(net if net is not None else model, x, y)
+                    out = objective(net, x, y)
                 out.loss.backward()
                 values = {"acc": (out.logits.detach().argmax(dim=1) == y).float().mean(), **out.terms}
                 for key, value in values.items():

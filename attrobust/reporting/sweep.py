@@ -98,13 +98,12 @@ def sweep_report(folder: Path) -> SweepReport:
     return SweepReport(aggregate(rows, swept), runs, swept)
 
 
-
 def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
     """Mean and std over seeds of each metric, one line per group (latest evaluation of a run wins per metric)."""
     group = GROUP_KEYS + swept
     rows = rows.sort_values("n", kind="stable")  # per run and metric, the row over the most images wins
     per_run = rows.groupby(group + ["run_id", "metric"], sort=False)["value"].last().reset_index()
-    stats = per_run.groupby(group + ["metric"], sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
+    stats = per_run.groupby(group + ["metric"], sort=False)["value"].agg(["mean", "std"]).reset_index()
     wide = stats.set_index(group + ["metric"])[["mean", "std"]].unstack("metric")  # only the groups that ran
     metrics = [m for m in METRIC_HEADINGS if m in stats["metric"].unique()]
     table = pd.DataFrame(index=wide.index)

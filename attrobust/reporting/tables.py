@@ -8,8 +8,6 @@ import pandas as pd
 from rich.table import Table
 
 from attrobust.atomic import write_text_atomic
-from attrobust.errors import AttrobustError
-from attrobust.reporting.rows import ROW_COLUMNS
 
 RESULTS_FILE = "results.csv"
 # Column headings of the paper's Table 1 (NA natural accuracy, AA accuracy under attack, IN top-k intersection,
@@ -49,18 +47,6 @@ def write_results(rows: pd.DataFrame, folder: Path) -> pd.DataFrame:
     write_text_atomic(folder / "table.csv", table.to_csv(index=False, float_format="%.2f"))
     write_text_atomic(folder / "table.md", table.to_markdown(index=False, floatfmt=".2f") + "\n")
     return table
-
-
-def collect_rows(folder: Path) -> pd.DataFrame:
-    """All result rows under `folder` (recursively)."""
-    files = sorted(folder.rglob(RESULTS_FILE))
-    if not files:
-        raise AttrobustError(f"no {RESULTS_FILE} under {folder}; run `attrobust train` or `attrobust evaluate` first")
-    frames = [pd.read_csv(path) for path in files]
-    bad = [str(path) for path, frame in zip(files, frames, strict=True) if list(frame.columns) != ROW_COLUMNS]
-    if bad:
-        raise AttrobustError(f"not attrobust result files (unexpected columns): {', '.join(bad)}")
-    return pd.concat(frames, ignore_index=True)
 
 
 def rich_table(table: pd.DataFrame, title: str, max_columns: int = 9) -> Table:

@@ -5,12 +5,13 @@ Each (batch, max_points) setting runs in its own process so that the peak is its
 torch.cuda.max_memory_allocated, on a CPU the growth of the process's peak resident set during the step
 (ru_maxrss after minus before). Example (2 CPU cores, about a minute):
 
-    python scripts/bench_memory.py --batch 1 2 --max-points null 25
+    python scripts/bench_memory.py --batch 1 2 --max-points null 25 --recompute false true
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import resource
 import subprocess
@@ -31,10 +32,11 @@ from bench_training import compose  # noqa: E402
 SHAPES = {"flower17": (3, 128, 128), "gtsrb": (3, 32, 32), "mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28)}
 
 
-def one_step(experiment: str, batch: int, max_points: int | None, device: str) -> dict:
+def one_step(experiment: str, batch: int, max_points: int | None, recompute: bool, device: str) -> dict:
     reg = max((name for name in REGULARIZERS.names() if experiment.endswith("_" + name)), key=len)
     plain = compose(experiment, reg)
     plain["reg"]["max_points"] = max_points
+    plain["reg"]["recompute"] = recompute
     spec = DATASETS.build(plain["dataset"])
     shape = SHAPES[plain["dataset"]["name"]]
     torch.manual_seed(0)
@@ -61,7 +63,8 @@ def one_step(experiment: str, batch: int, max_points: int | None, device: str) -
     seconds = time.perf_counter() - start
     return {"experiment": experiment, "model": plain["model"]["name"], "image": list(shape), "batch": batch,
             "ig_steps": plain["reg"]["ig_steps"], "approx_factor": plain["reg"]["approx_factor"],
-            "pgd_steps": plain["reg"]["steps"], "max_points": max_points, "device": device,
+            "pgd_steps": plain["reg"]["steps"], "max_points": max_points, "recompute": recompute,
+            "device": device,
             "threads": torch.get_num_threads(), "peak_step_memory_mib": round(peak / 2**20, 1),
             "step_seconds": round(seconds, 2), "loss_finite": bool(torch.isfinite(out.loss).item())}
 
@@ -71,19 +74,21 @@ def main() -> None:
     parser.add_argument("--experiment", default="rar_flower17_ig_norm")
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--max-points", nargs="+", default=["null"], help="IG points per forward pass; null: all")
+    parser.add_argument("--recompute", nargs="+", choices=["false", "true"], default=["false"],
+                        help="reg.recompute: rebuild each pass's graph in backward (memory bounded by max points)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", default="outputs/bench/memory.json")
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.single:
         points = None if args.max_points[0] == "null" else int(args.max_points[0])
-        print(json.dumps(one_step(args.experiment, args.batch[0], points, args.device)))
+        print(json.dumps(one_step(args.experiment, args.batch[0], points, args.recompute[0] == "true", args.device)))
         return
     rows = []
     for batch in args.batch:
-        for points in args.max_points:
+        for points, recompute in itertools.product(args.max_points, args.recompute):
             command = [sys.executable, __file__, "--single", "--experiment", args.experiment, "--batch", str(batch),
-                       "--max-points", points, "--device", args.device]
+                       "--max-points", points, "--recompute", recompute, "--device", args.device]
             result = subprocess.run(command, capture_output=True, text=True, check=True)
             rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]))

@@ -94,6 +94,23 @@ def test_create_graph_lets_gradients_flow_to_input_and_weights():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in weights)
 
 
+def test_recomputed_chunks_give_the_same_second_order_gradients():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Softplus(), nn.Linear(8, 3)).double()
+    x = torch.rand(3, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 2, 1])
+
+    def gradients(**chunking: object) -> list[torch.Tensor]:
+        ig = integrated_gradients(logit_of(net, y), x, steps=10, create_graph=True, **chunking)
+        *weights, _ = net.parameters()  # a logit's input gradient does not depend on the last bias
+        return list(torch.autograd.grad(ig.abs().sum(), [x, *weights]))
+
+    plain = gradients()
+    for ours, expected in zip(gradients(max_points=7, recompute=True), plain, strict=True):
+        torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+    assert all(g.abs().sum() > 0 for g in plain)
+
+
 def test_ig_gradient_matches_finite_differences():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(9, 4), nn.Softplus(), nn.Linear(4, 2)).double()

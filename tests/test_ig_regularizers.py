@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,6 +38,21 @@ def test_zero_weight_ig_sum_norm_is_pgd_training():
     pgd = REGULARIZERS.build({"name": "pgd", **INNER})(model, x, y)
     torch.testing.assert_close(ig_sum.loss, pgd.loss)
     for a, b in zip(grads(model, ig_sum.loss), grads(model, pgd.loss), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name", ["ig_norm", "ig_sum_norm"])
+def test_recompute_gives_the_same_training_gradients(name):
+    model, x, y = TinyNet(), torch.rand(4, 1, 8, 8), torch.tensor([1, 2, 3, 4])
+    results = []
+    for recompute in (False, True):
+        torch.manual_seed(3)
+        objective = REGULARIZERS.build({"name": name, **INNER, **IG, "max_points": 8, "recompute": recompute})
+        out = objective(model, x, y)
+        results.append((out.loss, grads(model, out.loss)))
+    (loss, plain), (loss_recomputed, recomputed) = results
+    torch.testing.assert_close(loss_recomputed, loss)
+    for a, b in zip(recomputed, plain, strict=True):
         torch.testing.assert_close(a, b)
 
 

@@ -14,12 +14,14 @@ Shapes: x, baseline (B, ...) -> attributions (B, ...), same dtype and device.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 Rule = Literal["riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid"]
 RULES: tuple[Rule, ...] = ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid")
@@ -44,25 +46,47 @@ def path_points(steps: int, rule: Rule = "riemann_right") -> tuple[list[float], 
 
 def integrated_gradients(fn: Callable[[Tensor], Tensor], x: Tensor, baseline: Tensor | None = None,
                          steps: int = 50, rule: Rule = "riemann_right", create_graph: bool = False,
-                         max_points: int | None = None) -> Tensor:
-    """IG of `fn` (a batch -> one score per row) at `x` from `baseline` (zeros when None)."""
+                         max_points: int | None = None, recompute: bool = False) -> Tensor:
+    """IG of `fn` (a batch -> one score per row) at `x` from `baseline` (zeros when None).
+
+    `recompute` (with `create_graph`): keep no chunk's graph after its forward and rebuild it, one chunk at a time,
+    when the result is differentiated (torch.utils.checkpoint), so the memory of a second-order backward is bounded
+    by `max_points` rows instead of growing with all B*m points; the gradients are the same, at the price of one
+    more forward and backward per point."""
     baseline = torch.zeros_like(x) if baseline is None else baseline.expand_as(x)
-    alphas, weights = path_points(steps, rule)
     delta = x - baseline
     batch = x.shape[0]
     per_chunk = steps if max_points is None else max(1, max_points // max(batch, 1))
     view = (-1, 1) + (1,) * (x.dim() - 1)
+    alpha, weight = (t.view(view) for t in _path_tensors(steps, rule, x.dtype, x.device))
     total = torch.zeros_like(x)
     with torch.enable_grad():
         for start in range(0, steps, per_chunk):
-            a = torch.tensor(alphas[start:start + per_chunk], dtype=x.dtype, device=x.device).view(view)
-            w = torch.tensor(weights[start:start + per_chunk], dtype=x.dtype, device=x.device).view(view)
+            a, w = alpha[start:start + per_chunk], weight[start:start + per_chunk]
             z = (baseline.unsqueeze(0) + a * delta.unsqueeze(0)).reshape(-1, *x.shape[1:])
-            if not z.requires_grad:
-                z.requires_grad_(True)
-            (grad,) = torch.autograd.grad(fn(z).sum(), z, create_graph=create_graph)
+            if create_graph and recompute:
+                grad = checkpoint(_input_gradient, fn, z, True, use_reentrant=False)
+            else:
+                grad = _input_gradient(fn, z, create_graph)
             total = total + (grad.view(a.shape[0], *x.shape) * w).sum(0)
     return delta * total
+
+
+@functools.lru_cache(maxsize=64)
+def _path_tensors(steps: int, rule: Rule, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """`path_points` as (steps,) tensors on `device`, made once: a copy from the host in every call of an attack
+    step would wait for the device (read-only: never modify them in place)."""
+    alphas, weights = path_points(steps, rule)
+    with torch.inference_mode(False):  # usable in autograd even when first made under inference mode
+        return torch.tensor(alphas, dtype=dtype, device=device), torch.tensor(weights, dtype=dtype, device=device)
+
+
+def _input_gradient(fn: Callable[[Tensor], Tensor], z: Tensor, create_graph: bool) -> Tensor:
+    """d sum(fn(z)) / dz, row by row (the rows of `fn` are independent)."""
+    if not z.requires_grad:
+        z = z.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(fn(z).sum(), z, create_graph=create_graph)
+    return grad
 
 
 def logit_of(model: nn.Module, labels: Tensor) -> Callable[[Tensor], Tensor]:

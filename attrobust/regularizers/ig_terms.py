@@ -21,10 +21,10 @@ from attrobust.regularizers.adversarial import AdversarialObjective
 
 
 def ig_l1(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, steps: int, create_graph: bool,
-          max_points: int | None = None) -> Tensor:
+          max_points: int | None = None, recompute: bool = False) -> Tensor:
     """||IG(x, x_adv)||_1 per example, IG of the cross-entropy from baseline x to x_adv with `steps` points."""
     attributions = integrated_gradients(cross_entropy_of(model, y), x_adv, baseline=x, steps=steps,
-                                        create_graph=create_graph, max_points=max_points)
+                                        create_graph=create_graph, max_points=max_points, recompute=recompute)
     return attributions.abs().flatten(1).sum(1)
 
 
@@ -43,6 +43,7 @@ class IGObjective(AdversarialObjective):
     ig_steps: int = 50
     approx_factor: int = 5
     max_points: int | None = None
+    recompute: bool = False   # bound the second-order memory by max_points (integrated_gradients' `recompute`)
     second_order: ClassVar[bool] = True  # differentiates through input gradients: runs the eager model
 
     def __post_init__(self) -> None:
@@ -54,4 +55,5 @@ class IGObjective(AdversarialObjective):
     def ig_norm(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, inner: bool) -> Tensor:
         """||IG(x, x_adv)||_1 per example: the cheap approximation inside PGD (`inner`), all points outside."""
         steps = approximate_steps(self.ig_steps, self.approx_factor) if inner else self.ig_steps
-        return ig_l1(model, x, x_adv, y, steps, create_graph=True, max_points=self.max_points)
+        return ig_l1(model, x, x_adv, y, steps, create_graph=True, max_points=self.max_points,
+                      recompute=self.recompute)

@@ -179,21 +179,21 @@ class AttributionAttack:
         if self.random_start:
             x = (x0 + (2 * torch.rand_like(x0) - 1) * self.eps).clamp(0, 1)
         best_criterion = torch.ones(n, dtype=torch.float64, device=x0.device)
-        best_x, best_saliency = x0.clone(), reference.saliency.clone()
+        best_x, best_saliency = x0, reference.saliency
         moved = torch.zeros(n, dtype=torch.bool, device=x0.device)
         for _ in range(self.steps):
             x = x0 + (x + self.step_size * self.direction(model, x, reference) - x0).clamp(-self.eps, self.eps)
             x = x.clamp(0, 1).detach()
             moved |= (x != x0).flatten(1).any(1)
-            with torch.no_grad():
+            with torch.inference_mode():
                 same_label = model(x).argmax(1) == y
             saliency = self.saliency(model, x, y)
             criterion = torch.where(same_label, self.criterion(reference, saliency),
                                     torch.ones_like(best_criterion))
-            better = criterion < best_criterion
+            better = criterion < best_criterion  # torch.where, not masked assignment: no wait for the device
             best_criterion = torch.where(better, criterion, best_criterion)
-            best_x[better] = x[better]
-            best_saliency[better] = saliency[better]
+            best_x = torch.where(better.view(-1, *(1,) * (x.dim() - 1)), x, best_x)
+            best_saliency = torch.where(better.view(-1, 1), saliency, best_saliency)
         return self._score(reference, best_x, best_saliency, best_criterion < 1, moved)
 
     def _score(self, reference: Reference, best_x: Tensor, best_saliency: Tensor, qualified: Tensor,

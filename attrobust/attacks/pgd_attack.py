@@ -46,10 +46,10 @@ class PGDAttack:
 
     def robust(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """Per-example bool: classified correctly when clean and after every restart."""
-        with torch.no_grad():
+        with torch.inference_mode():
             robust = model(x).argmax(dim=1) == y
         for _ in range(self.restarts):
             x_adv = self.perturb(model, x, y)
-            with torch.no_grad():
-                robust &= model(x_adv).argmax(dim=1) == y
+            with torch.inference_mode():
+                robust = robust & (model(x_adv).argmax(dim=1) == y)
         return robust

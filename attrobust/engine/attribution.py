@@ -40,11 +40,11 @@ def correctly_classified(model: nn.Module, data: ImageSet, batch_size: int) -> T
     """Indices (into `data`) of the images the model classifies correctly."""
     device = next(model.parameters()).device
     correct = []
-    with torch.no_grad():
+    with torch.inference_mode():
         for start in range(0, len(data), batch_size):
             x, y = data.batch(slice(start, start + batch_size), device)
-            correct.append((model(x).argmax(1) == y).cpu())
-    return torch.cat(correct).nonzero().flatten()
+            correct.append(model(x).argmax(1) == y)
+    return torch.cat(correct).nonzero().flatten().cpu()  # one wait for the device, after the loop
 
 
 def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionAttack, batch_size: int | None,

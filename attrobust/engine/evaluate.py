@@ -50,9 +50,10 @@ def evaluate_accuracy(model: nn.Module, data: ImageSet, attack: PredictionAttack
         with ProgressReporter("evaluate", batches, log_every_s) as progress:
             for start in range(0, len(data), batch_size):
                 x, y = data.batch(slice(start, start + batch_size), device)
-                with torch.no_grad():
+                with torch.inference_mode():
                     correct = model(x).argmax(dim=1) == y
                 natural += correct.sum()
+                # one wait for the device per batch (PGD's many passes dominate): attack only what is correct
                 if attack is not None and bool(correct.any()):
                     robust += attack.robust(model, x[correct], y[correct]).sum()
                 progress.advance(1)

@@ -32,5 +32,5 @@ class IGNorm(IGObjective):
         with torch.no_grad():
             acc_adv = (model(x_adv).argmax(1) == y).float().mean()
         terms = {"ce": ce.detach().mean(), "ig_l1": norm.detach().mean(), "acc_adv": acc_adv,
-                 "eps": torch.tensor(self.eps)}
+                 "eps": x.new_full((), self.eps)}
         return LossOutput(reduce(ce + self.weight * norm, self.reduction), logits, terms)

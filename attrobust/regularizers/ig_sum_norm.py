@@ -35,5 +35,5 @@ class IGSumNorm(IGObjective):
         with torch.no_grad():
             logits = model(x)
         terms = {"ce_adv": ce_adv.detach().mean(), "ig_l1": norm.detach().mean(),
-                 "acc_adv": (adv_logits.detach().argmax(1) == y).float().mean(), "eps": torch.tensor(self.eps)}
+                 "acc_adv": (adv_logits.detach().argmax(1) == y).float().mean(), "eps": x.new_full((), self.eps)}
         return LossOutput(reduce(ce_adv + self.weight * norm, self.reduction), logits, terms)

@@ -32,5 +32,5 @@ class PGDTraining(AdversarialObjective):
             logits = model(x)
         terms = {"ce_adv": ce_adv.detach().mean(),
                  "acc_adv": (adv_logits.detach().argmax(1) == y).float().mean(),
-                 "eps": torch.tensor(self.eps)}
+                 "eps": x.new_full((), self.eps)}
         return LossOutput(reduce(ce_adv, self.reduction), logits, terms)

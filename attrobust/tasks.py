@@ -78,8 +78,8 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     def lr_at(epoch: int, step: int) -> float:
         return optimizer_spec.lr_at(epoch, settings.epochs, step)
 
-    history = fit(model, objective, optimizer, lr_at, splits.train, settings, plain["seed"], run_dir, metadata,
-                  accel)
+    history = fit(model, objective, optimizer, lr_at, accel.data(splits.train), settings, plain["seed"], run_dir,
+                  metadata, accel)
     distributed.finish()  # every rank has the same weights now; rank 0 saves and evaluates
     if not here.is_main:
         return None
@@ -89,8 +89,8 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
         return None
     identity = RunIdentity(metadata["run_id"], splits.name, plain["model"]["name"], plain["reg"]["name"],
                            attack.describe(), plain["seed"], git_commit(), metadata["config_hash"])
-    rows = _accuracy(model, splits.test.head(eval_settings.num_examples), attack, eval_settings.batch_size, identity,
-                     plain["seed"], accel)
+    test = accel.data(splits.test.head(eval_settings.num_examples))
+    rows = _accuracy(model, test, attack, eval_settings.batch_size, identity, plain["seed"], accel)
     return write_results(rows, run_dir)
 
 
@@ -135,7 +135,7 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
                              f"dataset '{splits.name}' (trained on '{payload['dataset_cfg']['name']}')") from error
     log.info("loaded %s (epoch %s) for %s", path, payload.get("epoch", "final"), splits.name)
     return TrainedModel(accel.prepare(model.to(device).eval()), payload, plain,
-                        splits.test.head(eval_settings.num_examples), eval_settings, accel)
+                        accel.data(splits.test.head(eval_settings.num_examples)), eval_settings, accel)
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 
 import pandas as pd
+import pytest
 import torch
 from conftest import TINY_RUN, TinyNet
 
 from attrobust.attacks import ATTACKS
 from attrobust.attributions import integrated_gradients, logit_of, saliency_map
+from attrobust.data.base import ImageSet
 from attrobust.engine.accel import Accel, CompiledOrEager
 from attrobust.metrics import kendall_tau_b
 
@@ -57,7 +59,7 @@ def test_bf16_autocast_keeps_saliency_and_attack_measures_close():
 
 
 def test_training_and_evaluation_with_amp_and_channels_last_through_the_cli(cli, tmp_path):
-    switches = ["accel.amp=true", "accel.channels_last=true"]
+    switches = ["accel.amp=true", "accel.channels_last=true", "accel.pin_memory=false"]
     assert cli("train", *TINY_RUN, "hydra.run.dir=plain").exit_code == 0
     result = cli("train", *TINY_RUN, *switches, "hydra.run.dir=fast")
     assert result.exit_code == 0, result.stderr
@@ -68,3 +70,24 @@ def test_training_and_evaluation_with_amp_and_channels_last_through_the_cli(cli,
                  "attribution_attack.steps=2", "attribution_attack.ig_steps=4", "attribution_attack.restarts=1",
                  "hydra.run.dir=eval")
     assert result.exit_code == 0, result.stderr
+
+
+def test_pinned_batches_are_a_cuda_only_copy_path():
+    data = ImageSet(torch.randint(0, 256, (5, 1, 4, 4), dtype=torch.uint8), torch.arange(5))
+    pinned = Accel(pin_memory=True).data(data)
+    assert pinned.pin_memory and not Accel(pin_memory=False).data(data).pin_memory
+    assert pinned.head(3).pin_memory  # kept by every view of the split
+    index = torch.tensor([4, 0, 2])
+    for ours, plain in zip(pinned.batch(index, torch.device("cpu")), data.batch(index, torch.device("cpu")),
+                           strict=True):
+        torch.testing.assert_close(ours, plain, rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pinned_batches_equal_pageable_ones_on_cuda():
+    data = ImageSet(torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8), torch.arange(64))
+    index, cuda = torch.randperm(64)[:32], torch.device("cuda")
+    for ours, plain in zip(Accel(pin_memory=True).data(data).batch(index, cuda), data.batch(index, cuda),
+                           strict=True):
+        torch.testing.assert_close(ours, plain, rtol=0, atol=0)

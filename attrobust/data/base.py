@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -18,6 +18,7 @@ class ImageSet:
 
     images: Tensor
     labels: Tensor
+    pin_memory: bool = False  # CUDA batches go through page-locked memory, copied without waiting (accel.pin_memory)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -34,12 +35,15 @@ class ImageSet:
             return self
         if n <= 0:
             raise AttrobustError(f"num_examples must be positive, got {n}")
-        return ImageSet(self.images[:n], self.labels[:n])
+        return replace(self, images=self.images[:n], labels=self.labels[:n])
 
     def batch(self, index: Tensor | slice, device: torch.device) -> tuple[Tensor, Tensor]:
         """Images as float32 in [0, 1] and int64 labels on `device`."""
-        x = self.images[index].to(device, non_blocking=True).float().div_(255.0)
-        return x, self.labels[index].to(device, non_blocking=True)
+        images, labels = self.images[index], self.labels[index]
+        if self.pin_memory and device.type == "cuda":  # a copy from pageable memory makes the host wait
+            images, labels = images.pin_memory(), labels.pin_memory()
+        x = images.to(device, non_blocking=True).float().div_(255.0)
+        return x, labels.to(device, non_blocking=True)
 
 
 @dataclass(frozen=True)

@@ -157,3 +157,38 @@ def test_points_per_pass_changes_nothing_but_speed():
     torch.testing.assert_close(split.perturbed, whole.perturbed)
     torch.testing.assert_close(split.kendall, whole.kendall)
     torch.testing.assert_close(split.perturbed_saliency, whole.perturbed_saliency)
+
+
+class CountingNet(nn.Module):
+    """`model` that records the number of rows of every forward pass."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.rows = model, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows.append(x.shape[0])
+        return self.model(x)
+
+
+def test_skipping_converged_images_changes_nothing_but_work():
+    """Sparse images whose top-k covers their saliency are fixed points of the top-k attack from the first step
+    (zero gradient); dense ones move."""
+    model = smooth_net()
+    x, _ = correctly_classified(model, n=4)
+    x[:2] = 0
+    x[:2, :, 3:5, 3:5] = 0.75
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    settings = {"name": "topk", **FAST, "k": 16, "steps": 5}
+    results, rows = [], []
+    for skip in (True, False):
+        counting = CountingNet(model).eval()
+        results.append(ATTACKS.build({**settings, "skip_converged": skip}).run(counting, x, y))
+        rows.append(sum(counting.rows))
+    skipped, full = results
+    assert rows[0] < rows[1]  # fewer rows went through the network
+    assert not full.moved[:2].any() and full.moved[2:].all()
+    for field in ("perturbed", "perturbed_saliency", "topk_intersection", "kendall", "spearman", "center_shift",
+                  "qualified", "moved"):
+        torch.testing.assert_close(getattr(skipped, field), getattr(full, field), msg=field)

@@ -21,7 +21,10 @@ point, it follows rounding noise. `support_covered` flags these images (k >= non
 was used and how many images stayed unmoved.
 
 Batching: every image has its own masks and bookkeeping; all images of a chunk and all their path points go through
-the network together. Shapes: x (B, C, H, W) in [0, 1], y (B,) -> AttributionAttackResult with per-image tensors.
+the network together. Deterministic attacks drop an image once a step leaves its iterate in place (a fixed point:
+every later step would repeat that step exactly; `skip_converged`), so images with a zero gradient (unmoved, above)
+cost one step instead of `steps`. Shapes: x (B, C, H, W) in [0, 1], y (B,) -> AttributionAttackResult with
+per-image tensors.
 """
 
 from __future__ import annotations
@@ -58,6 +61,12 @@ class Reference:
     image_size: tuple[int, int]
     surrogate_center: Tensor | None = None  # (B, 2), truncated to whole pixels as the reference does
 
+    def select(self, rows: Tensor) -> Reference:
+        """The reference of the images `rows` (indices)."""
+        center = None if self.surrogate_center is None else self.surrogate_center[rows]
+        return Reference(self.image[rows], self.label[rows], self.saliency[rows], self.top_k[rows], self.image_size,
+                         center)
+
 
 @dataclass(frozen=True)
 class AttributionAttackResult:
@@ -91,6 +100,7 @@ class AttributionAttack:
     random_start: bool = False
     surrogate_beta: float = 1.0
     max_points: int | None = None
+    skip_converged: bool = True  # stop computing an image at a fixed point of a deterministic attack (same result)
 
     def __post_init__(self) -> None:
         if not self.eps > 0 or not self.step_size > 0:
@@ -173,27 +183,36 @@ class AttributionAttack:
         return AttributionAttackResult(**{**best.__dict__, "restarts_run": restarts})
 
     def _run_once(self, model: nn.Module, reference: Reference) -> AttributionAttackResult:
-        x0, y = reference.image, reference.label
+        x0 = reference.image
         n = x0.shape[0]
         x = x0.clone()
         if self.random_start:
             x = (x0 + (2 * torch.rand_like(x0) - 1) * self.eps).clamp(0, 1)
         best_criterion = torch.ones(n, dtype=torch.float64, device=x0.device)
-        best_x, best_saliency = x0, reference.saliency
+        best_x, best_saliency = x0.clone(), reference.saliency.clone()
         moved = torch.zeros(n, dtype=torch.bool, device=x0.device)
+        active = torch.arange(n, device=x0.device)  # images whose iterate may still change
         for _ in range(self.steps):
-            x = x0 + (x + self.step_size * self.direction(model, x, reference) - x0).clamp(-self.eps, self.eps)
-            x = x.clamp(0, 1).detach()
-            moved |= (x != x0).flatten(1).any(1)
+            ref = reference if len(active) == n else reference.select(active)
+            current = x[active]
+            step = current + self.step_size * self.direction(model, current, ref)
+            new = (ref.image + (step - ref.image).clamp(-self.eps, self.eps)).clamp(0, 1).detach()
+            moved[active] |= (new != ref.image).flatten(1).any(1)
             with torch.inference_mode():
-                same_label = model(x).argmax(1) == y
-            saliency = self.saliency(model, x, y)
-            criterion = torch.where(same_label, self.criterion(reference, saliency),
-                                    torch.ones_like(best_criterion))
-            better = criterion < best_criterion  # torch.where, not masked assignment: no wait for the device
-            best_criterion = torch.where(better, criterion, best_criterion)
-            best_x = torch.where(better.view(-1, *(1,) * (x.dim() - 1)), x, best_x)
-            best_saliency = torch.where(better.view(-1, 1), saliency, best_saliency)
+                same_label = model(new).argmax(1) == ref.label
+            saliency = self.saliency(model, new, ref.label)
+            criterion = torch.where(same_label, self.criterion(ref, saliency), 1.0)
+            better = criterion < best_criterion[active]  # index_put and where, not masks: no wait for the device
+            best_criterion[active] = torch.where(better, criterion, best_criterion[active])
+            best_x[active] = torch.where(better.view(-1, *(1,) * (new.dim() - 1)), new, best_x[active])
+            best_saliency[active] = torch.where(better.view(-1, 1), saliency, best_saliency[active])
+            x[active] = new
+            if self.skip_converged and self.deterministic:
+                # an iterate the step left in place is a fixed point: every later step repeats this one exactly.
+                # Dropping it needs one wait for the device per step (the number of images left).
+                active = active[(new != current).flatten(1).any(1)]
+                if len(active) == 0:
+                    break
         return self._score(reference, best_x, best_saliency, best_criterion < 1, moved)
 
     def _score(self, reference: Reference, best_x: Tensor, best_saliency: Tensor, qualified: Tensor,

@@ -168,7 +168,7 @@ def attack(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
         save_torch_atomic(evaluation.examples, run_dir / "examples.pt")
         attribution_figure(evaluation.examples, run_dir / "figure.png",
                            f"{trained.payload['run_id']}: {attribution.describe()}")
-    identity = trained.identity(f"{attribution.describe()} restarts_run={evaluation.restarts_run}")
+    identity = trained.identity(attribution.describe())  # says how many restarts ran
     return write_results(attribution_rows(identity, evaluation.per_image), run_dir)
 
 

@@ -137,9 +137,15 @@ class AttributionAttack:
             return self.max_points
         return CPU_POINTS_PER_PASS if x.device.type == "cpu" else None
 
+    @property
+    def restarts_to_run(self) -> int:
+        """`restarts`, or 1 for a deterministic attack from the image itself: its restarts would be identical."""
+        return 1 if self.deterministic and not self.random_start else self.restarts
+
     def describe(self) -> str:
         start = " random-start" if self.random_start else ""
-        return f"{self.name} eps={self.eps:g} {self.steps}x{self.step_size:g} k={self.k}{start}"
+        runs = " 1 run (deterministic)" if self.restarts_to_run == 1 else f" worst of {self.restarts_to_run} restarts"
+        return f"{self.name} eps={self.eps:g} {self.steps}x{self.step_size:g} k={self.k}{start}{runs}"
 
     @property
     def name(self) -> str:
@@ -174,7 +180,7 @@ class AttributionAttack:
     def run(self, model: nn.Module, x: Tensor, y: Tensor) -> AttributionAttackResult:
         """Attack a batch of correctly classified images; `model` should be in eval mode."""
         reference = self.reference(model, x, y)
-        restarts = 1 if self.deterministic and not self.random_start else self.restarts
+        restarts = self.restarts_to_run
         best: AttributionAttackResult | None = None
         for _ in range(restarts):
             outcome = self._run_once(model, reference)

@@ -28,7 +28,6 @@ class AttributionEvaluation:
     per_image: pd.DataFrame           # one row per scored image, PER_IMAGE_COLUMNS
     examples: dict[str, Tensor]       # the first scored images: image, perturbed, saliency maps, label
     n_images: int                     # test images considered (scored = correctly classified)
-    restarts_run: int
 
 
 def auto_batch_size(device: torch.device, ig_steps: int) -> int:
@@ -58,13 +57,11 @@ def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionA
         scored = correctly_classified(model, data, predict_batch_size)
         rows: list[pd.DataFrame] = []
         kept: list[AttributionAttackResult] = []
-        restarts = 1
         with ProgressReporter(f"attack {attack.name}", len(scored), log_every_s) as progress:
             for start in range(0, len(scored), chunk):
                 index = scored[start:start + chunk]
                 x, y = data.batch(index, device)
                 result = attack.run(model, x, y)
-                restarts = result.restarts_run
                 rows.append(_per_image(index, y, result))
                 if sum(len(r.qualified) for r in kept) < keep_examples:
                     kept.append(result)
@@ -72,7 +69,7 @@ def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionA
     finally:
         model.train(was_training)
     per_image = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=PER_IMAGE_COLUMNS)
-    return AttributionEvaluation(per_image, _examples(kept, data, scored, keep_examples), len(data), restarts)
+    return AttributionEvaluation(per_image, _examples(kept, data, scored, keep_examples), len(data))
 
 
 def _running_means(rows: list[pd.DataFrame]) -> str:

@@ -1,7 +1,8 @@
 """attrobust against its peers, in one run on the same model, data and settings: one table of times and ratios.
 
 1. IG vs captum.attr.IntegratedGradients (riemann_right, same steps, best internal_batch_size), max abs difference;
-2. the batched top-k attack vs a one-image-at-a-time loop of the same algorithm, and vs its pass-count bound;
+2. the batched top-k attack vs a one-image-at-a-time loop of the same algorithm, and vs its pass-count bound; then
+   with skip_converged (the default: images at a fixed point of the attack are dropped) vs the same loop;
 3. Kendall / Spearman vs scipy loops on the same maps (max abs difference) and the metrics' share of attack time;
 4. one training step of natural, pgd, input_grad, ig_norm, ig_sum_norm: ratio to natural and to its pass-count
    lower bound (natural step time x the forward/backward pairs the objective needs);

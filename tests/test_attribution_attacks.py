@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import logging
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import stats
@@ -12,6 +14,8 @@ from torch import nn
 
 from attrobust.attacks import ATTACKS
 from attrobust.attacks.attribution import AttributionAttack
+from attrobust.data.base import ImageSet
+from attrobust.engine.attribution import evaluate_attributions
 from attrobust.errors import AttrobustError
 
 ATTRIBUTION_ATTACKS = [name for name in ATTACKS.names() if name != "pgd"]
@@ -192,3 +196,32 @@ def test_skipping_converged_images_changes_nothing_but_work():
     for field in ("perturbed", "perturbed_saliency", "topk_intersection", "kendall", "spearman", "center_shift",
                   "qualified", "moved"):
         torch.testing.assert_close(getattr(skipped, field), getattr(full, field), msg=field)
+
+
+class OutOfMemoryAbove:
+    """An attack that fails like CUDA when given more than `limit` images (and records what it was given)."""
+
+    def __init__(self, attack: AttributionAttack, limit: int) -> None:
+        self.attack, self.limit, self.sizes = attack, limit, []
+        self.name, self.ig_steps = attack.name, attack.ig_steps
+
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        self.sizes.append(len(x))
+        if len(x) > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.attack.run(model, x, y)
+
+
+def test_a_chunk_out_of_device_memory_is_retried_in_halves(caplog):
+    model = smooth_net()
+    x, y = correctly_classified(model, n=7)
+    data = ImageSet((x * 255).round().to(torch.uint8), y)
+    attack = ATTACKS.build({"name": "topk", **FAST})
+    expected = evaluate_attributions(model, data, attack, batch_size=2, predict_batch_size=7).per_image
+    failing = OutOfMemoryAbove(attack, limit=2)
+    with caplog.at_level(logging.WARNING, logger="attrobust"):
+        got = evaluate_attributions(model, data, failing, batch_size=7, predict_batch_size=7).per_image
+    assert failing.sizes[:3] == [7, 3, 1] and "continuing with 3" in caplog.text
+    pd.testing.assert_frame_equal(got, expected)
+    with pytest.raises(torch.cuda.OutOfMemoryError):  # one image that does not fit is an error, not a loop
+        evaluate_attributions(model, data, OutOfMemoryAbove(attack, limit=0), batch_size=2, predict_batch_size=7)

@@ -1,11 +1,13 @@
 """Attribution-robustness evaluation: run an attribution attack on the correctly classified test images, in chunks.
 
 Only images the model classifies correctly are attacked and scored, as in the reference evaluation. Chunks hold
-`batch_size` images; every image of a chunk and all of its IG path points go through the network together.
+`batch_size` images; every image of a chunk and all of its IG path points go through the network together. A chunk
+that runs out of CUDA memory is retried in halves, and later chunks keep the smaller size.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import pandas as pd
@@ -16,6 +18,7 @@ from attrobust.attacks.attribution import AttributionAttack, AttributionAttackRe
 from attrobust.data.base import ImageSet
 from attrobust.engine.progress import ProgressReporter
 
+log = logging.getLogger("attrobust")
 PER_IMAGE_COLUMNS = ["index", "label", "qualified", "moved", "support_covered", "topk_intersection", "kendall",
                      "spearman", "center_shift"]
 # IG path points per chunk of images that `auto_batch_size` aims for. On a CPU the attack itself splits a chunk's
@@ -58,14 +61,28 @@ def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionA
         rows: list[pd.DataFrame] = []
         kept: list[AttributionAttackResult] = []
         with ProgressReporter(f"attack {attack.name}", len(scored), log_every_s) as progress:
-            for start in range(0, len(scored), chunk):
+            start = 0
+            while start < len(scored):
                 index = scored[start:start + chunk]
                 x, y = data.batch(index, device)
-                result = attack.run(model, x, y)
+                try:
+                    result = attack.run(model, x, y)
+                except torch.cuda.OutOfMemoryError:
+                    if len(index) == 1:
+                        raise
+                    result = None  # retried below, once the failed pass's tensors are released with the exception
+                if result is None:
+                    chunk = len(index) // 2
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    log.warning("out of device memory with %d images per chunk: continuing with %d (set "
+                                "eval.attribution_batch_size=%d to start there)", len(index), chunk, chunk)
+                    continue
                 rows.append(_per_image(index, y, result))
                 if sum(len(r.qualified) for r in kept) < keep_examples:
                     kept.append(result)
                 progress.advance(len(index), lambda: _running_means(rows))
+                start += len(index)
     finally:
         model.train(was_training)
     per_image = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=PER_IMAGE_COLUMNS)

@@ -42,6 +42,10 @@ log = logging.getLogger("attrobust")
 S = TypeVar("S")
 
 
+# reg keys that change how a step uses memory, not its result: a run may resume with other values
+MEMORY_ONLY_KEYS = ("max_points", "recompute")
+
+
 def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     """Train `cfg.model` on `cfg.dataset` with `cfg.reg`; then (eval_at_end) evaluate under `cfg.attack`.
 
@@ -68,6 +72,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     optimizer = optimizer_spec.build(model.parameters())
 
     resume_fields = {key: plain[key] for key in ("model", "reg", "optim", "seed")}
+    resume_fields["reg"] = {k: v for k, v in plain["reg"].items() if k not in MEMORY_ONLY_KEYS}
     resume_fields.update(dataset=plain["dataset"]["name"], batch_size=settings.batch_size,
                          num_examples=settings.num_examples)
     metadata = {"run_id": run_id(run_dir), "model_cfg": plain["model"], "dataset_cfg": plain["dataset"],

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import TINY_RUN, make_idx_dataset
+
+from attrobust.engine.checkpoint import load_checkpoint
 
 RUN = "hydra.run.dir=run"
 
@@ -231,3 +234,25 @@ def test_a_rerun_of_the_recorded_command_reproduces_the_numbers(cli, tmp_path):
     assert cli(*command[1:], "hydra.run.dir=second").exit_code == 0
     first, second = (pd.read_csv(tmp_path / run / "results.csv") for run in ("first", "second"))
     assert list(first["value"]) == list(second["value"]) and list(first["config_hash"]) == list(second["config_hash"])
+
+
+def test_out_of_device_memory_is_one_line_and_resumes_with_smaller_passes(cli, tmp_path, monkeypatch):
+    ig = ["reg=ig_norm", "reg.ig_steps=4", "reg.approx_factor=2", "reg.eps_warmup_epochs=0", "eval_at_end=false"]
+    assert cli("train", *TINY_RUN, *ig, RUN).exit_code == 0
+    first_epoch = pd.read_csv(tmp_path / "run" / "train_log.csv")
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("attrobust.engine.train.train_one_epoch", out_of_memory)
+        result = cli("train", *TINY_RUN, *ig, "train.epochs=2", RUN)
+    assert result.exit_code != 0 and "Traceback" not in result.stderr
+    (line,) = result.error_lines
+    assert "out of device memory in epoch 2" in line and "reg.max_points=<rows per IG pass> reg.recompute=true" in line
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1  # nothing lost
+    result = cli("train", *TINY_RUN, *ig, "train.epochs=2", "reg.max_points=20", "reg.recompute=true", RUN)
+    assert result.exit_code == 0, result.stderr
+    log = pd.read_csv(tmp_path / "run" / "train_log.csv")
+    assert len(log) == 2
+    pd.testing.assert_frame_equal(log.head(1), first_epoch)  # epoch 1 resumed, not trained again (its seconds too)

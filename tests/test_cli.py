@@ -157,6 +157,7 @@ BAD_INPUTS = [
     (["eval.batch_size=-5"], "'eval' settings: batch_size must be positive, got -5"),
     (["device=tpu"], "unknown device 'tpu'"),
     (["optim.schedule=linear"], "schedule must be one of constant, cosine"),
+    (["reg=ig_norm", "reg.recompute=true"], "reg 'ig_norm': recompute bounds memory by max_points rows per pass"),
 ]
 
 

@@ -51,6 +51,9 @@ class IGObjective(AdversarialObjective):
         approximate_steps(self.ig_steps, self.approx_factor)
         if self.weight < 0:
             raise ValueError(f"weight must be >= 0, got {self.weight}")
+        if self.recompute and self.max_points is None:
+            raise ValueError("recompute bounds memory by max_points rows per pass: set max_points too "
+                             "(e.g. max_points=500), or recompute=false")
 
     def ig_norm(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, inner: bool) -> Tensor:
         """||IG(x, x_adv)||_1 per example: the cheap approximation inside PGD (`inner`), all points outside."""

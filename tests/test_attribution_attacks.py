@@ -111,7 +111,8 @@ def oracle_saliency(model: nn.Module, x: torch.Tensor, label: int, m: int, creat
     return s * s.numel() / s.sum()
 
 
-def oracle_topk_attack(model: nn.Module, x: torch.Tensor, label: int, settings: dict) -> tuple[float, float, float]:
+def oracle_topk_attack(model: nn.Module, x: torch.Tensor, label: int, settings: dict,
+                       flips: list[int] | None = None) -> tuple[float, float, float]:
     smooth = softplus_copy(model)
     m, k = settings["ig_steps"], settings["k"]
     s0 = oracle_saliency(model, x, label, m, False).detach().numpy()
@@ -124,6 +125,8 @@ def oracle_topk_attack(model: nn.Module, x: torch.Tensor, label: int, settings: 
         (grad,) = torch.autograd.grad(loss, z)
         x_t = (x + (x_t - settings["step_size"] * grad.sign() - x).clamp(-settings["eps"], settings["eps"])).clamp(0, 1)
         if model(x_t).argmax(1).item() != label:
+            if flips is not None:
+                flips.append(label)
             continue
         s = oracle_saliency(model, x_t, label, m, False).detach().numpy()
         tau = stats.kendalltau(s0, s).statistic
@@ -148,6 +151,21 @@ def test_batched_topk_attack_equals_the_one_image_oracle():
         got = (result.topk_intersection[i].item(), result.spearman[i].item(), result.kendall[i].item())
         assert got == pytest.approx(expected, abs=1e-9)
     assert result.qualified.any()
+
+
+def test_iterates_that_change_the_label_are_skipped_as_the_oracle_does():
+    model = smooth_net(seed=3).double()
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    settings = {**FAST, "eps": 0.5, "step_size": 0.2, "steps": 4}
+    result = ATTACKS.build({"name": "topk", **settings}).run(model, x, y)
+    flips: list[int] = []
+    for i in range(6):
+        expected = oracle_topk_attack(model, x[i:i + 1], int(y[i]), settings, flips)
+        got = (result.topk_intersection[i].item(), result.spearman[i].item(), result.kendall[i].item())
+        assert got == pytest.approx(expected, abs=1e-9)
+    assert flips and result.qualified.any()  # some iterates changed the label, others were kept
 
 
 def test_points_per_pass_changes_nothing_but_speed():

@@ -6,9 +6,10 @@ channels and normalised to sum h*w (`attrobust.attributions.saliency_map`). Each
   1. direction: the sign of the gradient, with respect to the current iterate, of the attack's objective on the
      saliency of the softplus surrogate (same weights; second order through IG);
   2. x_t <- x + clip(x_t + step_size * direction - x, -eps, eps), then clip to [0, 1];
-  3. measure on the ReLU network: if the predicted label changed the iterate does not count (criterion 1), else the
-     selection criterion (Kendall's tau by default) between the original and the iterate's saliency; the iterate with
-     the lowest criterion below 1 is kept. The attack continues from x_t either way, as the reference does.
+  3. measure on the ReLU network: if the predicted label changed the iterate does not count (and its saliency map is
+     not computed), else the selection criterion (Kendall's tau by default) between the original and the iterate's
+     saliency; the iterate with the lowest criterion below 1 is kept. The attack continues from x_t either way, as
+     the reference does.
 After the steps the kept iterate is scored: top-`eval_k` intersection, Kendall, Spearman, centre-of-mass shift. An
 image with no counted iterate is scored (1, 1, 1) by the reference ("unqualified"); `strict` means exclude them.
 Restarts keep, per image, the restart with the lowest Kendall; deterministic attacks (no random start) run once.
@@ -203,20 +204,25 @@ class AttributionAttack:
             current = x[active]
             step = current + self.step_size * self.direction(model, current, ref)
             new = (ref.image + (step - ref.image).clamp(-self.eps, self.eps)).clamp(0, 1).detach()
+            x[active] = new
             moved[active] |= (new != ref.image).flatten(1).any(1)
             with torch.inference_mode():
                 same_label = model(new).argmax(1) == ref.label
-            saliency = self.saliency(model, new, ref.label)
-            criterion = torch.where(same_label, self.criterion(ref, saliency), 1.0)
-            better = criterion < best_criterion[active]  # index_put and where, not masks: no wait for the device
-            best_criterion[active] = torch.where(better, criterion, best_criterion[active])
-            best_x[active] = torch.where(better.view(-1, *(1,) * (new.dim() - 1)), new, best_x[active])
-            best_saliency[active] = torch.where(better.view(-1, 1), saliency, best_saliency[active])
-            x[active] = new
+            # the one wait for the device per step: which iterates count (label kept: only they need a saliency
+            # map, the others cannot be kept) and which moved (the others are fixed points)
+            counted, changed = torch.stack([same_label, (new != current).flatten(1).any(1)]).cpu()
+            rows = counted.nonzero().flatten().to(x0.device)
+            if len(rows):
+                images = active[rows]
+                saliency = self.saliency(model, new[rows], ref.label[rows])
+                criterion = self.criterion(ref.select(rows), saliency)
+                better = criterion < best_criterion[images]  # index writes and where: no further wait
+                best_criterion[images] = torch.where(better, criterion, best_criterion[images])
+                best_x[images] = torch.where(better.view(-1, *(1,) * (new.dim() - 1)), new[rows], best_x[images])
+                best_saliency[images] = torch.where(better.view(-1, 1), saliency, best_saliency[images])
             if self.skip_converged and self.deterministic:
-                # an iterate the step left in place is a fixed point: every later step repeats this one exactly.
-                # Dropping it needs one wait for the device per step (the number of images left).
-                active = active[(new != current).flatten(1).any(1)]
+                # an iterate the step left in place is a fixed point: every later step would repeat this one
+                active = active[changed.to(x0.device)]
                 if len(active) == 0:
                     break
         return self._score(reference, best_x, best_saliency, best_criterion < 1, moved)

@@ -167,7 +167,7 @@ def attribution_rows(args: argparse.Namespace) -> tuple[dict, list[dict]]:
     variants["skip"] = lambda: skipping.run(model, x, y)
     times = interleaved_medians(variants, args.repeats, device=device)
     # pass-count bound: per step the direction (IG with create_graph, then its gradient: 2 IGs) and the selection's
-    # ReLU saliency (1 IG); plus the original map: (3 steps + 1) IGs of these images
+    # ReLU saliency (1 IG; skipped for an iterate that changed the label); plus the original map: (3 steps + 1) IGs
     bound = (3 * args.attack_steps + 1) * t_ours
     for chunk in chunks:
         t_batched = times[f"chunks of {chunk}"]

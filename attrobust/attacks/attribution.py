@@ -69,6 +69,29 @@ class Reference:
                          center)
 
 
+@dataclass
+class BestIterates:
+    """Per image, the iterate kept so far: its selection criterion (1: none kept yet), the image and its saliency."""
+
+    criterion: Tensor  # (B,) float64
+    image: Tensor      # (B, C, H, W)
+    saliency: Tensor   # (B, H*W)
+
+    @classmethod
+    def none_yet(cls, reference: Reference) -> BestIterates:
+        n, device = reference.image.shape[0], reference.image.device
+        return cls(torch.ones(n, dtype=torch.float64, device=device), reference.image.clone(),
+                   reference.saliency.clone())
+
+    def offer(self, images: Tensor, criterion: Tensor, x: Tensor, saliency: Tensor) -> None:
+        """Candidates for the images `images` (indices): kept where their criterion is lower (no wait for the device:
+        index writes and torch.where, not boolean masks)."""
+        better = criterion < self.criterion[images]
+        self.criterion[images] = torch.where(better, criterion, self.criterion[images])
+        self.image[images] = torch.where(better.view(-1, *(1,) * (x.dim() - 1)), x, self.image[images])
+        self.saliency[images] = torch.where(better.view(-1, 1), saliency, self.saliency[images])
+
+
 @dataclass(frozen=True)
 class AttributionAttackResult:
     """Per-image outcome of an attack on N images (all tensors have N rows)."""
@@ -195,8 +218,7 @@ class AttributionAttack:
         x = x0.clone()
         if self.random_start:
             x = (x0 + (2 * torch.rand_like(x0) - 1) * self.eps).clamp(0, 1)
-        best_criterion = torch.ones(n, dtype=torch.float64, device=x0.device)
-        best_x, best_saliency = x0.clone(), reference.saliency.clone()
+        best = BestIterates.none_yet(reference)
         moved = torch.zeros(n, dtype=torch.bool, device=x0.device)
         active = torch.arange(n, device=x0.device)  # images whose iterate may still change
         for _ in range(self.steps):
@@ -213,19 +235,14 @@ class AttributionAttack:
             counted, changed = torch.stack([same_label, (new != current).flatten(1).any(1)]).cpu()
             rows = counted.nonzero().flatten().to(x0.device)
             if len(rows):
-                images = active[rows]
                 saliency = self.saliency(model, new[rows], ref.label[rows])
-                criterion = self.criterion(ref.select(rows), saliency)
-                better = criterion < best_criterion[images]  # index writes and where: no further wait
-                best_criterion[images] = torch.where(better, criterion, best_criterion[images])
-                best_x[images] = torch.where(better.view(-1, *(1,) * (new.dim() - 1)), new[rows], best_x[images])
-                best_saliency[images] = torch.where(better.view(-1, 1), saliency, best_saliency[images])
+                best.offer(active[rows], self.criterion(ref.select(rows), saliency), new[rows], saliency)
             if self.skip_converged and self.deterministic:
                 # an iterate the step left in place is a fixed point: every later step would repeat this one
                 active = active[changed.to(x0.device)]
                 if len(active) == 0:
                     break
-        return self._score(reference, best_x, best_saliency, best_criterion < 1, moved)
+        return self._score(reference, best.image, best.saliency, best.criterion < 1, moved)
 
     def _score(self, reference: Reference, best_x: Tensor, best_saliency: Tensor, qualified: Tensor,
                moved: Tensor) -> AttributionAttackResult:

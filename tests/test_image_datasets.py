@@ -95,11 +95,11 @@ def test_cache_is_reused_and_invalidated_by_a_changed_source(tmp_path, monkeypat
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the cache matches")
 
-    monkeypatch.setattr("attrobust.data.gtsrb.decode_images", no_decoding)
-    again = dataset.load()
+    with monkeypatch.context() as patch:
+        patch.setattr(images_module, "decode_images", no_decoding)
+        again = dataset.load()
     assert torch.equal(again.train.images, first.train.images) and torch.equal(again.test.labels, first.test.labels)
 
-    monkeypatch.setattr("attrobust.data.gtsrb.decode_images", images_module.decode_images)
     changed = tmp_path / "gtsrb/GTSRB/Training/00000/00000_00000.ppm"
     Image.fromarray(np.zeros((30, 30, 3), dtype=np.uint8)).save(changed)
     os.utime(changed, ns=(1, 1))

@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from attrobust.data import DATASETS
 from attrobust.data.base import DatasetSpec, ImageSet, Splits
 from attrobust.data.cache import cached_splits, source_fingerprint
-from attrobust.data.images import decode_images
+from attrobust.data.images import decode_labelled
 from attrobust.errors import AttrobustError
 
 LOADER_VERSION = 1
@@ -51,8 +50,9 @@ class ImageFolderData(DatasetSpec):
                   "source": source_fingerprint(root, [path for path, _ in train_files + test_files])}
 
         def build() -> tuple[ImageSet, ImageSet]:
-            return _decoded(train_files, self.size, self.channels, self.workers), \
-                _decoded(test_files, self.size, self.channels, self.workers)
+            mode = "RGB" if self.channels == 3 else "L"
+            return (decode_labelled(train_files, self.size, mode, self.workers),
+                    decode_labelled(test_files, self.size, mode, self.workers))
 
         train, test = cached_splits(root, "folder", recipe, build, self.cache)
         return Splits(f"folder:{root.name}", train, test, len(classes))
@@ -83,8 +83,3 @@ def split_files(split: Path, classes: list[str]) -> list[tuple[Path, int]]:
         raise AttrobustError(f"the {split.name} split is empty: no images ({', '.join(EXTENSIONS)}) in "
                              f"{split}/<class>/")
     return files
-
-
-def _decoded(files: list[tuple[Path, int]], size: tuple[int, int], channels: int, workers: int) -> ImageSet:
-    images = decode_images([path for path, _ in files], size, "RGB" if channels == 3 else "L", workers)
-    return ImageSet(images, torch.tensor([label for _, label in files], dtype=torch.int64))

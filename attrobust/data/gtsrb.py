@@ -29,7 +29,7 @@ from attrobust.data.base import ImageSet, Splits
 from attrobust.data.cache import SplitPair, cached_splits, source_fingerprint
 from attrobust.data.decoded import DecodedDatasetSpec
 from attrobust.data.equalize import equalize_histograms
-from attrobust.data.images import decode_images
+from attrobust.data.images import decode_labelled
 from attrobust.errors import AttrobustError, choices
 
 LOADER_VERSION = 1
@@ -81,7 +81,8 @@ class Gtsrb(DecodedDatasetSpec):
             if classes != self.num_classes:
                 raise AttrobustError(f"wrong number of classes: {self.base}/GTSRB/Training has {classes} class "
                                      f"folders but dataset.num_classes={self.num_classes}")
-            train, test = (_decoded(split, self.size, self.workers) for split in samples)
+            size = (self.size, self.size)
+            train, test = (decode_labelled(split, size, "RGB", self.workers) for split in samples)
         else:
             if self.size != 32:
                 raise AttrobustError(f"the gtsrb pickles hold 32x32 images; dataset.size={self.size} needs the "
@@ -143,11 +144,6 @@ def official_samples(base: Path) -> tuple[list[tuple[Path, int]], list[tuple[Pat
         raise AttrobustError(f"wrong gtsrb layout: {len(missing)} test image(s) listed in {annotations} are "
                              f"missing, e.g. {missing[0]}")
     return train, test
-
-
-def _decoded(samples: list[tuple[Path, int]], size: int, workers: int) -> ImageSet:
-    images = decode_images([path for path, _ in samples], (size, size), "RGB", workers)
-    return ImageSet(images, torch.tensor([label for _, label in samples], dtype=torch.int64))
 
 
 def read_pickle(path: Path) -> ImageSet:

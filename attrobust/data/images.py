@@ -16,6 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from attrobust.data.base import ImageSet
 from attrobust.errors import AttrobustError
 
 RESAMPLING = Image.Resampling.LANCZOS  # PIL's ANTIALIAS, as the reference's tflearn `resize_image`
@@ -45,6 +46,13 @@ def decode_images(paths: Sequence[Path], size: tuple[int, int], mode: str = "RGB
     if stacked.ndim == 3:
         stacked = stacked[..., None]
     return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+
+
+def decode_labelled(samples: Sequence[tuple[Path, int]], size: tuple[int, int], mode: str = "RGB",
+                    workers: int = 0) -> ImageSet:
+    """`decode_images` of the (path, label) pairs, with their labels."""
+    images = decode_images([path for path, _ in samples], size, mode, workers)
+    return ImageSet(images, torch.tensor([label for _, label in samples], dtype=torch.int64))
 
 
 def _decode_one(job: tuple[str, tuple[int, int], str]) -> np.ndarray | str:

@@ -243,8 +243,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-
-
 def _settings(cls: type[S], values: Mapping[str, Any], key: str) -> S:
     """A settings dataclass from the `key:` block of the config, checked like a registered component."""
     return construct(cls, values, f"'{key}' settings", key)

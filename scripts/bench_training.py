@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
+import sys
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_attributions import median_time  # noqa: E402
 
 from attrobust.config import config_dir, register_resolvers, to_plain
 from attrobust.data import DATASETS
@@ -36,25 +38,6 @@ def compose(experiment: str | None, reg: str) -> dict:
     overrides = [f"reg={reg}"] + ([f"+experiment={experiment}"] if experiment else [])
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return to_plain(hydra_compose(config_name="train", overrides=overrides))
-
-
-def median_step_time(model: torch.nn.Module, objective, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                     y: torch.Tensor, steps: int, device: torch.device) -> float:
-    """Median seconds of objective + backward + optimizer step, after one warm-up step."""
-    times = []
-    for attempt in range(steps + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = objective(model, x, y)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if attempt:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def pass_count(reg: dict) -> float:
@@ -95,7 +78,14 @@ def training_rows(settings: str, batch: int, steps: int, device: torch.device) -
         optimizer = OPTIMIZERS.build(plain["optim"]).build(model.parameters())
         objective = REGULARIZERS.build(plain["reg"])
         x, y = data.batch(slice(0, batch), device)
-        seconds = median_step_time(model, objective, optimizer, x, y, steps, device)
+
+        def step(model=model, objective=objective, optimizer=optimizer, x=x, y=y) -> None:
+            out = objective(model, x, y)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+
+        seconds = median_time(step, steps, device=device)  # objective + backward + optimizer step
         reg = plain["reg"]
         detail = ", ".join(f"{k}={reg[k]}" for k in ("steps", "ig_steps", "approx_factor", "weight") if k in reg)
         rows.append({"method": method, "model": plain["model"]["name"], "step_s": seconds, "settings": detail,

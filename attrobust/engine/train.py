@@ -140,9 +140,9 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
                                      f"to resume") from None
             except torch.cuda.OutOfMemoryError:
                 raise AttrobustError(
-                    f"out of device memory in epoch {epoch + 1} at train.batch_size={settings.batch_size}; make a step "
-                    f"smaller with reg.max_points=<rows per IG pass> reg.recompute=true (IG objectives) or a smaller "
-                    f"train.batch_size, and run again (the first two resume from the last finished epoch)") from None
+                    f"out of device memory in epoch {epoch + 1} at train.batch_size={settings.batch_size}; run again "
+                    f"with reg.max_points=<rows per IG pass> reg.recompute=true (IG objectives; resumes from the last "
+                    f"finished epoch) or a smaller train.batch_size (a new run)") from None
             partial = None
             history.append(row)
             log.info("epoch %d/%d: %s", epoch + 1, settings.epochs,

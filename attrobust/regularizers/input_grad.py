@@ -9,8 +9,7 @@ reduces CE and penalty over the batch alike. The RAR paper shows this is IG-NORM
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
-from typing import Self
+from typing import ClassVar, Self
 
 import torch
 import torch.nn.functional as F

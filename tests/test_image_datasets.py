@@ -235,6 +235,45 @@ def test_flower17_errors(tmp_path):
     assert not (bad / "jpg").exists() and not (bad / ".jpg.partial").exists()
 
 
+def _crafted_archive(path, member: tarfile.TarInfo, data: bytes = b"payload") -> None:
+    """A flower17 archive holding one genuine jpg/ file and `member` (a path or link that must not be written)."""
+    import io
+
+    with tarfile.open(path, "w:gz") as tar:
+        good = tarfile.TarInfo("jpg/image_0001.jpg")
+        good.size = 3
+        tar.addfile(good, io.BytesIO(b"jpg"))
+        if member.isfile():
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+        else:
+            tar.addfile(member)
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, target: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+@pytest.mark.parametrize("member,reason", [
+    (_member("jpg/../../escaped.txt"), "not a relative path inside it"),
+    (_member("jpg/sub/../../../escaped.txt"), "not a relative path inside it"),
+    (_member("jpg/link.jpg", tarfile.SYMTYPE, "/etc/passwd"), "is a link"),
+    (_member("jpg/hard.jpg", tarfile.LNKTYPE, "jpg/image_0001.jpg"), "is a link"),
+    (_member("jpg/fifo", tarfile.FIFOTYPE), "is a special file"),
+])
+def test_flower17_archive_with_an_unsafe_member_is_rejected_and_writes_nothing(tmp_path, member, reason):
+    """The safe extraction works without tarfile's `filter` (Python < 3.11.4): nothing escapes, no link is made."""
+    base = tmp_path / "root" / "17flowers"
+    base.mkdir(parents=True)
+    _crafted_archive(base / "17flowers.tgz", member)
+    with pytest.raises(AttrobustError, match=f"unsafe archive .*17flowers.tgz: member .* {reason}"):
+        spec("flower17", root=str(tmp_path / "root"), num_classes=2).load()
+    assert sorted(p.name for p in base.iterdir()) == ["17flowers.tgz"]  # no jpg/, no partial folder
+    assert not list(tmp_path.rglob("escaped.txt"))
+
+
 # --- your own data ---------------------------------------------------------------------------------------------
 
 def test_image_folder(tmp_path):

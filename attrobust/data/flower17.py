@@ -4,14 +4,20 @@ Files: `<root>/17flowers/jpg/image_0001.jpg .. image_1360.jpg` as the official a
 images 80c+1 .. 80c+80 are class c (Daffodil, Snowdrop, ... Pansy). The archive itself in `<root>/17flowers/` is
 unpacked on first use; `download: true` fetches it from the VGG site and checks its md5.
 
-The split is the RAR reference's (`flower_input.py` via tflearn, then `generate_data.py`), not the official VGG
-split files: the 1,360 images in the reference's listing order (class folders sorted as strings, "0", "1", "10",
-..., files sorted) are permuted with numpy's legacy generator seeded with `split_seed` (4557077), and the first
-`train_per_class` (72) images of each class in that order train, the rest (8 per class) test: 1,224 / 136, each in
-permuted order. (The reference's listing order is os.walk's, which is sorted on common filesystems; its label
-numbers follow the same string order, a relabelling that does not change any measure. Here class c is the c-th
-class of the official list.) Resizing is PIL's Lanczos (`ANTIALIAS`), as in the reference. The training set can
-be grown to `balance_per_class` images per class by the reference's random distortions (1,000 in the paper).
+The split follows the RAR reference (`flower_input.py` via tflearn, then `generate_data.py`), not the official VGG
+split files: the 1,360 images in a listing order (class folders sorted as strings, "0", "1", "10", ..., "9") are
+permuted with numpy's legacy generator seeded with `split_seed` (4557077, the default of the reference's
+`build_image_dataset_from_dir`), and the first `train_per_class` (72) images of each class in that order train, the
+rest (8 per class) test: 1,224 / 136, each in permuted order. Resizing is PIL's Lanczos (`ANTIALIAS`), as in the reference. The training set can be grown to
+`balance_per_class` images per class by the reference's random distortions (1,000 in the paper).
+
+A deliberate, documented difference (README, "Fidelity"): the reference lists the files inside each class folder in
+`os.walk` order, which is the filesystem's directory order (hash order on ext4; other filesystems have their own), not
+sorted. The permutation is applied to that listing, so which 136 images the reference tested on depends on the
+machine that ran it and cannot be recovered from its code. attrobust lists each class's files sorted by name, a
+deterministic order: the same seed, the same procedure, but not necessarily the reference's test images. Its label
+numbers follow the same string order of the class folders, a relabelling that does not change any measure; here
+class c is the c-th class of the official list.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import numpy as np
 import torch
 
 from attrobust.data import DATASETS
+from attrobust.data.archive import extract_regular_files
 from attrobust.data.base import ImageSet, Splits
 from attrobust.data.cache import SplitPair, cached_splits, source_fingerprint
 from attrobust.data.decoded import DecodedDatasetSpec
@@ -98,6 +105,7 @@ class Flower17(DecodedDatasetSpec):
 def reference_split(num_classes: int, seed: int, train_per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (into image_0001 .. in file order) of the train and test images, each in the reference's order."""
     class_order = sorted(range(num_classes), key=str)            # os.walk + sorted(): "0", "1", "10", ..., "9"
+    # each class's files by name (the reference: os.walk's directory order, not recoverable; see the docstring)
     listing = np.concatenate([np.arange(c * IMAGES_PER_CLASS, (c + 1) * IMAGES_PER_CLASS) for c in class_order])
     shuffled = listing[np.random.RandomState(seed).permutation(len(listing))]
     classes = shuffled // IMAGES_PER_CLASS
@@ -118,15 +126,16 @@ def fetch_archive(base: Path) -> None:
 
 
 def unpack(archive: Path, base: Path) -> None:
-    """Extract `jpg/` from the archive (regular files only, inside `base`), atomically by renaming the folder."""
+    """Extract `jpg/` from the archive, atomically by renaming the folder; a link, an absolute path or a `..` under
+    `jpg/` rejects the archive (`extract_regular_files`, on every supported Python)."""
     partial = base / ".jpg.partial"
     shutil.rmtree(partial, ignore_errors=True)
     try:
         with tarfile.open(archive) as tar:
-            members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith("jpg/")]
+            members = [m for m in tar.getmembers() if m.name.startswith("jpg/") and not m.isdir()]
             if not members:
                 raise AttrobustError(f"wrong flower17 layout: {archive} has no jpg/ folder")
-            tar.extractall(partial, members=members, filter="data")
+            extract_regular_files(tar, members, partial, archive)
         (partial / "jpg").rename(base / "jpg")
     except (tarfile.TarError, OSError, EOFError) as error:
         raise AttrobustError(f"corrupt flower17 archive {archive}: {error}") from error

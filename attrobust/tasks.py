@@ -62,6 +62,10 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
         raise AttrobustError(f"train.batch_size={settings.batch_size} is smaller than the {here.size} processes")
     spec = DATASETS.build(plain["dataset"])
     objective = REGULARIZERS.build(plain["reg"])
+    if here.size > 1 and getattr(objective, "couples_the_batch", False):
+        raise AttrobustError(f"reg.gradient_of=mean_loss penalises a whole-batch gradient, which {here.size} processes "
+                             f"cannot split by examples; use reg.gradient_of=per_example with reg.weight=lambda / "
+                             f"train.batch_size (reg.reduction=mean), or one process")
     optimizer_spec = OPTIMIZERS.build(plain["optim"])
     attack = prediction_attack(plain["attack"]) if plain["eval_at_end"] else None
     splits = spec.load()

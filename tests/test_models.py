@@ -30,6 +30,26 @@ def test_reference_resnet_parameter_counts():
     assert build("rar_resnet_flower", size=128, classes=17)(torch.rand(2, 3, 128, 128)).shape == (2, 17)
 
 
+def test_madry_cnn_reference_init_is_tensorflows_truncated_normal_and_bias_point_one():
+    """TensorFlow's truncated_normal(stddev=0.1) redraws outside 2 std: std 0.1 * 0.8796 = 0.0880 after truncation."""
+    truncated_std = 0.1 * math.sqrt(1 - 2 * 2 * math.exp(-2) / math.sqrt(2 * math.pi) / math.erf(2 / math.sqrt(2)))
+    assert abs(truncated_std - 0.088) < 5e-4
+    net = build("madry_cnn", channels=1, size=28, classes=10, init="reference")
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == 4
+    for layer in layers:
+        assert torch.equal(layer.bias, torch.full_like(layer.bias, 0.1))
+        assert layer.weight.abs().max() <= 0.2
+    fc1 = layers[2].weight  # 3,211,264 draws: the sample std is within 1e-4 of the truncated std
+    assert fc1.shape == (1024, 7 * 7 * 64)
+    assert abs(fc1.std().item() - truncated_std) < 1e-3 and abs(fc1.mean().item()) < 1e-3
+    assert fc1.abs().max() > 0.199  # cut at 2 std, not narrower
+    default = build("madry_cnn", channels=1, size=28, classes=10)
+    assert abs(default.classifier[1].weight.std().item() - 1 / math.sqrt(3 * 7 * 7 * 64)) < 1e-3  # about 0.010
+    small = build("small_cnn", channels=1, size=28, classes=10, init="reference")
+    assert all(torch.equal(m.bias, torch.full_like(m.bias, 0.1)) for m in small.modules() if isinstance(m, nn.Linear))
+
+
 def test_same_padding_is_tensorflows_for_stride_two():
     conv = SameConv2d(1, 1, 3, stride=2)
     x = torch.rand(1, 1, 8, 8)

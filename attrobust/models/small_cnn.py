@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from torch import nn
 
 from attrobust.models import MODELS
-from attrobust.models.madry_cnn import MadryCNN
+from attrobust.models.madry_cnn import Init, MadryCNN
 
 
 @MODELS.register("small_cnn")
 def small_cnn(in_channels: int, image_size: tuple[int, int], num_classes: int,
-              conv_channels: Sequence[int] = (16, 32), hidden_units: int = 256) -> nn.Module:
-    return MadryCNN(in_channels, image_size, num_classes, conv_channels, hidden_units)
+              conv_channels: Sequence[int] = (16, 32), hidden_units: int = 256, init: Init = "pytorch") -> nn.Module:
+    return MadryCNN(in_channels, image_size, num_classes, conv_channels, hidden_units, init)

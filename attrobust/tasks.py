@@ -79,13 +79,19 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     resume_fields["reg"] = {k: v for k, v in plain["reg"].items() if k not in MEMORY_ONLY_KEYS}
     resume_fields.update(dataset=plain["dataset"]["name"], batch_size=settings.batch_size,
                          num_examples=settings.num_examples)
+    if settings.steps is not None:  # full batches: a run counted in epochs cannot continue it (nor the reverse)
+        resume_fields["full_batches"] = True
     metadata = {"run_id": run_id(run_dir), "model_cfg": plain["model"], "dataset_cfg": plain["dataset"],
                 "reg_cfg": plain["reg"], "seed": plain["seed"], "config_hash": config_hash(plain),
                 "resume_key": config_hash(resume_fields)}
-    log.info("training %s on %s (%d images) with reg=%s on %s; run dir %s", plain["model"]["name"], splits.name,
-             len(splits.train.head(settings.num_examples)), plain["reg"]["name"], device, run_dir)
+    examples = len(splits.train.head(settings.num_examples))
+    plan = settings.plan(examples)
+    log.info("training %s on %s (%d images, %d steps of %d in %d epochs) with reg=%s on %s; run dir %s",
+             plain["model"]["name"], splits.name, examples, plan.total, settings.batch_size, plan.epochs,
+             plain["reg"]["name"], device, run_dir)
+
     def lr_at(epoch: int, step: int) -> float:
-        return optimizer_spec.lr_at(epoch, settings.epochs, step)
+        return optimizer_spec.lr_at(epoch, plan.epochs, step)
 
     history = fit(model, objective, optimizer, lr_at, accel.data(splits.train), settings, plain["seed"], run_dir,
                   metadata, accel)

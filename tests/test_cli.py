@@ -158,6 +158,12 @@ BAD_INPUTS = [
     (["device=tpu"], "unknown device 'tpu'"),
     (["optim.schedule=linear"], "schedule must be one of constant, cosine"),
     (["reg=ig_norm", "reg.recompute=true"], "reg 'ig_norm': recompute bounds memory by max_points rows per pass"),
+    (["train.steps=5"], "count the run in train.epochs or in train.steps, not both (got epochs=1, steps=5); set "
+                        "the other to null, e.g. train.epochs=null train.steps=N"),
+    (["train.epochs=null", "train.steps=5", "train.batch_size=500"], "train.batch_size=500 is larger than the 100 "
+                                                                      "training images"),
+    (["model.init=tf"], "model.init must be one of pytorch, reference, got 'tf'"),
+    (["reg=input_grad", "reg.gradient_of=batch"], "reg.gradient_of must be one of per_example, mean_loss"),
 ]
 
 
@@ -168,6 +174,15 @@ def test_bad_training_input_is_one_line_and_nothing_is_written(cli, tmp_path, ar
     assert len(result.error_lines) == 1 and message in result.error_lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not run_files(tmp_path / "run") & {"last.pt", "model.pt", "results.csv", "table.md"}
+
+
+def test_a_run_counted_in_steps(cli, tmp_path):
+    """100 images in batches of 30: 3 full batches per epoch; 7 steps are epochs of 3, 3 and 1 steps."""
+    result = cli("train", *TINY_RUN, "train.epochs=null", "train.steps=7", "train.batch_size=30", "eval_at_end=false",
+                 RUN)
+    assert result.exit_code == 0, result.stderr
+    log = pd.read_csv(tmp_path / "run" / "train_log.csv")
+    assert list(log["epoch"]) == [1, 2, 3] and list(log["step"]) == [3, 6, 7]
 
 
 def test_missing_data_folder_names_it_and_the_fix(cli, tmp_path):

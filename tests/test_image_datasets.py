@@ -68,6 +68,20 @@ def test_gtsrb_layout_errors(tmp_path):
         spec("gtsrb", root=str(tmp_path), num_classes=3).load()
 
 
+def test_gtsrb_preset_layout_prefers_the_reference_pickles_and_names_them_when_missing(cli, tmp_path):
+    """The rar_gtsrb_* presets read the pickles even beside the official archives, and say which files they want."""
+    make_gtsrb_official(tmp_path / "data", classes=3)
+    result = cli("train", "+experiment=rar_gtsrb_natural", "dataset.num_classes=3", "train.steps=1", "hydra.run.dir=r")
+    assert result.exit_code == 2
+    (line,) = result.error_lines
+    assert "dataset.layout=pickle" in line and "train.p and test.p not found" in line
+    assert "traffic-signs-data.zip" in line and "dataset.layout=torchvision" in line
+    make_gtsrb_pickles(tmp_path / "pickles", classes=3, train=12, test=6)
+    (tmp_path / "pickles/gtsrb/test.p").unlink()
+    with pytest.raises(AttrobustError, match=r"pickle layout .*: test.p not found in"):
+        spec("gtsrb", root=str(tmp_path / "pickles"), num_classes=3, layout="pickle").load()
+
+
 def test_gtsrb_corrupt_image_names_the_file(tmp_path):
     make_gtsrb_official(tmp_path, classes=2)
     bad = tmp_path / "gtsrb/GTSRB/Training/00001/00000_00001.ppm"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import signal
@@ -76,8 +77,13 @@ def test_cosine_schedule():
 def test_piecewise_schedule_follows_the_reference_step_size_schedule():
     sgd = OPTIMIZERS.build({"name": "sgd", "schedule": "piecewise",
                             "milestones": [[0, 1e-3], [500, 1e-2], [60000, 1e-3]]})
-    assert [sgd.lr_at(0, 10, step) for step in (0, 499, 500, 59999, 60000, 70000)] == [
-        1e-3, 1e-3, 1e-2, 1e-2, 1e-3, 1e-3]
+    # TensorFlow's piecewise_constant keeps the old rate AT a boundary: step 500 still runs at 1e-3
+    assert [sgd.lr_at(0, 10, step) for step in (0, 499, 500, 501, 60000, 60001, 70000)] == [
+        1e-3, 1e-3, 1e-3, 1e-2, 1e-2, 1e-3, 1e-3]
+    # tf.train.piecewise_constant(x, boundaries, values) is values[number of boundaries < x]
+    boundaries, values = [500, 60000], [1e-3, 1e-2, 1e-3]
+    for step in [*range(0, 1000), *range(59990, 60010), 70000]:
+        assert sgd.lr_at(0, 10, step) == values[bisect.bisect_left(boundaries, step)]
     for milestones in ([], [[5, 1e-3]], [[0, 1e-3], [0, 1e-2]], [[0, -1.0]]):
         with pytest.raises(AttrobustError, match="piecewise' needs milestones"):
             OPTIMIZERS.build({"name": "sgd", "schedule": "piecewise", "milestones": milestones})
@@ -96,23 +102,102 @@ def toy_data(n: int = 40) -> ImageSet:
     return ImageSet(images, torch.arange(n) % 10)
 
 
-def run_fit(run_dir, epochs: int, reg: str = "pgd", signal_at_step: int | None = None):
-    """Train TinyNet on toy data; `signal_at_step` sends this process SIGTERM during that optimizer step."""
+class Crash(Exception):
+    """Stands for a kill: nothing is saved when it is raised."""
+
+
+def run_fit(run_dir, epochs: int | None = None, reg: str = "pgd", signal_at_step: int | None = None,
+            crash_at_step: int | None = None, batch_sizes: list[int] | None = None, **settings):
+    """Train TinyNet on toy data (40 images, batches of 16 unless `settings` say otherwise); `signal_at_step` sends
+    this process SIGTERM during that optimizer step, `crash_at_step` raises Crash before it; `batch_sizes` collects
+    the size of every batch."""
     torch.manual_seed(0)
     model = TinyNet()
 
     # 40 images in batches of 16: 3 steps per epoch, so the rate changes inside epochs 2 and 3
     spec = OPTIMIZERS.build({"name": "adam", "schedule": "piecewise", "milestones": [[0, 1e-2], [4, 5e-3], [7, 1e-3]]})
     optimizer = spec.build(model.parameters())
-    settings = TrainSettings(epochs=epochs, batch_size=16)
+    settings = TrainSettings(**{"epochs": epochs, "batch_size": 16, **settings})
     def lr_at(epoch: int, step: int) -> float:  # read once before each step: a place to deliver the signal
         if step == signal_at_step:
             os.kill(os.getpid(), signal.SIGTERM)
+        if step == crash_at_step:
+            raise Crash(step)
         return spec.lr_at(epoch, 3, step)
 
-    history = fit(model, build_reg(reg), optimizer, lr_at, toy_data(), settings, seed=0, run_dir=run_dir,
+    objective = build_reg(reg)
+    if batch_sizes is not None:
+        inner = objective
+
+        class Recording:
+            second_order = False
+
+            def __call__(self, model, x, y):
+                batch_sizes.append(len(x))
+                return inner(model, x, y)
+
+            def for_epoch(self, epoch):
+                return self
+
+        objective = Recording()
+    history = fit(model, objective, optimizer, lr_at, toy_data(), settings, seed=0, run_dir=run_dir,
                   metadata={"resume_key": "k"})
     return model, history
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def without_seconds(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def test_steps_equal_epochs_when_the_batch_divides_the_data(tmp_path):
+    """40 images in batches of 8: 5 full batches per epoch, so 3 epochs are 15 steps, trained identically."""
+    by_epochs, epochs_log = run_fit(tmp_path / "a", epochs=3, batch_size=8)
+    by_steps, steps_log = run_fit(tmp_path / "b", steps=15, batch_size=8)
+    assert same_weights(by_epochs, by_steps)
+    assert without_seconds(epochs_log) == without_seconds(steps_log)
+    assert [row["step"] for row in steps_log] == [5.0, 10.0, 15.0]
+
+
+def test_steps_draw_full_batches_and_stop_inside_an_epoch(tmp_path):
+    """40 images in batches of 16: epochs take 16 + 16 + 8; steps take 2 full batches per epoch (as the reference's
+    get_next_batch(multiple_passes=True)), and 5 steps end one step into the third epoch."""
+    sizes: list[int] = []
+    run_fit(tmp_path / "a", epochs=2, batch_sizes=sizes)
+    assert sizes == [16, 16, 8, 16, 16, 8]
+    sizes.clear()
+    _, history = run_fit(tmp_path / "b", steps=5, batch_sizes=sizes)
+    assert sizes == [16] * 5
+    assert [row["step"] for row in history] == [2.0, 4.0, 5.0] and [row["epoch"] for row in history] == [1, 2, 3]
+
+
+def test_a_run_killed_mid_epoch_resumes_from_its_last_step_checkpoint_bitwise(tmp_path):
+    """12 steps of 8 (5 per epoch) with last.pt every 3 steps: killed before step 9 (the fourth of epoch 2), the re-run
+    resumes after step 6 (one batch into epoch 2) and ends with the weights and log of an uninterrupted run."""
+    run = {"steps": 12, "batch_size": 8, "checkpoint_every": 3}
+    straight, straight_log = run_fit(tmp_path / "a", **run)
+    with pytest.raises(Crash):
+        run_fit(tmp_path / "b", **run, crash_at_step=8)
+    state = load_checkpoint(tmp_path / "b" / TRAIN_STATE_FILE)
+    assert state["epoch"] == 1 and state["partial"]["batch"] == 1 and state["partial"]["seen"] == 8
+    resumed, resumed_log = run_fit(tmp_path / "b", **run)
+    assert same_weights(straight, resumed)
+    assert without_seconds(straight_log) == without_seconds(resumed_log)
+    unsaved, _ = run_fit(tmp_path / "c", steps=12, batch_size=8)
+    assert same_weights(straight, unsaved)  # checkpointing itself changes nothing
+
+
+@pytest.mark.parametrize("values,message", [({"epochs": 2, "steps": 5}, "not both"),
+                                            ({"epochs": None, "steps": None}, "not neither"),
+                                            ({"steps": 5, "checkpoint_every": 0}, "checkpoint_every must be")])
+def test_the_length_is_counted_one_way(values, message):
+    with pytest.raises(ValueError, match=message):
+        TrainSettings(batch_size=4, **{"epochs": None, **values})
+    with pytest.raises(AttrobustError, match="batch_size=50 is larger than the 40 training images"):
+        TrainSettings(batch_size=50, steps=3).plan(40)
 
 
 def test_resume_ends_with_the_same_weights_and_log(tmp_path):

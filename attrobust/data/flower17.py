@@ -8,8 +8,9 @@ The split follows the RAR reference (`flower_input.py` via tflearn, then `genera
 split files: the 1,360 images in a listing order (class folders sorted as strings, "0", "1", "10", ..., "9") are
 permuted with numpy's legacy generator seeded with `split_seed` (4557077, the default of the reference's
 `build_image_dataset_from_dir`), and the first `train_per_class` (72) images of each class in that order train, the
-rest (8 per class) test: 1,224 / 136, each in permuted order. Resizing is PIL's Lanczos (`ANTIALIAS`), as in the reference. The training set can be grown to
-`balance_per_class` images per class by the reference's random distortions (1,000 in the paper).
+rest (8 per class) test: 1,224 / 136, each in permuted order. Resizing is PIL's Lanczos (`ANTIALIAS`), as in the
+reference. The training set can be grown to `balance_per_class` images per class by the reference's random
+distortions (1,000 in the paper).
 
 A deliberate, documented difference (README, "Fidelity"): the reference lists the files inside each class folder in
 `os.walk` order, which is the filesystem's directory order (hash order on ext4; other filesystems have their own), not

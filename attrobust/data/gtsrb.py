@@ -35,6 +35,9 @@ from attrobust.errors import AttrobustError, choices
 LOADER_VERSION = 1
 LAYOUTS = ("auto", "torchvision", "pickle")
 FETCH = "attrobust train dataset=gtsrb dataset.download=true"
+PICKLES = ("train.p", "test.p")
+PICKLES_SOURCE = ("as the reference's GTSRB/prepare_data.sh fetches it: https://d17h27t6h515a5.cloudfront.net/topher/"
+                  "2017/February/5898cd6f_traffic-signs-data/traffic-signs-data.zip")
 
 
 @DATASETS.register("gtsrb")
@@ -64,6 +67,14 @@ class Gtsrb(DecodedDatasetSpec):
         return Splits("gtsrb", train, test, self.num_classes)
 
     def _layout(self) -> str:
+        if self.layout == "pickle":
+            missing = [name for name in PICKLES if not (self.base / name).is_file()]
+            if missing:
+                raise AttrobustError(
+                    f"gtsrb pickle layout (dataset.layout=pickle, as in the rar_gtsrb_* presets): "
+                    f"{' and '.join(missing)} not found in {self.base}; it needs train.p and test.p from the "
+                    f"reference's traffic-signs-data.zip ({PICKLES_SOURCE}), or read the official archives with "
+                    f"dataset.layout=torchvision (fetch them with: {FETCH} dataset.layout=torchvision)")
         if self.layout != "auto":
             return self.layout
         if (self.base / "GTSRB" / "Training").is_dir():
@@ -112,7 +123,7 @@ def official_files(base: Path) -> list[Path]:
 
 
 def pickle_files(base: Path) -> list[Path]:
-    return [path for path in (base / "train.p", base / "test.p") if path.is_file()]
+    return [path for path in (base / name for name in PICKLES) if path.is_file()]
 
 
 def official_samples(base: Path) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:

@@ -3,9 +3,15 @@
 Each epoch shuffles with a generator seeded by (seed, epoch), steps the optimizer on `objective(model, x, y).loss`,
 then atomically rewrites `last.pt` (weights, optimizer, RNG state, history) and `train_log.csv`. On SIGTERM or
 SIGUSR1 (a cluster preempting the job or warning of its time limit) the loop finishes the current batch, writes
-`last.pt` with the position inside the epoch and the epoch's running sums, and stops. Re-running in the same run dir
-resumes from `last.pt` (after the last finished epoch or batch) and ends with the same weights and log as an
-uninterrupted run.
+`last.pt` with the position inside the epoch and the epoch's running sums, and stops; `checkpoint_every` writes the
+same every N optimizer steps. Re-running in the same run dir resumes from `last.pt` (after the last finished epoch or
+batch) and ends with the same weights and log as an uninterrupted run.
+
+Length (`StepPlan`): `epochs` counts passes over the data, each ending with a partial batch when the batch size does
+not divide the data; `steps` counts optimizer steps as the RAR reference does (`max_num_training_steps`), each on a
+full batch: every epoch is a fresh permutation cut into floor(N / batch_size) batches, the remainder left out (the
+reference's GTSRB and Flower `get_next_batch(multiple_passes=True)` also drop it; for MNIST there is none), and the
+last epoch stops after the step count. When batch_size divides N, `steps = epochs * N / batch_size` trains the same.
 """
 
 from __future__ import annotations
@@ -81,20 +87,56 @@ def catch_stop_signals() -> Iterator[StopFlag]:
 
 
 @dataclass(frozen=True)
+class StepPlan:
+    """The length of a run: `steps_per_epoch` optimizer steps in every epoch but perhaps the last, `total` in all."""
+
+    steps_per_epoch: int
+    total: int
+
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.total / self.steps_per_epoch)
+
+    def steps_in(self, epoch: int) -> int:
+        return min(self.steps_per_epoch, self.total - epoch * self.steps_per_epoch)
+
+
+@dataclass(frozen=True)
 class TrainSettings:
-    epochs: int
     batch_size: int
+    epochs: int | None = None
+    steps: int | None = None
     num_examples: int | None = None
     resume: bool = True
+    checkpoint_every: int | None = None
     log_every_s: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.epochs < 0:
+        if (self.epochs is None) == (self.steps is None):
+            both = "both" if self.epochs is not None else "neither"
+            raise ValueError(f"count the run in train.epochs or in train.steps, not {both} (got epochs={self.epochs}, "
+                             f"steps={self.steps}); set the other to null, e.g. train.epochs=null train.steps=N")
+        if self.epochs is not None and self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.steps is not None and self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.num_examples is not None and self.num_examples <= 0:
             raise ValueError(f"num_examples must be positive or null, got {self.num_examples}")
+        if self.checkpoint_every is not None and self.checkpoint_every <= 0:
+            raise ValueError(f"checkpoint_every must be a positive number of steps or null, "
+                             f"got {self.checkpoint_every}")
+
+    def plan(self, examples: int) -> StepPlan:
+        """The run's length on `examples` training images (full batches only when counted in steps)."""
+        if self.steps is None:
+            per_epoch = max(math.ceil(examples / self.batch_size), 1)
+            return StepPlan(per_epoch, int(self.epochs or 0) * per_epoch)
+        if examples < self.batch_size:
+            raise AttrobustError(f"train.batch_size={self.batch_size} is larger than the {examples} training images: "
+                                 f"train.steps draws full batches; use a smaller train.batch_size")
+        return StepPlan(examples // self.batch_size, self.steps)
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -105,7 +147,8 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, lr_at: Callable[[int, int], float],
         data: ImageSet, settings: TrainSettings, seed: int, run_dir: Path,
         metadata: Mapping[str, Any], accel: Accel = NO_ACCEL) -> list[dict[str, float]]:
-    """Train for `settings.epochs` epochs (resuming from `run_dir/last.pt`); returns one log row per epoch.
+    """Train for `settings.epochs` epochs or `settings.steps` steps (resuming from `run_dir/last.pt`); returns one log
+    row per epoch.
 
     `lr_at(epoch, step)` is the learning rate of optimizer step `step` (counted from the start of the run).
     `metadata` (plain types: model/dataset configs, run id, resume key) is stored in every checkpoint.
@@ -128,11 +171,13 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
                          "rng": _rng_state()}, state_path, "train_state")
 
     net = model if getattr(objective, "second_order", False) else accel.first_order(model)
+    plan = settings.plan(len(data.head(settings.num_examples)))
     with catch_stop_signals() as stop:
-        for epoch in range(start_epoch, settings.epochs):
+        for epoch in range(start_epoch, plan.epochs):
             try:
                 row = train_one_epoch(model, objective.for_epoch(epoch), optimizer, data, settings, seed, epoch,
-                                      lambda step, epoch=epoch: lr_at(epoch, step), partial, stop, accel, net)
+                                      lambda step, epoch=epoch: lr_at(epoch, step), partial, stop, accel, net, plan,
+                                      lambda progress, epoch=epoch: save(epoch, progress))
             except StopRequested as request:
                 save(epoch, request.progress)
                 raise AttrobustError(f"stopped by {request} in epoch {epoch + 1} after batch "
@@ -142,10 +187,10 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
                 raise AttrobustError(
                     f"out of device memory in epoch {epoch + 1} at train.batch_size={settings.batch_size}; run again "
                     f"with reg.max_points=<rows per IG pass> reg.recompute=true (IG objectives; resumes from the last "
-                    f"finished epoch) or a smaller train.batch_size (a new run)") from None
+                    f"saved step) or a smaller train.batch_size (a new run)") from None
             partial = None
             history.append(row)
-            log.info("epoch %d/%d: %s", epoch + 1, settings.epochs,
+            log.info("epoch %d/%d: %s", epoch + 1, plan.epochs,
                      ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
             save(epoch + 1, None)
             if distributed.world().is_main:
@@ -156,16 +201,19 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
 def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, data: ImageSet,
                     settings: TrainSettings, seed: int, epoch: int, lr_of_step: Callable[[int], float],
                     resume_at: EpochProgress | None = None, stop: StopFlag | None = None, accel: Accel = NO_ACCEL,
-                    net: nn.Module | None = None) -> dict[str, float]:
-    """One pass over the (shuffled) data, from `resume_at` when resuming inside the epoch; raises StopRequested
-    after the batch during which `stop` was set. `net` is what the objective calls (default `model`; a compiled
-    copy for first-order objectives)."""
+                    net: nn.Module | None = None, plan: StepPlan | None = None,
+                    checkpoint: Callable[[EpochProgress], None] | None = None) -> dict[str, float]:
+    """The batches of one epoch of `plan` over the (shuffled) data, from `resume_at` when resuming inside the epoch;
+    raises StopRequested after the batch during which `stop` was set. `net` is what the objective calls (default
+    `model`; a compiled copy for first-order objectives). `checkpoint(progress)` is called every
+    `settings.checkpoint_every` optimizer steps inside the epoch."""
     net = model if net is None else net
     device = next(model.parameters()).device
     examples = data.head(settings.num_examples)
+    plan = plan or settings.plan(len(examples))
     order = torch.randperm(len(examples), generator=epoch_generator(seed, epoch))
-    batches = math.ceil(len(examples) / settings.batch_size)
-    first_step = epoch * batches
+    batches = plan.steps_in(epoch)
+    first_step = epoch * plan.steps_per_epoch
     resume_at = resume_at or EpochProgress()
     sums = {key: value.to(device) for key, value in resume_at.sums.items()}
     seen = resume_at.seen
@@ -174,7 +222,7 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
     def status() -> str:
         return " ".join(f"{k}={float(v) / max(seen, 1):.3f}" for k, v in sums.items())
 
-    with ProgressReporter(f"epoch {epoch + 1}/{settings.epochs}", batches, settings.log_every_s) as progress:
+    with ProgressReporter(f"epoch {epoch + 1}/{plan.epochs}", batches, settings.log_every_s) as progress:
         progress.advance(resume_at.batch)
         for batch in range(resume_at.batch, batches):
             start = batch * settings.batch_size
@@ -195,12 +243,18 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
             distributed.combine_gradients(model, len(local), len(index), getattr(objective, "reduction", "mean"))
             optimizer.step()
             progress.advance(1, status)
-            if stop is not None and stop.signum is not None and batch + 1 < batches:
+            if batch + 1 == batches:  # the epoch's end is saved by the caller
+                continue
+            if stop is not None and stop.signum is not None:
                 raise StopRequested(stop.signum, EpochProgress(batch + 1, seen, {k: v.cpu() for k, v in sums.items()}))
+            every = settings.checkpoint_every
+            if checkpoint is not None and every is not None and (first_step + batch + 1) % every == 0:
+                checkpoint(EpochProgress(batch + 1, seen, {k: v.cpu() for k, v in sums.items()}))
     sums, seen = distributed.sum_over_ranks(sums, seen)
     row = {"epoch": float(epoch + 1)}
     row.update({key: float(value) / seen for key, value in sums.items()})
     row["lr"] = lr_of_step(first_step)
+    row["step"] = float(first_step + batches)
     row["seconds"] = progress.elapsed_s
     return row
 

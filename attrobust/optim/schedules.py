@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 SCHEDULES = ("constant", "cosine", "piecewise")
-Milestones = tuple[tuple[float, float], ...]  # (first optimizer step, learning rate from that step on)
+Milestones = tuple[tuple[float, float], ...]  # (boundary step, learning rate of the steps after it)
 
 
 def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -24,11 +24,13 @@ def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
 def learning_rate(lr: float, schedule: str, epoch: int, epochs: int, step: int, milestones: Milestones) -> float:
     """The rate of optimizer step `step` (0-based, counted over the whole run) in `epoch`.
 
-    piecewise: the rate of the last milestone whose step is <= `step`, as the reference code's
-    `step_size_schedule` (e.g. [[0, 1e-3], [500, 1e-2], [60000, 1e-3]]); `lr` is not used then.
+    piecewise: the reference code's `step_size_schedule` (e.g. [[0, 1e-3], [500, 1e-2], [60000, 1e-3]]) as it feeds
+    TensorFlow's `piecewise_constant(global_step, boundaries=[500, 60000], values)`, which keeps the old rate AT a
+    boundary: steps 0..500 use 1e-3, 501..60000 use 1e-2, 60001.. use 1e-3 (the reference's step `ii` runs with
+    `global_step == ii`); `lr` is not used then.
     """
     if schedule == "piecewise":
-        return next(rate for start, rate in reversed(milestones) if start <= step)
+        return next((rate for start, rate in reversed(milestones[1:]) if step > start), milestones[0][1])
     return lr * lr_factor(schedule, epoch, epochs)
 
 

@@ -190,6 +190,14 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_step_checkpoint_bitwise(tm
     assert same_weights(straight, unsaved)  # checkpointing itself changes nothing
 
 
+def test_a_run_that_stopped_inside_an_epoch_is_not_extended(tmp_path):
+    run_fit(tmp_path, steps=5)  # epochs of 2, 2 and 1 steps
+    _, history = run_fit(tmp_path, steps=5)  # the same command again: nothing left to do
+    assert [row["step"] for row in history] == [2.0, 4.0, 5.0]
+    with pytest.raises(AttrobustError, match="ended after step 5, inside epoch 3: .* use a new run dir"):
+        run_fit(tmp_path, steps=7)
+
+
 @pytest.mark.parametrize("values,message", [({"epochs": 2, "steps": 5}, "not both"),
                                             ({"epochs": None, "steps": None}, "not neither"),
                                             ({"steps": 5, "checkpoint_every": 0}, "checkpoint_every must be")])

@@ -25,10 +25,11 @@ from attrobust.atomic import save_torch_atomic, write_text_atomic
 from attrobust.engine.attribution import AttributionEvaluation, evaluate_attributions
 from attrobust.engine import distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
-from attrobust.engine.checkpoint import MODEL_FILE, find_model_checkpoint, load_checkpoint, save_checkpoint
+from attrobust.engine.checkpoint import (MODEL_FILE, check_model_fields, find_model_checkpoint, load_checkpoint,
+                                         save_checkpoint)
 from attrobust.engine.evaluate import EvalSettings, PredictionAttack, evaluate_accuracy
 from attrobust.engine.train import TrainSettings, fit
-from attrobust.errors import AttrobustError
+from attrobust.errors import AttrobustError, choices
 from attrobust.models import build_model
 from attrobust.optim import OPTIMIZERS
 from attrobust.provenance import config_hash, git_commit, run_id
@@ -44,6 +45,8 @@ S = TypeVar("S")
 
 # reg keys that change how a step uses memory, not its result: a run may resume with other values
 MEMORY_ONLY_KEYS = ("max_points", "recompute")
+# dataset keys that say where files are: taken from this run's config, never from a checkpoint
+DATA_LOCATION_KEYS = ("root", "path")
 
 
 def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
@@ -133,9 +136,10 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
         raise AttrobustError("missing value for 'checkpoint'; pass checkpoint=RUN_DIR (outputs/train/...) or a .pt")
     path = find_model_checkpoint(Path(str(checkpoint)))
     payload = load_checkpoint(path)
+    check_model_fields(payload, path)
     if cfg.get("dataset") is None:
         with open_dict(cfg):
-            cfg.dataset = checkpoint_dataset(payload["dataset_cfg"])
+            cfg.dataset = checkpoint_dataset(payload["dataset_cfg"], cfg.get("dataset_path"))
     plain = to_plain(cfg)
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
     accel = _settings(Accel, plain.get("accel", {}), "accel")
@@ -212,13 +216,26 @@ def _accuracy(model: torch.nn.Module, test: ImageSet, attack: PredictionAttack, 
     return accuracy_rows(identity, counts)
 
 
-def checkpoint_dataset(stored: Mapping[str, Any]) -> DictConfig:
-    """The dataset config a checkpoint was trained with, over the current `conf/dataset/<name>.yaml` (new keys)."""
-    path = config_dir() / "dataset" / f"{stored['name']}.yaml"
-    base = OmegaConf.load(path) if path.is_file() else OmegaConf.create()
+def checkpoint_dataset(stored: Mapping[str, Any], dataset_path: str | None = None) -> DictConfig:
+    """The dataset settings a checkpoint was trained with, over the current `conf/dataset/<name>.yaml` (new keys).
+
+    Where the files are is never taken from a checkpoint (a shared one could point anywhere): the data root is this
+    run's `paths.data`, and the folder of a `folder` / `npz` dataset is `dataset_path`.
+    """
+    name = str(stored.get("name", ""))
+    path = config_dir() / "dataset" / f"{name}.yaml"
+    if not path.is_file():
+        raise AttrobustError(f"the checkpoint was trained on dataset '{name}', which this attrobust does not know; "
+                             f"choose one with dataset=NAME ({choices(p.stem for p in path.parent.glob('*.yaml'))})")
+    base = OmegaConf.load(path)
     base.pop("defaults", None)  # the dataset's default model: a Hydra instruction, not a dataset field
-    merged = OmegaConf.merge(base, stored)
+    merged = OmegaConf.merge(base, {key: value for key, value in stored.items() if key not in DATA_LOCATION_KEYS})
     assert isinstance(merged, DictConfig)
+    if "path" in base.keys():  # the user's own files (`path: ???` in its YAML)
+        if dataset_path is None:
+            raise AttrobustError(f"the checkpoint was trained on your own '{name}' data; pass its folder with "
+                                 f"dataset_path=DIR (a checkpoint never chooses which files are read)")
+        merged.path = dataset_path
     return merged
 
 

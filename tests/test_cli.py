@@ -213,6 +213,18 @@ def test_bad_checkpoints_are_one_line(cli, tmp_path, setup, message):
     assert not (tmp_path / "eval" / "results.csv").exists()
 
 
+@pytest.mark.parametrize("drop", ["model_state", "dataset_cfg", "model_cfg"])
+def test_a_checkpoint_without_its_fields_is_one_line(cli, tmp_path, drop):
+    assert cli("train", *TINY_RUN, "eval_at_end=false", RUN).exit_code == 0
+    payload = torch.load(tmp_path / "run/model.pt", weights_only=True)
+    del payload[drop]
+    torch.save(payload, tmp_path / "incomplete.pt")
+    result = cli("evaluate", "checkpoint=incomplete.pt", "hydra.run.dir=eval")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    (line,) = result.error_lines
+    assert f"incomplete.pt is an incomplete attrobust checkpoint: no '{drop}'" in line
+
+
 def test_evaluate_without_checkpoint_says_how(cli):
     result = cli("evaluate")
     assert result.exit_code == 2

@@ -82,6 +82,42 @@ def test_gtsrb_preset_layout_prefers_the_reference_pickles_and_names_them_when_m
         spec("gtsrb", root=str(tmp_path / "pickles"), num_classes=3, layout="pickle").load()
 
 
+class _Payload:
+    """Unpickling this calls os.system: the marker file appears if the loader runs code from a data file."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_gtsrb_pickle_that_would_run_code_is_refused_unread(tmp_path, protocol):
+    import pickle
+
+    make_gtsrb_pickles(tmp_path, classes=3)
+    marker = tmp_path / "marker"
+    with open(tmp_path / "gtsrb/train.p", "wb") as handle:
+        pickle.dump({"features": _Payload(marker), "labels": np.zeros(3)}, handle, protocol=protocol)
+    with pytest.raises(AttrobustError, match=r"refused gtsrb pickle .*train.p: it names (posix|os)\.system"):
+        spec("gtsrb", root=str(tmp_path), num_classes=3).load()
+    assert not marker.exists()
+
+
+def test_gtsrb_pickles_of_numpy_1_and_2_load(tmp_path):
+    """numpy 1 names numpy.core.multiarray._reconstruct, numpy 2 numpy._core...: both are admitted."""
+    import pickle
+
+    content = make_gtsrb_pickles(tmp_path, classes=3)
+    for name in ("train", "test"):
+        data = pickle.dumps(content[name], protocol=2)  # GLOBAL opcodes: module names as plain text
+        (tmp_path / f"gtsrb/{name}.p").write_bytes(data.replace(b"numpy._core.", b"numpy.core."))
+    assert b"numpy.core.multiarray" in (tmp_path / "gtsrb/train.p").read_bytes()
+    splits = spec("gtsrb", root=str(tmp_path), num_classes=3, cache=False).load()
+    assert torch.equal(splits.train.images, torch.from_numpy(content["train"]["features"]).permute(0, 3, 1, 2))
+
+
 def test_gtsrb_corrupt_image_names_the_file(tmp_path):
     make_gtsrb_official(tmp_path, classes=2)
     bad = tmp_path / "gtsrb/GTSRB/Training/00001/00000_00001.ppm"
@@ -385,3 +421,36 @@ def test_evaluate_attacks_attributions_of_the_reference_resnet(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     measures = (tmp_path / "eval/measures.csv").read_text().splitlines()
     assert "kendall" in measures[0].split(",") and len(measures) > 1
+
+
+def test_a_checkpoint_never_chooses_which_files_are_read(cli, tmp_path):
+    """A shared model.pt whose dataset config points at a crafted pickle: evaluation reads this run's data root."""
+    import pickle
+
+    make_gtsrb_pickles(tmp_path / "data", train=24, test=12)
+    assert cli("train", "dataset=gtsrb", "dataset.num_classes=3", *FEW_STEPS, "eval_at_end=false").exit_code == 0
+    attacker = tmp_path / "attacker" / "gtsrb"
+    attacker.mkdir(parents=True)
+    marker = tmp_path / "marker"
+    for name in ("train.p", "test.p"):
+        with open(attacker / name, "wb") as handle:
+            pickle.dump({"features": _Payload(marker), "labels": np.zeros(3)}, handle)
+    payload = torch.load(tmp_path / "run/model.pt", weights_only=True)
+    payload["dataset_cfg"] = {**payload["dataset_cfg"], "root": str(tmp_path / "attacker"), "layout": "pickle"}
+    torch.save(payload, tmp_path / "crafted.pt")
+    result = cli("evaluate", "checkpoint=crafted.pt", "attributions=false", "eval.num_examples=4", "attack.steps=1",
+                 "hydra.run.dir=eval")
+    assert result.exit_code == 0, result.stderr
+    assert not marker.exists()
+
+
+def test_a_model_of_your_own_folder_data_is_evaluated_on_the_folder_you_name(cli, tmp_path):
+    make_image_folder(tmp_path / "data")
+    assert cli("train", "dataset=folder", "dataset.path=data", *FEW_STEPS, "eval_at_end=false").exit_code == 0
+    result = cli("evaluate", "checkpoint=run", "attributions=false", "hydra.run.dir=eval")
+    assert result.exit_code == 2
+    (line,) = result.error_lines
+    assert "trained on your own 'folder' data; pass its folder with dataset_path=DIR" in line
+    result = cli("evaluate", "checkpoint=run", "attributions=false", "dataset_path=data", "eval.num_examples=4",
+                 "attack.steps=1", "hydra.run.dir=eval2")
+    assert result.exit_code == 0, result.stderr

@@ -5,7 +5,8 @@ Two on-disk layouts under `<root>/gtsrb/`:
   `GTSRB/Training/000NN/*.ppm` (39,209 images; the folder number is the class) and `GTSRB/Final_Test/Images/*.ppm`
   with labels in `GT-final_test.csv` (12,630 images). Each image is resized whole (PIL Lanczos).
 - `pickle`: the 32x32 pickles the RAR reference trained on (`train.p` 34,799 and `test.p` 12,630 images, dicts with
-  `features` uint8 (N, 32, 32, 3) and `labels`; `valid.p` is not used, as in the reference). Only 32x32.
+  `features` uint8 (N, 32, 32, 3) and `labels`; `valid.p` is not used, as in the reference). Only 32x32. They are
+  read by a restricted unpickler that admits numpy arrays only (`safe_pickle`): a crafted pickle cannot run code.
 `layout: auto` takes whichever is there (the official one first).
 
 Reference preprocessing (`generate_data.py`, `gtsrb_input.py`), each an option: the training set grown to
@@ -16,7 +17,6 @@ equalisation of every train and test image (`equalize`). Decoded and preprocesse
 from __future__ import annotations
 
 import csv
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from attrobust.data import DATASETS
 from attrobust.data.base import ImageSet, Splits
 from attrobust.data.cache import SplitPair, cached_splits, source_fingerprint
 from attrobust.data.decoded import DecodedDatasetSpec
+from attrobust.data.safe_pickle import load_arrays
 from attrobust.data.equalize import equalize_histograms
 from attrobust.data.images import decode_labelled
 from attrobust.errors import AttrobustError, choices
@@ -161,13 +162,11 @@ def read_pickle(path: Path) -> ImageSet:
     """One of the reference's GTSRB pickles (a dict with `features` (N, 32, 32, 3) uint8 and `labels`)."""
     if not path.is_file():
         raise AttrobustError(f"gtsrb pickle {path} not found (the pickle layout needs train.p and test.p)")
-    try:
-        with open(path, "rb") as handle:
-            content: Any = pickle.load(handle)  # noqa: S301 - the user's own data files
-        features, labels = np.asarray(content["features"]), np.asarray(content["labels"])
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError, ValueError) as error:
-        raise AttrobustError(f"corrupt gtsrb pickle {path}: expected a dict with 'features' and 'labels' "
-                             f"({type(error).__name__}: {error})") from error
+    content: Any = load_arrays(path, "gtsrb pickle")  # numpy arrays only: a pickle can run code
+    if not isinstance(content, dict) or not {"features", "labels"} <= set(content):
+        raise AttrobustError(f"corrupt gtsrb pickle {path}: expected a dict with 'features' and 'labels', got "
+                             f"{type(content).__name__}")
+    features, labels = np.asarray(content["features"]), np.asarray(content["labels"])
     if features.dtype != np.uint8 or features.ndim != 4 or features.shape[1:] != (32, 32, 3):
         raise AttrobustError(f"wrong gtsrb layout: {path} holds features {features.dtype} {features.shape}, "
                              f"expected uint8 (N, 32, 32, 3)")

@@ -44,6 +44,24 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
+# what `evaluate` and `attack` read from a checkpoint of either kind, with the type each must have
+MODEL_FIELDS = {"model_state": dict, "model_cfg": dict, "dataset_cfg": dict, "reg_cfg": dict, "run_id": str,
+                "config_hash": str}
+
+
+def check_model_fields(payload: dict[str, Any], path: Path) -> None:
+    """One line naming the first field a model checkpoint lacks (or holds in the wrong type)."""
+    for key, kind in MODEL_FIELDS.items():
+        if not isinstance(payload.get(key), kind):
+            found = "no" if key not in payload else f"a {type(payload[key]).__name__} as"
+            raise AttrobustError(f"{path} is an incomplete attrobust checkpoint: {found} '{key}'; pass a model.pt or "
+                                 f"last.pt written by attrobust train")
+    for key in ("model_cfg", "dataset_cfg", "reg_cfg"):
+        if not isinstance(payload[key].get("name"), str):
+            raise AttrobustError(f"{path} is an incomplete attrobust checkpoint: '{key}' has no name; pass a model.pt "
+                                 f"or last.pt written by attrobust train")
+
+
 def find_model_checkpoint(path: Path) -> Path:
     """A checkpoint file as given, or `model.pt` (else `last.pt`) inside a run dir."""
     if path.is_dir():

@@ -174,9 +174,9 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
     plan = settings.plan(len(data.head(settings.num_examples)))
     done = int(history[-1].get("step", start_epoch * plan.steps_per_epoch)) if history and partial is None else None
     if done is not None and done != start_epoch * plan.steps_per_epoch and plan.total > done:
-        raise AttrobustError(f"{state_path} ended after step {done}, inside epoch {start_epoch}: a run counted in steps "
-                             f"cannot go on past a cut epoch and still equal an uninterrupted run; use a new run dir "
-                             f"or train.resume=false")
+        raise AttrobustError(f"{state_path} ended after step {done}, inside epoch {start_epoch}: a run counted in "
+                             f"steps cannot go on past a cut epoch and still equal an uninterrupted run; use a new run "
+                             f"dir or train.resume=false")
     with catch_stop_signals() as stop:
         for epoch in range(start_epoch, plan.epochs):
             try:

@@ -67,7 +67,8 @@ def construct(builder: Callable[..., T], values: Mapping[str, Any], where: str, 
     if missing:
         raise AttrobustError(f"{where} needs {', '.join(missing)}; set {prefix}.{missing[0]}=...")
     hints = typing.get_type_hints(builder)  # for a class: its fields' annotations across the MRO
-    kwargs = {key: _checked(value, hints.get(key), f"{prefix}.{key}") for key, value in values.items()}
+    kwargs = {key: _checked(value, hints.get(key), f"{prefix}.{key}" if prefix else key)
+              for key, value in values.items()}
     try:
         return builder(**kwargs, **{k: v for k, v in context.items() if k in params})
     except ValueError as error:  # components validate their values in __post_init__ / __init__

@@ -25,8 +25,8 @@ from attrobust.atomic import save_torch_atomic, write_text_atomic
 from attrobust.engine.attribution import AttributionEvaluation, evaluate_attributions
 from attrobust.engine import distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
-from attrobust.engine.checkpoint import (MODEL_FILE, check_model_fields, find_model_checkpoint, load_checkpoint,
-                                         save_checkpoint)
+from attrobust.engine.checkpoint import (MODEL_FILE, check_finite_weights, check_model_fields, find_model_checkpoint,
+                                         load_checkpoint, save_checkpoint)
 from attrobust.engine.evaluate import EvalSettings, PredictionAttack, evaluate_accuracy
 from attrobust.engine.train import TrainSettings, fit
 from attrobust.errors import AttrobustError, choices
@@ -55,6 +55,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     Writes `last.pt` every epoch, `model.pt` at the end, `train_log.csv`, and `results.csv`/`table.*`.
     """
     plain = to_plain(cfg)
+    command_settings(plain)
     settings = _settings(TrainSettings, plain["train"], "train")
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
     accel = _settings(Accel, plain.get("accel", {}), "accel")
@@ -113,6 +114,29 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
 
 
 @dataclass(frozen=True)
+class CommandSettings:
+    """The top-level keys of `train.yaml`, `evaluate.yaml` and `attack.yaml`, checked like a component's fields."""
+
+    seed: int = 0
+    device: str = "auto"
+    eval_at_end: bool = True
+    attributions: bool = True
+    figure_examples: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be in 0 .. 2**63 - 1, got {self.seed}")
+        if self.figure_examples < 0:
+            raise ValueError(f"figure_examples must be >= 0, got {self.figure_examples}")
+
+
+def command_settings(plain: Mapping[str, Any]) -> CommandSettings:
+    """The command's top-level settings, each of the right type and range (one line naming the key otherwise)."""
+    names = CommandSettings.__dataclass_fields__
+    return construct(CommandSettings, {key: value for key, value in plain.items() if key in names}, "settings", "")
+
+
+@dataclass(frozen=True)
 class TrainedModel:
     """A trained model restored from a checkpoint, with the dataset to test it on."""
 
@@ -137,10 +161,12 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
     path = find_model_checkpoint(Path(str(checkpoint)))
     payload = load_checkpoint(path)
     check_model_fields(payload, path)
+    check_finite_weights(payload["model_state"], path)
     if cfg.get("dataset") is None:
         with open_dict(cfg):
             cfg.dataset = checkpoint_dataset(payload["dataset_cfg"], cfg.get("dataset_path"))
     plain = to_plain(cfg)
+    command_settings(plain)
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
     accel = _settings(Accel, plain.get("accel", {}), "accel")
     device = resolve_device(plain["device"])
@@ -163,6 +189,8 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     trained = load_trained(cfg)
     attack = prediction_attack(trained.plain["attack"])
     attribution = attribution_attack(trained.plain["attribution_attack"]) if trained.plain["attributions"] else None
+    if attribution is not None:
+        attribution.check_fits(*trained.test.images.shape[-2:], "attribution_attack")
     described = attack.describe() + (f"; {attribution.describe()}" if attribution else "")
     rows = [_accuracy(trained.model, trained.test, attack, trained.eval_settings.batch_size,
                       trained.identity(described), trained.plain["seed"], trained.accel)]
@@ -180,6 +208,7 @@ def attack(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     """
     trained = load_trained(cfg)
     attribution = attribution_attack(trained.plain["attack"])
+    attribution.check_fits(*trained.test.images.shape[-2:], "attack")
     torch.manual_seed(trained.plain["seed"])
     evaluation = _attack_attributions(trained, attribution)
     write_text_atomic(run_dir / "measures.csv", evaluation.per_image.to_csv(index=False))
@@ -258,15 +287,21 @@ def prediction_attack(cfg: Mapping[str, Any]) -> PredictionAttack:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; otherwise a torch device string that must be usable here."""
+    """'auto' -> cuda if available else cpu; otherwise cpu, cuda or cuda:N, which must be usable here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError as error:
         raise AttrobustError(f"unknown device '{name}'; choose auto, cpu, cuda or cuda:N") from error
+    if device.type not in ("cpu", "cuda"):
+        raise AttrobustError(f"device={name} is not supported (attrobust runs on CPUs and CUDA GPUs); choose auto, "
+                             f"cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise AttrobustError(f"device '{name}' requested but CUDA is not available here; use device=auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise AttrobustError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s); choose "
+                             f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
     return device
 
 

@@ -151,8 +151,8 @@ BAD_INPUTS = [
     (["attack=topk"], "attack 'topk' attacks attributions, not predictions"),
     (["reg.wieght=1"], "unknown config key 'reg.wieght'"),
     (["trian.epochs=1"], "unknown config key 'trian.epochs'"),
-    (["dataset.eps=-0.1"], "attack 'pgd': eps must be positive, got -0.1"),
-    (["reg=pgd", "dataset.eps=0"], "reg 'pgd': eps must be positive, got 0"),
+    (["dataset.eps=-0.1"], "dataset 'mnist_mini': eps must be positive and finite, got -0.1"),
+    (["reg=pgd", "reg.eps=0"], "reg 'pgd': eps must be positive and finite, got 0"),
     (["train.batch_size=0"], "'train' settings: batch_size must be positive, got 0"),
     (["eval.batch_size=-5"], "'eval' settings: batch_size must be positive, got -5"),
     (["device=tpu"], "unknown device 'tpu'"),
@@ -163,6 +163,16 @@ BAD_INPUTS = [
     (["train.epochs=null", "train.steps=5", "train.batch_size=500"], "train.batch_size=500 is larger than the 100 "
                                                                       "training images"),
     (["model.init=tf"], "model.init must be one of pytorch, reference, got 'tf'"),
+    (["seed=abc"], "seed must be an int, got 'abc'"),
+    (["seed=-1"], "seed must be in 0 .. 2**63 - 1, got -1"),
+    (["device=meta"], "device=meta is not supported (attrobust runs on CPUs and CUDA GPUs); choose auto, cpu"),
+    (["device=mps"], "device=mps is not supported"),
+    (["eval_at_end=no"], "eval_at_end must be a bool, got 'no'"),
+    (["optim.lr=inf"], "optim 'adam': lr must be positive and finite, got inf"),
+    (["optim.betas=[2,0.5]"], "optim 'adam': betas must each be in [0, 1), got [2.0, 0.5]"),
+    (["optim=sgd", "optim.momentum=1"], "optim 'sgd': momentum must be in [0, 1), got 1.0"),
+    (["dataset.std=[0]"], "dataset 'mnist_mini': std must be positive and finite"),
+    (["dataset.eps=inf"], "dataset 'mnist_mini': eps must be positive and finite, got inf"),
     (["reg=input_grad", "reg.gradient_of=batch"], "reg.gradient_of must be one of per_example, mean_loss"),
 ]
 
@@ -183,6 +193,36 @@ def test_a_run_counted_in_steps(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     log = pd.read_csv(tmp_path / "run" / "train_log.csv")
     assert list(log["epoch"]) == [1, 2, 3] and list(log["step"]) == [3, 6, 7]
+
+
+BAD_EVALUATION_INPUTS = [
+    (["attributions=maybe"], "attributions must be a bool, got 'maybe'"),
+    (["figure_examples=abc"], "figure_examples must be an int, got 'abc'"),
+    (["attribution_attack.k=100000"], "attribution_attack.k=100000 is more than the 784 pixels of a 28x28 saliency "
+                                      "map, so every image would score 1 whatever the attack did; choose "
+                                      "attribution_attack.k <= 784"),
+    (["attribution_attack.eval_k=785"], "attribution_attack.eval_k=785 is more than the 784 pixels"),
+    (["attribution_attack.steps=0"], "attack 'topk': steps must be >= 1, got 0"),
+    (["attribution_attack.eps=inf"], "eps and step_size must be positive and finite, got inf"),
+    (["device=cuda:7"], "device"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_EVALUATION_INPUTS)
+def test_bad_evaluation_input_is_one_line_and_nothing_is_written(cli, tmp_path, args, message):
+    assert cli("train", *TINY_RUN, "eval_at_end=false", RUN).exit_code == 0
+    result = cli("evaluate", "checkpoint=run", *args, "hydra.run.dir=eval")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert len(result.error_lines) == 1 and message in result.error_lines[0], result.stderr
+    assert not run_files(tmp_path / "eval") & {"results.csv", "table.md", "measures.csv"}
+
+
+def test_an_attack_with_k_beyond_the_map_is_refused(cli, tmp_path):
+    assert cli("train", *TINY_RUN, "eval_at_end=false", RUN).exit_code == 0
+    result = cli("attack", "checkpoint=run", "attack.k=100000", "hydra.run.dir=attacked")
+    assert result.exit_code == 2
+    (line,) = result.error_lines
+    assert "attack.k=100000 is more than the 784 pixels" in line
 
 
 def test_missing_data_folder_names_it_and_the_fix(cli, tmp_path):
@@ -223,6 +263,19 @@ def test_a_checkpoint_without_its_fields_is_one_line(cli, tmp_path, drop):
     assert result.exit_code == 2 and "Traceback" not in result.stderr
     (line,) = result.error_lines
     assert f"incomplete.pt is an incomplete attrobust checkpoint: no '{drop}'" in line
+
+
+def test_evaluate_refuses_a_model_with_non_finite_weights(cli, tmp_path):
+    assert cli("train", *TINY_RUN, "eval_at_end=false", RUN).exit_code == 0
+    payload = torch.load(tmp_path / "run/model.pt", weights_only=True)
+    first = next(key for key, value in payload["model_state"].items() if value.is_floating_point() and value.ndim)
+    payload["model_state"][first].view(-1)[:3] = float("nan")
+    torch.save(payload, tmp_path / "diverged.pt")
+    result = cli("evaluate", "checkpoint=diverged.pt", "hydra.run.dir=eval")
+    assert result.exit_code == 2
+    (line,) = result.error_lines
+    assert "diverged.pt holds non-finite weights (3 of " in line and f"e.g. in {first}" in line
+    assert not run_files(tmp_path / "eval") & {"results.csv", "table.md", "measures.csv"}
 
 
 def test_evaluate_without_checkpoint_says_how(cli):

@@ -454,3 +454,26 @@ def test_a_model_of_your_own_folder_data_is_evaluated_on_the_folder_you_name(cli
     result = cli("evaluate", "checkpoint=run", "attributions=false", "dataset_path=data", "eval.num_examples=4",
                  "attack.steps=1", "hydra.run.dir=eval2")
     assert result.exit_code == 0, result.stderr
+
+
+def test_input_data_is_checked_once_at_load(tmp_path, caplog):
+    """Non-finite pixels, a single class and an empty class folder are refused; a class left empty on purpose
+    (num_classes beyond the labels) is named in a warning."""
+    make_npz(tmp_path / "nan", layout="float")
+    with np.load(tmp_path / "nan/train.npz") as arrays:
+        x, y = arrays["x"].copy(), arrays["y"]
+    x[0, 0, 0, 0] = np.nan
+    np.savez(tmp_path / "nan/train.npz", x=x, y=y)
+    with pytest.raises(AttrobustError, match="train.npz has 1 non-finite pixel values"):
+        spec("npz", path=str(tmp_path / "nan"), num_classes=None).load()
+    make_npz(tmp_path / "one", classes=1)
+    with pytest.raises(AttrobustError, match="has 1 class\\(es\\); a classifier needs at least 2"):
+        spec("npz", path=str(tmp_path / "one"), num_classes=None).load()
+    with caplog.at_level("WARNING", logger="attrobust"):
+        spec("npz", path=str(tmp_path / "one"), num_classes=3).load()
+    assert "class(es) 1, 2 have no training images" in caplog.text
+    make_image_folder(tmp_path / "folder", classes=("cat", "dog", "emu"))
+    for image in (tmp_path / "folder/train/dog").iterdir():
+        image.unlink()
+    with pytest.raises(AttrobustError, match="class folder\\(s\\) dog in .*train hold no images"):
+        spec("folder", path=str(tmp_path / "folder"), num_classes=None).load()

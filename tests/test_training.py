@@ -16,6 +16,7 @@ from attrobust.engine.train import TrainSettings, fit
 from attrobust.errors import AttrobustError
 from attrobust.optim import OPTIMIZERS, lr_factor
 from attrobust.regularizers import REGULARIZERS
+from attrobust.regularizers.base import LossOutput
 from conftest import TinyNet
 
 INNER = {"eps": 0.3, "steps": 2, "step_size": 0.1}
@@ -188,6 +189,39 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_step_checkpoint_bitwise(tm
     assert without_seconds(straight_log) == without_seconds(resumed_log)
     unsaved, _ = run_fit(tmp_path / "c", steps=12, batch_size=8)
     assert same_weights(straight, unsaved)  # checkpointing itself changes nothing
+
+
+@pytest.mark.parametrize("poison,what", [("loss", "non-finite loss term 'ce'"),
+                                          ("gradient", "non-finite gradient of ")])
+def test_training_stops_at_the_first_non_finite_step_and_keeps_the_last_good_state(tmp_path, poison, what):
+    """A NaN in the 5th step (epoch 2 of 3-step epochs): one error naming it; last.pt still holds epoch 1."""
+    class Poisoned:
+        second_order = False
+        calls = 0
+
+        def __call__(self, model, x, y):
+            out = build_reg("natural")(model, x, y)
+            Poisoned.calls += 1
+            if Poisoned.calls == 5:
+                if poison == "loss":
+                    return LossOutput(out.loss * float("nan"), out.logits, {"ce": out.terms["ce"] * float("nan")})
+                weight = next(model.parameters())  # sqrt at 0: a finite loss with an infinite gradient
+                return LossOutput(out.loss + (weight - weight.detach()).sum().sqrt(), out.logits, out.terms)
+            return out
+
+        def for_epoch(self, epoch):
+            return self
+
+    torch.manual_seed(0)
+    model = TinyNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(AttrobustError, match=f"training diverged: {what}.* in epoch 2 at batch 2 \\(step 5, "
+                                             f"learning rate 0.1\\); the step was not applied"):
+        fit(model, Poisoned(), optimizer, lambda e, step: 0.1, toy_data(), TrainSettings(batch_size=16, epochs=3), 0,
+            tmp_path, {"resume_key": "k"})
+    state = load_checkpoint(tmp_path / TRAIN_STATE_FILE)
+    assert state["epoch"] == 1 and "partial" not in state
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the poisoned step changed nothing
 
 
 def test_a_run_that_stopped_inside_an_epoch_is_not_extended(tmp_path):

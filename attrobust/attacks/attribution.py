@@ -30,12 +30,14 @@ per-image tensors.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
+from attrobust.errors import AttrobustError
 from attrobust.attributions import integrated_gradients, logit_of, saliency_map, softplus_surrogate
 from attrobust.metrics import (
     center_of_mass,
@@ -127,12 +129,27 @@ class AttributionAttack:
     skip_converged: bool = True  # stop computing an image at a fixed point of a deterministic attack (same result)
 
     def __post_init__(self) -> None:
-        if not self.eps > 0 or not self.step_size > 0:
-            raise ValueError(f"eps and step_size must be positive, got {self.eps} and {self.step_size}")
-        if self.steps < 1 or self.ig_steps < 1 or self.restarts < 1 or self.k < 1 or self.eval_k < 1:
-            raise ValueError("steps, ig_steps, restarts, k and eval_k must be >= 1")
+        if not (0 < self.eps < math.inf and 0 < self.step_size < math.inf):
+            raise ValueError(f"eps and step_size must be positive and finite, got {self.eps} and {self.step_size}")
+        for key in ("steps", "ig_steps", "restarts", "k", "eval_k"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.max_points is not None and self.max_points < 1:
+            raise ValueError(f"max_points must be >= 1 or null, got {self.max_points}")
+        if not 0 < self.surrogate_beta < math.inf:
+            raise ValueError(f"surrogate_beta must be positive and finite, got {self.surrogate_beta}")
         if self.measure not in MEASURES:
             raise ValueError(f"measure must be one of {', '.join(MEASURES)}, got '{self.measure}'")
+
+    def check_fits(self, height: int, width: int, key: str) -> None:
+        """Refuse a top-k larger than the map (`key`: where the attack is configured, e.g. attack): every pixel would
+        be in both top-k sets and each image would score a perfect 1, whatever the attack did."""
+        pixels = height * width
+        for name in ("k", "eval_k"):
+            if getattr(self, name) > pixels:
+                raise AttrobustError(f"{key}.{name}={getattr(self, name)} is more than the {pixels} pixels of a "
+                                     f"{height}x{width} saliency map, so every image would score 1 whatever the "
+                                     f"attack did; choose {key}.{name} <= {pixels}")
 
     # -- what subclasses change -------------------------------------------------------------------------------
     registry_name: ClassVar[str] = ""

@@ -8,6 +8,8 @@ IG-SUM-NORM's inner maximisation.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,13 +41,13 @@ class LinfBall:
 
 
 def check_pgd_settings(eps: float, steps: int, step_size: float) -> None:
-    """ValueError (naming the field) unless eps > 0, steps >= 0 and step_size > 0."""
-    if not eps > 0:
-        raise ValueError(f"eps must be positive, got {eps}")
+    """ValueError (naming the field) unless eps and step_size are positive and finite and steps >= 0."""
+    if not 0 < eps < math.inf:
+        raise ValueError(f"eps must be positive and finite, got {eps}")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    if not step_size > 0:
-        raise ValueError(f"step_size must be positive, got {step_size}")
+    if not 0 < step_size < math.inf:
+        raise ValueError(f"step_size must be positive and finite, got {step_size}")
 
 
 def pgd(objective: AttackObjective, ball: LinfBall, steps: int, step_size: float, random_start: bool = True,

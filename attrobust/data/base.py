@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import ClassVar
@@ -10,6 +12,8 @@ import torch
 from torch import Tensor
 
 from attrobust.errors import AttrobustError
+
+log = logging.getLogger("attrobust")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class Splits:
     num_classes: int
 
     def __post_init__(self) -> None:
+        if self.num_classes < 2:
+            raise AttrobustError(f"dataset '{self.name}' has {self.num_classes} class(es); a classifier needs at least "
+                                 f"2 (check the labels, or set dataset.num_classes)")
         for split, data in (("train", self.train), ("test", self.test)):
             if len(data) == 0:
                 raise AttrobustError(f"dataset '{self.name}': the {split} split is empty")
@@ -64,6 +71,10 @@ class Splits:
                 raise AttrobustError(
                     f"dataset '{self.name}': {split} labels span {low}..{high} but num_classes={self.num_classes}"
                 )
+        missing = (torch.bincount(self.train.labels, minlength=self.num_classes) == 0).nonzero().flatten().tolist()
+        if missing:  # allowed (num_classes set on purpose beyond the labels present), but never silent
+            log.warning("dataset '%s': class(es) %s have no training images; the model still has %d outputs",
+                        self.name, ", ".join(map(str, missing)), self.num_classes)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -121,6 +132,13 @@ class DatasetSpec(ABC):
             raise ValueError("num_classes must be set for this dataset")
         if self.num_classes is not None and self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+        if not self.std or not all(0 < s < math.inf for s in self.std):
+            raise ValueError(f"std must be positive and finite (one value, or one per channel), got {list(self.std)}")
+        if len(self.mean) != len(self.std) or not all(math.isfinite(m) for m in self.mean):
+            raise ValueError(f"mean must be finite with as many values as std, got {list(self.mean)} and "
+                             f"{list(self.std)}")
+        if not 0 < self.eps < math.inf:
+            raise ValueError(f"eps must be positive and finite, got {self.eps}")
 
     @abstractmethod
     def load(self) -> Splits:

@@ -46,6 +46,11 @@ class ImageFolderData(DatasetSpec):
             raise AttrobustError(f"wrong number of classes: {root / 'train'} has {len(classes)} class folders but "
                                  f"dataset.num_classes={self.num_classes} (null counts them)")
         train_files, test_files = (split_files(root / split, classes) for split in ("train", "test"))
+        empty = [name for label, name in enumerate(classes) if not any(y == label for _, y in train_files)]
+        if empty:
+            raise AttrobustError(f"wrong folder layout: class folder(s) {', '.join(empty)} in {root / 'train'} hold no "
+                                 f"images; a class without training images cannot be learnt: add images or remove "
+                                 f"the folder")
         recipe = {"loader": LOADER_VERSION, "size": list(self.size), "channels": self.channels, "classes": classes,
                   "source": source_fingerprint(root, [path for path, _ in train_files + test_files])}
 

@@ -75,6 +75,9 @@ def to_uint8_nchw(x: np.ndarray, layout: str, path: Path) -> torch.Tensor:
                              f"{x.shape[1:]}; expected 1 or 3 (set dataset.layout=nhwc|nchw)")
     if x.dtype == np.uint8:
         return torch.from_numpy(np.ascontiguousarray(x))
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise AttrobustError(f"wrong npz layout: {path} has {int((~np.isfinite(x)).sum()):,} non-finite pixel values "
+                             f"(NaN or infinity); give uint8 0..255 or finite floats in [0, 1]")
     if np.issubdtype(x.dtype, np.floating) and x.size and (x.min() < 0 or x.max() > 1):
         raise AttrobustError(f"wrong npz layout: {path} has float images outside [0, 1] "
                              f"({x.min():.3g} .. {x.max():.3g}); give uint8 0..255 or floats in [0, 1]")

@@ -62,6 +62,18 @@ def check_model_fields(payload: dict[str, Any], path: Path) -> None:
                                  f"or last.pt written by attrobust train")
 
 
+def check_finite_weights(state: dict[str, Any], path: Path) -> None:
+    """Refuse weights holding NaN or infinity: a diverged model would be 'measured' as anything at all."""
+    tensors = [(key, value) for key, value in state.items() if isinstance(value, torch.Tensor)]
+    bad = [(key, int((~torch.isfinite(value)).sum())) for key, value in tensors
+           if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        total = sum(value.numel() for _, value in tensors)
+        raise AttrobustError(f"{path} holds non-finite weights ({sum(n for _, n in bad):,} of {total:,} values, e.g. "
+                             f"in {bad[0][0]}): the run diverged and nothing measured on it would mean anything; "
+                             f"train again with a smaller optim.lr")
+
+
 def find_model_checkpoint(path: Path) -> Path:
     """A checkpoint file as given, or `model.pt` (else `last.pt`) inside a run dir."""
     if path.is_dir():

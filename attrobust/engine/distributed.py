@@ -84,6 +84,14 @@ def combine_gradients(model: nn.Module, shard_size: int, batch_size: int, reduct
         dist.all_reduce(parameter.grad)
 
 
+def all_ranks(flag: Tensor) -> bool:
+    """True when `flag` (a bool scalar) is true on every rank: one wait for the device, one collective."""
+    if world().size > 1:
+        flag = flag.to(torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag)
+
+
 def sum_over_ranks(values: dict[str, Tensor], count: int) -> tuple[dict[str, Tensor], int]:
     """Element-wise sums of the log sums and the example counts of every rank (the same keys on every rank)."""
     if world().size == 1:

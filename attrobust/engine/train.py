@@ -37,7 +37,7 @@ from attrobust.engine.accel import NO_ACCEL, Accel
 from attrobust.engine.checkpoint import TRAIN_STATE_FILE, load_checkpoint, save_checkpoint
 from attrobust.engine.progress import ProgressReporter
 from attrobust.errors import AttrobustError
-from attrobust.regularizers.base import Objective
+from attrobust.regularizers.base import LossOutput, Objective
 
 log = logging.getLogger("attrobust")
 TRAIN_LOG_FILE = "train_log.csv"
@@ -53,6 +53,14 @@ class EpochProgress:
     batch: int = 0
     seen: int = 0
     sums: dict[str, Tensor] = field(default_factory=dict)
+
+
+class NonFiniteStep(Exception):
+    """A step whose loss or gradient is not finite; nothing of it was applied."""
+
+    def __init__(self, epoch: int, batch: int, step: int, lr: float, what: list[str]) -> None:
+        super().__init__(", ".join(what))
+        self.epoch, self.batch, self.step, self.lr, self.what = epoch, batch, step, lr, what
 
 
 class StopRequested(Exception):
@@ -188,6 +196,11 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
                 raise AttrobustError(f"stopped by {request} in epoch {epoch + 1} after batch "
                                      f"{request.progress.batch}; {state_path} is saved: run the same command again "
                                      f"to resume") from None
+            except NonFiniteStep as bad:
+                raise AttrobustError(
+                    f"training diverged: non-finite {bad} in epoch {bad.epoch + 1} at batch {bad.batch + 1} (step "
+                    f"{bad.step + 1}, learning rate {bad.lr:g}); the step was not applied, {state_path} keeps the last "
+                    f"saved state and no model.pt is written; try a smaller optim.lr or reg.weight") from None
             except torch.cuda.OutOfMemoryError:
                 raise AttrobustError(
                     f"out of device memory in epoch {epoch + 1} at train.batch_size={settings.batch_size}; run again "
@@ -236,16 +249,21 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
             index = order[start:start + settings.batch_size]
             local = distributed.shard(index)          # the whole batch in a single process
             optimizer.zero_grad(set_to_none=True)
+            out = None
             if len(local):
                 x, y = examples.batch(local, device)
                 with accel.autocast(device):
                     out = objective(net, x, y)
                 out.loss.backward()
+            distributed.combine_gradients(model, len(local), len(index), getattr(objective, "reduction", "mean"))
+            if not distributed.all_ranks(finite_step(out, model)):  # before anything of the step is kept
+                raise NonFiniteStep(epoch, batch, first_step + batch, lr_of_step(first_step + batch),
+                                    non_finite_parts(out, model))
+            if out is not None:
                 values = {"acc": (out.logits.detach().argmax(dim=1) == y).float().mean(), **out.terms}
                 for key, value in values.items():
                     sums[key] = sums.get(key, torch.zeros((), device=device)) + value.to(device) * len(local)
                 seen += len(local)
-            distributed.combine_gradients(model, len(local), len(index), getattr(objective, "reduction", "mean"))
             optimizer.step()
             progress.advance(1, status)
             if batch + 1 == batches:  # the epoch's end is saved by the caller
@@ -262,6 +280,27 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
     row["step"] = float(first_step + batches)
     row["seconds"] = progress.elapsed_s
     return row
+
+
+def finite_step(out: LossOutput | None, model: nn.Module) -> Tensor:
+    """Whether a step's loss and every parameter's gradient are finite (a bool scalar on the model's device)."""
+    flags = [torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None]
+    if out is not None:
+        flags.append(torch.isfinite(out.loss.detach()).all())
+    return torch.stack(flags).all() if flags else torch.ones((), dtype=torch.bool)
+
+
+def non_finite_parts(out: LossOutput | None, model: nn.Module) -> list[str]:
+    """What was not finite in a failed step: the loss terms by name, else the loss, else the gradient."""
+    if out is not None:
+        terms = [f"'{key}'" for key, value in out.terms.items() if not torch.isfinite(value).all()]
+        if terms:
+            return [f"loss term {', '.join(terms)}"]
+        if not torch.isfinite(out.loss).all():
+            return ["loss"]
+    names = [name for name, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    return [f"gradient of {names[0]}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")] if names else \
+        ["gradient on another process"]
 
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,

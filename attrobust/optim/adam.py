@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from attrobust.optim import OPTIMIZERS
-from attrobust.optim.schedules import Milestones, check_schedule, learning_rate
+from attrobust.optim.schedules import Milestones, check_rates, check_schedule, learning_rate
 
 
 @OPTIMIZERS.register("adam")
@@ -23,8 +23,9 @@ class Adam:
 
     def __post_init__(self) -> None:
         check_schedule(self.schedule, self.milestones)
-        if not self.lr > 0 or self.weight_decay < 0:
-            raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
+        check_rates(self.lr, self.weight_decay)
+        if not all(0 <= beta < 1 for beta in self.betas):
+            raise ValueError(f"betas must each be in [0, 1), got {list(self.betas)}")
 
     def lr_at(self, epoch: int, epochs: int, step: int = 0) -> float:
         return learning_rate(self.lr, self.schedule, epoch, epochs, step, self.milestones)

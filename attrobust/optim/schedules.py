@@ -34,12 +34,20 @@ def learning_rate(lr: float, schedule: str, epoch: int, epochs: int, step: int, 
     return lr * lr_factor(schedule, epoch, epochs)
 
 
+def check_rates(lr: float, weight_decay: float) -> None:
+    if not 0 < lr < math.inf:
+        raise ValueError(f"lr must be positive and finite, got {lr}")
+    if not 0 <= weight_decay < math.inf:
+        raise ValueError(f"weight_decay must be >= 0 and finite, got {weight_decay}")
+
+
 def check_schedule(schedule: str, milestones: Sequence[Sequence[float]] = ()) -> None:
     if schedule == "piecewise":
         starts = [start for start, _ in milestones]
-        if not milestones or starts[0] != 0 or starts != sorted(set(starts)) or min(r for _, r in milestones) <= 0:
+        rates_ok = all(0 < rate < math.inf for _, rate in milestones)
+        if not milestones or starts[0] != 0 or starts != sorted(set(starts)) or not rates_ok:
             raise ValueError(f"schedule 'piecewise' needs milestones [[0, lr], [step, lr], ...] with increasing steps "
-                             f"and positive rates, got {[list(m) for m in milestones]}")
+                             f"and positive finite rates, got {[list(m) for m in milestones]}")
         return
     if milestones:
         raise ValueError(f"milestones are only used by schedule 'piecewise', not '{schedule}'")

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from attrobust.optim import OPTIMIZERS
-from attrobust.optim.schedules import Milestones, check_schedule, learning_rate
+from attrobust.optim.schedules import Milestones, check_rates, check_schedule, learning_rate
 
 
 @OPTIMIZERS.register("sgd")
@@ -24,9 +24,9 @@ class SGD:
 
     def __post_init__(self) -> None:
         check_schedule(self.schedule, self.milestones)
-        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ValueError(f"need lr > 0, weight_decay >= 0 and 0 <= momentum < 1, "
-                             f"got {self.lr}, {self.weight_decay}, {self.momentum}")
+        check_rates(self.lr, self.weight_decay)
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
 
     def lr_at(self, epoch: int, epochs: int, step: int = 0) -> float:
         return learning_rate(self.lr, self.schedule, epoch, epochs, step, self.milestones)

@@ -5,12 +5,16 @@ A crash or an exception part-way leaves the previous file (or none), never a hal
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+LOW_SPACE_BYTES = 64 * 2**20  # a failed checkpoint write with less free space than this is called a full disk
 
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -28,4 +32,14 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def save_torch_atomic(payload: Any, path: Path) -> None:
-    _write_atomic(path, lambda target: torch.save(payload, target))
+    def save(target: Path) -> None:
+        try:
+            torch.save(payload, target)
+        except RuntimeError as error:  # torch's C++ writer reports a failed write (full disk, ...) as RuntimeError
+            if shutil.disk_usage(path.parent).free < LOW_SPACE_BYTES:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
+            if not any(sign in str(error) for sign in ("inline_container", "iostream", "write")):
+                raise
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(path)) from error
+
+    _write_atomic(path, save)

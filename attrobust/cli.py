@@ -29,10 +29,11 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from rich.console import Console
 from rich.table import Table
 
-from attrobust import tasks
+from attrobust import rundir, tasks
 from attrobust.atomic import write_text_atomic
+from attrobust.engine import distributed
 from attrobust.config import GROUPS, config_dir, describe_config_error, group_options, register_resolvers
-from attrobust.errors import AttrobustError, choices
+from attrobust.errors import AttrobustError, choices, describe_os_error
 from attrobust.provenance import provenance
 from attrobust.reporting.callback import FINISHED_SWEEPS
 from attrobust.reporting.sweep import FAILED_FILE, print_report
@@ -110,6 +111,8 @@ def report(directory: Annotated[Path, typer.Argument(help="A run or sweep dir (s
         print_report(directory, _console)
     except AttrobustError as error:
         _fail(str(error))
+    except OSError as error:  # e.g. a read-only sweep folder
+        _fail(describe_os_error(error))
 
 
 def _run(config_name: str, task: Callable[[DictConfig, Path], Any], args: Sequence[str], multirun: bool) -> None:
@@ -128,6 +131,8 @@ def _run(config_name: str, task: Callable[[DictConfig, Path], Any], args: Sequen
         _fail(str(error))
     except (HydraException, OmegaConfBaseException) as error:
         _fail(_describe_hydra_error(error))
+    except OSError as error:  # an environment fault while Hydra sets a run up (its folder, log, .hydra/)
+        _fail(describe_os_error(error))
     except ValueError as error:  # Hydra's own argument checks, e.g. -m together with --cfg
         if "can be specified" not in str(error):
             raise
@@ -152,24 +157,58 @@ class HydraTask:
     def __call__(self, cfg: DictConfig) -> Any:
         hydra_cfg = HydraConfig.get()
         run_dir = Path(hydra_cfg.runtime.output_dir)
-        (run_dir / FAILED_FILE).unlink(missing_ok=True)
-        where = f"job {hydra_cfg.job.num} {list(hydra_cfg.overrides.task)}: " \
-            if hydra_cfg.mode == RunMode.MULTIRUN else ""
-        plain = OmegaConf.to_container(cfg, resolve=False)
-        command = ["attrobust", str(hydra_cfg.job.name), *hydra_cfg.overrides.task]  # this job alone, no -m
-        write_text_atomic(run_dir / PROVENANCE_FILE, json.dumps(provenance(plain, command), indent=1) + "\n")
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        where = f"job {hydra_cfg.job.num} {list(hydra_cfg.overrides.task)}: " if multirun else ""
+        named = any(o.startswith("hydra.run.dir=") for o in hydra_cfg.overrides.hydra)
+        job_log = f"{hydra_cfg.job.name}.log"
+        fresh = rundir.is_fresh(run_dir, job_log)
+        rundir.when_started(run_dir, lambda: _write_snapshot(run_dir, cfg, hydra_cfg))
         try:
-            result = self.task(cfg, run_dir)
-        except AttrobustError as error:
+            with rundir.hold(run_dir, enabled=distributed.launched_rank() == 0):
+                (run_dir / FAILED_FILE).unlink(missing_ok=True)
+                result = self.task(cfg, run_dir)
+        except rundir.RunDirBusy as error:  # another job's folder: touch nothing
             _failures.append(f"{where}{error}")
-            write_text_atomic(run_dir / FAILED_FILE, f"{where}{error}\n")
+            return None
+        except (AttrobustError, OSError) as error:  # a user mistake or an environment fault: one line
+            message = f"{where}{describe_os_error(error) if isinstance(error, OSError) else error}"
+            _failures.append(message)
+            if not rundir.started(run_dir) and multirun:  # `report` finds a sweep's jobs by their snapshot
+                try:
+                    rundir.mark_started(run_dir)
+                except OSError:
+                    log.warning("could not write the snapshot of %s", run_dir)
+            elif not rundir.started(run_dir) and fresh:
+                rundir.discard_failed_start(run_dir, job_log, keep_folder=named)
+            if rundir.started(run_dir) or named:
+                _mark_failed(run_dir, message)
             return None
         except BaseException as error:  # a bug or an interrupt: keep the traceback, mark the run for `report`
-            write_text_atomic(run_dir / FAILED_FILE, f"{where}{type(error).__name__}: {error}\n")
+            _mark_failed(run_dir, f"{where}{type(error).__name__}: {error}")
             raise
         if isinstance(result, pd.DataFrame):
             _console.print(rich_table(result, str(run_dir)))
         return result
+
+
+def _write_snapshot(run_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """What Hydra writes before a job (`hydra.output_subdir: null` in our configs) and `provenance.json`, written
+    when the job's work begins (`rundir.mark_started`): `.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`."""
+    snapshot = run_dir / ".hydra"
+    write_text_atomic(snapshot / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_text_atomic(snapshot / "hydra.yaml", OmegaConf.to_yaml(HydraConfig.instance().cfg))
+    write_text_atomic(snapshot / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    command = ["attrobust", str(hydra_cfg.job.name), *hydra_cfg.overrides.task]  # this job alone, no -m
+    write_text_atomic(run_dir / PROVENANCE_FILE, json.dumps(provenance(plain, command), indent=1) + "\n")
+
+
+def _mark_failed(run_dir: Path, message: str) -> None:
+    """`failed.txt` for `report`; a folder that cannot be written (the fault itself, perhaps) keeps none."""
+    try:
+        write_text_atomic(run_dir / FAILED_FILE, message + "\n")
+    except OSError:
+        log.warning("could not write %s", run_dir / FAILED_FILE)
 
 
 def _check_group_choices(overrides: Sequence[str], user_config_dir: str | None) -> None:
@@ -188,6 +227,11 @@ def _check_group_choices(overrides: Sequence[str], user_config_dir: str | None) 
 
 
 def _describe_hydra_error(error: Exception) -> str:
+    inner: BaseException | None = error
+    while inner is not None:  # an AttrobustError raised inside a resolver (e.g. a missing checkpoint)
+        if isinstance(inner, AttrobustError):
+            return str(inner)
+        inner = inner.__cause__ or inner.__context__
     cause = error.__cause__
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
         override = re.search(r"Could not override '([^']+)'", str(error))

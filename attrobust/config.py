@@ -35,8 +35,11 @@ def group_options(group: str, extra_dirs: tuple[Path, ...] = ()) -> list[str]:
 
 
 def run_dir_of(checkpoint: str) -> str:
-    """The training run dir that holds `checkpoint` (a run dir or a file in one)."""
+    """The training run dir that holds `checkpoint` (a run dir or a file in one); a checkpoint that does not exist
+    stops the command before Hydra creates any folder for it."""
     path = Path(checkpoint)
+    if not path.exists():
+        raise AttrobustError(f"checkpoint not found: {path}; pass checkpoint=RUN_DIR (outputs/train/...) or a .pt")
     return str(path if path.is_dir() else path.parent)
 
 

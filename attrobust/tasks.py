@@ -38,6 +38,7 @@ from attrobust.regularizers import REGULARIZERS
 from attrobust.reporting.figures import attribution_figure
 from attrobust.reporting.rows import RunIdentity, accuracy_rows, attribution_rows
 from attrobust.reporting.tables import write_results
+from attrobust.rundir import mark_started
 
 log = logging.getLogger("attrobust")
 S = TypeVar("S")
@@ -98,7 +99,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
         return optimizer_spec.lr_at(epoch, plan.epochs, step)
 
     history = fit(model, objective, optimizer, lr_at, accel.data(splits.train), settings, plain["seed"], run_dir,
-                  metadata, accel)
+                  metadata, accel, on_start=lambda: mark_started(run_dir))
     distributed.finish()  # every rank has the same weights now; rank 0 saves and evaluates
     if not here.is_main:
         return None
@@ -191,6 +192,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     attribution = attribution_attack(trained.plain["attribution_attack"]) if trained.plain["attributions"] else None
     if attribution is not None:
         attribution.check_fits(*trained.test.images.shape[-2:], "attribution_attack")
+    mark_started(run_dir)
     described = attack.describe() + (f"; {attribution.describe()}" if attribution else "")
     rows = [_accuracy(trained.model, trained.test, attack, trained.eval_settings.batch_size,
                       trained.identity(described), trained.plain["seed"], trained.accel)]
@@ -209,6 +211,7 @@ def attack(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     trained = load_trained(cfg)
     attribution = attribution_attack(trained.plain["attack"])
     attribution.check_fits(*trained.test.images.shape[-2:], "attack")
+    mark_started(run_dir)
     torch.manual_seed(trained.plain["seed"])
     evaluation = _attack_attributions(trained, attribution)
     write_text_atomic(run_dir / "measures.csv", evaluation.per_image.to_csv(index=False))

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 import torch
 
 from conftest import TINY_RUN, make_idx_dataset
+from image_fixtures import make_image_folder
 
 from attrobust.engine.checkpoint import load_checkpoint
 
@@ -268,7 +270,8 @@ def test_a_checkpoint_without_its_fields_is_one_line(cli, tmp_path, drop):
 def test_evaluate_refuses_a_model_with_non_finite_weights(cli, tmp_path):
     assert cli("train", *TINY_RUN, "eval_at_end=false", RUN).exit_code == 0
     payload = torch.load(tmp_path / "run/model.pt", weights_only=True)
-    first = next(key for key, value in payload["model_state"].items() if value.is_floating_point() and value.ndim)
+    state = payload["model_state"]
+    first = next(key for key, value in state.items() if value.is_floating_point() and value.numel() > 3)
     payload["model_state"][first].view(-1)[:3] = float("nan")
     torch.save(payload, tmp_path / "diverged.pt")
     result = cli("evaluate", "checkpoint=diverged.pt", "hydra.run.dir=eval")
@@ -300,12 +303,38 @@ def test_unknown_attribution_attack_in_evaluate_is_one_line(cli):
     assert "unknown attack 'topkk'; choose one of: mass_center, pgd, random_sign, target, topk" in line
 
 
+def test_a_failed_start_leaves_nothing_or_only_failed_txt_where_the_user_named_the_folder(cli, tmp_path):
+    result = cli("train", *TINY_RUN, "train.batch_size=0")  # the default run folder under outputs/train
+    assert result.exit_code == 2 and len(result.error_lines) == 1
+    assert not [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
+    result = cli("train", *TINY_RUN, "train.batch_size=0", RUN)
+    assert result.exit_code == 2
+    assert run_files(tmp_path / "run") == {"failed.txt"}
+    assert "batch_size must be positive" in (tmp_path / "run/failed.txt").read_text()
+    result = cli("evaluate", "checkpoint=no/such/run")
+    assert result.exit_code == 2
+    (line,) = result.error_lines
+    assert "checkpoint not found: no/such/run" in line and not (tmp_path / "no").exists()
+
+
+def test_a_failed_start_in_a_folder_of_an_earlier_run_leaves_that_run_as_it_was(cli, tmp_path):
+    assert cli("train", *TINY_RUN, "eval_at_end=false", RUN).exit_code == 0
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in (".hydra/overrides.yaml", "provenance.json")}
+    result = cli("train", *TINY_RUN, "eval_at_end=false", "seed=1", RUN)
+    assert result.exit_code == 2 and "different dataset/model/reg/optim/seed" in result.error_lines[0]
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before
+    assert (tmp_path / "run" / "train.log").is_file() and (tmp_path / "run" / "model.pt").is_file()
+
+
 def test_run_dir_records_provenance(cli, tmp_path):
     assert cli("train", *TINY_RUN, RUN, "seed=3", "eval_at_end=false").exit_code == 0
     record = json.loads((tmp_path / "run" / "provenance.json").read_text())
     assert record["seed"] == 3 and "seed=3" in record["command"] and record["git_commit"]
     assert record["packages"]["torch"] and record["packages"]["hydra-core"] and record["packages"]["python"]
-    assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()  # the resolved config, by Hydra
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()  # the composed config, as Hydra writes it
+    assert yaml.safe_load((tmp_path / "run/.hydra/overrides.yaml").read_text())[-1] == "eval_at_end=false"
+    assert yaml.safe_load((tmp_path / "run/.hydra/hydra.yaml").read_text())["hydra"]["job"]["name"] == "train"
+    assert not (tmp_path / "run" / ".attrobust.lock").exists()  # released at the end
 
 
 def test_a_rerun_of_the_recorded_command_reproduces_the_numbers(cli, tmp_path):
@@ -337,3 +366,104 @@ def test_out_of_device_memory_is_one_line_and_resumes_with_smaller_passes(cli, t
     log = pd.read_csv(tmp_path / "run" / "train_log.csv")
     assert len(log) == 2
     pd.testing.assert_frame_equal(log.head(1), first_epoch)  # epoch 1 resumed, not trained again (its seconds too)
+
+
+def test_a_write_killed_half_way_leaves_no_orphan_after_the_next_start(cli, tmp_path):
+    """What SIGKILL during a save leaves (`atomic` writes .<name>.<pid>.partial first) is removed by the next job."""
+    assert cli("train", *TINY_RUN, "eval_at_end=false", RUN).exit_code == 0
+    (tmp_path / "run" / ".last.pt.4242.partial").write_bytes(b"")
+    (tmp_path / "run" / ".train_log.csv.4242.partial").write_bytes(b"epoch")
+    assert cli("train", *TINY_RUN, "eval_at_end=false", RUN).exit_code == 0  # resumes: nothing left to train
+    assert not list((tmp_path / "run").glob(".*.partial"))
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(cli, tmp_path, monkeypatch):
+    """Simulated ENOSPC: torch's writer fails on the second save of last.pt as it does on a full disk."""
+    import shutil
+
+    run = [*TINY_RUN, "train.epochs=3", "eval_at_end=false", RUN]
+    real_save, saves = torch.save, []
+
+    def full_disk(payload, target):
+        saves.append(target)
+        if len(saves) == 2:
+            open(target, "wb").write(b"half")
+            raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0\n"
+                               "PytorchStreamWriter failed writing file data/0: file write failed")
+        real_save(payload, target)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", full_disk)
+        patch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 0))
+        result = cli("train", *run)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    (line,) = result.error_lines
+    assert f"No space left on device: {tmp_path / 'run' / 'last.pt'}" in line or "No space left on device: run" in line
+    assert "free some space and run the same command again" in line
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1  # the last good state, whole
+    assert not list((tmp_path / "run").glob(".*.partial")) and not (tmp_path / "run" / "model.pt").exists()
+    assert (tmp_path / "run" / "failed.txt").is_file()
+    result = cli("train", *run)
+    assert result.exit_code == 0, result.stderr
+    assert len(pd.read_csv(tmp_path / "run" / "train_log.csv")) == 3
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 8 MiB tmpfs (needs the right to mount, as root on this machine; skipped elsewhere)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "--lazy", str(mount)], check=False)  # the run's log may still be open
+
+
+def test_a_real_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(cli, tmp_path, small_disk):
+    """last.pt of small_cnn with Adam is about 5 MB: the first fits on 8 MiB, the second (written beside it) not."""
+    run = [*TINY_RUN, "train.epochs=3", "eval_at_end=false", f"hydra.run.dir={small_disk / 'run'}"]
+    result = cli("train", *run)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    (line,) = result.error_lines
+    assert f"No space left on device: {small_disk / 'run' / 'last.pt'}" in line and "free some space" in line
+    assert load_checkpoint(small_disk / "run" / "last.pt")["epoch"] == 1
+    assert not list((small_disk / "run").glob(".*.partial")) and not (small_disk / "run" / "model.pt").exists()
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    result = cli("train", *run)
+    assert result.exit_code == 0, result.stderr
+    assert len(pd.read_csv(small_disk / "run" / "train_log.csv")) == 3 and (small_disk / "run" / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("where", ["run folder", "data root"])
+def test_a_permission_fault_is_one_line_naming_the_path(cli, tmp_path, monkeypatch, where):
+    """Simulated (the tests run as root here, which chmod does not stop): EACCES on the run folder or the data."""
+    import errno
+    from pathlib import Path as P
+
+    denied = tmp_path / ("run" if where == "run folder" else "data")
+    real_mkdir, real_iterdir = P.mkdir, P.iterdir
+
+    def inside(path) -> bool:
+        path = path.absolute()
+        return path == denied or denied in path.parents
+
+    def mkdir(self, *args, **kwargs):
+        if inside(self):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    def iterdir(self):
+        if inside(self):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    make_image_folder(tmp_path / "data")
+    extra = ["dataset=folder", "dataset.path=data"] if where == "data root" else []
+    with monkeypatch.context() as patch:
+        patch.setattr(P, "mkdir", mkdir)
+        patch.setattr(P, "iterdir", iterdir)
+        result = cli("train", *TINY_RUN, *extra, "eval_at_end=false", RUN)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    (line,) = result.error_lines
+    assert line.startswith("error: Permission denied: ") and "check its permissions" in line

@@ -43,6 +43,29 @@ def test_sweep_report_over_seeds_with_failed_and_missing_runs(cli, tmp_path):
     assert (sweep / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_runs_whose_files_cannot_be_read_are_listed_with_the_reason_and_never_counted_as_done(cli, tmp_path):
+    result = cli("train", "-m", "seed=0,1,2,3,4", *TINY_RUN, "hydra.sweep.dir=sweep")
+    assert result.exit_code == 0, result.stderr
+    runs = sorted(p.relative_to(tmp_path) for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    (tmp_path / runs[0] / "results.csv").write_text("")  # empty
+    text = (tmp_path / runs[1] / "results.csv").read_text()
+    (tmp_path / runs[1] / "results.csv").write_text(text[: len(text) // 2])  # truncated by a kill
+    (tmp_path / runs[2] / ".hydra/overrides.yaml").write_text("- seed=2\n- [unclosed")  # broken
+    (tmp_path / runs[3] / "results.csv").unlink()
+    (tmp_path / runs[3] / "failed.txt").write_text("")  # an empty failed.txt
+    report = cli("report", "sweep")
+    assert report.exit_code == 0, report.stderr
+    warnings = [line for line in report.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 4, report.stderr
+    assert f"unreadable run {runs[0]}: unreadable {runs[0] / 'results.csv'}" in warnings[0]
+    assert f"unreadable run {runs[1]}: unreadable {runs[1] / 'results.csv'}: truncated" in warnings[1]
+    assert f"broken {runs[2] / '.hydra/overrides.yaml'}" in warnings[2]
+    assert f"failed run {runs[3]}: empty failed.txt" in warnings[3]
+    markdown = (tmp_path / "sweep/report.md").read_text()
+    assert "5 run(s): 1 done" in markdown and markdown.count("unreadable: ") == 3
+    assert list(pd.read_csv(tmp_path / "sweep/report.csv")["seeds"]) == [1]
+
+
 def test_report_of_a_folder_without_runs_is_one_clear_error(cli, tmp_path):
     (tmp_path / "empty").mkdir()
     result = cli("report", "empty")

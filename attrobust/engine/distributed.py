@@ -29,6 +29,14 @@ class World:
         return self.rank == 0
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun announces it (0 outside torchrun), before any process group exists."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def world() -> World:
     if dist.is_available() and dist.is_initialized():
         return World(dist.get_rank(), dist.get_world_size())

@@ -154,12 +154,14 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, lr_at: Callable[[int, int], float],
         data: ImageSet, settings: TrainSettings, seed: int, run_dir: Path,
-        metadata: Mapping[str, Any], accel: Accel = NO_ACCEL) -> list[dict[str, float]]:
+        metadata: Mapping[str, Any], accel: Accel = NO_ACCEL,
+        on_start: Callable[[], None] | None = None) -> list[dict[str, float]]:
     """Train for `settings.epochs` epochs or `settings.steps` steps (resuming from `run_dir/last.pt`); returns one log
     row per epoch.
 
     `lr_at(epoch, step)` is the learning rate of optimizer step `step` (counted from the start of the run).
-    `metadata` (plain types: model/dataset configs, run id, resume key) is stored in every checkpoint.
+    `metadata` (plain types: model/dataset configs, run id, resume key) is stored in every checkpoint. `on_start` is
+    called once the run is known to be able to start or resume, before its first step.
     """
     history: list[dict[str, float]] = []
     start_epoch, partial = 0, None
@@ -185,6 +187,8 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
         raise AttrobustError(f"{state_path} ended after step {done}, inside epoch {start_epoch}: a run counted in "
                              f"steps cannot go on past a cut epoch and still equal an uninterrupted run; use a new run "
                              f"dir or train.resume=false")
+    if on_start is not None:
+        on_start()
     with catch_stop_signals() as stop:
         for epoch in range(start_epoch, plan.epochs):
             try:

@@ -3,7 +3,9 @@
 A run is a folder with `.hydra/overrides.yaml` (written by Hydra for every job). Its state is
 - `done`: it (or an `evaluate/` / `attack/` folder inside it) has a `results.csv`;
 - `failed`: it has `failed.txt` (written when the job stopped with an error; the first line says why);
-- `missing`: neither (killed, preempted and not requeued, or still running).
+- `missing`: neither (killed, preempted and not requeued, or still running);
+- `unreadable`: a file it needs cannot be read (an empty or truncated `results.csv`, a broken `overrides.yaml`); the
+  reason names the file. Such a run is listed, never counted as done.
 Rows are grouped by dataset, model, reg and every overridden key that takes more than one value across the
 runs (except `seed`): each metric becomes mean, std (sample standard deviation; NaN for one seed) and the number of
 seeds. Failed and missing runs are listed under the table, never dropped silently.
@@ -34,8 +36,9 @@ GROUP_KEYS = ["dataset", "model", "reg"]  # rows of the paper's table; the attac
 class RunRecord:
     folder: Path
     overrides: dict[str, str]
-    state: str            # done | failed | missing
+    state: str            # done | failed | missing | unreadable
     reason: str = ""
+    results: tuple[pd.DataFrame, ...] = ()  # the rows of every results.csv of a done run
 
 
 @dataclass(frozen=True)
@@ -57,15 +60,56 @@ def find_runs(folder: Path) -> list[RunRecord]:
         inside = [folder / part for part in run.relative_to(folder).parents if part != Path(".")]
         if any((parent / ".hydra").is_dir() for parent in inside):
             continue  # an evaluation inside a training run (<run>/evaluate/<time>): its rows belong to that run
-        overrides = dict(_split(item) for item in yaml.safe_load(overrides_file.read_text()) or [])
-        failed = run / FAILED_FILE
-        if any(run.rglob(RESULTS_FILE)):
-            records.append(RunRecord(run, overrides, "done"))
-        elif failed.is_file():
-            records.append(RunRecord(run, overrides, "failed", failed.read_text().strip().splitlines()[0]))
-        else:
-            records.append(RunRecord(run, overrides, "missing", "no results.csv and no failed.txt"))
+        records.append(_record(run, overrides_file))
     return records
+
+
+def _record(run: Path, overrides_file: Path) -> RunRecord:
+    try:
+        listed = yaml.safe_load(overrides_file.read_text(encoding="utf-8")) or []
+        if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+            raise ValueError("not a list of key=value overrides")
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        return RunRecord(run, {}, "unreadable", f"broken {overrides_file}: {_first_line(error)}")
+    overrides = dict(_split(item) for item in listed)
+    result_files = sorted(run.rglob(RESULTS_FILE))
+    if result_files:
+        frames = []
+        for path in result_files:
+            frame, problem = read_results(path)
+            if frame is None:
+                return RunRecord(run, overrides, "unreadable", problem)
+            frames.append(frame)
+        return RunRecord(run, overrides, "done", results=tuple(frames))
+    failed = run / FAILED_FILE
+    if failed.is_file():
+        try:
+            reason = next(iter(failed.read_text(encoding="utf-8").strip().splitlines()), "") or "empty failed.txt"
+        except (OSError, UnicodeDecodeError) as error:
+            reason = f"unreadable {failed}: {_first_line(error)}"
+        return RunRecord(run, overrides, "failed", reason)
+    return RunRecord(run, overrides, "missing", "no results.csv and no failed.txt")
+
+
+def read_results(path: Path) -> tuple[pd.DataFrame | None, str]:
+    """The rows of one results.csv, or None and why it cannot be used (empty, truncated, foreign)."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        return None, f"unreadable {path}: {_first_line(error)}"
+    if list(frame.columns) != ROW_COLUMNS:
+        return None, f"unreadable {path}: not an attrobust result file (unexpected columns)"
+    # every row names its run, metric and count and ends with the config hash (a value may be empty: no images)
+    if frame.empty or frame[["run_id", "metric", "n", "seed", "config_hash"]].isna().any().any():
+        return None, f"unreadable {path}: {'no rows' if frame.empty else 'truncated (rows with missing values)'}"
+    if not pd.api.types.is_numeric_dtype(frame["value"]):
+        return None, f"unreadable {path}: truncated or corrupt (non-numeric values)"
+    return frame, ""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _split(override: str) -> tuple[str, str]:
@@ -81,10 +125,7 @@ def sweep_report(folder: Path) -> SweepReport:
     by_run_id = {run_id(run.folder): run.overrides for run in runs}
     frames = []
     for run in (r for r in runs if r.state == "done"):
-        for path in sorted(run.folder.rglob(RESULTS_FILE)):
-            frame = pd.read_csv(path)
-            if list(frame.columns) != ROW_COLUMNS:
-                raise AttrobustError(f"not an attrobust result file (unexpected columns): {path}")
+        for frame in run.results:
             for owner, part in frame.groupby("run_id", sort=False):
                 overrides = by_run_id.get(str(owner), run.overrides)
                 frames.append(part.assign(**{k: v for k, v in overrides.items() if k not in ROW_COLUMNS}))

@@ -216,14 +216,15 @@ def _check_group_choices(overrides: Sequence[str], user_config_dir: str | None) 
     extra = (Path(user_config_dir),) if user_config_dir else ()
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         group = override.key_or_group
-        if group not in GROUPS or override.is_delete():
+        if group not in (*GROUPS, "experiment") or override.is_delete():
             continue
         values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
                   else [override.get_value_element_as_str()])
         valid = group_options(group, extra)
         for value in values:
             if value not in valid:
-                raise AttrobustError(f"unknown {group} '{value}'; choose one of: {choices(valid)}")
+                kind = "preset (+experiment=NAME)" if group == "experiment" else group
+                raise AttrobustError(f"unknown {kind} '{value}'; choose one of: {choices(valid)}")
 
 
 def _describe_hydra_error(error: Exception) -> str:

@@ -281,6 +281,38 @@ def test_evaluate_refuses_a_model_with_non_finite_weights(cli, tmp_path):
     assert not run_files(tmp_path / "eval") & {"results.csv", "table.md", "measures.csv"}
 
 
+class _RunsCode:
+    """Unpickling this would call os.system: the marker appears if a checkpoint's code ever runs."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_no_advice_to_unsafe_loading_is_given(cli, tmp_path):
+    marker = tmp_path / "marker"
+    torch.save({"format": "attrobust-checkpoint", "version": 1, "model_state": _RunsCode(marker)}, tmp_path / "x.pt")
+    (tmp_path / "random.pt").write_bytes(bytes(range(256)) * 16)
+    for name in ("x.pt", "random.pt"):  # (torch words the refusal differently across releases: either line)
+        result = cli("evaluate", f"checkpoint={name}", "hydra.run.dir=eval")
+        assert result.exit_code == 2
+        (line,) = result.error_lines
+        assert f"refused checkpoint {name}: it names" in line or f"corrupt checkpoint {name}: not a complete" in line
+        assert "weights_only" not in line
+    assert not marker.exists()
+
+
+def test_an_unknown_preset_lists_the_presets(cli):
+    result = cli("train", "+experiment=nonexistent")
+    assert result.exit_code == 2
+    (line,) = result.error_lines
+    assert "unknown preset (+experiment=NAME) 'nonexistent'; choose one of: mnist_mini_ig_norm" in line
+
+
 def test_evaluate_without_checkpoint_says_how(cli):
     result = cli("evaluate")
     assert result.exit_code == 2

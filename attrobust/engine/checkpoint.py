@@ -8,6 +8,7 @@ and dataset configs, so `attrobust evaluate checkpoint=...` can rebuild the netw
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,27 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError,
             zipfile.BadZipFile) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise AttrobustError(f"corrupt checkpoint {path}: {reason}") from error
+        raise AttrobustError(describe_load_error(path, error)) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise AttrobustError(f"{path} is not an attrobust checkpoint")
     if payload.get("version") != VERSION:
         raise AttrobustError(f"{path} has checkpoint version {payload.get('version')}; this attrobust reads {VERSION}")
     return payload
+
+
+def describe_load_error(path: Path, error: BaseException) -> str:
+    """One line for a checkpoint torch cannot read safely: never PyTorch's advice to load it with weights_only=False
+    (which would run whatever code the file names)."""
+    text = str(error)
+    refused = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", text)
+    if refused:
+        return (f"refused checkpoint {path}: it names {refused.group(1)}, which is not a tensor or a plain value; "
+                f"attrobust never runs code from a checkpoint (this is not an attrobust checkpoint, or it was altered)")
+    if isinstance(error, OSError) and not isinstance(error, zipfile.BadZipFile) and error.strerror:
+        return f"cannot read checkpoint {path}: {error.strerror}"
+    return (f"corrupt checkpoint {path}: not a complete torch file (cut short or damaged: "
+            f"{type(error).__name__}); copy it again, or for a run's last.pt, delete it or pass train.resume=false "
+            f"to start over")
 
 
 # what `evaluate` and `attack` read from a checkpoint of either kind, with the type each must have

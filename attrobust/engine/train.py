@@ -312,6 +312,10 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     state = load_checkpoint(path)
     if state.get("kind") != "train_state":
         raise AttrobustError(f"{path} is not a training state checkpoint")
+    missing = [key for key in ("epoch", "history", "model_state", "optimizer_state", "rng") if key not in state]
+    if missing:
+        raise AttrobustError(f"{path} is an incomplete training state (no {', '.join(missing)}); delete it or pass "
+                             f"train.resume=false to start over")
     if state.get("resume_key") != metadata.get("resume_key"):
         raise AttrobustError(f"{path} was written with a different dataset/model/reg/optim/seed; use a new run dir "
                              f"or train.resume=false to start over")

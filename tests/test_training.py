@@ -224,6 +224,18 @@ def test_training_stops_at_the_first_non_finite_step_and_keeps_the_last_good_sta
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the poisoned step changed nothing
 
 
+def test_weights_made_non_finite_by_the_last_update_are_never_saved(tmp_path):
+    """One step per epoch with a NaN learning rate: finite loss and gradients, NaN weights after the update."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=float("nan"))
+    with pytest.raises(AttrobustError, match=r"the weights became non-finite \(.*\) by the end of epoch 1; .*no "
+                                             r"model.pt is written"):
+        fit(model, build_reg("natural"), optimizer, lambda e, step: float("nan"), toy_data(),
+            TrainSettings(batch_size=40, epochs=2), 0, tmp_path, {"resume_key": "k"})
+    assert not (tmp_path / TRAIN_STATE_FILE).exists()
+
+
 def test_a_run_that_stopped_inside_an_epoch_is_not_extended(tmp_path):
     run_fit(tmp_path, steps=5)  # epochs of 2, 2 and 1 steps
     _, history = run_fit(tmp_path, steps=5)  # the same command again: nothing left to do

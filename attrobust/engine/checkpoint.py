@@ -52,8 +52,8 @@ def describe_load_error(path: Path, error: BaseException) -> str:
     if refused:
         return (f"refused checkpoint {path}: it names {refused.group(1)}, which is not a tensor or a plain value; "
                 f"attrobust never runs code from a checkpoint (this is not an attrobust checkpoint, or it was altered)")
-    if isinstance(error, OSError) and not isinstance(error, zipfile.BadZipFile) and error.strerror:
-        return f"cannot read checkpoint {path}: {error.strerror}"
+    if isinstance(error, PermissionError):
+        return f"cannot read checkpoint {path}: {error.strerror}; check its permissions"
     return (f"corrupt checkpoint {path}: not a complete torch file (cut short or damaged: "
             f"{type(error).__name__}); copy it again, or for a run's last.pt, delete it or pass train.resume=false "
             f"to start over")

@@ -172,6 +172,13 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
         log.info("train.resume=false: starting over (overwriting %s)", state_path)
 
     def save(epoch: int, progress: EpochProgress | None) -> None:
+        bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:  # by the last step's update (a next step's check would have caught it)
+            when = f"in epoch {epoch + 1} after batch {progress.batch}" if progress else f"by the end of epoch {epoch}"
+            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+            raise AttrobustError(f"training diverged: the weights became non-finite ({bad[0]}{more}) {when}; "
+                                 f"{state_path} keeps the last saved state and no model.pt is written; try a smaller "
+                                 f"optim.lr or reg.weight")
         if not distributed.world().is_main:
             return
         position = {} if progress is None else {"partial": {"batch": progress.batch, "seen": progress.seen,

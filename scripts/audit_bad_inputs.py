@@ -176,7 +176,7 @@ def cases() -> list[Case]:
         Case("report: empty results.csv", ["report", "sweep"], lambda case, trained: _report_folder(
             case, trained, lambda run: (run / "results.csv").write_text("")), expect="listed"),
         Case("report: truncated results.csv", ["report", "sweep"], lambda case, trained: _report_folder(
-            case, trained, lambda run: (run / "results.csv").write_text((run / "results.csv").read_text()[:300])),
+            case, trained, lambda run: (run / "results.csv").write_text((run / "results.csv").read_text()[:150])),
             expect="listed"),
         Case("report: broken overrides.yaml", ["report", "sweep"], lambda case, trained: _report_folder(
             case, trained, lambda run: (run / ".hydra/overrides.yaml").write_text("- [unclosed")), expect="listed"),

@@ -108,9 +108,10 @@ class Crash(Exception):
 
 
 def run_fit(run_dir, epochs: int | None = None, reg: str = "pgd", signal_at_step: int | None = None,
-            crash_at_step: int | None = None, batch_sizes: list[int] | None = None, **settings):
+            crash_at_step: int | None = None, batch_sizes: list[int] | None = None,
+            signum: signal.Signals = signal.SIGTERM, **settings):
     """Train TinyNet on toy data (40 images, batches of 16 unless `settings` say otherwise); `signal_at_step` sends
-    this process SIGTERM during that optimizer step, `crash_at_step` raises Crash before it; `batch_sizes` collects
+    this process `signum` during that optimizer step, `crash_at_step` raises Crash before it; `batch_sizes` collects
     the size of every batch."""
     torch.manual_seed(0)
     model = TinyNet()
@@ -121,7 +122,7 @@ def run_fit(run_dir, epochs: int | None = None, reg: str = "pgd", signal_at_step
     settings = TrainSettings(**{"epochs": epochs, "batch_size": 16, **settings})
     def lr_at(epoch: int, step: int) -> float:  # read once before each step: a place to deliver the signal
         if step == signal_at_step:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
         if step == crash_at_step:
             raise Crash(step)
         return spec.lr_at(epoch, 3, step)
@@ -266,14 +267,16 @@ def test_resume_ends_with_the_same_weights_and_log(tmp_path):
     assert len((tmp_path / "b" / "train_log.csv").read_text().splitlines()) == 4
 
 
-def test_sigterm_mid_epoch_saves_the_position_and_resumes_bitwise(tmp_path):
-    """SIGTERM during the second step of epoch 2: last.pt holds epoch 1 + one batch; the re-run ends identical."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_sigterm_mid_epoch_saves_the_position_and_resumes_bitwise(tmp_path, signum):
+    """SIGTERM (preemption) or SIGUSR1 (a time-limit warning) during the second step of epoch 2: last.pt holds epoch 1
+    + one batch; the re-run ends identical."""
     straight, straight_log = run_fit(tmp_path / "a", epochs=3)
-    with pytest.raises(AttrobustError, match="stopped by SIGTERM in epoch 2 after batch 2; .* to resume"):
-        run_fit(tmp_path / "b", epochs=3, signal_at_step=4)
+    with pytest.raises(AttrobustError, match=f"stopped by {signum.name} in epoch 2 after batch 2; .* to resume"):
+        run_fit(tmp_path / "b", epochs=3, signal_at_step=4, signum=signum)
     state = load_checkpoint(tmp_path / "b" / TRAIN_STATE_FILE)
     assert state["epoch"] == 1 and state["partial"]["batch"] == 2 and state["partial"]["seen"] == 32
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
+    assert signal.getsignal(signum) is signal.SIG_DFL  # the handler is removed again
     resumed, resumed_log = run_fit(tmp_path / "b", epochs=3)
     for p, q in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(p, q)

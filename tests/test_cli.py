@@ -467,6 +467,20 @@ def test_a_real_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(cl
     assert len(pd.read_csv(small_disk / "run" / "train_log.csv")) == 3 and (small_disk / "run" / "model.pt").is_file()
 
 
+def test_a_read_only_filesystem_is_one_line_for_train_and_report(cli, tmp_path, small_disk):
+    """EROFS stops root too (chmod does not): a real read-only tmpfs holding a finished run."""
+    import shutil
+
+    assert cli("train", *TINY_RUN, RUN).exit_code == 0
+    shutil.copytree(tmp_path / "run", small_disk / "run", ignore=shutil.ignore_patterns("*.pt"))
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    for command in (["train", *TINY_RUN, f"hydra.run.dir={small_disk / 'other'}"], ["report", str(small_disk)]):
+        result = cli(*command)
+        assert result.exit_code == 2 and "Traceback" not in result.stderr
+        (line,) = result.error_lines
+        assert line.startswith("error: Read-only file system: ") and "use another folder" in line
+
+
 @pytest.mark.parametrize("where", ["run folder", "data root"])
 def test_a_permission_fault_is_one_line_naming_the_path(cli, tmp_path, monkeypatch, where):
     """Simulated (the tests run as root here, which chmod does not stop): EACCES on the run folder or the data."""

@@ -36,10 +36,10 @@ def save_torch_atomic(payload: Any, path: Path) -> None:
         try:
             torch.save(payload, target)
         except RuntimeError as error:  # torch's C++ writer reports a failed write (full disk, ...) as RuntimeError
-            if shutil.disk_usage(path.parent).free < LOW_SPACE_BYTES:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
             if not any(sign in str(error) for sign in ("inline_container", "iostream", "write")):
-                raise
-            raise OSError(errno.EIO, os.strerror(errno.EIO), str(path)) from error
+                raise  # not a write failure: a bug keeps its traceback
+            full = shutil.disk_usage(path.parent).free < LOW_SPACE_BYTES  # its message does not say why
+            code = errno.ENOSPC if full else errno.EIO
+            raise OSError(code, os.strerror(code), str(path)) from error
 
     _write_atomic(path, save)

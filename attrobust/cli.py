@@ -125,6 +125,7 @@ def _run(config_name: str, task: Callable[[DictConfig, Path], Any], args: Sequen
         version.setbase("1.3")
         _failures.clear()
         FINISHED_SWEEPS.clear()
+        rundir.reset()
         _run_hydra(args=parsed, args_parser=parser, task_function=HydraTask(task),
                    config_path=str(config_dir()), config_name=config_name)
     except AttrobustError as error:
@@ -159,13 +160,16 @@ class HydraTask:
         run_dir = Path(hydra_cfg.runtime.output_dir)
         multirun = hydra_cfg.mode == RunMode.MULTIRUN
         where = f"job {hydra_cfg.job.num} {list(hydra_cfg.overrides.task)}: " if multirun else ""
-        named = any(o.startswith("hydra.run.dir=") for o in hydra_cfg.overrides.hydra)
+        named = any(re.match(r"[+~]*hydra\.run\.dir=", item) for item in hydra_cfg.overrides.hydra)
         job_log = f"{hydra_cfg.job.name}.log"
-        fresh = rundir.is_fresh(run_dir, job_log)
+        fresh = False  # the folder held no earlier run (known once this job holds it)
         rundir.when_started(run_dir, lambda: _write_snapshot(run_dir, cfg, hydra_cfg))
         try:
             with rundir.hold(run_dir, enabled=distributed.launched_rank() == 0):
+                fresh = rundir.is_fresh(run_dir, job_log)
                 (run_dir / FAILED_FILE).unlink(missing_ok=True)
+                if multirun:  # `report` finds a sweep's jobs by their snapshot, even one killed before it starts
+                    rundir.mark_started(run_dir)
                 result = self.task(cfg, run_dir)
         except rundir.RunDirBusy as error:  # another job's folder: touch nothing
             _failures.append(f"{where}{error}")
@@ -173,22 +177,27 @@ class HydraTask:
         except (AttrobustError, OSError) as error:  # a user mistake or an environment fault: one line
             message = f"{where}{describe_os_error(error) if isinstance(error, OSError) else error}"
             _failures.append(message)
-            if not rundir.started(run_dir) and multirun:  # `report` finds a sweep's jobs by their snapshot
-                try:
-                    rundir.mark_started(run_dir)
-                except OSError:
-                    log.warning("could not write the snapshot of %s", run_dir)
-            elif not rundir.started(run_dir) and fresh:
-                rundir.discard_failed_start(run_dir, job_log, keep_folder=named)
-            if rundir.started(run_dir) or named:
+            if not rundir.started(run_dir) and fresh:  # a failed start: take back what it left
+                rundir.discard_failed_start(run_dir, hydra_cfg.job.name, job_log, keep_folder=named)
+            if run_dir.is_dir():
                 _mark_failed(run_dir, message)
             return None
         except BaseException as error:  # a bug or an interrupt: keep the traceback, mark the run for `report`
+            if not rundir.started(run_dir) and fresh:
+                _quietly(lambda: rundir.mark_started(run_dir))
             _mark_failed(run_dir, f"{where}{type(error).__name__}: {error}")
             raise
         if isinstance(result, pd.DataFrame):
             _console.print(rich_table(result, str(run_dir)))
         return result
+
+
+def _quietly(write: Callable[[], None]) -> None:
+    """A best-effort write while reporting another error (the folder may be the fault)."""
+    try:
+        write()
+    except OSError as error:
+        log.warning("could not write into the run folder: %s", describe_os_error(error))
 
 
 def _write_snapshot(run_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig) -> None:
@@ -205,10 +214,7 @@ def _write_snapshot(run_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig) -> No
 
 def _mark_failed(run_dir: Path, message: str) -> None:
     """`failed.txt` for `report`; a folder that cannot be written (the fault itself, perhaps) keeps none."""
-    try:
-        write_text_atomic(run_dir / FAILED_FILE, message + "\n")
-    except OSError:
-        log.warning("could not write %s", run_dir / FAILED_FILE)
+    _quietly(lambda: write_text_atomic(run_dir / FAILED_FILE, message + "\n"))
 
 
 def _check_group_choices(overrides: Sequence[str], user_config_dir: str | None) -> None:

@@ -1,21 +1,23 @@
-"""A job's hold on its run folder: an advisory lock file, the leftovers of killed writes, and failed starts.
+"""A job's hold on its run folder: an advisory lock, the leftovers of killed writes, and failed starts.
 
-A job writes its snapshot (`.hydra/`, `provenance.json`) only when its work begins (`mark_started`, called by each
-task just before it trains or attacks), so a job that fails before (a bad value, a missing file) never overwrites
-the snapshot of an earlier run in the same folder. A single job that fails before it starts, in a folder that held
-no earlier run, takes back its log and leaves nothing, or only `failed.txt` where the user named the folder; a
-sweep's job writes its snapshot and `failed.txt`, so that `report` lists the failure.
+`hold(run_dir)` takes an exclusive `flock` on `.attrobust.lock` (which records the pid, host and start time) before
+the job writes anything, so a second job pointed at the same folder (the same command twice, or seed 0 and seed 1
+with one `hydra.run.dir`) stops with one line naming the holder instead of interleaving its files with the first. The
+kernel drops the lock when its process dies, however it dies (SIGKILL, a node lost under a requeued cluster job), so
+a stale lock file never blocks the next job; that job notes whose lock it took over. On a filesystem without locks
+the job runs unlocked, with a warning. While it holds the lock, the job removes the `.*.partial` files that a write
+killed half-way left behind (see `attrobust.atomic`): no other attrobust job writes there.
 
-`hold(run_dir)` creates `.attrobust.lock` (pid, host, start time) with O_EXCL before the job writes anything, so a
-second job pointed at the same folder (the same command twice, or seed 0 and seed 1 with one `hydra.run.dir`) stops
-with one line naming the holder instead of interleaving its files with the first. A lock left by a process that no
-longer runs on this host (killed with SIGKILL) is taken over with a warning; one from another host is reported, as
-only the user can tell whether that job still runs. While it holds the lock, the job removes the `.*.partial` files
-that a write killed half-way left behind (see `attrobust.atomic`): no other attrobust job writes there.
+A job writes its snapshot (`.hydra/`, `provenance.json`) when its work begins (`mark_started`, called by each task
+just before it trains or attacks; a sweep's job at once), so a job that fails before never overwrites the snapshot of
+an earlier run in the same folder. A single job that fails before it starts, in a folder that held no earlier run,
+takes back its log and leaves nothing, or only `failed.txt` where the user named the folder; a sweep's job keeps its
+snapshot and `failed.txt`, so that `report` lists the failure.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -58,67 +60,68 @@ def is_fresh(run_dir: Path, job_log: str) -> bool:
     return not run_dir.is_dir() or all(path.name in leftovers for path in run_dir.iterdir())
 
 
-def discard_failed_start(run_dir: Path, job_log: str, keep_folder: bool) -> None:
-    """Remove what a job that failed before it started left in a fresh folder: its log, and the folder itself
-    unless `keep_folder` (the caller writes failed.txt there)."""
+def discard_failed_start(run_dir: Path, job_name: str, job_log: str, keep_folder: bool) -> None:
+    """Remove what a job that failed before it started left in a fresh folder: its log, and the folder itself (and
+    an emptied parent named after the job, such as `<run>/evaluate/`, which Hydra made for it) unless `keep_folder`
+    (the caller writes failed.txt there)."""
     (run_dir / job_log).unlink(missing_ok=True)
-    if not keep_folder and run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
+    if keep_folder or not run_dir.is_dir() or any(run_dir.iterdir()):
+        return
+    run_dir.rmdir()
+    parent = run_dir.parent
+    if parent.name == job_name and not any(parent.iterdir()):
+        parent.rmdir()
 
 
 class RunDirBusy(AttrobustError):
     """Another job holds the run folder: nothing of it may be touched."""
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def _holder(path: Path) -> dict[str, Any] | None:
     try:
-        holder = json.loads(path.read_text(encoding="utf-8"))
+        holder = json.loads(path.read_text(encoding="utf-8") or "null")
     except (OSError, ValueError):
         return None
     return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
 
 
-def _stale(holder: dict[str, Any] | None) -> bool:
-    """A lock whose process is gone from this host (or that this very process left behind)."""
-    if holder is None or holder.get("host") != socket.gethostname():
-        return False
-    return holder["pid"] == os.getpid() or not _alive(holder["pid"])
+def _describe(holder: dict[str, Any] | None) -> str:
+    if holder is None:
+        return "another job"
+    return f"process {holder['pid']} on {holder.get('host')} (since {holder.get('since')})"
 
 
-def _acquire(run_dir: Path) -> Path:
+def _acquire(run_dir: Path) -> int | None:
+    """The locked descriptor of `run_dir`'s lock file (None where the filesystem has no locks)."""
     path = run_dir / LOCK_FILE
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-    for _ in range(3):
+    for _ in range(5):
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _holder(path)
-            if not _stale(holder):
-                who = (f"process {holder['pid']} on {holder.get('host')} (since {holder.get('since')})" if holder
-                       else "another job (its lock file is being written or unreadable)")
-                raise RunDirBusy(f"run folder {run_dir} is in use by {who}; wait for it to finish or use another "
-                                 f"folder (hydra.run.dir=DIR); if that job is gone, delete {path}") from None
-            try:  # take the stale lock over: of several racing takers only one rename succeeds
-                os.replace(path, path.with_name(f"{LOCK_FILE}.{os.getpid()}.stale"))
-                path.with_name(f"{LOCK_FILE}.{os.getpid()}.stale").unlink()
-            except FileNotFoundError:
-                continue
-            log.warning("took over the lock of %s from process %s, which no longer runs", run_dir,
-                        holder["pid"] if holder else "?")
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise RunDirBusy(f"run folder {run_dir} is in use by {_describe(_holder(path))}; wait for it to finish "
+                             f"or use another folder (hydra.run.dir=DIR)") from None
+        except OSError as error:  # e.g. ENOLCK on a network filesystem mounted without locks
+            os.close(descriptor)
+            log.warning("cannot lock %s (%s): running without a lock; keep one job per run folder", path,
+                        error.strerror)
+            return None
+        try:  # the previous holder may have removed the file between our open and our lock: lock the new one
+            current = os.stat(path).st_ino == os.fstat(descriptor).st_ino
+        except FileNotFoundError:
+            current = False
+        if not current:
+            os.close(descriptor)
             continue
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(me, handle)
-        return path
+        previous = _holder(path)
+        if previous is not None:
+            log.warning("took over the lock of %s from %s, which no longer holds it (killed?)", run_dir,
+                        _describe(previous))
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, json.dumps(me).encode(), 0)
+        return descriptor
     raise RunDirBusy(f"run folder {run_dir} is being taken by several jobs at once; use one folder per job")
 
 
@@ -139,10 +142,17 @@ def hold(run_dir: Path, enabled: bool = True) -> Iterator[None]:
         yield
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = _acquire(run_dir)
+    descriptor = _acquire(run_dir)
     try:
         remove_partial_writes(run_dir)
         yield
     finally:
-        if (_holder(path) or {}).get("pid") == os.getpid():
-            path.unlink(missing_ok=True)
+        if descriptor is not None:
+            (run_dir / LOCK_FILE).unlink(missing_ok=True)  # while still locked: a waiting opener sees a new inode
+            os.close(descriptor)
+
+
+def reset() -> None:
+    """Forget which jobs started (a new command in the same process)."""
+    _started.clear()
+    _on_start.clear()

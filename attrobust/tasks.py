@@ -255,13 +255,17 @@ def checkpoint_dataset(stored: Mapping[str, Any], dataset_path: str | None = Non
     run's `paths.data`, and the folder of a `folder` / `npz` dataset is `dataset_path`.
     """
     name = str(stored.get("name", ""))
-    path = config_dir() / "dataset" / f"{name}.yaml"
-    if not path.is_file():
+    if name not in DATASETS.names():
         raise AttrobustError(f"the checkpoint was trained on dataset '{name}', which this attrobust does not know; "
-                             f"choose one with dataset=NAME ({choices(p.stem for p in path.parent.glob('*.yaml'))})")
-    base = OmegaConf.load(path)
+                             f"choose one with dataset=NAME ({choices(DATASETS.names())})")
+    settings = {key: value for key, value in stored.items() if key not in DATA_LOCATION_KEYS}
+    if "${" in repr(settings):  # plain values only: an interpolation (${oc.env:...}) would be resolved here
+        raise AttrobustError(f"the checkpoint's dataset settings hold an interpolation ('${{...}}'); pass the dataset "
+                             f"with dataset={name} instead")
+    base = OmegaConf.load(config_dir() / "dataset" / f"{name}.yaml")
     base.pop("defaults", None)  # the dataset's default model: a Hydra instruction, not a dataset field
-    merged = OmegaConf.merge(base, {key: value for key, value in stored.items() if key not in DATA_LOCATION_KEYS})
+    settings.pop("download", None)  # a checkpoint never makes attrobust fetch anything (the YAML's default: false)
+    merged = OmegaConf.merge(base, settings)
     assert isinstance(merged, DictConfig)
     if "path" in base.keys():  # the user's own files (`path: ???` in its YAML)
         if dataset_path is None:

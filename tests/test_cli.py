@@ -206,7 +206,7 @@ BAD_EVALUATION_INPUTS = [
     (["attribution_attack.eval_k=785"], "attribution_attack.eval_k=785 is more than the 784 pixels"),
     (["attribution_attack.steps=0"], "attack 'topk': steps must be >= 1, got 0"),
     (["attribution_attack.eps=inf"], "eps and step_size must be positive and finite, got inf"),
-    (["device=cuda:7"], "device"),
+    (["device=cuda:7"], "cuda:7"),  # CUDA missing here; on a GPU machine, fewer than 8 devices
 ]
 
 
@@ -306,6 +306,21 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_no_advice_to_unsafe_loa
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("stored,message", [
+    ({"name": "../../etc/x"}, "trained on dataset '../../etc/x', which this attrobust does not know"),
+    ({"num_classes": "${oc.env:HOME}"}, "hold an interpolation"),
+])
+def test_a_checkpoint_names_only_a_known_dataset_and_plain_settings(cli, tmp_path, stored, message):
+    assert cli("train", *TINY_RUN, "eval_at_end=false", RUN).exit_code == 0
+    payload = torch.load(tmp_path / "run/model.pt", weights_only=True)
+    payload["dataset_cfg"] = {**payload["dataset_cfg"], **stored}
+    torch.save(payload, tmp_path / "edited.pt")
+    result = cli("evaluate", "checkpoint=edited.pt", "hydra.run.dir=eval")
+    assert result.exit_code == 2
+    (line,) = result.error_lines
+    assert message in line and str(Path.home()) not in line
+
+
 def test_an_unknown_preset_lists_the_presets(cli):
     result = cli("train", "+experiment=nonexistent")
     assert result.exit_code == 2
@@ -347,6 +362,9 @@ def test_a_failed_start_leaves_nothing_or_only_failed_txt_where_the_user_named_t
     assert result.exit_code == 2
     (line,) = result.error_lines
     assert "checkpoint not found: no/such/run" in line and not (tmp_path / "no").exists()
+    assert cli("train", *TINY_RUN, "eval_at_end=false", "hydra.run.dir=trained").exit_code == 0
+    assert cli("evaluate", "checkpoint=trained", "attributions=maybe").exit_code == 2
+    assert not (tmp_path / "trained" / "evaluate").exists()  # nor the folder Hydra made for the evaluation
 
 
 def test_a_failed_start_in_a_folder_of_an_earlier_run_leaves_that_run_as_it_was(cli, tmp_path):

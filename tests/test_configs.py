@@ -112,9 +112,9 @@ def test_reference_presets_use_the_reference_settings():
     assert plain["reg"]["eps_warmup_epochs"] == 0 and plain["reg"]["reduction"] == "sum"
     assert plain["optim"]["lr"] == 1e-4 and plain["optim"]["schedule"] == "constant"
     assert plain["train"]["batch_size"] == 50
-    assert plain["train"]["steps"] == 100_000 and plain["train"]["epochs"] is None
+    assert plain["train"]["steps"] == 99_900 and plain["train"]["epochs"] is None  # the reference's last checkpoint
     assert plain["model"]["init"] == "reference"
-    for method, steps in (("natural", 25_000), ("pgd", 100_000), ("ig_norm", 100_000)):
+    for method, steps in (("natural", 24_900), ("pgd", 99_900), ("ig_norm", 99_900)):
         for dataset in ("mnist", "fashion_mnist"):
             preset = to_plain(compose_config("train", [f"+experiment=rar_{dataset}_{method}"]))
             assert preset["train"]["steps"] == steps and preset["model"]["init"] == "reference"
@@ -135,6 +135,6 @@ def test_gtsrb_and_flower_presets_use_the_reference_settings():
     assert flower["reg"]["weight"] == 0.1 and flower["train"]["batch_size"] == 16
     assert flower["dataset"]["balance_per_class"] == 1000
     assert gtsrb["dataset"]["layout"] == "pickle"
-    assert gtsrb["train"]["steps"] == flower["train"]["steps"] == 70_001
+    assert gtsrb["train"]["steps"] == flower["train"]["steps"] == 70_000
     assert gtsrb["train"]["epochs"] is None and flower["train"]["epochs"] is None
     assert to_plain(compose_config("train", ["+experiment=rar_flower17_natural"]))["reg"]["reduction"] == "mean"

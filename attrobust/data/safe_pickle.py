@@ -65,6 +65,7 @@ def load_arrays(path: Path, what: str) -> Any:
     except RefusedGlobal as refused:
         raise AttrobustError(f"refused {what} {path}: it names {refused}, which is not part of a numpy array (a pickle "
                              f"can run code, so only numpy arrays, dtypes and plain containers are read)") from None
-    except (OSError, pickle.UnpicklingError, EOFError, TypeError, AttributeError, ValueError, IndexError,
-            MemoryError) as error:
+    except OSError as error:
+        raise AttrobustError(f"cannot read {what} {path}: {error.strerror or error}") from error
+    except Exception as error:  # noqa: BLE001 - anything else a damaged or crafted file provokes: one line
         raise AttrobustError(f"corrupt {what} {path} ({type(error).__name__}: {error})") from error

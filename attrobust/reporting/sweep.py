@@ -1,6 +1,7 @@
 """The paper-style report of a run or sweep dir: runs found by their `.hydra/` folders, results grouped over seeds.
 
-A run is a folder with `.hydra/overrides.yaml` (written by Hydra for every job). Its state is
+A run is a folder with `.hydra/overrides.yaml` (written by attrobust when a job's work begins, and at once for every
+job of a sweep, so a sweep job killed before it started is still found). Its state is
 - `done`: it (or an `evaluate/` / `attack/` folder inside it) has a `results.csv`;
 - `failed`: it has `failed.txt` (written when the job stopped with an error; the first line says why);
 - `missing`: neither (killed, preempted and not requeued, or still running);

@@ -235,7 +235,9 @@ def _check_group_choices(overrides: Sequence[str], user_config_dir: str | None) 
 
 def _describe_hydra_error(error: Exception) -> str:
     inner: BaseException | None = error
-    while inner is not None:  # an AttrobustError raised inside a resolver (e.g. a missing checkpoint)
+    seen: set[int] = set()
+    while inner is not None and id(inner) not in seen:  # an AttrobustError raised inside a resolver (a missing
+        seen.add(id(inner))                              # checkpoint, say); a chain may loop back on itself
         if isinstance(inner, AttrobustError):
             return str(inner)
         inner = inner.__cause__ or inner.__context__

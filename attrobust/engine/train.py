@@ -54,6 +54,10 @@ class EpochProgress:
     seen: int = 0
     sums: dict[str, Tensor] = field(default_factory=dict)
 
+    def on_cpu(self) -> EpochProgress:
+        """This position with its sums copied to the host (what a checkpoint stores)."""
+        return EpochProgress(self.batch, self.seen, {key: value.cpu() for key, value in self.sums.items()})
+
 
 class NonFiniteStep(Exception):
     """A step whose loss or gradient is not finite; nothing of it was applied."""
@@ -279,11 +283,12 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
             progress.advance(1, status)
             if batch + 1 == batches:  # the epoch's end is saved by the caller
                 continue
+            here = EpochProgress(batch + 1, seen, sums)
             if stop is not None and stop.signum is not None:
-                raise StopRequested(stop.signum, EpochProgress(batch + 1, seen, {k: v.cpu() for k, v in sums.items()}))
+                raise StopRequested(stop.signum, here.on_cpu())
             every = settings.checkpoint_every
             if checkpoint is not None and every is not None and (first_step + batch + 1) % every == 0:
-                checkpoint(EpochProgress(batch + 1, seen, {k: v.cpu() for k, v in sums.items()}))
+                checkpoint(here.on_cpu())
     sums, seen = distributed.sum_over_ranks(sums, seen)
     row = {"epoch": float(epoch + 1)}
     row.update({key: float(value) / seen for key, value in sums.items()})

@@ -12,7 +12,7 @@ from omegaconf.errors import OmegaConfBaseException
 import attrobust
 from attrobust.errors import AttrobustError
 
-GROUPS = ("dataset", "model", "reg", "attack", "optim")
+GROUPS = ("dataset", "model", "reg", "attack", "optim", "explainer")
 
 
 def config_dir() -> Path:

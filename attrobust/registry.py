@@ -58,7 +58,7 @@ def construct(builder: Callable[..., T], values: Mapping[str, Any], where: str, 
     """Call `builder(**values, **context)` after checking keys and types; errors name `prefix.key`."""
     context = dict(context or {})
     params = inspect.signature(builder).parameters
-    unknown = sorted(set(values) - set(params))
+    unknown = sorted(set(values) - (set(params) - set(context)))  # what the caller supplies is not a setting
     if unknown:
         valid = [p for p in params if p not in context]
         raise AttrobustError(f"unknown key(s) {', '.join(unknown)} for {where}; valid keys: {choices(valid)}")
@@ -108,3 +108,14 @@ def _checked(value: Any, hint: Any, key: str) -> Any:
     if hint in (int, bool, str) and (not isinstance(value, hint) or (hint is int and isinstance(value, bool))):
         raise AttrobustError(f"{key} must be {'an' if hint is int else 'a'} {hint.__name__}, got {value!r}")
     return value
+
+
+def import_components(package: str, path: Sequence[str], skip: tuple[str, ...] = ("base",)) -> None:
+    """Import every module of `package` (its `__path__`) except `skip`: a component registers itself when its one
+    file is imported, so adding a component never means editing a list of imports."""
+    import importlib
+    import pkgutil
+
+    for module in sorted(info.name for info in pkgutil.iter_modules(path)):
+        if module not in skip:
+            importlib.import_module(f"{package}.{module}")

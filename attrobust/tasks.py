@@ -6,6 +6,7 @@ built and validated before any training starts, so a bad value fails in seconds 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from attrobust.attacks import ATTACKS
+from attrobust.attacks import ATTRIBUTION_ATTACKS, PREDICTION_ATTACKS
 from attrobust.attacks.attribution import AttributionAttack
 from attrobust.config import config_dir, to_plain
 from attrobust.data import DATASETS
@@ -30,6 +31,8 @@ from attrobust.engine.checkpoint import (MODEL_FILE, check_finite_weights, check
 from attrobust.engine.evaluate import EvalSettings, PredictionAttack, evaluate_accuracy
 from attrobust.engine.train import TrainSettings, fit
 from attrobust.errors import AttrobustError, choices
+from attrobust.explainers import EXPLAINERS
+from attrobust.metrics import Metric, build_metrics
 from attrobust.models import build_model
 from attrobust.optim import OPTIMIZERS
 from attrobust.provenance import config_hash, git_commit, run_id
@@ -185,54 +188,81 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
-    """The paper's columns for a checkpoint: NA, AA under `cfg.attack`, and IN, CO (Spearman, shift) under
-    `cfg.attribution_attack` (skipped with `attributions=false`). One row of the table per model."""
+    """The paper's columns for a checkpoint: NA, AA under `cfg.attack`, and every metric of `eval.metrics` under
+    `cfg.attribution_attack` of `cfg.explainer` and under each random baseline of `eval.baselines` (skipped with
+    `attributions=false`). One line of the table per attribution attack, NA and AA on each."""
     trained = load_trained(cfg)
     attack = prediction_attack(trained.plain["attack"])
-    attribution = attribution_attack(trained.plain["attribution_attack"]) if trained.plain["attributions"] else None
-    if attribution is not None:
-        attribution.check_fits(*trained.test.images.shape[-2:], "attribution_attack")
+    attacks: list[AttributionAttack] = []
+    metrics: list[Metric] = []
+    if trained.plain["attributions"]:
+        explainer = EXPLAINERS.build(trained.plain["explainer"])
+        main = attribution_attack(trained.plain["attribution_attack"], explainer, "attribution_attack")
+        attacks = [main] + [baseline(main, name) for name in trained.eval_settings.baselines]
+        metrics = build_metrics(trained.eval_settings.metrics)
+        main.check_fits(*trained.test.images.shape[-2:], "attribution_attack")
+        for each in attacks:
+            each.check_model(trained.model)
     mark_started(run_dir)
-    described = attack.describe() + (f"; {attribution.describe()}" if attribution else "")
     rows = [_accuracy(trained.model, trained.test, attack, trained.eval_settings.batch_size,
-                      trained.identity(described), trained.plain["seed"], trained.accel)]
-    if attribution is not None:
-        evaluation = _attack_attributions(trained, attribution)
-        write_text_atomic(run_dir / "measures.csv", evaluation.per_image.to_csv(index=False))
-        rows.append(attribution_rows(trained.identity(described), evaluation.per_image))
+                      trained.identity(attack.describe()), trained.plain["seed"], trained.accel)]
+    per_image = []
+    for each in attacks:
+        torch.manual_seed(trained.plain["seed"])
+        evaluation = _attack_attributions(trained, each, metrics)
+        per_image.append(evaluation.per_image.assign(attack=each.name))
+        rows.append(attribution_rows(trained.identity(each.describe()), evaluation.per_image, metrics))
+    if per_image:
+        write_text_atomic(run_dir / "measures.csv", pd.concat(per_image, ignore_index=True).to_csv(index=False))
     return write_results(pd.concat(rows, ignore_index=True), run_dir)
 
 
+def baseline(main: AttributionAttack, name: str) -> AttributionAttack:
+    """The random baseline `name` with the threat model, budget, selection and explainer of the attack `main`."""
+    if name not in ATTRIBUTION_ATTACKS.names() or ATTRIBUTION_ATTACKS.get(name).ascends:  # type: ignore[attr-defined]
+        baselines = [n for n in ATTRIBUTION_ATTACKS.names() if not ATTRIBUTION_ATTACKS.get(n).ascends]  # type: ignore
+        raise AttrobustError(f"eval.baselines: '{name}' is not a random baseline; choose from: {choices(baselines)} "
+                             f"(or eval.baselines=[] for none)")
+    shared = {f.name: getattr(main, f.name) for f in dataclasses.fields(AttributionAttack)}
+    return ATTRIBUTION_ATTACKS.get(name)(**shared)
+
+
 def attack(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
-    """Attack the attributions of a checkpoint on its correctly classified test images (`cfg.attack`).
+    """Attack the explanations (`cfg.explainer`) of a checkpoint on its correctly classified test images
+    (`cfg.attack`), scored by `eval.metrics`.
 
     Writes `measures.csv` (one row per image), result rows and tables, `examples.pt` and `figure.png`.
     """
     trained = load_trained(cfg)
-    attribution = attribution_attack(trained.plain["attack"])
+    explainer = EXPLAINERS.build(trained.plain["explainer"])
+    attribution = attribution_attack(trained.plain["attack"], explainer, "attack")
+    metrics = build_metrics(trained.eval_settings.metrics)
     attribution.check_fits(*trained.test.images.shape[-2:], "attack")
+    attribution.check_model(trained.model)
     mark_started(run_dir)
     torch.manual_seed(trained.plain["seed"])
-    evaluation = _attack_attributions(trained, attribution)
+    evaluation = _attack_attributions(trained, attribution, metrics)
     write_text_atomic(run_dir / "measures.csv", evaluation.per_image.to_csv(index=False))
     if evaluation.examples:
         save_torch_atomic(evaluation.examples, run_dir / "examples.pt")
         attribution_figure(evaluation.examples, run_dir / "figure.png",
                            f"{trained.payload['run_id']}: {attribution.describe()}")
     identity = trained.identity(attribution.describe())  # says how many restarts ran
-    return write_results(attribution_rows(identity, evaluation.per_image), run_dir)
+    return write_results(attribution_rows(identity, evaluation.per_image, metrics), run_dir)
 
 
-def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack) -> AttributionEvaluation:
+def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack,
+                         metrics: list[Metric]) -> AttributionEvaluation:
     with trained.accel.autocast(next(trained.model.parameters()).device):  # metrics stay float32
-        evaluation = evaluate_attributions(trained.model, trained.test, attribution,
+        evaluation = evaluate_attributions(trained.model, trained.test, attribution, metrics,
                                            trained.eval_settings.attribution_batch_size,
                                            trained.eval_settings.batch_size,
                                            keep_examples=int(trained.plain.get("figure_examples", 4)))
     scored = evaluation.per_image
-    log.info("%s on %d of %d images (correctly classified): IN %.2f%%, Kendall %.4f; %d without a counted iterate, "
-             "%d unmoved", attribution.describe(), len(scored), evaluation.n_images,
-             100 * scored["topk_intersection"].mean(), scored["kendall"].mean(),
+    means = ", ".join(f"{m.title} {scored[m.column].mean() * (100 if m.unit == '%' else 1):.4g}{m.unit}"
+                      for m in metrics)
+    log.info("%s on %d of %d images (correctly classified): %s; %d without a counted iterate, %d unmoved",
+             attribution.describe(), len(scored), evaluation.n_images, means,
              int((~scored["qualified"].astype(bool)).sum()), int((~scored["moved"].astype(bool)).sum()))
     return evaluation
 
@@ -245,7 +275,7 @@ def _accuracy(model: torch.nn.Module, test: ImageSet, attack: PredictionAttack, 
         counts = evaluate_accuracy(accel.first_order(model), test, attack, batch_size)
     log.info("natural accuracy %.2f%%, accuracy under %s %.2f%% (n=%d)", counts.natural_accuracy_pct,
              attack.describe(), counts.adversarial_accuracy_pct, counts.n)
-    return accuracy_rows(identity, counts)
+    return accuracy_rows(identity, counts.n, counts.natural_accuracy_pct, counts.adversarial_accuracy_pct)
 
 
 def checkpoint_dataset(stored: Mapping[str, Any], dataset_path: str | None = None) -> DictConfig:
@@ -275,22 +305,25 @@ def checkpoint_dataset(stored: Mapping[str, Any], dataset_path: str | None = Non
     return merged
 
 
-def attribution_attack(cfg: Mapping[str, Any]) -> AttributionAttack:
-    """An attack on attributions; prediction attacks are refused with the command that runs them."""
-    attack = ATTACKS.build(cfg)
-    if not isinstance(attack, AttributionAttack):
-        raise AttrobustError(f"attack '{cfg['name']}' attacks predictions, not attributions; choose one of: "
-                             f"mass_center, random_sign, target, topk (accuracy under attack: attrobust evaluate)")
+def attribution_attack(cfg: Mapping[str, Any], explainer: Any, key: str) -> AttributionAttack:
+    """An attack on the explanations of `explainer` (configured at `key`); prediction attacks are refused with the
+    command that runs them."""
+    name = str(cfg.get("name"))
+    if name in PREDICTION_ATTACKS.names():
+        raise AttrobustError(f"{key}={name} attacks predictions, not explanations; choose one of: "
+                             f"{choices(ATTRIBUTION_ATTACKS.names())} (accuracy under attack: attrobust evaluate)")
+    attack = ATTRIBUTION_ATTACKS.build(cfg, explainer=explainer)
     return attack
 
 
 def prediction_attack(cfg: Mapping[str, Any]) -> PredictionAttack:
-    """The attack of accuracy under attack; attacks on attributions are refused with the command that runs them."""
-    attack = ATTACKS.build(cfg)
-    if isinstance(attack, AttributionAttack):
-        raise AttrobustError(f"attack '{cfg['name']}' attacks attributions, not predictions; accuracy under attack "
-                             f"needs attack=pgd (run attribution attacks with: attrobust attack attack={cfg['name']})")
-    return attack
+    """The attack of accuracy under attack; attacks on explanations are refused with the command that runs them."""
+    name = str(cfg.get("name"))
+    if name in ATTRIBUTION_ATTACKS.names():
+        raise AttrobustError(f"attack={name} attacks explanations, not predictions; accuracy under attack needs "
+                             f"attack={' or '.join(PREDICTION_ATTACKS.names())} (run attacks on explanations with: "
+                             f"attrobust attack attack={name})")
+    return PREDICTION_ATTACKS.build(cfg)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -10,7 +10,8 @@ import pytest
 import torch
 from conftest import TINY_RUN, TinyNet
 
-from attrobust.attacks import ATTACKS
+from attrobust.attacks import ATTRIBUTION_ATTACKS
+from attrobust.explainers import EXPLAINERS
 from attrobust.attributions import integrated_gradients, logit_of, saliency_map
 from attrobust.data.base import ImageSet
 from attrobust.engine.accel import Accel, CompiledOrEager
@@ -49,8 +50,9 @@ def test_bf16_autocast_keeps_saliency_and_attack_measures_close():
         mixed = saliency_map(integrated_gradients(logit_of(net, y), x, steps=20))
     assert mixed.dtype == torch.float32  # maps (and so every metric) stay float32
     assert kendall_tau_b(plain, mixed).min() > 0.9
-    attack = ATTACKS.build({"name": "topk", "eps": 0.2, "steps": 3, "step_size": 0.05, "ig_steps": 10, "k": 20,
-                            "eval_k": 10, "restarts": 1})
+    attack = ATTRIBUTION_ATTACKS.build({"name": "topk", "eps": 0.2, "steps": 3, "step_size": 0.05, "k": 20,
+                                        "eval_k": 10, "restarts": 1},
+                                       explainer=EXPLAINERS.build({"name": "ig", "steps": 10}))
     reference = attack.run(net, x, y)
     with Accel(amp=True).autocast(x.device):
         amp = attack.run(net, x, y)
@@ -67,7 +69,7 @@ def test_training_and_evaluation_with_amp_and_channels_last_through_the_cli(cli,
                    for run in ("plain", "fast"))
     assert abs(plain["natural_accuracy"] - fast["natural_accuracy"]) <= 10  # 50 images after 2 steps of bf16 training
     result = cli("evaluate", "checkpoint=plain", *switches, "eval.num_examples=4", "attack.steps=1",
-                 "attribution_attack.steps=2", "attribution_attack.ig_steps=4", "attribution_attack.restarts=1",
+                 "attribution_attack.steps=2", "explainer.steps=4", "attribution_attack.restarts=1",
                  "hydra.run.dir=eval")
     assert result.exit_code == 0, result.stderr
 

@@ -12,14 +12,28 @@ import torch
 from scipy import stats
 from torch import nn
 
-from attrobust.attacks import ATTACKS
+from attrobust.attacks import ATTRIBUTION_ATTACKS
 from attrobust.attacks.attribution import AttributionAttack
 from attrobust.data.base import ImageSet
-from attrobust.engine.attribution import evaluate_attributions
+from attrobust.engine.attribution import evaluate_attributions, score
 from attrobust.errors import AttrobustError
+from attrobust.explainers import EXPLAINERS
+from attrobust.explainers.base import rows_per_pass
+from attrobust.metrics import build_metrics
 
-ATTRIBUTION_ATTACKS = [name for name in ATTACKS.names() if name != "pgd"]
 FAST = {"eps": 0.2, "steps": 3, "step_size": 0.05, "ig_steps": 6, "k": 20, "eval_k": 10, "restarts": 2}
+METRICS = build_metrics(["topk_intersection", "kendall", "spearman", "center_shift"])
+
+
+def build(settings: dict) -> AttributionAttack:
+    """An attack on IG (`ig_steps`, `max_points`: the explainer's settings) with the other `settings`."""
+    settings = dict(settings)
+    explainer = {"name": "ig", "steps": settings.pop("ig_steps"), "max_points": settings.pop("max_points", None)}
+    return ATTRIBUTION_ATTACKS.build(settings, explainer=EXPLAINERS.build(explainer))
+
+
+def measures(result, eval_k: int = FAST["eval_k"]) -> dict[str, torch.Tensor]:
+    return score(result, METRICS, eval_k)
 
 
 def smooth_net(seed: int = 0) -> nn.Module:
@@ -34,18 +48,19 @@ def correctly_classified(model: nn.Module, n: int = 6, seed: int = 0) -> tuple[t
         return x, model(x).argmax(1)  # the model's own predictions are the labels
 
 
-@pytest.mark.parametrize("name", ATTRIBUTION_ATTACKS)
+@pytest.mark.parametrize("name", ATTRIBUTION_ATTACKS.names())
 def test_attack_stays_in_ball_and_keeps_the_label(name):
     model = smooth_net()
     x, y = correctly_classified(model)
-    attack = ATTACKS.build({"name": name, **FAST})
+    attack = build({"name": name, **FAST})
     result = attack.run(model, x, y)
     assert (result.perturbed - x).abs().max() <= 0.2 + 1e-6
     assert result.perturbed.min() >= 0 and result.perturbed.max() <= 1
     with torch.no_grad():
         assert torch.equal(model(result.perturbed).argmax(1), y)
     assert torch.equal(result.perturbed[~result.qualified], x[~result.qualified])
-    for measure in (result.topk_intersection, result.kendall, result.spearman):
+    values = measures(result)
+    for measure in (values["topk_intersection"], values["kendall"], values["spearman"], result.kendall):
         assert measure.shape == (6,) and (measure[~result.qualified] == 1).all()
     assert not model.training and all(isinstance(m, nn.ReLU) for m in (model[1], model[3]))
 
@@ -53,9 +68,9 @@ def test_attack_stays_in_ball_and_keeps_the_label(name):
 def test_deterministic_attacks_run_once_and_random_ones_restart():
     model = smooth_net()
     x, y = correctly_classified(model, n=2)
-    assert ATTACKS.build({"name": "topk", **FAST}).run(model, x, y).restarts_run == 1
-    assert ATTACKS.build({"name": "topk", **FAST, "random_start": True}).run(model, x, y).restarts_run == 2
-    assert ATTACKS.build({"name": "random_sign", **FAST}).run(model, x, y).restarts_run == 2
+    assert build({"name": "topk", **FAST}).run(model, x, y).restarts_run == 1
+    assert build({"name": "topk", **FAST, "random_start": True}).run(model, x, y).restarts_run == 2
+    assert build({"name": "random_sign", **FAST}).run(model, x, y).restarts_run == 2
 
 
 def test_topk_attack_on_sparse_images_is_flagged_and_remedied_by_a_random_start():
@@ -72,15 +87,16 @@ def test_topk_attack_on_sparse_images_is_flagged_and_remedied_by_a_random_start(
     with torch.no_grad():
         y = model(x).argmax(1)
     settings = {**FAST, "k": 16}  # the 4 nonzero pixels are the whole support of the saliency
-    plain = ATTACKS.build({"name": "topk", **settings}).run(model, x, y)
+    plain = build({"name": "topk", **settings}).run(model, x, y)
     assert plain.support_covered.all()
     assert not (plain.qualified & ~plain.moved).any()  # a counted iterate is a moved one
     assert not plain.moved[3]  # the black image: an exactly zero gradient
     unmoved = ~plain.moved
     assert (~plain.qualified[unmoved]).all() and (plain.kendall[unmoved] == 1).all()
-    assert (plain.topk_intersection[unmoved] == 1).all() and torch.equal(plain.perturbed[unmoved], x[unmoved])
+    assert (measures(plain)["topk_intersection"][unmoved] == 1).all()
+    assert torch.equal(plain.perturbed[unmoved], x[unmoved])
     torch.manual_seed(0)
-    remedied = ATTACKS.build({"name": "topk", **settings, "random_start": True}).run(model, x, y)
+    remedied = build({"name": "topk", **settings, "random_start": True}).run(model, x, y)
     assert remedied.moved.all()
 
 
@@ -89,7 +105,7 @@ def test_topk_attack_on_sparse_images_is_flagged_and_remedied_by_a_random_start(
                                          ({"region": [0.5, 0.2, 0.0, 1.0]}, "region must be")])
 def test_bad_settings(bad, message):
     with pytest.raises(AttrobustError, match=message):
-        ATTACKS.build({"name": "target", **FAST, **bad})
+        build({"name": "target", **FAST, **bad})
 
 
 # ---- the oracle: the reference algorithm for one image at a time, with scipy measures and an explicit IG loop ----
@@ -150,11 +166,12 @@ def test_batched_topk_attack_equals_the_one_image_oracle():
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     with torch.no_grad():
         y = model(x).argmax(1)
-    attack: AttributionAttack = ATTACKS.build({"name": "topk", **FAST})
+    attack: AttributionAttack = build({"name": "topk", **FAST})
     result = attack.run(model, x, y)
+    values = measures(result)
     for i in range(4):
         expected = oracle_topk_attack(model, x[i:i + 1], int(y[i]), FAST)
-        got = (result.topk_intersection[i].item(), result.spearman[i].item(), result.kendall[i].item())
+        got = (values["topk_intersection"][i].item(), values["spearman"][i].item(), result.kendall[i].item())
         assert got == pytest.approx(expected, abs=1e-9)
     assert result.qualified.any()
 
@@ -165,11 +182,12 @@ def test_iterates_that_change_the_label_are_skipped_as_the_oracle_does():
     with torch.no_grad():
         y = model(x).argmax(1)
     settings = {**FAST, "eps": 0.5, "step_size": 0.2, "steps": 4}
-    result = ATTACKS.build({"name": "topk", **settings}).run(model, x, y)
+    result = build({"name": "topk", **settings}).run(model, x, y)
+    values = measures(result)
     flips: list[int] = []
     for i in range(6):
         expected = oracle_topk_attack(model, x[i:i + 1], int(y[i]), settings, flips)
-        got = (result.topk_intersection[i].item(), result.spearman[i].item(), result.kendall[i].item())
+        got = (values["topk_intersection"][i].item(), values["spearman"][i].item(), result.kendall[i].item())
         assert got == pytest.approx(expected, abs=1e-9)
     assert flips and result.qualified.any()  # some iterates changed the label, others were kept
 
@@ -179,9 +197,9 @@ def test_points_per_pass_changes_nothing_but_speed():
     model = smooth_net()
     x, y = correctly_classified(model, n=6)
     settings = {**FAST, "ig_steps": 40, "steps": 4}
-    split = ATTACKS.build({"name": "topk", **settings, "max_points": 25}).run(model, x, y)
-    whole = ATTACKS.build({"name": "topk", **settings, "max_points": 10_000}).run(model, x, y)
-    assert ATTACKS.build({"name": "topk", **settings}).points_per_pass(x) == 100  # the CPU default
+    split = build({"name": "topk", **settings, "max_points": 25}).run(model, x, y)
+    whole = build({"name": "topk", **settings, "max_points": 10_000}).run(model, x, y)
+    assert rows_per_pass(build({"name": "topk", **settings}).explainer.max_points, x) == 100  # the CPU default
     torch.testing.assert_close(split.perturbed, whole.perturbed)
     torch.testing.assert_close(split.kendall, whole.kendall)
     torch.testing.assert_close(split.perturbed_saliency, whole.perturbed_saliency)
@@ -212,14 +230,14 @@ def test_skipping_converged_images_changes_nothing_but_work():
     results, rows = [], []
     for skip in (True, False):
         counting = CountingNet(model).eval()
-        results.append(ATTACKS.build({**settings, "skip_converged": skip}).run(counting, x, y))
+        results.append(build({**settings, "skip_converged": skip}).run(counting, x, y))
         rows.append(sum(counting.rows))
     skipped, full = results
     assert rows[0] < rows[1]  # fewer rows went through the network
     assert not full.moved[:2].any() and full.moved[2:].all()
-    for field in ("perturbed", "perturbed_saliency", "topk_intersection", "kendall", "spearman", "center_shift",
-                  "qualified", "moved"):
+    for field in ("perturbed", "perturbed_saliency", "kendall", "qualified", "moved"):
         torch.testing.assert_close(getattr(skipped, field), getattr(full, field), msg=field)
+    torch.testing.assert_close(measures(skipped), measures(full))
 
 
 class OutOfMemoryAbove:
@@ -227,7 +245,7 @@ class OutOfMemoryAbove:
 
     def __init__(self, attack: AttributionAttack, limit: int) -> None:
         self.attack, self.limit, self.sizes = attack, limit, []
-        self.name, self.ig_steps = attack.name, attack.ig_steps
+        self.name, self.explainer, self.eval_k = attack.name, attack.explainer, attack.eval_k
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         self.sizes.append(len(x))
@@ -240,12 +258,13 @@ def test_a_chunk_out_of_device_memory_is_retried_in_halves(caplog):
     model = smooth_net()
     x, y = correctly_classified(model, n=7)
     data = ImageSet((x * 255).round().to(torch.uint8), y)
-    attack = ATTACKS.build({"name": "topk", **FAST})
-    expected = evaluate_attributions(model, data, attack, batch_size=2, predict_batch_size=7).per_image
+    attack = build({"name": "topk", **FAST})
+    expected = evaluate_attributions(model, data, attack, METRICS, batch_size=2, predict_batch_size=7).per_image
     failing = OutOfMemoryAbove(attack, limit=2)
     with caplog.at_level(logging.WARNING, logger="attrobust"):
-        got = evaluate_attributions(model, data, failing, batch_size=7, predict_batch_size=7).per_image
+        got = evaluate_attributions(model, data, failing, METRICS, batch_size=7, predict_batch_size=7).per_image
     assert failing.sizes[:3] == [7, 3, 1] and "continuing with 3" in caplog.text
     pd.testing.assert_frame_equal(got, expected)
     with pytest.raises(torch.cuda.OutOfMemoryError):  # one image that does not fit is an error, not a loop
-        evaluate_attributions(model, data, OutOfMemoryAbove(attack, limit=0), batch_size=2, predict_batch_size=7)
+        evaluate_attributions(model, data, OutOfMemoryAbove(attack, limit=0), METRICS, batch_size=2,
+                              predict_batch_size=7)

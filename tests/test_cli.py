@@ -44,7 +44,7 @@ def test_default_run_dir_is_under_outputs(cli, tmp_path):
     assert run.name.endswith("_mnist_mini_natural_seed0") and (run / "model.pt").exists()
 
 
-TINY_ATTRIBUTION = ["attribution_attack.steps=2", "attribution_attack.ig_steps=4"]
+TINY_ATTRIBUTION = ["attribution_attack.steps=2", "explainer.steps=4"]
 
 
 def test_evaluate_a_run_dir_writes_into_it(cli, tmp_path):
@@ -58,26 +58,32 @@ def test_evaluate_a_run_dir_writes_into_it(cli, tmp_path):
     assert (evaluation / ".hydra" / "config.yaml").exists()
 
 
-def test_evaluate_gives_the_papers_columns_in_one_line(cli, tmp_path):
+def test_evaluate_gives_the_papers_columns_and_the_random_baselines(cli, tmp_path):
     assert cli("train", *TINY_RUN, RUN, "eval_at_end=false").exit_code == 0
     result = cli("evaluate", "checkpoint=run", "eval.num_examples=8", "attack.steps=1", *TINY_ATTRIBUTION)
     assert result.exit_code == 0, result.stderr
     (evaluation,) = (tmp_path / "run" / "evaluate").iterdir()
     table = pd.read_csv(evaluation / "table.csv")
-    assert len(table) == 1
+    assert len(table) == 3  # the attack and the two random baselines, NA and AA on each line
     assert {"NA (%)", "AA (%)", "IN (%)", "CO", "Spearman", "scored", "unqualified", "unmoved"} <= set(table.columns)
-    assert "topk" in table["attack"][0] and "pgd" in table["attack"][0]
-    assert len(pd.read_csv(evaluation / "measures.csv")) == table["scored"][0]
+    assert [a.split("; ")[1].split()[0] for a in table["attack"]] == ["topk", "random_sign", "random_noise"]
+    assert table["attack"].str.startswith("pgd").all() and table["NA (%)"].nunique() == 1
+    measures = pd.read_csv(evaluation / "measures.csv")
+    assert (measures.groupby("attack", sort=False).size() == table["scored"].to_numpy()).all()
+    one = cli("evaluate", "checkpoint=run", "eval.num_examples=8", "attack.steps=1", *TINY_ATTRIBUTION,
+              "eval.baselines=[]", "hydra.run.dir=alone")
+    assert one.exit_code == 0, one.stderr
+    assert len(pd.read_csv(tmp_path / "alone" / "table.csv")) == 1
 
 
 @pytest.mark.parametrize("name", ["topk", "random_sign", "mass_center", "target"])
 def test_attack_command_writes_measures_examples_and_figure(cli, tmp_path, name):
     assert cli("train", *TINY_RUN, RUN, "eval_at_end=false").exit_code == 0
     result = cli("attack", "checkpoint=run", f"attack={name}", "eval.num_examples=6", "attack.steps=2",
-                 "attack.ig_steps=4", "attack.restarts=2")
+                 "explainer.steps=4", "attack.restarts=2")
     assert result.exit_code == 0, result.stderr
     (folder,) = (tmp_path / "run" / "attack").iterdir()
-    assert folder.name.endswith(name)
+    assert folder.name.endswith(f"{name}_ig")
     measures = pd.read_csv(folder / "measures.csv")
     assert list(measures.columns)[:3] == ["index", "label", "qualified"] and len(measures) <= 6
     assert (measures["kendall"] <= 1).all() and measures["topk_intersection"].between(0, 1).all()
@@ -88,7 +94,7 @@ def test_attack_command_writes_measures_examples_and_figure(cli, tmp_path, name)
 def test_attack_refuses_a_prediction_attack(cli, tmp_path):
     assert cli("train", *TINY_RUN, RUN, "eval_at_end=false").exit_code == 0
     result = cli("attack", "checkpoint=run", "attack=pgd")
-    assert result.exit_code == 2 and "attacks predictions, not attributions" in result.error_lines[0]
+    assert result.exit_code == 2 and "attacks predictions, not explanations" in result.error_lines[0]
 
 
 def test_multirun_runs_every_job_with_its_table(cli, tmp_path):
@@ -150,7 +156,7 @@ BAD_INPUTS = [
     (["-m", "reg=natural,pgdd"], "unknown reg 'pgdd'"),
     (["model=resnet"], "unknown model 'resnet'"),
     (["attack=tpok"], "unknown attack 'tpok'"),
-    (["attack=topk"], "attack 'topk' attacks attributions, not predictions"),
+    (["attack=topk"], "attack=topk attacks explanations, not predictions"),
     (["reg.wieght=1"], "unknown config key 'reg.wieght'"),
     (["trian.epochs=1"], "unknown config key 'trian.epochs'"),
     (["dataset.eps=-0.1"], "dataset 'mnist_mini': eps must be positive and finite, got -0.1"),
@@ -347,7 +353,7 @@ def test_unknown_attribution_attack_in_evaluate_is_one_line(cli):
     result = cli("evaluate", "checkpoint=run", "attack@attribution_attack=topkk")
     assert result.exit_code == 2
     (line,) = result.error_lines
-    assert "unknown attack 'topkk'; choose one of: mass_center, pgd, random_sign, target, topk" in line
+    assert "unknown attack 'topkk'; choose one of: mass_center, pgd, random_noise, random_sign, target, topk" in line
 
 
 def test_a_failed_start_leaves_nothing_or_only_failed_txt_where_the_user_named_the_folder(cli, tmp_path):

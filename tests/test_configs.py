@@ -10,16 +10,34 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra._internal.utils import _run_hydra, get_args_parser
 
-from attrobust.attacks import ATTACKS
+from attrobust.attacks import ATTRIBUTION_ATTACKS, PREDICTION_ATTACKS
 from attrobust.config import GROUPS, config_dir, group_options, register_resolvers, to_plain
 from attrobust.data import DATASETS
 from attrobust.errors import AttrobustError
+from attrobust.explainers import EXPLAINERS
 from attrobust.models import MODELS, build_model
 from attrobust.optim import OPTIMIZERS
 from attrobust.regularizers import REGULARIZERS
 from conftest import DATASET_FIELDS
 
-REGISTRIES = {"dataset": DATASETS, "model": MODELS, "reg": REGULARIZERS, "attack": ATTACKS, "optim": OPTIMIZERS}
+
+
+class AnyAttack:
+    """Both attack registries, which share the config group `attack`."""
+
+    @staticmethod
+    def names() -> list[str]:
+        return sorted(PREDICTION_ATTACKS.names() + ATTRIBUTION_ATTACKS.names())
+
+    @staticmethod
+    def build(cfg):
+        if cfg["name"] in PREDICTION_ATTACKS.names():
+            return PREDICTION_ATTACKS.build(cfg)
+        return ATTRIBUTION_ATTACKS.build(cfg, explainer=EXPLAINERS.build({"name": "gradient"}))
+
+
+REGISTRIES = {"dataset": DATASETS, "model": MODELS, "reg": REGULARIZERS, "attack": AnyAttack, "optim": OPTIMIZERS,
+              "explainer": EXPLAINERS}
 PRIMARIES = ("train", "evaluate")
 
 
@@ -42,11 +60,13 @@ def test_each_yaml_names_itself_and_starts_with_a_description(group):
             assert yaml.safe_load(path.read_text())["name"] == path.stem
 
 
-EVALUATE_GROUPS = ("dataset", "attack")  # evaluate takes the model, reg and optim from the checkpoint
+EVALUATE_GROUPS = ("dataset", "attack", "explainer")  # evaluate takes the model, reg and optim from the checkpoint
+TRAIN_GROUPS = ("dataset", "model", "reg", "attack", "optim")
 
 
 @pytest.mark.parametrize("primary,group,option", [
-    (p, g, o) for p in PRIMARIES for g in GROUPS for o in group_options(g) if p == "train" or g in EVALUATE_GROUPS])
+    (p, g, o) for p in PRIMARIES for g in GROUPS for o in group_options(g)
+    if g in (TRAIN_GROUPS if p == "train" else EVALUATE_GROUPS)])
 def test_every_option_composes_resolves_and_builds(primary, group, option):
     overrides = [f"{group}={option}"] + (["dataset.path=x"] if option in ("folder", "npz") else [])
     if primary == "evaluate":
@@ -54,7 +74,9 @@ def test_every_option_composes_resolves_and_builds(primary, group, option):
     cfg = compose_config(primary, overrides)
     plain = to_plain(cfg)
     spec = DATASETS.build(plain["dataset"])
-    ATTACKS.build(plain["attack"])
+    AnyAttack.build(plain["attack"])
+    if primary == "evaluate":
+        EXPLAINERS.build(plain["explainer"])
     if primary == "train":
         REGULARIZERS.build(plain["reg"])
         OPTIMIZERS.build(plain["optim"])

@@ -416,7 +416,7 @@ def test_evaluate_attacks_attributions_of_the_reference_resnet(cli, tmp_path):
     assert cli("train", "dataset=gtsrb", "dataset.root=data", "dataset.num_classes=3", *FEW_STEPS,
                "eval_at_end=false").exit_code == 0
     result = cli("evaluate", "checkpoint=run", "eval.num_examples=6", "attack.steps=1", "attribution_attack.steps=2",
-                 "attribution_attack.ig_steps=4", "attribution_attack.k=20", "attribution_attack.eval_k=20",
+                 "explainer.steps=4", "attribution_attack.k=20", "attribution_attack.eval_k=20",
                  "attribution_attack.restarts=1", "hydra.run.dir=eval")
     assert result.exit_code == 0, result.stderr
     measures = (tmp_path / "eval/measures.csv").read_text().splitlines()

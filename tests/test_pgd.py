@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attrobust.attacks import ATTACKS, LinfBall, pgd
+from attrobust.attacks import PREDICTION_ATTACKS, LinfBall, pgd
 from attrobust.errors import AttrobustError
 
 
@@ -76,7 +76,7 @@ def test_pgd_works_under_no_grad(tiny_net):
 
 
 def test_pgd_attack_worst_case_over_restarts(tiny_net):
-    attack = ATTACKS.build({"name": "pgd", "eps": 0.3, "steps": 5, "step_size": 0.05, "restarts": 3})
+    attack = PREDICTION_ATTACKS.build({"name": "pgd", "eps": 0.3, "steps": 5, "step_size": 0.05, "restarts": 3})
     x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
     robust = attack.robust(tiny_net, x, y)
     assert robust.dtype == torch.bool and robust.shape == (6,)
@@ -89,4 +89,4 @@ def test_pgd_attack_worst_case_over_restarts(tiny_net):
 def test_pgd_attack_rejects_bad_values(field, value):
     cfg = {"name": "pgd", "eps": 0.3, "steps": 5, "step_size": 0.05, field: value}
     with pytest.raises(AttrobustError, match=field):
-        ATTACKS.build(cfg)
+        PREDICTION_ATTACKS.build(cfg)

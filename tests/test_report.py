@@ -33,8 +33,8 @@ def test_sweep_report_over_seeds_with_failed_and_missing_runs(cli, tmp_path):
                  for run in rows["run_id"].unique()}
     natural = rows[rows["metric"] == "natural_accuracy"]
     expected = natural.groupby(natural["run_id"].map(weight_of))["value"].agg(["mean", "std"])
-    assert abs(numbers.loc[1, "NA mean"] - expected.loc[True, "mean"]) < 1e-4  # the CSV keeps 6 digits
-    assert abs(numbers.loc[1, "NA std"] - expected.loc[True, "std"]) < 1e-4 and expected.loc[True, "std"] > 0
+    assert abs(numbers.loc[1, "NA (%) mean"] - expected.loc[True, "mean"]) < 1e-4  # the CSV keeps 6 digits
+    assert abs(numbers.loc[1, "NA (%) std"] - expected.loc[True, "std"]) < 1e-4 and expected.loc[True, "std"] > 0
 
     markdown = (sweep / "report.md").read_text()
     assert " ± " in markdown and "failed: " in markdown and "missing: " in markdown and "9_killed" in markdown
@@ -100,16 +100,17 @@ def test_report_joins_a_separate_evaluate_sweep_to_its_training_runs(cli, tmp_pa
     assert cli("train", "-m", "reg=natural", "seed=0,1", *TINY_RUN, "hydra.sweep.dir=paper/train").exit_code == 0
     runs = ",".join(sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "paper/train").glob("*_seed*")))
     result = cli("evaluate", "-m", f"checkpoint={runs}", "eval.num_examples=4", "attack.steps=1",
-                 "attribution_attack.steps=2", "attribution_attack.ig_steps=4", "attribution_attack.restarts=1",
+                 "attribution_attack.steps=2", "explainer.steps=4", "attribution_attack.restarts=1",
                  "hydra.sweep.dir=paper/evaluate")
     assert result.exit_code == 0, result.stderr
     assert cli("report", "paper").exit_code == 0
     table = pd.read_csv(tmp_path / "paper" / "report.csv")
-    assert len(table) == 1 and table.loc[0, "seeds"] == 2  # one line: natural, over both seeds
-    assert {"NA mean", "AA mean", "IN mean", "CO mean"} <= set(table.columns)
+    assert list(table["attack"]) == ["topk", "random_sign", "random_noise"]  # the attack and the random baselines
+    assert (table["seeds"] == 2).all() and table["NA (%) mean"].nunique() == 1  # natural, over both seeds
+    assert {"NA (%) mean", "AA (%) mean", "IN (%) mean", "CO mean"} <= set(table.columns)
     train_na = [pd.read_csv(p).query("metric == 'natural_accuracy'")["value"].item()
                 for p in sorted((tmp_path / "paper/train").glob("*/results.csv"))]
-    assert abs(table.loc[0, "NA mean"] - sum(train_na) / 2) < 1e-4  # NA over all test images, not the 4 attacked
+    assert abs(table.loc[0, "NA (%) mean"] - sum(train_na) / 2) < 1e-4  # NA over all test images, not the 4 attacked
 
 
 def test_aggregate_keeps_only_the_groups_that_ran():
@@ -119,4 +120,4 @@ def test_aggregate_keeps_only_the_groups_that_ran():
                           "metric": "natural_accuracy", "value": 90.0 + seed, "unit": "%", "n": 10, "seed": seed,
                           "experiment": f"preset_{reg}"} for reg in ("natural", "pgd") for seed in (0, 1)])
     table = aggregate(rows, ["experiment"])  # experiment varies with reg: 2 groups, not 2 x 2
-    assert len(table) == 2 and list(table["seeds"]) == [2, 2] and list(table["NA mean"]) == [90.5, 90.5]
+    assert len(table) == 2 and list(table["seeds"]) == [2, 2] and list(table["NA (%) mean"]) == [90.5, 90.5]

@@ -1,14 +1,25 @@
-"""Attacks: `ATTACKS.build(cfg.attack)`; the shared loop is `attrobust.attacks.projected_ascent.pgd`."""
+"""Attacks, two kinds with two registries and one config group (`conf/attack/`):
+
+- `PREDICTION_ATTACKS` (images -> images that change the prediction; accuracy under attack): `pgd`;
+- `ATTRIBUTION_ATTACKS` (an explainer + an objective on its map + a selection measure; attack on explanations):
+  `topk`, `mass_center`, `target`, and the random baselines a real attack must beat, `random_sign`, `random_noise`.
+
+Every module of this package registers itself on import; the shared loop is `attrobust.attacks.projected_ascent.pgd`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrobust.attacks.projected_ascent import AttackObjective, LinfBall, pgd
-from attrobust.registry import Registry
+from attrobust.registry import Registry, import_components
 
-ATTACKS: Registry[Any] = Registry("attack")
+if TYPE_CHECKING:
+    from attrobust.attacks.attribution import AttributionAttack
 
-from attrobust.attacks import mass_center, pgd_attack, random_sign, target, topk  # noqa: E402,F401
+PREDICTION_ATTACKS: Registry[Any] = Registry("attack")
+ATTRIBUTION_ATTACKS: Registry[AttributionAttack] = Registry("attack")
 
-__all__ = ["ATTACKS", "AttackObjective", "LinfBall", "pgd"]
+import_components(__name__, __path__, skip=("attribution", "projected_ascent"))
+
+__all__ = ["ATTRIBUTION_ATTACKS", "PREDICTION_ATTACKS", "AttackObjective", "LinfBall", "pgd"]

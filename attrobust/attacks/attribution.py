@@ -1,18 +1,24 @@
-"""Attacks on attributions (Ghorbani, Abid, Zou, AAAI 2019), as the RAR reference code runs them, on whole batches.
+"""Attacks on explanations (Ghorbani, Abid, Zou, AAAI 2019), as the RAR reference code runs them, on whole batches,
+for any registered explainer (`explainer=ig|gradient|grad_x_input|smoothgrad|gradcam`).
 
-Saliency: IG of the true-class logit from an all-zero baseline (`ig_steps` points, right Riemann), |IG| summed over
-channels and normalised to sum h*w (`attrobust.attributions.saliency_map`). Each step, as in the reference
-(`ig_attack.py`):
+Saliency: the explainer's attribution of the true class (IG of the true-class logit from a zero baseline with the
+dataset's `ig_steps` by default, the reference's), |attribution| summed over channels and normalised to sum h*w
+(`attrobust.attributions.saliency_map`). Each step, as in the reference (`ig_attack.py`):
   1. direction: the sign of the gradient, with respect to the current iterate, of the attack's objective on the
-     saliency of the softplus surrogate (same weights; second order through IG);
+     saliency, taken on the smooth surrogate of the network (same weights; second order through the explainer) when
+     the explainer needs it (all gradient-based ones do on a piecewise-linear network);
   2. x_t <- x + clip(x_t + step_size * direction - x, -eps, eps), then clip to [0, 1];
-  3. measure on the ReLU network: if the predicted label changed the iterate does not count (and its saliency map is
-     not computed), else the selection criterion (Kendall's tau by default) between the original and the iterate's
-     saliency; the iterate with the lowest criterion below 1 is kept. The attack continues from x_t either way, as
-     the reference does.
-After the steps the kept iterate is scored: top-`eval_k` intersection, Kendall, Spearman, centre-of-mass shift. An
-image with no counted iterate is scored (1, 1, 1) by the reference ("unqualified"); `strict` means exclude them.
+  3. measure on the original network: if the predicted label changed the iterate does not count (and its saliency
+     map is not computed), else the selection criterion (Kendall's tau by default) between the original and the
+     iterate's saliency; the iterate with the lowest criterion below 1 is kept. The attack continues from x_t either
+     way, as the reference does.
+The kept iterate's map is then scored by the configured metrics (`eval.metrics`; attrobust.engine.attribution). An
+image with no counted iterate keeps its original map, so it scores what identical maps score (the reference's
+"unqualified" (1, 1, 1)); `qualified` says which images had one, for the strict accounting.
 Restarts keep, per image, the restart with the lowest Kendall; deterministic attacks (no random start) run once.
+
+A model whose activations have no smooth surrogate and no second derivative (ReLU6, Hardtanh, GroupSort, ...) is
+refused before any work (`check_model`), instead of giving a zero direction and unmoved images scored as robust.
 
 Pitfall (measured on mnist_mini): IG from a zero baseline is exactly 0 on black pixels, so when the top-k set covers
 all nonzero saliency the top-k objective is constant, its gradient is exactly zero and the image never moves
@@ -21,34 +27,29 @@ point, it follows rounding noise. `support_covered` flags these images (k >= non
 `random_start: true` (not in the reference) starts from a uniform point of the eps-ball instead; results record which
 was used and how many images stayed unmoved.
 
-Batching: every image has its own masks and bookkeeping; all images of a chunk and all their path points go through
-the network together. Deterministic attacks drop an image once a step leaves its iterate in place (a fixed point:
-every later step would repeat that step exactly; `skip_converged`), so images with a zero gradient (unmoved, above)
-cost one step instead of `steps`. Shapes: x (B, C, H, W) in [0, 1], y (B,) -> AttributionAttackResult with
-per-image tensors.
+Batching: every image has its own masks and bookkeeping; all images of a chunk (and all their IG path points or
+noise samples) go through the network together. Deterministic attacks drop an image once a step leaves its iterate
+in place (a fixed point: every later step would repeat that step exactly; `skip_converged`), so images with a zero
+gradient (unmoved, above) cost one step instead of `steps`. Shapes: x (B, C, H, W) in [0, 1], y (B,) ->
+AttributionAttackResult with per-image tensors.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
+from attrobust.attributions import check_smoothable, saliency_map, softplus_surrogate
 from attrobust.errors import AttrobustError
-from attrobust.attributions import integrated_gradients, logit_of, saliency_map, softplus_surrogate
-from attrobust.metrics import (
-    center_of_mass,
-    center_shift,
-    kendall_tau_b,
-    spearman_rho,
-    top_k_mask,
-    topk_intersection,
-)
+from attrobust.explainers.base import Explainer
+from attrobust.explainers.ig import IntegratedGradientsExplainer
+from attrobust.metrics import center_of_mass, kendall_tau_b, spearman_rho, top_k_mask, topk_intersection
 
-CPU_POINTS_PER_PASS = 100  # IG path points per forward pass on a CPU when `max_points` is null (scripts/bench.py)
 Measure = Literal["kendall", "intersection", "spearman", "mass_center"]
 MEASURES: tuple[Measure, ...] = ("kendall", "intersection", "spearman", "mass_center")
 
@@ -100,14 +101,12 @@ class AttributionAttackResult:
 
     perturbed: Tensor            # the kept iterate (the original image when unqualified)
     original_saliency: Tensor    # (N, H*W)
-    perturbed_saliency: Tensor   # (N, H*W)
-    topk_intersection: Tensor    # at eval_k, in [0, 1]
-    kendall: Tensor
-    spearman: Tensor
-    center_shift: Tensor         # pixels
+    perturbed_saliency: Tensor   # (N, H*W): the kept iterate's map (the original map when unqualified)
+    kendall: Tensor              # Kendall's tau of the two maps (1 when unqualified): the restarts' selection
     qualified: Tensor            # bool: some iterate kept the label and lowered the criterion
     moved: Tensor                # bool: some iterate differed from the original image
     support_covered: Tensor      # bool: the attacked top-k holds every nonzero pixel of the original saliency
+    image_size: tuple[int, int]  # (H, W) of the maps
     restarts_run: int = 1
 
 
@@ -118,24 +117,23 @@ class AttributionAttack:
     eps: float
     steps: int
     step_size: float
-    ig_steps: int = 100
     k: int = 200
     eval_k: int = 100
     measure: Measure = "kendall"
     restarts: int = 3
     random_start: bool = False
     surrogate_beta: float = 1.0
-    max_points: int | None = None
     skip_converged: bool = True  # stop computing an image at a fixed point of a deterministic attack (same result)
+    explainer: Explainer = field(default_factory=IntegratedGradientsExplainer)  # set by the command (explainer=)
 
     def __post_init__(self) -> None:
         if not (0 < self.eps < math.inf and 0 < self.step_size < math.inf):
             raise ValueError(f"eps and step_size must be positive and finite, got {self.eps} and {self.step_size}")
-        for key in ("steps", "ig_steps", "restarts", "k", "eval_k"):
+        if not isinstance(self.explainer, Explainer):
+            raise ValueError("the explainer is chosen with explainer=NAME, not as a setting of the attack")
+        for key in ("steps", "restarts", "k", "eval_k"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.max_points is not None and self.max_points < 1:
-            raise ValueError(f"max_points must be >= 1 or null, got {self.max_points}")
         if not 0 < self.surrogate_beta < math.inf:
             raise ValueError(f"surrogate_beta must be positive and finite, got {self.surrogate_beta}")
         if self.measure not in MEASURES:
@@ -151,9 +149,17 @@ class AttributionAttack:
                                      f"{height}x{width} saliency map, so every image would score 1 whatever the "
                                      f"attack did; choose {key}.{name} <= {pixels}")
 
+    def check_model(self, model: nn.Module) -> None:
+        """Refuse, with one line and before any work, a model this attack cannot differentiate through: the
+        explainer cannot read it, or the direction needs a smooth surrogate that one of its activations lacks."""
+        self.explainer.check_model(model)
+        if self.ascends and self.explainer.needs_surrogate:
+            check_smoothable(model, f"attack {self.name} with explainer {self.explainer.registry_name}")
+
     # -- what subclasses change -------------------------------------------------------------------------------
     registry_name: ClassVar[str] = ""
     deterministic: ClassVar[bool] = True          # no randomness inside the steps: identical restarts are skipped
+    ascends: ClassVar[bool] = True                # the direction is a gradient of the objective (second order)
     needs_surrogate_center: ClassVar[bool] = False
 
     def objective(self, surrogate_saliency: Tensor, reference: Reference) -> Tensor:
@@ -161,22 +167,20 @@ class AttributionAttack:
         raise NotImplementedError
 
     def direction(self, model: nn.Module, x: Tensor, reference: Reference) -> Tensor:
-        """sign(d objective / d x) on the softplus surrogate (second order through IG)."""
-        with softplus_surrogate(model, self.surrogate_beta), torch.enable_grad():
+        """sign(d objective / d x), on the smooth surrogate when the explainer needs it (second order)."""
+        smooth = softplus_surrogate(model, self.surrogate_beta) if self.explainer.needs_surrogate else nullcontext()
+        with smooth, torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            attributions = integrated_gradients(logit_of(model, reference.label), x, steps=self.ig_steps,
-                                                create_graph=True, max_points=self.points_per_pass(x))
+            attributions = self.explainer.explain(model, x, reference.label, create_graph=True)
             score = self.objective(saliency_map(attributions), reference)
             (grad,) = torch.autograd.grad(score.sum(), x)
         return grad.sign()
 
+    def propose(self, model: nn.Module, current: Tensor, reference: Reference) -> Tensor:
+        """The next iterate before projection: a signed step along `direction` (random_noise draws instead)."""
+        return current + self.step_size * self.direction(model, current, reference)
+
     # -- the shared algorithm ---------------------------------------------------------------------------------
-    def points_per_pass(self, x: Tensor) -> int | None:
-        """`max_points`, or when it is null: CPU_POINTS_PER_PASS on a CPU (larger passes are slower per point there:
-        measured 14 ms for 1 image x 100 points, 192 ms for 8 x 100 on 2 cores), everything at once on a GPU."""
-        if self.max_points is not None:
-            return self.max_points
-        return CPU_POINTS_PER_PASS if x.device.type == "cpu" else None
 
     @property
     def restarts_to_run(self) -> int:
@@ -186,16 +190,16 @@ class AttributionAttack:
     def describe(self) -> str:
         start = " random-start" if self.random_start else ""
         runs = " 1 run (deterministic)" if self.restarts_to_run == 1 else f" worst of {self.restarts_to_run} restarts"
-        return f"{self.name} eps={self.eps:g} {self.steps}x{self.step_size:g} k={self.k}{start}{runs}"
+        return (f"{self.name} of {self.explainer.describe()} eps={self.eps:g} {self.steps}x{self.step_size:g} "
+                f"k={self.k}{start}{runs}")
 
     @property
     def name(self) -> str:
         return self.registry_name
 
     def saliency(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        """The reference saliency map of the (ReLU) model: (B, H*W)."""
-        return saliency_map(integrated_gradients(logit_of(model, y), x, steps=self.ig_steps,
-                                                 max_points=self.points_per_pass(x))).detach()
+        """The saliency map of the model (the original network, not the surrogate): (B, H*W)."""
+        return saliency_map(self.explainer.explain(model, x, y)).detach()
 
     def reference(self, model: nn.Module, x: Tensor, y: Tensor) -> Reference:
         saliency = self.saliency(model, x, y)
@@ -241,7 +245,7 @@ class AttributionAttack:
         for _ in range(self.steps):
             ref = reference if len(active) == n else reference.select(active)
             current = x[active]
-            step = current + self.step_size * self.direction(model, current, ref)
+            step = self.propose(model, current, ref)
             new = (ref.image + (step - ref.image).clamp(-self.eps, self.eps)).clamp(0, 1).detach()
             x[active] = new
             moved[active] |= (new != ref.image).flatten(1).any(1)
@@ -265,15 +269,10 @@ class AttributionAttack:
                moved: Tensor) -> AttributionAttackResult:
         original = reference.saliency
         one = torch.ones(original.shape[0], dtype=torch.float64, device=original.device)
-        k = min(self.eval_k, original.shape[1])
         return AttributionAttackResult(
             perturbed=best_x, original_saliency=original, perturbed_saliency=best_saliency,
-            topk_intersection=torch.where(qualified, topk_intersection(original, best_saliency, k), one),
             kendall=torch.where(qualified, kendall_tau_b(original, best_saliency), one),
-            spearman=torch.where(qualified, spearman_rho(original, best_saliency), one),
-            center_shift=torch.where(qualified, center_shift(original, best_saliency, reference.image_size),
-                                     0 * one),
-            qualified=qualified, moved=moved,
+            qualified=qualified, moved=moved, image_size=reference.image_size,
             support_covered=(original > 0).sum(1) <= min(self.k, original.shape[1]))
 
 

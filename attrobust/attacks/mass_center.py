@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from attrobust.attacks import ATTACKS
+from attrobust.attacks import ATTRIBUTION_ATTACKS
 from attrobust.attacks.attribution import AttributionAttack, Reference
 
 
-@ATTACKS.register("mass_center")
+@ATTRIBUTION_ATTACKS.register("mass_center")
 @dataclass(frozen=True)
 class MassCenterAttack(AttributionAttack):
     registry_name = "mass_center"

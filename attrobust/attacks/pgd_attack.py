@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attrobust.attacks import ATTACKS
+from attrobust.attacks import PREDICTION_ATTACKS
 from attrobust.attacks.projected_ascent import LinfBall, check_pgd_settings, pgd
 
 
-@ATTACKS.register("pgd")
+@PREDICTION_ATTACKS.register("pgd")
 @dataclass(frozen=True)
 class PGDAttack:
     eps: float

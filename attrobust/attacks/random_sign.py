@@ -12,15 +12,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from attrobust.attacks import ATTACKS
+from attrobust.attacks import ATTRIBUTION_ATTACKS
 from attrobust.attacks.attribution import AttributionAttack, Reference
 
 
-@ATTACKS.register("random_sign")
+@ATTRIBUTION_ATTACKS.register("random_sign")
 @dataclass(frozen=True)
 class RandomSignAttack(AttributionAttack):
     registry_name = "random_sign"
     deterministic = False
+    ascends = False
 
     def direction(self, model: nn.Module, x: Tensor, reference: Reference) -> Tensor:
         return torch.randn_like(x).sign()

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from attrobust.attacks import ATTACKS
+from attrobust.attacks import ATTRIBUTION_ATTACKS
 from attrobust.attacks.attribution import AttributionAttack, Reference
 
 
-@ATTACKS.register("target")
+@ATTRIBUTION_ATTACKS.register("target")
 @dataclass(frozen=True)
 class TargetAttack(AttributionAttack):
     registry_name = "target"

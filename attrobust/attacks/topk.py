@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from attrobust.attacks import ATTACKS
+from attrobust.attacks import ATTRIBUTION_ATTACKS
 from attrobust.attacks.attribution import AttributionAttack, Reference
 
 
-@ATTACKS.register("topk")
+@ATTRIBUTION_ATTACKS.register("topk")
 @dataclass(frozen=True)
 class TopKAttack(AttributionAttack):
     registry_name = "topk"

@@ -9,7 +9,8 @@ from attrobust.attributions.integrated_gradients import (
     path_points,
 )
 from attrobust.attributions.saliency import input_gradient, saliency_map
-from attrobust.attributions.surrogate import LeakySoftplus, softplus_surrogate
+from attrobust.attributions.surrogate import LeakySoftplus, check_smoothable, softplus_surrogate
 
-__all__ = ["RULES", "LeakySoftplus", "Rule", "cross_entropy_of", "input_gradient", "integrated_gradients",
+__all__ = ["RULES", "LeakySoftplus", "Rule", "check_smoothable",
+           "cross_entropy_of", "input_gradient", "integrated_gradients",
            "logit_of", "path_points", "saliency_map", "softplus_surrogate"]

@@ -1,18 +1,29 @@
-"""The smooth surrogate of a ReLU network, on the same weights, for second-order attack directions.
+"""The smooth surrogate of a piecewise-linear network, on the same weights, for second-order attack directions.
 
 ReLU has a zero second derivative almost everywhere, so the gradient of an attribution with respect to the input
 carries no signal through it. As in the RAR reference code (after Ghorbani et al.), the attack direction is computed
 with ReLU replaced by softplus (beta = 1), and a leaky ReLU of slope s by s*x + (1 - s)*softplus(x); measures use the
 original network.
+
+The replacement is an open mapping, `SMOOTH_COUNTERPARTS` (activation type -> function of the module and beta giving
+its smooth counterpart): a new activation gets a surrogate with `register_smooth_counterpart`. Activations listed in
+`NO_SECOND_DERIVATIVE` (piecewise linear: ReLU6, Hardtanh, PReLU, ..., and GroupSort-like sorting activations, matched
+by class name) that have no counterpart make `check_smoothable` refuse the model with one line: their attack
+direction would be exactly zero and every image would stay unmoved, scored as robust. Activations called as
+functions (F.relu in a forward) cannot be seen or swapped; attrobust's models use modules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from attrobust.errors import AttrobustError
+
+Counterpart = Callable[[nn.Module, float], nn.Module]
 
 
 class LeakySoftplus(nn.Module):
@@ -26,17 +37,43 @@ class LeakySoftplus(nn.Module):
         return self.negative_slope * x + (1.0 - self.negative_slope) * F.softplus(x, beta=self.beta)
 
 
+SMOOTH_COUNTERPARTS: dict[type[nn.Module], Counterpart] = {
+    nn.ReLU: lambda module, beta: nn.Softplus(beta=beta),
+    nn.LeakyReLU: lambda module, beta: LeakySoftplus(module.negative_slope, beta),  # type: ignore[arg-type]
+}
+NO_SECOND_DERIVATIVE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.Hardtanh, nn.PReLU,
+                                                     nn.RReLU, nn.Threshold, nn.Hardshrink, nn.Softshrink,
+                                                     nn.Hardsigmoid)
+SORTING_ACTIVATIONS = ("GroupSort", "MaxMin", "FullSort")  # class names (deel-torchlip, orthogonium, ...)
+
+
+def register_smooth_counterpart(kind: type[nn.Module], counterpart: Counterpart) -> None:
+    """Let the surrogate replace every module of type `kind` (exactly) by `counterpart(module, beta)`."""
+    SMOOTH_COUNTERPARTS[kind] = counterpart
+
+
 def smooth_counterpart(module: nn.Module, beta: float) -> nn.Module | None:
-    if isinstance(module, nn.ReLU):
-        return nn.Softplus(beta=beta)
-    if isinstance(module, nn.LeakyReLU):
-        return LeakySoftplus(module.negative_slope, beta)
-    return None
+    make = SMOOTH_COUNTERPARTS.get(type(module))
+    return None if make is None else make(module, beta)
+
+
+def check_smoothable(model: nn.Module, purpose: str) -> None:
+    """One line naming the first activation of `model` with no second derivative and no smooth counterpart."""
+    for name, module in model.named_modules():
+        if type(module) in SMOOTH_COUNTERPARTS:
+            continue
+        kind = type(module).__name__
+        if isinstance(module, NO_SECOND_DERIVATIVE) or any(sort in kind for sort in SORTING_ACTIVATIONS):
+            raise AttrobustError(
+                f"{purpose} needs second derivatives, but the model's activation {name} ({kind}) has none and no "
+                f"smooth counterpart, so every attack direction would be zero; register one with "
+                f"attrobust.attributions.surrogate.register_smooth_counterpart, or run attack=random_sign")
 
 
 @contextmanager
 def softplus_surrogate(model: nn.Module, beta: float = 1.0) -> Iterator[nn.Module]:
-    """Within the block, every nn.ReLU / nn.LeakyReLU module of `model` is its softplus counterpart; restored after."""
+    """Within the block, every activation module of `model` with a smooth counterpart is replaced by it (same
+    weights); restored after."""
     swaps = [(parent, name, child, smooth)
              for parent in model.modules() for name, child in parent.named_children()
              if (smooth := smooth_counterpart(child, beta)) is not None]

@@ -1,8 +1,12 @@
-"""Attribution-robustness evaluation: run an attribution attack on the correctly classified test images, in chunks.
+"""Attribution-robustness evaluation: run an attribution attack on the correctly classified test images, in chunks,
+and score each kept map with the configured metrics.
 
 Only images the model classifies correctly are attacked and scored, as in the reference evaluation. Chunks hold
-`batch_size` images; every image of a chunk and all of its IG path points go through the network together. A chunk
-that runs out of CUDA memory is retried in halves, and later chunks keep the smaller size.
+`batch_size` images; every image of a chunk and all of its explainer's passes (IG path points, noise samples) go
+through the network together. A chunk that runs out of CUDA memory is retried in halves, and later chunks keep the
+smaller size. The per-image table has the columns `BOOKKEEPING_COLUMNS` then one column per metric, in the order of
+`eval.metrics`; an image without a counted iterate scores each metric's `identical` value (the reference's
+accounting).
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from torch import Tensor, nn
 from attrobust.attacks.attribution import AttributionAttack, AttributionAttackResult
 from attrobust.data.base import ImageSet
 from attrobust.engine.progress import ProgressReporter
+from attrobust.metrics import MapSpec, Metric
 
 log = logging.getLogger("attrobust")
-PER_IMAGE_COLUMNS = ["index", "label", "qualified", "moved", "support_covered", "topk_intersection", "kendall",
-                     "spearman", "center_shift"]
-# IG path points per chunk of images that `auto_batch_size` aims for. On a CPU the attack itself splits a chunk's
-# points into passes of 100 (AttributionAttack.points_per_pass), so a chunk of 8 images only batches the bookkeeping.
+BOOKKEEPING_COLUMNS = ["index", "label", "qualified", "moved", "support_covered"]
+# Explainer passes (IG path points, noise samples) per chunk of images that `auto_batch_size` aims for. On a CPU the
+# explainers split a chunk's points into passes of 100 rows (explainers.base.rows_per_pass), so a chunk of 8 IG
+# images only batches the bookkeeping.
 AUTO_POINTS = {"cpu": 800, "cuda": 20_000}
 
 
@@ -33,9 +38,9 @@ class AttributionEvaluation:
     n_images: int                     # test images considered (scored = correctly classified)
 
 
-def auto_batch_size(device: torch.device, ig_steps: int) -> int:
-    """Images per chunk so that a chunk's IG path points stay near what the device handles best."""
-    return max(1, AUTO_POINTS.get(device.type, AUTO_POINTS["cpu"]) // ig_steps)
+def auto_batch_size(device: torch.device, passes_per_image: int) -> int:
+    """Images per chunk so that a chunk's explainer passes stay near what the device handles best."""
+    return max(1, AUTO_POINTS.get(device.type, AUTO_POINTS["cpu"]) // passes_per_image)
 
 
 def correctly_classified(model: nn.Module, data: ImageSet, batch_size: int) -> Tensor:
@@ -49,13 +54,14 @@ def correctly_classified(model: nn.Module, data: ImageSet, batch_size: int) -> T
     return torch.cat(correct).nonzero().flatten().cpu()  # one wait for the device, after the loop
 
 
-def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionAttack, batch_size: int | None,
-                          predict_batch_size: int, keep_examples: int = 4,
+def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionAttack, metrics: list[Metric],
+                          batch_size: int | None, predict_batch_size: int, keep_examples: int = 4,
                           log_every_s: float = 30.0) -> AttributionEvaluation:
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    chunk = batch_size or auto_batch_size(device, attack.ig_steps)
+    chunk = batch_size or auto_batch_size(device, attack.explainer.passes_per_image)
+    columns = BOOKKEEPING_COLUMNS + [metric.column for metric in metrics]
     try:
         scored = correctly_classified(model, data, predict_batch_size)
         rows: list[pd.DataFrame] = []
@@ -78,36 +84,52 @@ def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionA
                     log.warning("out of device memory with %d images per chunk: continuing with %d (set "
                                 "eval.attribution_batch_size=%d to start there)", len(index), chunk, chunk)
                     continue
-                rows.append(_per_image(index, y, result))
+                rows.append(_per_image(index, y, result, metrics, attack.eval_k))
                 if sum(len(r.qualified) for r in kept) < keep_examples:
                     kept.append(result)
-                progress.advance(len(index), lambda: _running_means(rows))
+                progress.advance(len(index), lambda: _running_means(rows, metrics))
                 start += len(index)
     finally:
         model.train(was_training)
-    per_image = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=PER_IMAGE_COLUMNS)
-    return AttributionEvaluation(per_image, _examples(kept, data, scored, keep_examples), len(data))
+    per_image = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+    return AttributionEvaluation(per_image, _examples(kept, data, scored, keep_examples, metrics, attack.eval_k),
+                                 len(data))
 
 
-def _running_means(rows: list[pd.DataFrame]) -> str:
+def score(result: AttributionAttackResult, metrics: list[Metric], k: int) -> dict[str, Tensor]:
+    """Each metric between the original and the kept maps; an image without a counted iterate scores the metric's
+    value of identical maps (the reference's accounting)."""
+    original, perturbed = result.original_saliency, result.perturbed_saliency
+    maps = MapSpec(result.image_size, min(k, original.shape[1]))
+    values = {}
+    for metric in metrics:
+        value = metric(original, perturbed, maps)
+        values[metric.column] = torch.where(result.qualified, value, torch.full_like(value, metric.identical))
+    return values
+
+
+def _running_means(rows: list[pd.DataFrame], metrics: list[Metric]) -> str:
     done = pd.concat(rows, ignore_index=True)
-    return f"IN={100 * done['topk_intersection'].mean():.1f}% CO={done['kendall'].mean():.3f}"
+    return " ".join(f"{m.title}={done[m.column].mean() * (100 if m.unit == '%' else 1):.3g}{m.unit}"
+                    for m in metrics[:2])
 
 
-def _per_image(index: Tensor, y: Tensor, result: AttributionAttackResult) -> pd.DataFrame:
+def _per_image(index: Tensor, y: Tensor, result: AttributionAttackResult, metrics: list[Metric],
+               k: int) -> pd.DataFrame:
     columns = {"index": index, "label": y, "qualified": result.qualified, "moved": result.moved,
-               "support_covered": result.support_covered, "topk_intersection": result.topk_intersection,
-               "kendall": result.kendall, "spearman": result.spearman, "center_shift": result.center_shift}
+               "support_covered": result.support_covered, **score(result, metrics, k)}
     return pd.DataFrame({name: value.detach().cpu().numpy() for name, value in columns.items()})
 
 
-def _examples(kept: list[AttributionAttackResult], data: ImageSet, scored: Tensor, n: int) -> dict[str, Tensor]:
+def _examples(kept: list[AttributionAttackResult], data: ImageSet, scored: Tensor, n: int, metrics: list[Metric],
+              k: int) -> dict[str, Tensor]:
     if not kept:
         return {}
+    values = [score(r, metrics[:2], k) for r in kept]
     cat = lambda name: torch.cat([getattr(r, name) for r in kept])[:n].detach().cpu()  # noqa: E731
     count = min(n, sum(len(r.qualified) for r in kept))
     index = scored[:count]
     return {"index": index, "label": data.labels[index], "image": data.images[index].float() / 255,
             "perturbed": cat("perturbed").float(), "original_saliency": cat("original_saliency").float(),
             "perturbed_saliency": cat("perturbed_saliency").float(),
-            "topk_intersection": cat("topk_intersection"), "kendall": cat("kendall")}
+            "scores": {m.title: torch.cat([v[m.column] for v in values])[:n].detach().cpu() for m in metrics[:2]}}

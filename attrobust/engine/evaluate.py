@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from attrobust.data.base import ImageSet
 from attrobust.engine.progress import ProgressReporter
+
+
+DEFAULT_METRICS = ("topk_intersection", "kendall", "spearman", "center_shift")
 
 
 class PredictionAttack(Protocol):
@@ -67,6 +71,8 @@ class EvalSettings:
     batch_size: int
     num_examples: int | None = None
     attribution_batch_size: int | None = None  # images per attribution-attack chunk; None: auto
+    metrics: tuple[str | Mapping[str, Any], ...] = DEFAULT_METRICS  # per-image measures of attribution attacks
+    baselines: tuple[str, ...] = ()   # random baselines run by `evaluate` beside its attribution attack
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:

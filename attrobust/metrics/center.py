@@ -9,8 +9,13 @@ Shapes: maps (N, H*W) with `image_size=(H, W)` -> centres (N, 2), shifts (N,) in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
+
+from attrobust.metrics import METRICS
+from attrobust.metrics.base import MapSpec, Metric
 
 
 def center_of_mass(maps: Tensor, image_size: tuple[int, int]) -> Tensor:
@@ -26,3 +31,18 @@ def center_shift(original: Tensor, perturbed: Tensor, image_size: tuple[int, int
     """L2 distance in pixels between the centres of mass of two batches of maps."""
     return torch.linalg.vector_norm(center_of_mass(original, image_size) - center_of_mass(perturbed, image_size),
                                     dim=1)
+
+
+@METRICS.register("center_shift")
+@dataclass(frozen=True)
+class CenterShift(Metric):
+    """How far the saliency's centre of mass moved, in pixels (lower: more robust)."""
+
+    registry_name = "center_shift"
+    heading = "shift"
+    unit = "px"
+    higher_is_better = False
+    identical = 0.0
+
+    def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
+        return center_shift(original, perturbed, maps.image_size)

@@ -10,8 +10,13 @@ Shapes: (N, D) -> indices (N, k); intersection (N,) in [0, 1].
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
+
+from attrobust.metrics import METRICS
+from attrobust.metrics.base import MapSpec, Metric
 
 
 def top_k_indices(v: Tensor, k: int) -> Tensor:
@@ -28,3 +33,16 @@ def top_k_mask(v: Tensor, k: int) -> Tensor:
 def topk_intersection(original: Tensor, perturbed: Tensor, k: int) -> Tensor:
     kept = top_k_mask(original, k).gather(1, top_k_indices(perturbed, k))
     return kept.sum(1).to(torch.float64) / k
+
+
+@METRICS.register("topk_intersection")
+@dataclass(frozen=True)
+class TopKIntersection(Metric):
+    """IN: the share of the original top-k pixels still in the perturbed top-k (k = the attack's eval_k)."""
+
+    registry_name = "topk_intersection"
+    heading = "IN"
+    unit = "%"
+
+    def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
+        return topk_intersection(original, perturbed, min(maps.k, original.shape[1]))

@@ -31,6 +31,8 @@ REFERENCE_BIAS = 0.1
 
 
 class MadryCNN(nn.Module):
+    gradcam_layer = "features.4"  # the last convolutional block's output (second conv + ReLU, before pooling)
+
     def __init__(self, in_channels: int, image_size: tuple[int, int], num_classes: int,
                  conv_channels: Sequence[int] = (32, 64), hidden_units: int = 1024, init: Init = "pytorch") -> None:
         super().__init__()

@@ -32,3 +32,10 @@ class NormalizedModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(self.normalize(x))
+
+    @property
+    def gradcam_layer(self) -> str | None:
+        """The module path (in this model) of the network's last convolutional block, which layer-based explainers
+        (Grad-CAM) read; a network names it with a `gradcam_layer` attribute (None: it names none)."""
+        inner = self.net.__dict__.get("gradcam_layer", getattr(type(self.net), "gradcam_layer", None))
+        return None if inner is None else f"net.{inner}"

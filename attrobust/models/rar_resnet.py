@@ -86,6 +86,8 @@ class ResidualUnit(nn.Module):
 
 
 class RarResNet(nn.Module):
+    gradcam_layer = "act_last"  # the last residual unit's activated output, before global pooling
+
     def __init__(self, in_channels: int, num_classes: int, units_per_stage: int, pixel_scale: float) -> None:
         super().__init__()
         if units_per_stage <= 0:

@@ -21,4 +21,5 @@ def resnet18(in_channels: int, image_size: tuple[int, int], num_classes: int) ->
     for module in net.modules():
         if isinstance(module, nn.ReLU):
             module.inplace = False
+    net.gradcam_layer = "layer4"  # the last convolutional block (Grad-CAM's usual choice for ResNets)
     return net

@@ -15,7 +15,8 @@ from attrobust.atomic import _write_atomic  # noqa: E402
 
 
 def attribution_figure(examples: dict[str, torch.Tensor], path: Path, title: str) -> None:
-    """One row per example: image, perturbed image, original saliency, perturbed saliency (IN and Kendall above)."""
+    """One row per example: image, perturbed image, original saliency, perturbed saliency (with the first metrics of
+    `eval.metrics` above it, as fractions)."""
     count = len(examples["label"])
     if count == 0:
         return
@@ -27,10 +28,9 @@ def attribution_figure(examples: dict[str, torch.Tensor], path: Path, title: str
                 examples["perturbed_saliency"][row].view(height, width)]
         scale = max(float(maps[0].max()), float(maps[1].max()), 1e-12)
         label = int(examples["label"][row])
+        scores = ", ".join(f"{name} {float(values[row]):.3f}" for name, values in examples["scores"].items())
         titles = [f"test image {int(examples['index'][row])} (label {label})", "perturbed",
-                  "original saliency",
-                  f"perturbed saliency\ntop-k kept {100 * float(examples['topk_intersection'][row]):.1f}%, "
-                  f"Kendall {float(examples['kendall'][row]):.3f}"]
+                  "original saliency", f"perturbed saliency\n{scores}"]
         for col, (ax, text) in enumerate(zip(axes[row], titles, strict=True)):
             if col < 2:
                 picture = images[col].permute(1, 2, 0).clamp(0, 1).numpy()

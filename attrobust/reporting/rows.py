@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from attrobust.engine.evaluate import AccuracyCounts
+from attrobust.metrics import Metric
 
 ROW_COLUMNS = ["run_id", "dataset", "model", "reg", "attack", "metric", "value", "unit", "n", "seed",
                "git_commit", "config_hash"]
@@ -26,36 +26,40 @@ class RunIdentity:
     config_hash: str
 
 
-def accuracy_rows(identity: RunIdentity, counts: AccuracyCounts) -> pd.DataFrame:
-    """Rows for natural accuracy and (if measured) accuracy under attack, in percent of `counts.n` images."""
-    metrics = [("natural_accuracy", counts.natural_accuracy_pct)]
-    if counts.adversarial_accuracy_pct is not None:
-        metrics.append(("adversarial_accuracy", counts.adversarial_accuracy_pct))
+ACCURACY_METRICS = ("natural_accuracy", "adversarial_accuracy")  # one value per model, whatever attribution attack
+COUNT_METRICS = ("images_scored", "images_unqualified", "images_unmoved", "images_support_covered")
+
+
+def accuracy_rows(identity: RunIdentity, n: int, natural_pct: float, adversarial_pct: float | None) -> pd.DataFrame:
+    """Rows for natural accuracy and (if measured) accuracy under attack, in percent of `n` images."""
+    metrics = [("natural_accuracy", natural_pct)]
+    if adversarial_pct is not None:
+        metrics.append(("adversarial_accuracy", adversarial_pct))
     base = asdict(identity)
-    rows = [{**base, "metric": metric, "value": value, "unit": "%", "n": counts.n} for metric, value in metrics]
+    rows = [{**base, "metric": metric, "value": value, "unit": "%", "n": n} for metric, value in metrics]
     return pd.DataFrame(rows, columns=ROW_COLUMNS)
 
 
-def attribution_rows(identity: RunIdentity, per_image: pd.DataFrame) -> pd.DataFrame:
-    """Rows of an attribution attack over the scored (correctly classified) images.
+def attribution_rows(identity: RunIdentity, per_image: pd.DataFrame, metrics: list[Metric]) -> pd.DataFrame:
+    """Rows of an attribution attack over the scored (correctly classified) images, one per metric of `metrics`.
 
-    Reference accounting: every scored image, an image with no counted iterate scored (1, 1, 1) (IN in percent).
-    Strict accounting (`*_strict`): only the images with a counted iterate. Counts say how many images were scored,
-    had no counted iterate, never moved, or had their whole nonzero saliency inside the attacked top-k.
+    Reference accounting: every scored image, an image with no counted iterate scoring identical maps' value (in
+    percent for metrics in %). Strict accounting (`<metric>_strict`): only the images with a counted iterate. Counts
+    say how many images were scored, had no counted iterate, never moved, or had their whole nonzero saliency inside
+    the attacked top-k.
     """
     scored = len(per_image)
     qualified = per_image[per_image["qualified"].astype(bool)]
-    metrics = [("topk_intersection", 100 * per_image["topk_intersection"].mean(), "%", scored),
-               ("kendall", per_image["kendall"].mean(), "", scored),
-               ("spearman", per_image["spearman"].mean(), "", scored),
-               ("center_shift", per_image["center_shift"].mean(), "px", scored),
-               ("topk_intersection_strict", 100 * qualified["topk_intersection"].mean(), "%", len(qualified)),
-               ("kendall_strict", qualified["kendall"].mean(), "", len(qualified)),
-               ("spearman_strict", qualified["spearman"].mean(), "", len(qualified)),
-               ("images_scored", scored, "count", scored),
+    values: list[tuple[str, float, str, int]] = []
+    for strict, images in ((False, per_image), (True, qualified)):
+        for metric in metrics:
+            scale = 100.0 if metric.unit == "%" else 1.0
+            name = metric.column + ("_strict" if strict else "")
+            values.append((name, scale * images[metric.column].mean(), metric.unit, len(images)))
+    values += [("images_scored", scored, "count", scored),
                ("images_unqualified", scored - len(qualified), "count", scored),
                ("images_unmoved", int((~per_image["moved"].astype(bool)).sum()), "count", scored),
                ("images_support_covered", int(per_image["support_covered"].astype(bool).sum()), "count", scored)]
     base = asdict(identity)
-    rows = [{**base, "metric": m, "value": float(v), "unit": u, "n": n} for m, v, u, n in metrics]
+    rows = [{**base, "metric": m, "value": float(v), "unit": u, "n": n} for m, v, u, n in values]
     return pd.DataFrame(rows, columns=ROW_COLUMNS)

@@ -24,11 +24,11 @@ from rich.console import Console
 
 from attrobust.errors import AttrobustError
 from attrobust.provenance import run_id
-from attrobust.reporting.rows import ROW_COLUMNS
-from attrobust.reporting.tables import METRIC_HEADINGS, RESULTS_FILE, rich_table
+from attrobust.reporting.rows import ACCURACY_METRICS, ROW_COLUMNS
+from attrobust.reporting.tables import FIXED_HEADINGS, RESULTS_FILE, ordered_metrics, rich_table, unit_heading
 
 FAILED_FILE = "failed.txt"
-PAPER_METRICS = ("natural_accuracy", "adversarial_accuracy", "topk_intersection", "kendall")
+PLOTTED_HEADINGS = ("NA (%)", "AA (%)", "IN (%)", "CO")  # the paper's columns, drawn against a swept number
 IGNORED_KEYS = ("seed", "hydra.run.dir", "hydra.sweep.dir", "checkpoint")
 GROUP_KEYS = ["dataset", "model", "reg"]  # rows of the paper's table; the attack settings are in each run's rows
 
@@ -141,35 +141,53 @@ def sweep_report(folder: Path) -> SweepReport:
 
 
 def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
-    """Mean and std over seeds of each metric, one line per group (latest evaluation of a run wins per metric)."""
+    """Mean and std over seeds of each metric, one line per group and attack (latest evaluation of a run wins per
+    metric). `attack` is the attack's name (pgd, topk, random_sign, ...); accuracy, a property of the model, stands on
+    the line of each attribution attack of its group."""
     group = GROUP_KEYS + swept
+    rows = rows.assign(attack=rows["attack"].astype(str).str.split().str[0])
     rows = rows.sort_values("n", kind="stable")  # per run and metric, the row over the most images wins
-    per_run = rows.groupby(group + ["run_id", "metric"], sort=False)["value"].last().reset_index()
-    stats = per_run.groupby(group + ["metric"], sort=False)["value"].agg(["mean", "std"]).reset_index()
-    wide = stats.set_index(group + ["metric"])[["mean", "std"]].unstack("metric")  # only the groups that ran
-    metrics = [m for m in METRIC_HEADINGS if m in stats["metric"].unique()]
+    per_run = rows.groupby(group + ["attack", "run_id", "metric"], sort=False)["value"].last().reset_index()
+    is_accuracy = per_run["metric"].isin(ACCURACY_METRICS)
+    accuracy, others = per_run[is_accuracy], per_run[~is_accuracy]
+    if len(accuracy) and len(others):
+        lines = others[group + ["attack"]].drop_duplicates()
+        spread = accuracy.drop(columns="attack").merge(lines, on=group)
+        alone = accuracy.merge(lines[group].drop_duplicates(), on=group, how="left", indicator=True)
+        alone = alone[alone["_merge"] == "left_only"].drop(columns="_merge")
+        per_run = pd.concat([others, spread[per_run.columns], alone[per_run.columns]], ignore_index=True)
+    keys = group + ["attack"]
+    units = dict(zip(rows["metric"], rows["unit"].fillna("").astype(str), strict=True))  # "" is read back as NaN
+    stats = per_run.groupby(keys + ["metric"], sort=False)["value"].agg(["mean", "std"]).reset_index()
+    wide = stats.set_index(keys + ["metric"])[["mean", "std"]].unstack("metric")  # only the groups that ran
+    wide = wide.reindex(pd.MultiIndex.from_frame(stats[keys].drop_duplicates()))  # in the order they ran
     table = pd.DataFrame(index=wide.index)
-    for metric in metrics:
-        table[f"{METRIC_HEADINGS[metric]} mean"] = wide[("mean", metric)]
-        table[f"{METRIC_HEADINGS[metric]} std"] = wide[("std", metric)]
-    table["seeds"] = per_run.groupby(group, sort=False)["run_id"].nunique().reindex(table.index)
+    for metric in ordered_metrics(list(stats["metric"])):
+        name = unit_heading(metric, units.get(metric, ""))
+        table[f"{name} mean"] = wide[("mean", metric)]
+        table[f"{name} std"] = wide[("std", metric)]
+    table["seeds"] = per_run.groupby(keys, sort=False)["run_id"].nunique().reindex(table.index)
     return table.reset_index()
 
 
 def paper_table(report: SweepReport) -> pd.DataFrame:
-    """The paper's columns as 'mean ± std' strings (NA, AA, IN in %, CO), for Markdown and LaTeX."""
+    """'mean ± std' strings for Markdown and LaTeX: NA and AA, then every attribution metric of the runs (in the
+    order computed) and the count of unmoved images; strict values and the other counts are in report.csv."""
     table = report.table
-    keys = GROUP_KEYS + report.swept
+    keys = GROUP_KEYS + report.swept + ["attack"]
     out = table[keys].copy()
-    for metric in PAPER_METRICS:
-        name = METRIC_HEADINGS[metric]
-        if f"{name} mean" in table:
-            digits = 4 if metric == "kendall" else 2
-            heading = name if metric == "kendall" else f"{name} (%)"
-            pairs = zip(table[f"{name} mean"], table[f"{name} std"], strict=True)
-            out[heading] = [_mean_std(mean, std, digits) for mean, std in pairs]
+    for name in _shown_headings(table):
+        digits = 0 if name in FIXED_HEADINGS.values() else 2 if name.endswith(("(%)", "(px)")) else 4
+        pairs = zip(table[f"{name} mean"], table[f"{name} std"], strict=True)
+        out[name] = [_mean_std(mean, std, digits) for mean, std in pairs]
     out["seeds"] = table["seeds"]
     return out
+
+
+def _shown_headings(table: pd.DataFrame) -> list[str]:
+    names = [column.removesuffix(" mean") for column in table.columns if column.endswith(" mean")]
+    hidden = set(FIXED_HEADINGS.values()) - {"unmoved"}
+    return [name for name in names if " strict" not in name and name not in hidden]
 
 
 def _mean_std(mean: float, std: float, digits: int) -> str:
@@ -216,7 +234,8 @@ def sweep_axis(report: SweepReport) -> str | None:
 
 
 def sweep_plot(report: SweepReport, x: str, path: Path) -> None:
-    """One panel per paper metric against `x`, one line per (dataset, model, reg), error bars = std over seeds."""
+    """One panel per paper metric against `x`, one line per (dataset, model, reg, attack), error bars = std over
+    seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -225,10 +244,10 @@ def sweep_plot(report: SweepReport, x: str, path: Path) -> None:
     from attrobust.atomic import _write_atomic
 
     table = report.table.assign(**{x: pd.to_numeric(report.table[x])}).sort_values(x)
-    metrics = [METRIC_HEADINGS[m] for m in PAPER_METRICS if f"{METRIC_HEADINGS[m]} mean" in table]
+    metrics = [name for name in PLOTTED_HEADINGS if f"{name} mean" in table]
     figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
     for axis, name in zip(axes[0], metrics, strict=True):
-        for label, lines in table.groupby(GROUP_KEYS, sort=False):
+        for label, lines in table.groupby(GROUP_KEYS + ["attack"], sort=False):
             axis.errorbar(lines[x], lines[f"{name} mean"], yerr=lines[f"{name} std"].fillna(0), marker="o",
                           capsize=3, label="/".join(map(str, label)))
         axis.set_xlabel(x)

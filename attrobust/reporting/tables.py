@@ -8,35 +8,72 @@ import pandas as pd
 from rich.table import Table
 
 from attrobust.atomic import write_text_atomic
+from attrobust.metrics import heading_of
+from attrobust.reporting.rows import ACCURACY_METRICS, COUNT_METRICS
 
 RESULTS_FILE = "results.csv"
-# Column headings of the paper's Table 1 (NA natural accuracy, AA accuracy under attack, IN top-k intersection,
-# CO Kendall's tau), in display order; other metrics follow under their own names.
-METRIC_HEADINGS = {"natural_accuracy": "NA", "adversarial_accuracy": "AA", "topk_intersection": "IN",
-                   "kendall": "CO", "spearman": "Spearman", "center_shift": "shift",
-                   "topk_intersection_strict": "IN strict", "kendall_strict": "CO strict",
-                   "spearman_strict": "Spearman strict", "images_scored": "scored",
-                   "images_unqualified": "unqualified", "images_unmoved": "unmoved",
-                   "images_support_covered": "top-k covers saliency"}
+# Headings of the paper's Table 1 (NA natural accuracy, AA accuracy under attack) and of the image counts; an
+# attribution metric's heading is its own (`attrobust.metrics`, e.g. IN, CO, LENS-R), "strict" for `<metric>_strict`.
+FIXED_HEADINGS = {"natural_accuracy": "NA", "adversarial_accuracy": "AA", "images_scored": "scored",
+                  "images_unqualified": "unqualified", "images_unmoved": "unmoved",
+                  "images_support_covered": "top-k covers saliency"}
 TABLE_INDEX = ["dataset", "model", "reg", "attack"]
 
 
+def heading(metric: str) -> str:
+    """The table heading of a result row's metric name."""
+    if metric in FIXED_HEADINGS:
+        return FIXED_HEADINGS[metric]
+    base = metric.removesuffix("_strict")
+    name = heading_of(base) or base
+    return f"{name} strict" if base != metric else name
+
+
+def ordered_metrics(metrics: list[str]) -> list[str]:
+    """Accuracy first, then attribution metrics in the order they were computed, their strict versions, counts."""
+    rank = {name: position for position, name in enumerate(ACCURACY_METRICS + COUNT_METRICS)}
+
+    def key(item: tuple[int, str]) -> tuple[int, int]:
+        position, metric = item
+        if metric in ACCURACY_METRICS:
+            return (0, rank[metric])
+        if metric in COUNT_METRICS:
+            return (3, rank[metric])
+        return (2 if metric.endswith("_strict") else 1, position)
+
+    return [metric for _, metric in sorted(enumerate(dict.fromkeys(metrics)), key=key)]
+
+
 def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One line per (dataset, model, reg, attack): the mean of each metric over runs, headed 'NA (%)' etc."""
+    """One line per (dataset, model, reg, attack): the mean of each metric over runs, headed 'NA (%)' etc.
+
+    Accuracy is a property of the model: when a run also attacked attributions, NA and AA stand on the line of each
+    attribution attack, whose `attack` names both ('pgd ...; topk of ig(100) ...')."""
+    rows = rows.assign(unit=rows["unit"].fillna(""))  # "" is read back from a CSV as NaN
+    accuracy = rows[rows["metric"].isin(ACCURACY_METRICS)]
+    others = rows[~rows["metric"].isin(ACCURACY_METRICS)]
+    if len(accuracy) and len(others):
+        keys = TABLE_INDEX[:-1]
+        described = accuracy.groupby(keys, sort=False)["attack"].first().rename("prediction_attack").reset_index()
+        others = others.merge(described, on=keys, how="left")
+        others["attack"] = others["prediction_attack"].fillna("").map(lambda a: f"{a}; " if a else "") + \
+            others["attack"]
+        lines = others[TABLE_INDEX].drop_duplicates()
+        accuracy = accuracy.drop(columns="attack").merge(lines, on=keys)
+        rows = pd.concat([accuracy[rows.columns], others[rows.columns]], ignore_index=True)
     grouped = rows.groupby(TABLE_INDEX + ["metric", "unit"], sort=False)
     stats = grouped.agg(value=("value", "mean"), runs=("run_id", "nunique")).reset_index()
     table = stats.pivot_table(index=TABLE_INDEX, columns="metric", values="value", sort=False)
-    ordered = [m for m in METRIC_HEADINGS if m in table.columns] + \
-        [m for m in stats["metric"].unique() if m not in METRIC_HEADINGS]
+    ordered = ordered_metrics(list(stats["metric"]))
     units = dict(zip(stats["metric"], stats["unit"], strict=False))
-    table = table[ordered].rename(columns={m: _heading(m, units.get(m, "")) for m in ordered})
+    table = table[ordered].rename(columns={m: unit_heading(m, units.get(m, "")) for m in ordered})
     runs = stats.groupby(TABLE_INDEX, sort=False)["runs"].max()
     table["runs"] = runs.reindex(table.index).astype(int)
     return table.reset_index()
 
 
-def _heading(metric: str, unit: str) -> str:
-    name = METRIC_HEADINGS.get(metric, metric)
+def unit_heading(metric: str, unit: str) -> str:
+    name = heading(metric)
     return f"{name} ({unit})" if unit and unit != "count" else name
 
 

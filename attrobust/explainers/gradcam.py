@@ -1,0 +1,82 @@
+"""Grad-CAM (Selvaraju et al., ICCV 2017) of the target logit at a named layer, upsampled to the input size.
+
+cam = sum_c (mean_hw dF/dA_c) * A_c over the channels c of the layer's output A, then ReLU (`relu`, as in the paper;
+Captum's `LayerGradCam` leaves it off by default: `relu_attributions`) and `F.interpolate` to the image size
+(`interpolation`: bilinear or nearest, as Captum's `LayerAttribution.interpolate`). One map per image: (B, 1, H, W).
+
+`layer` is a module path in the model (e.g. `net.features.4`); null takes the layer the model names as its last
+convolutional block (`gradcam_layer` of attrobust's models: madry_cnn / small_cnn `features.4`, rar_resnet
+`act_last`, resnet18 `layer4`). The layer is looked up at every call, so under the smooth surrogate a swapped
+activation module is the one read. One forward and one backward pass per image.
+Oracle: Captum's `LayerGradCam` + `LayerAttribution.interpolate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attrobust.errors import AttrobustError
+from attrobust.explainers import EXPLAINERS
+from attrobust.explainers.base import Explainer
+
+Interpolation = Literal["bilinear", "nearest"]
+
+
+@EXPLAINERS.register("gradcam")
+@dataclass(frozen=True)
+class GradCAMExplainer(Explainer):
+    registry_name = "gradcam"
+    layer: str | None = None
+    relu: bool = True
+    interpolation: Interpolation = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in ("bilinear", "nearest"):
+            raise ValueError(f"interpolation must be one of bilinear, nearest, got '{self.interpolation}'")
+
+    def layer_name(self, model: nn.Module) -> str:
+        name = self.layer if self.layer is not None else getattr(model, "gradcam_layer", None)
+        if name is None:
+            raise AttrobustError(f"explainer gradcam: model {type(model).__name__} names no layer to read; set "
+                                 f"explainer.layer=MODULE_PATH (one of: {', '.join(_conv_blocks(model)) or 'none'})")
+        return name
+
+    def check_model(self, model: nn.Module) -> None:
+        name = self.layer_name(model)
+        try:
+            model.get_submodule(name)
+        except AttributeError as error:
+            raise AttrobustError(f"explainer.layer={name} is not a module of {type(model).__name__}; choose one of: "
+                                 f"{', '.join(_conv_blocks(model)) or 'none'}") from error
+
+    def explain(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool = False) -> Tensor:
+        layer = model.get_submodule(self.layer_name(model))
+        captured: list[Tensor] = []
+        handle = layer.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
+        with torch.enable_grad():
+            z = x if x.requires_grad else x.detach().requires_grad_(True)
+            try:
+                logits = model(z)
+            finally:
+                handle.remove()
+            activation = captured[-1]
+            score = logits.gather(1, target.view(-1, 1)).sum()
+            (grad,) = torch.autograd.grad(score, activation, create_graph=create_graph)
+            cam = (grad.mean(dim=(2, 3), keepdim=True) * activation).sum(dim=1, keepdim=True)
+            if self.relu:
+                cam = F.relu(cam)
+            cam = F.interpolate(cam, size=x.shape[-2:], mode=self.interpolation)
+        return cam if create_graph else cam.detach()
+
+    def describe(self) -> str:
+        return "gradcam" if self.layer is None else f"gradcam({self.layer})"
+
+
+def _conv_blocks(model: nn.Module) -> list[str]:
+    """Module paths whose output is a feature map: the candidates for `layer`, for the error message."""
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)][-3:]

@@ -1,0 +1,98 @@
+"""SmoothGrad (Smilkov et al., 2017): the mean of another explainer's attributions over noisy copies of the image.
+
+SmoothGrad(x) = (1/n) sum_s E(x + sigma * z_s), z_s ~ N(0, I), sigma = noise_level * (max(x) - min(x)) per image,
+the noise scale of the authors' code (PAIR-code/saliency, `stdev_spread`). E is any registered explainer (`wraps`,
+default `gradient`), as Captum's NoiseTunnel wraps any attribution method; noisy images are not clipped to [0, 1]
+(neither Captum nor the authors clip).
+
+Seeded, common noise: the n patterns z_s are drawn from a generator seeded with `seed` at every call and shared by
+all images of the batch. An image's map therefore does not depend on the batch it is in (batched equals one image at
+a time) and the explainer is a fixed function of x, so an attack ascends a deterministic objective. Another `seed`
+draws other patterns.
+
+All images x samples go through the wrapped explainer as one batch, in passes of at most `max_points` rows (null:
+100 on a CPU, all at once on a GPU), counted in the wrapped explainer's own passes.
+Oracle: Captum's `NoiseTunnel(...).attribute(nt_type="smoothgrad")` on the same noise draws.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from attrobust.explainers import EXPLAINERS
+from attrobust.explainers.base import Explainer, check_max_points, rows_per_pass
+
+ExplainFn = Callable[[Tensor, Tensor], Tensor]  # (images, targets) -> attributions
+
+
+def smooth(explain: ExplainFn, x: Tensor, target: Tensor, noise: Tensor, samples_per_pass: int) -> Tensor:
+    """The mean over s of `explain(x + noise[s], target)`; `noise` (n, B, C, H, W), sample-major rows."""
+    samples = noise.shape[0]
+    total = torch.zeros((), dtype=x.dtype, device=x.device)
+    for start in range(0, samples, samples_per_pass):
+        part = noise[start:start + samples_per_pass]
+        noisy = (x.unsqueeze(0) + part).reshape(-1, *x.shape[1:])
+        attributions = explain(noisy, target.repeat(part.shape[0]))
+        total = total + attributions.view(part.shape[0], x.shape[0], *attributions.shape[1:]).sum(0)
+    return total / samples
+
+
+@EXPLAINERS.register("smoothgrad")
+@dataclass(frozen=True)
+class SmoothGradExplainer(Explainer):
+    registry_name = "smoothgrad"
+    wraps: Mapping[str, Any] = field(default_factory=lambda: {"name": "gradient"})
+    samples: int = 50
+    noise_level: float = 0.15
+    seed: int = 0
+    max_points: int | None = None
+    inner: Explainer = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.wraps, Mapping):
+            raise ValueError(f"wraps must be an explainer's settings such as {{name: gradient}}, got {self.wraps!r}")
+        if str(self.wraps.get("name")) == "smoothgrad":
+            raise ValueError("wraps must name another explainer than smoothgrad")
+        object.__setattr__(self, "inner", EXPLAINERS.build(self.wraps))
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if not 0 <= self.noise_level < math.inf:
+            raise ValueError(f"noise_level must be >= 0 and finite, got {self.noise_level}")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be in 0 .. 2**63 - 1, got {self.seed}")
+        check_max_points(self.max_points)
+
+    @property
+    def passes_per_image(self) -> int:
+        return self.samples * self.inner.passes_per_image
+
+    @property
+    def needs_surrogate(self) -> bool:  # type: ignore[override]
+        return self.inner.needs_surrogate
+
+    def noise(self, x: Tensor) -> Tensor:
+        """(samples, B, C, H, W): the seeded patterns, scaled by each image's sigma."""
+        generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        patterns = torch.randn((self.samples, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
+        flat = x.flatten(1)
+        sigma = self.noise_level * (flat.amax(1) - flat.amin(1))
+        return patterns.unsqueeze(1) * sigma.view(1, -1, *(1,) * (x.dim() - 1))
+
+    def explain(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool = False) -> Tensor:
+        inner = self.inner
+        rows = rows_per_pass(self.max_points, x)
+        per_pass = self.samples if rows is None else max(1, rows // max(1, x.shape[0] * inner.passes_per_image))
+        return smooth(lambda z, t: inner.explain(model, z, t, create_graph=create_graph), x, target, self.noise(x),
+                      per_pass)
+
+    def check_model(self, model: nn.Module) -> None:
+        self.inner.check_model(model)
+
+    def describe(self) -> str:
+        return f"smoothgrad({self.inner.describe()}, {self.samples}x{self.noise_level:g})"

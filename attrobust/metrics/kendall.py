@@ -1,0 +1,22 @@
+"""Kendall's tau-b between the original and perturbed maps (CO in the RAR paper; equal to scipy.stats.kendalltau).
+The math is `attrobust.metrics.ranks.kendall_tau_b` (with ties, no Python loop)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from attrobust.metrics import METRICS
+from attrobust.metrics.base import MapSpec, Metric
+from attrobust.metrics.ranks import kendall_tau_b
+
+
+@METRICS.register("kendall")
+@dataclass(frozen=True)
+class Kendall(Metric):
+    registry_name = "kendall"
+    heading = "CO"
+
+    def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
+        return kendall_tau_b(original, perturbed)

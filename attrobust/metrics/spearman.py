@@ -1,0 +1,22 @@
+"""Spearman's rank correlation between the original and perturbed maps (equal to scipy.stats.spearmanr, ties
+averaged). The math is `attrobust.metrics.ranks.spearman_rho`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from attrobust.metrics import METRICS
+from attrobust.metrics.base import MapSpec, Metric
+from attrobust.metrics.ranks import spearman_rho
+
+
+@METRICS.register("spearman")
+@dataclass(frozen=True)
+class Spearman(Metric):
+    registry_name = "spearman"
+    heading = "Spearman"
+
+    def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
+        return spearman_rho(original, perturbed)

@@ -85,3 +85,114 @@ def test_center_of_mass_and_shift():
                                                                             dtype=torch.float64))
     torch.testing.assert_close(center_shift(maps[:1], maps[1:], (3, 4)), torch.tensor([13 ** 0.5],
                                                                                       dtype=torch.float64))
+
+
+# ---- contract tests, generated from the metric registry: a new metric is tested the moment it is registered ----
+
+from attrobust.metrics import METRICS, MapSpec, build_metrics  # noqa: E402
+from attrobust.metrics.lens import diverse_top_k_mask, lens_window_mask  # noqa: E402
+
+SIZE = (9, 7)
+SPEC = MapSpec(SIZE, 12)
+
+
+def saliency_like(n: int, seed: int) -> torch.Tensor:
+    """Non-negative maps with exact zeros and ties, like |IG| of MNIST digits."""
+    g = torch.Generator().manual_seed(seed)
+    maps = torch.rand(n, SIZE[0] * SIZE[1], generator=g, dtype=torch.float64)
+    maps[maps < 0.3] = 0
+    return (maps * 8).round() / 8
+
+
+@pytest.mark.parametrize("name", METRICS.names())
+def test_metric_contract_identical_maps_batched_and_declarations(name):
+    metric = METRICS.build({"name": name})
+    a, b = saliency_like(6, 0), saliency_like(6, 1)
+    values = metric(a, b, SPEC)
+    assert values.shape == (6,) and values.dtype == torch.float64 and torch.isfinite(values).all()
+    per_row = torch.cat([metric(a[i:i + 1], b[i:i + 1], SPEC) for i in range(6)])
+    torch.testing.assert_close(values, per_row, atol=1e-12, rtol=0)
+    same = metric(a, a, SPEC)
+    torch.testing.assert_close(same, torch.full_like(same, metric.identical), atol=1e-12, rtol=0)
+    best = values.max() if metric.higher_is_better else values.min()
+    assert (best <= metric.identical) if metric.higher_is_better else (best >= metric.identical)
+    assert metric.heading and metric.unit in ("%", "", "px") and metric.column == name
+    assert build_metrics([{"name": name}])[0] == metric
+
+
+SYMMETRIC = {"kendall", "spearman", "center_shift", "cosine", "topk_intersection", "pearson"}
+
+
+@pytest.mark.parametrize("name", sorted(SYMMETRIC & set(METRICS.names())))
+def test_symmetric_metrics_are_symmetric(name):
+    metric = METRICS.build({"name": name})
+    a, b = saliency_like(5, 2), saliency_like(5, 3)
+    torch.testing.assert_close(metric(a, b, SPEC), metric(b, a, SPEC), atol=1e-12, rtol=0)
+
+
+def test_lens_recall_and_precision_swap_with_the_maps_and_a_1x1_window_is_the_topk_intersection():
+    a, b = saliency_like(8, 4), saliency_like(8, 5)
+    recall, precision = (METRICS.build({"name": n, "window": 1}) for n in ("lens_recall", "lens_precision"))
+    intersection = METRICS.build({"name": "topk_intersection"})
+    torch.testing.assert_close(recall(a, b, SPEC), intersection(a, b, SPEC), atol=0, rtol=0)
+    torch.testing.assert_close(precision(a, b, SPEC), intersection(a, b, SPEC), atol=0, rtol=0)
+    wide_recall, wide_precision = (METRICS.build({"name": n}) for n in ("lens_recall", "lens_precision"))
+    torch.testing.assert_close(wide_recall(a, b, SPEC), wide_precision(b, a, SPEC), atol=0, rtol=0)
+    assert (wide_recall(a, b, SPEC) >= intersection(a, b, SPEC)).all()
+
+
+def window_oracle(pixels: set[int], window: int) -> set[int]:
+    height, width = SIZE
+    half = window // 2
+    return {r * width + c for p in pixels for r in range(p // width - half, p // width + half + 1)
+            for c in range(p % width - half, p % width + half + 1) if 0 <= r < height and 0 <= c < width}
+
+
+@pytest.mark.parametrize("window", [3, 5, 7])
+def test_lens_equals_a_set_oracle_in_2d_without_wrapping_rows(window):
+    a, b = saliency_like(6, 6), saliency_like(6, 7)
+    k = SPEC.k
+    recall = METRICS.build({"name": "lens_recall", "window": window})(a, b, SPEC)
+    precision = METRICS.build({"name": "lens_precision", "window": window})(a, b, SPEC)
+    for i in range(6):
+        o = set(np.argsort(a[i].numpy(), kind="stable")[-k:].tolist())
+        p = set(np.argsort(b[i].numpy(), kind="stable")[-k:].tolist())
+        assert recall[i].item() == len(window_oracle(o, window) & p) / k
+        assert precision[i].item() == len(o & window_oracle(p, window)) / k
+    corner = torch.zeros(1, SIZE[0] * SIZE[1], dtype=torch.bool)
+    corner[0, SIZE[1] - 1] = True  # the last pixel of the first row: its window must not reach the second row's start
+    assert not lens_window_mask(corner, SIZE, 3)[0, SIZE[1]]
+
+
+def test_diverse_top_k_equals_a_greedy_loop_oracle():
+    maps = saliency_like(5, 8) + torch.rand(5, SIZE[0] * SIZE[1], dtype=torch.float64) * 1e-3  # no ties
+    k, window, candidates = 6, 3, 30
+    got = diverse_top_k_mask(maps, k, SIZE, window, candidates)
+    for i in range(5):
+        order = np.argsort(-maps[i].numpy(), kind="stable")[:candidates].tolist()
+        taken: list[int] = []
+        for pixel in order:
+            if len(taken) < k and not window_oracle({pixel}, window) & set(taken):
+                taken.append(pixel)
+        assert set(got[i].nonzero().flatten().tolist()) == set(taken)
+
+
+def test_cosine_equals_numpy():
+    a, b = saliency_like(4, 9), saliency_like(4, 10)
+    expected = [float(np.dot(p, q) / (np.linalg.norm(p) * np.linalg.norm(q))) for p, q in zip(a.numpy(), b.numpy(),
+                                                                                            strict=True)]
+    assert METRICS.build({"name": "cosine"})(a, b, SPEC).tolist() == pytest.approx(expected, abs=1e-12)
+
+
+def test_metric_lists_are_checked():
+    from attrobust.errors import AttrobustError
+
+    with pytest.raises(AttrobustError, match="unknown metric 'nope'; choose one of: center_shift"):
+        build_metrics(["nope"])
+    with pytest.raises(AttrobustError, match="lists kendall more than once"):
+        build_metrics(["kendall", {"name": "kendall"}])
+    with pytest.raises(AttrobustError, match="window must be an odd number"):
+        build_metrics([{"name": "lens_recall", "window": 4}])
+    assert [m.column for m in build_metrics(["lens_recall", {"name": "lens_recall", "window": 5},
+                                             {"name": "lens_recall", "diverse": True}])] == \
+        ["lens_recall", "lens_recall_window5", "lens_recall_diverse"]

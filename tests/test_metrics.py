@@ -196,3 +196,9 @@ def test_metric_lists_are_checked():
     assert [m.column for m in build_metrics(["lens_recall", {"name": "lens_recall", "window": 5},
                                              {"name": "lens_recall", "diverse": True}])] == \
         ["lens_recall", "lens_recall_window5", "lens_recall_diverse"]
+
+
+def test_pearson_equals_scipy():
+    a, b = saliency_like(4, 11), saliency_like(4, 12)
+    expected = [stats.pearsonr(p, q).statistic for p, q in zip(a.numpy(), b.numpy(), strict=True)]
+    assert METRICS.build({"name": "pearson"})(a, b, SPEC).tolist() == pytest.approx(expected, abs=1e-12)

@@ -1,0 +1,28 @@
+"""Pearson correlation of the original and perturbed maps, in float64 (equal to numpy.corrcoef / scipy.stats.pearsonr).
+
+Two constant maps that are equal are identical (1); a constant map against another map has no correlation (NaN),
+as numpy and scipy give.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from attrobust.metrics import METRICS
+from attrobust.metrics.base import MapSpec, Metric
+
+
+@METRICS.register("pearson")
+@dataclass(frozen=True)
+class Pearson(Metric):
+    registry_name = "pearson"
+    heading = "Pearson"
+
+    def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
+        a, b = original.detach().to(torch.float64), perturbed.detach().to(torch.float64)
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+        r = (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1))
+        return torch.where((original == perturbed).all(1), torch.ones_like(r), r)

@@ -37,7 +37,7 @@ import torch
 
 TINY = ["model=small_cnn", "train.epochs=1", "train.num_examples=100", "train.batch_size=50", "eval.num_examples=50",
         "dataset.pgd.steps=2"]
-FAST_EVAL = ["eval.num_examples=4", "attack.steps=1", "attribution_attack.steps=2", "attribution_attack.ig_steps=4"]
+FAST_EVAL = ["eval.num_examples=4", "attack.steps=1", "attribution_attack.steps=2", "explainer.steps=4"]
 
 
 class RunsCode:

@@ -268,3 +268,31 @@ def test_a_chunk_out_of_device_memory_is_retried_in_halves(caplog):
     with pytest.raises(torch.cuda.OutOfMemoryError):  # one image that does not fit is an error, not a loop
         evaluate_attributions(model, data, OutOfMemoryAbove(attack, limit=0), METRICS, batch_size=2,
                               predict_batch_size=7)
+
+
+@pytest.mark.parametrize("explainer", EXPLAINERS.names())
+def test_the_topk_attack_works_on_every_explainer(explainer):
+    """Every registered explainer can be attacked: the iterates stay in the ball, keep the label, and the second-order
+    direction through the surrogate moves the images."""
+    model = smooth_net()
+    x, y = correctly_classified(model, n=4)
+    settings = {"ig": {"steps": 4}, "smoothgrad": {"samples": 3}, "gradcam": {"layer": "3"}}.get(explainer, {})
+    attack = ATTRIBUTION_ATTACKS.build({"name": "topk", **{k: v for k, v in FAST.items() if k != "ig_steps"}},
+                                       explainer=EXPLAINERS.build({"name": explainer, **settings}))
+    attack.check_model(model)
+    result = attack.run(model, x, y)
+    assert (result.perturbed - x).abs().max() <= FAST["eps"] + 1e-6 and result.moved.any()
+    with torch.no_grad():
+        assert torch.equal(model(result.perturbed).argmax(1), y)
+    assert all(isinstance(m, nn.ReLU) for m in (model[1], model[3]))  # the surrogate was undone
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU6, nn.Hardtanh, nn.PReLU])
+def test_a_model_without_second_derivatives_or_surrogate_is_refused_before_any_work(activation):
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), activation(), nn.Flatten(), nn.Linear(2 * 8 * 8, 10))
+    attack = build({"name": "topk", **FAST})
+    with pytest.raises(AttrobustError, match=rf"activation 1 \({activation.__name__}\) has none and no smooth "
+                                             r"counterpart.*register_smooth_counterpart, or run attack=random_sign"):
+        attack.check_model(model)
+    build({"name": "random_sign", **FAST}).check_model(model)  # no gradient taken: nothing to refuse
+    build({"name": "random_noise", **FAST}).check_model(model)

@@ -4,6 +4,7 @@
 2. the batched top-k attack vs a one-image-at-a-time loop of the same algorithm, and vs its pass-count bound; then
    with skip_converged (the default: images at a fixed point of the attack are dropped) vs the same loop;
 3. Kendall / Spearman vs scipy loops on the same maps (max abs difference) and the metrics' share of attack time;
+   every other explainer (gradient, grad_x_input, smoothgrad, gradcam) vs its Captum counterpart at its best settings;
 4. one training step of natural, pgd, input_grad, ig_norm, ig_sum_norm: ratio to natural and to its pass-count
    lower bound (natural step time x the forward/backward pairs the objective needs);
 5. our PGD vs torchattacks' PGD (same eps, steps, step size, random start) when torchattacks is installed.
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_attributions import add_arguments, attribution_rows, load, median_time  # noqa: E402
 from bench_training import training_rows  # noqa: E402
 
-from attrobust.attacks import ATTACKS  # noqa: E402
+from attrobust.attacks import PREDICTION_ATTACKS  # noqa: E402
 
 
 def pgd_rows(args: argparse.Namespace) -> list[dict]:
@@ -39,7 +40,7 @@ def pgd_rows(args: argparse.Namespace) -> list[dict]:
     device = torch.device(args.device)
     args_pgd = argparse.Namespace(**{**vars(args), "images": args.pgd_images})
     model, x, y, _ = load(args_pgd, device)
-    ours = ATTACKS.build({"name": "pgd", "eps": 0.3, "steps": 40, "step_size": 0.01, "random_start": True})
+    ours = PREDICTION_ATTACKS.build({"name": "pgd", "eps": 0.3, "steps": 40, "step_size": 0.01, "random_start": True})
     theirs = torchattacks.PGD(model, eps=0.3, alpha=0.01, steps=40, random_start=True)
     t_ours = median_time(lambda: ours.perturb(model, x, y), args.repeats, device=device)
     t_theirs = median_time(lambda: theirs(x, y), args.repeats, device=device)

@@ -5,7 +5,10 @@
      difference of the attributions;
   2. our batched top-k attribution attack vs a one-image-at-a-time loop of the same algorithm (the reference's way),
      and vs its pass-count bound; then with `skip_converged` (our default: images at a fixed point are dropped);
-  3. the metrics' share of attack time, and our batched Kendall / Spearman vs scipy loops on the same maps.
+  3. the metrics' share of attack time, and our batched Kendall / Spearman vs scipy loops on the same maps;
+  4. every other explainer vs its Captum counterpart at Captum's best settings, with the max abs difference:
+     gradient vs Saliency(abs=False), grad_x_input vs InputXGradient, smoothgrad vs NoiseTunnel(Saliency) (best
+     nt_samples_batch_size; values compared on Captum's own noise draws), gradcam vs LayerGradCam + interpolate.
 
 Prints a table of medians and ratios and writes it as JSON next to --output. Example (about a minute on 2 CPU cores):
 
@@ -26,8 +29,10 @@ from pathlib import Path
 import torch
 from scipy import stats
 
-from attrobust.attacks import ATTACKS
+from attrobust.attacks import ATTRIBUTION_ATTACKS
 from attrobust.attributions import integrated_gradients, logit_of
+from attrobust.explainers import EXPLAINERS
+from attrobust.explainers.smoothgrad import smooth
 from attrobust.data import DATASETS
 from attrobust.engine.checkpoint import find_model_checkpoint, load_checkpoint
 from attrobust.metrics import kendall_tau_b, spearman_rho
@@ -154,10 +159,11 @@ def attribution_rows(args: argparse.Namespace) -> tuple[dict, list[dict]]:
     # 2. batched top-k attack vs one image at a time (same algorithm, same settings), without skipping converged
     # images (the reference's way), then our default with skipping against that same loop. The variants are timed
     # in turn within each repeat, so that a slow spell of the machine hits them all alike.
-    settings = {"name": "topk", "eps": 0.3, "steps": args.attack_steps, "step_size": 0.01, "ig_steps": args.ig_steps,
-                "k": 200, "eval_k": 100, "restarts": 1}
-    attack = ATTACKS.build({**settings, "skip_converged": False})
-    skipping = ATTACKS.build({**settings, "skip_converged": True})
+    settings = {"name": "topk", "eps": 0.3, "steps": args.attack_steps, "step_size": 0.01, "k": 200, "eval_k": 100,
+                "restarts": 1}
+    ig = EXPLAINERS.build({"name": "ig", "steps": args.ig_steps})
+    attack = ATTRIBUTION_ATTACKS.build({**settings, "skip_converged": False}, explainer=ig)
+    skipping = ATTRIBUTION_ATTACKS.build({**settings, "skip_converged": True}, explainer=ig)
     chunks = sorted(c for c in {2, 4, args.images} if 1 < c <= args.images)
     variants: dict[str, Callable[[], object]] = {
         "loop": lambda: [attack.run(model, x[i:i + 1], y[i:i + 1]) for i in range(len(y))]}
@@ -199,10 +205,67 @@ def attribution_rows(args: argparse.Namespace) -> tuple[dict, list[dict]]:
     rows.append({"task": "metrics share of top-k attack time", "ours_s": t_attack, "peer": "", "peer_s": None,
                  "speedup": None, "note": f"{100 * share:.2f}% (Kendall per step + final scores)"})
 
+    rows += explainer_rows(model, x, y, args.repeats, device)
     meta = {"device": str(device), "threads": torch.get_num_threads(), "dtype": str(x.dtype),
             "torch": torch.__version__, "python": platform.python_version(), "model": model_name,
             "images": args.images, "ig_steps": args.ig_steps, "attack_steps": args.attack_steps}
     return meta, rows
+
+
+def explainer_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int,
+                   device: torch.device) -> list[dict]:
+    """Each explainer other than IG against its Captum counterpart, Captum at its fastest setting."""
+    try:
+        from captum.attr import InputXGradient, LayerAttribution, LayerGradCam, NoiseTunnel, Saliency
+    except ImportError:
+        return [{"task": "explainers vs Captum", "note": "captum not installed (pip install captum)"}]
+    rows = []
+
+    def compare(name: str, peer: str, theirs: dict[str, Callable[[], torch.Tensor]],
+                diff: Callable[[], float] | None = None) -> None:
+        ours = EXPLAINERS.build({"name": name})
+        variants = {"ours": lambda: ours.explain(model, x, y), **{f"captum {k}": run for k, run in theirs.items()}}
+        timed = interleaved_medians(variants, repeats, device=device)  # in turn: a slow spell hits all alike
+        t_ours = timed.pop("ours")
+        setting = min(timed, key=timed.__getitem__).removeprefix("captum ")
+        timed = {k.removeprefix("captum "): v for k, v in timed.items()}
+        gap = diff() if diff is not None else (ours.explain(model, x, y) - theirs[setting]()).abs().max().item()
+        rows.append({"task": f"{ours.describe()}, {len(y)} images", "ours_s": t_ours,
+                     "peer": f"captum {peer}{setting}", "peer_s": timed[setting], "speedup": timed[setting] / t_ours,
+                     "note": f"max abs diff {gap:.1e}"})
+
+    compare("gradient", "Saliency(abs=False)", {"": lambda: Saliency(model).attribute(x, target=y, abs=False)})
+    compare("grad_x_input", "InputXGradient", {"": lambda: InputXGradient(model).attribute(x, target=y)})
+
+    sg = EXPLAINERS.build({"name": "smoothgrad"})
+    sigma = sg.noise_level * (x.flatten(1).amax(1) - x.flatten(1).amin(1))
+    if bool((sigma == sigma[0]).all()):  # Captum takes one stdev per input tensor, ours is per image
+        stdev = float(sigma[0])
+
+        def noise_tunnel(batch: int | None) -> torch.Tensor:
+            return NoiseTunnel(Saliency(model)).attribute(x, nt_type="smoothgrad", nt_samples=sg.samples,
+                                                          nt_samples_batch_size=batch, stdevs=stdev, target=y,
+                                                          abs=False)
+
+        def same_draws() -> float:
+            torch.manual_seed(0)
+            expected = noise_tunnel(None)
+            torch.manual_seed(0)
+            noise = torch.normal(0, torch.tensor(stdev, device=x.device).repeat((len(x) * sg.samples, *x.shape[1:])))
+            noise = noise.view(len(x), sg.samples, *x.shape[1:]).transpose(0, 1)
+            ours = smooth(lambda z, t: sg.inner.explain(model, z, t), x, y, noise, sg.samples)
+            return (ours - expected).abs().max().item()
+
+        compare("smoothgrad", "NoiseTunnel(Saliency) nt_samples_batch_size=",
+                {str(b): lambda b=b: noise_tunnel(b) for b in (None, 10, 25)}, same_draws)
+    layer = model.get_submodule(model.gradcam_layer)
+
+    def gradcam() -> torch.Tensor:
+        cam = LayerGradCam(model, layer).attribute(x, target=y, relu_attributions=True)
+        return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+
+    compare("gradcam", "LayerGradCam + interpolate", {"": gradcam})
+    return rows
 
 
 if __name__ == "__main__":

@@ -20,14 +20,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_attributions import load, median_time  # noqa: E402
 
-from attrobust.attacks import ATTACKS  # noqa: E402
+from attrobust.attacks import ATTRIBUTION_ATTACKS  # noqa: E402
+from attrobust.explainers import EXPLAINERS  # noqa: E402
 from attrobust.regularizers import REGULARIZERS  # noqa: E402
 
 
 def attack_throughput(model, x, y, batch: int, ig_steps: int, steps: int, repeats: int, device) -> float:
-    attack = ATTACKS.build({"name": "topk", "eps": 0.3, "steps": steps, "step_size": 0.01, "ig_steps": ig_steps,
-                            "k": 200, "eval_k": 100, "restarts": 1,
-                            "skip_converged": False})  # the cost of computing B images, whichever of them converge
+    attack = ATTRIBUTION_ATTACKS.build({"name": "topk", "eps": 0.3, "steps": steps, "step_size": 0.01, "k": 200,
+                                        "eval_k": 100, "restarts": 1,
+                                        "skip_converged": False},  # the cost of B images, whichever converge
+                                       explainer=EXPLAINERS.build({"name": "ig", "steps": ig_steps}))
     seconds = median_time(lambda: attack.run(model, x[:batch], y[:batch]), repeats, device=device)
     return batch / seconds
 

@@ -10,8 +10,8 @@ all images of the batch. An image's map therefore does not depend on the batch i
 a time) and the explainer is a fixed function of x, so an attack ascends a deterministic objective. Another `seed`
 draws other patterns.
 
-All images x samples go through the wrapped explainer as one batch, in passes of at most `max_points` rows (null:
-100 on a CPU, all at once on a GPU), counted in the wrapped explainer's own passes.
+All images x samples go through the wrapped explainer as one batch, in passes of at most `max_points` rows, counted
+in the wrapped explainer's own passes (null: all at once, except second-order use on a CPU: 100 rows per pass).
 Oracle: Captum's `NoiseTunnel(...).attribute(nt_type="smoothgrad")` on the same noise draws.
 """
 
@@ -86,7 +86,9 @@ class SmoothGradExplainer(Explainer):
 
     def explain(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool = False) -> Tensor:
         inner = self.inner
-        rows = rows_per_pass(self.max_points, x)
+        # null max_points: all samples in one pass, except for second-order use on a CPU, where passes of 100 rows
+        # are faster per row (explainers.base.rows_per_pass); a first-order pass is fastest whole (scripts/bench.py)
+        rows = rows_per_pass(self.max_points, x) if create_graph or self.max_points is not None else None
         per_pass = self.samples if rows is None else max(1, rows // max(1, x.shape[0] * inner.passes_per_image))
         return smooth(lambda z, t: inner.explain(model, z, t, create_graph=create_graph), x, target, self.noise(x),
                       per_pass)

@@ -70,7 +70,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
         raise AttrobustError(f"train.batch_size={settings.batch_size} is smaller than the {here.size} processes")
     spec = DATASETS.build(plain["dataset"])
     objective = REGULARIZERS.build(plain["reg"])
-    if here.size > 1 and getattr(objective, "couples_the_batch", False):
+    if here.size > 1 and objective.couples_the_batch:
         raise AttrobustError(f"reg.gradient_of=mean_loss penalises a whole-batch gradient, which {here.size} processes "
                              f"cannot split by examples; use reg.gradient_of=per_example with reg.weight=lambda / "
                              f"train.batch_size (reg.reduction=mean), or one process")

@@ -15,7 +15,7 @@ from attrobust.engine.checkpoint import TRAIN_STATE_FILE, load_checkpoint, save_
 from attrobust.engine.train import TrainSettings, fit
 from attrobust.errors import AttrobustError
 from attrobust.optim import OPTIMIZERS, lr_factor
-from attrobust.regularizers import REGULARIZERS
+from attrobust.regularizers import REGULARIZERS, Objective
 from attrobust.regularizers.base import LossOutput
 from conftest import TinyNet
 
@@ -40,6 +40,10 @@ def test_every_regulariser_keeps_the_objective_contract(name, tiny_net):
     assert torch.equal(x, x_before) and torch.equal(y, y_before)
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     assert out.logits.shape == (6, 10)
+    reg = build_reg(name)  # what the engine reads, declared by the base class
+    assert isinstance(reg, Objective) and reg.reduction in ("sum", "mean")
+    assert isinstance(reg.second_order, bool) and isinstance(reg.couples_the_batch, bool)
+    assert isinstance(reg.for_epoch(0), type(reg))
     assert all(term.ndim == 0 and not term.requires_grad for term in out.terms.values())
     out.loss.backward()
     for pname, param in tiny_net.named_parameters():
@@ -131,17 +135,12 @@ def run_fit(run_dir, epochs: int | None = None, reg: str = "pgd", signal_at_step
     if batch_sizes is not None:
         inner = objective
 
-        class Recording:
-            second_order = False
-
+        class Recording(Objective):
             def __call__(self, model, x, y):
                 batch_sizes.append(len(x))
                 return inner(model, x, y)
 
-            def for_epoch(self, epoch):
-                return self
-
-        objective = Recording()
+        objective = Recording(reduction=inner.reduction)
     history = fit(model, objective, optimizer, lr_at, toy_data(), settings, seed=0, run_dir=run_dir,
                   metadata={"resume_key": "k"})
     return model, history
@@ -196,8 +195,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_step_checkpoint_bitwise(tm
                                           ("gradient", "non-finite gradient of ")])
 def test_training_stops_at_the_first_non_finite_step_and_keeps_the_last_good_state(tmp_path, poison, what):
     """A NaN in the 5th step (epoch 2 of 3-step epochs): one error naming it; last.pt still holds epoch 1."""
-    class Poisoned:
-        second_order = False
+    class Poisoned(Objective):
         calls = 0
 
         def __call__(self, model, x, y):
@@ -209,9 +207,6 @@ def test_training_stops_at_the_first_non_finite_step_and_keeps_the_last_good_sta
                 weight = next(model.parameters())  # sqrt at 0: a finite loss with an infinite gradient
                 return LossOutput(out.loss + (weight - weight.detach()).sum().sqrt(), out.logits, out.terms)
             return out
-
-        def for_epoch(self, epoch):
-            return self
 
     torch.manual_seed(0)
     model = TinyNet()

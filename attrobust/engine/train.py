@@ -191,7 +191,7 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
                          "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
                          "rng": _rng_state()}, state_path, "train_state")
 
-    net = model if getattr(objective, "second_order", False) else accel.first_order(model)
+    net = model if objective.second_order else accel.first_order(model)
     plan = settings.plan(len(data.head(settings.num_examples)))
     done = int(history[-1].get("step", start_epoch * plan.steps_per_epoch)) if history and partial is None else None
     if done is not None and done != start_epoch * plan.steps_per_epoch and plan.total > done:
@@ -270,7 +270,7 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
                 with accel.autocast(device):
                     out = objective(net, x, y)
                 out.loss.backward()
-            distributed.combine_gradients(model, len(local), len(index), getattr(objective, "reduction", "mean"))
+            distributed.combine_gradients(model, len(local), len(index), objective.reduction)
             if not distributed.all_ranks(finite_step(out, model)):  # before anything of the step is kept
                 raise NonFiniteStep(epoch, batch, first_step + batch, lr_of_step(first_step + batch),
                                     non_finite_parts(out, model))

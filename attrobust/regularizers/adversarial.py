@@ -15,20 +15,19 @@ from typing import Self
 from torch import Tensor
 
 from attrobust.attacks.projected_ascent import AttackObjective, LinfBall, check_pgd_settings, pgd
-from attrobust.regularizers.base import Reduction, check_reduction
+from attrobust.regularizers.base import Objective
 
 
 @dataclass(frozen=True)
-class AdversarialObjective:
+class AdversarialObjective(Objective):
     eps: float
     steps: int
     step_size: float
     random_start: bool = True
-    reduction: Reduction = "sum"
     eps_warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
-        check_reduction(self.reduction)
+        super().__post_init__()
         check_pgd_settings(self.eps, self.steps, self.step_size)
         if self.eps_warmup_epochs < 0:
             raise ValueError(f"eps_warmup_epochs must be >= 0, got {self.eps_warmup_epochs}")

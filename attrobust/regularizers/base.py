@@ -5,12 +5,16 @@ batch as `reduction` says), `logits` are the model's outputs on the clean `x` (f
 component as a detached per-example mean (for the training log, comparable across reductions). An objective never
 touches the optimizer, never mutates `x` or `y`, and leaves `model.training` as it found it, so one training loop
 serves every regulariser.
+
+What the engine reads is declared once, in `Objective`, the base class of every regulariser: `reduction`,
+`second_order` (differentiates through input gradients, so it runs the eager model, never a compiled one),
+`couples_the_batch` (its loss is a whole-batch quantity that processes cannot split by examples) and `for_epoch`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Self
+from typing import ClassVar, Literal, Self
 
 from torch import Tensor, nn
 
@@ -25,12 +29,27 @@ class LossOutput:
     terms: dict[str, Tensor] = field(default_factory=dict)
 
 
-class Objective(Protocol):
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> LossOutput: ...
+@dataclass(frozen=True, kw_only=True)
+class Objective:
+    """The base of every regulariser (a frozen dataclass whose fields are its YAML keys)."""
+
+    reduction: Reduction = "sum"
+    second_order: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        check_reduction(self.reduction)
+
+    @property
+    def couples_the_batch(self) -> bool:
+        """True when the loss is a whole-batch quantity (it cannot be split over processes by examples)."""
+        return False
 
     def for_epoch(self, epoch: int) -> Self:
         """The objective to use during `epoch` (0-based): schedules such as an eps warm-up live here."""
-        ...
+        return self
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> LossOutput:
+        raise NotImplementedError
 
 
 def reduce(per_example: Tensor, reduction: Reduction) -> Tensor:

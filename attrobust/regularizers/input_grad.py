@@ -16,14 +16,14 @@ the per-example form is IG-NORM with a one-point IG and the L2 size function.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Self
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attrobust.regularizers import REGULARIZERS
-from attrobust.regularizers.base import LossOutput, Reduction, check_reduction, reduce
+from attrobust.regularizers.base import LossOutput, Objective, reduce
 
 GradientOf = Literal["per_example", "mean_loss"]
 GRADIENTS_OF: tuple[GradientOf, ...] = ("per_example", "mean_loss")
@@ -31,14 +31,13 @@ GRADIENTS_OF: tuple[GradientOf, ...] = ("per_example", "mean_loss")
 
 @REGULARIZERS.register("input_grad")
 @dataclass(frozen=True)
-class InputGradient:
+class InputGradient(Objective):
     weight: float = 100.0
-    reduction: Reduction = "sum"
     gradient_of: GradientOf = "per_example"
     second_order: ClassVar[bool] = True  # double backprop: runs the eager model
 
     def __post_init__(self) -> None:
-        check_reduction(self.reduction)
+        super().__post_init__()
         if self.gradient_of not in GRADIENTS_OF:
             raise ValueError(f"gradient_of must be one of {', '.join(GRADIENTS_OF)}, got '{self.gradient_of}'")
         if self.weight < 0:
@@ -48,9 +47,6 @@ class InputGradient:
     def couples_the_batch(self) -> bool:
         """True when the penalty is a whole-batch quantity (it cannot be split over processes by examples)."""
         return self.gradient_of == "mean_loss"
-
-    def for_epoch(self, epoch: int) -> Self:
-        return self
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> LossOutput:
         x = x.detach().requires_grad_(True)

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Self
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attrobust.regularizers import REGULARIZERS
-from attrobust.regularizers.base import LossOutput, Reduction, check_reduction, reduce
+from attrobust.regularizers.base import LossOutput, Objective, reduce
 
 
 @REGULARIZERS.register("natural")
 @dataclass(frozen=True)
-class Natural:
-    reduction: Reduction = "sum"
-
-    def __post_init__(self) -> None:
-        check_reduction(self.reduction)
-
-    def for_epoch(self, epoch: int) -> Self:
-        return self
-
+class Natural(Objective):
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> LossOutput:
         logits = model(x)
         ce = F.cross_entropy(logits, y, reduction="none")

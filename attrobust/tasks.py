@@ -19,15 +19,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attrobust.attacks import ATTRIBUTION_ATTACKS, PREDICTION_ATTACKS
 from attrobust.attacks.attribution import AttributionAttack
-from attrobust.config import config_dir, to_plain
+from attrobust.config import to_plain
 from attrobust.data import DATASETS
 from attrobust.data.base import ImageSet
 from attrobust.atomic import save_torch_atomic, write_text_atomic
 from attrobust.engine.attribution import AttributionEvaluation, evaluate_attributions
 from attrobust.engine import distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
-from attrobust.engine.checkpoint import (MODEL_FILE, check_finite_weights, check_model_fields, find_model_checkpoint,
-                                         load_checkpoint, save_checkpoint)
+from attrobust.engine.checkpoint import MODEL_FILE, save_checkpoint
 from attrobust.engine.evaluate import EvalSettings, PredictionAttack, evaluate_accuracy
 from attrobust.engine.train import TrainSettings, fit
 from attrobust.errors import AttrobustError, choices
@@ -42,6 +41,7 @@ from attrobust.reporting.figures import attribution_figure
 from attrobust.reporting.rows import RunIdentity, accuracy_rows, attribution_rows
 from attrobust.reporting.tables import write_results
 from attrobust.rundir import mark_started
+from attrobust.trained import checkpoint_dataset, read_trained, restore_model
 
 log = logging.getLogger("attrobust")
 S = TypeVar("S")
@@ -49,8 +49,6 @@ S = TypeVar("S")
 
 # reg keys that change how a step uses memory, not its result: a run may resume with other values
 MEMORY_ONLY_KEYS = ("max_points", "recompute")
-# dataset keys that say where files are: taken from this run's config, never from a checkpoint
-DATA_LOCATION_KEYS = ("root", "path")
 
 
 def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
@@ -162,10 +160,7 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
     checkpoint = OmegaConf.select(cfg, "checkpoint", throw_on_missing=False)
     if checkpoint is None or OmegaConf.is_missing(cfg, "checkpoint"):
         raise AttrobustError("missing value for 'checkpoint'; pass checkpoint=RUN_DIR (outputs/train/...) or a .pt")
-    path = find_model_checkpoint(Path(str(checkpoint)))
-    payload = load_checkpoint(path)
-    check_model_fields(payload, path)
-    check_finite_weights(payload["model_state"], path)
+    path, payload = read_trained(str(checkpoint))
     if cfg.get("dataset") is None:
         with open_dict(cfg):
             cfg.dataset = checkpoint_dataset(payload["dataset_cfg"], cfg.get("dataset_path"))
@@ -174,14 +169,7 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
     accel = _settings(Accel, plain.get("accel", {}), "accel")
     device = resolve_device(plain["device"])
-    spec = DATASETS.build(plain["dataset"])
-    splits = spec.load()
-    model = build_model(payload["model_cfg"], spec, splits.image_shape, splits.num_classes)
-    try:
-        model.load_state_dict(payload["model_state"])
-    except RuntimeError as error:
-        raise AttrobustError(f"the weights in {path} do not fit model '{payload['model_cfg']['name']}' on "
-                             f"dataset '{splits.name}' (trained on '{payload['dataset_cfg']['name']}')") from error
+    model, splits = restore_model(path, payload, plain["dataset"])
     log.info("loaded %s (epoch %s) for %s", path, payload.get("epoch", "final"), splits.name)
     return TrainedModel(accel.prepare(model.to(device).eval()), payload, plain,
                         accel.data(splits.test.head(eval_settings.num_examples)), eval_settings, accel)
@@ -276,33 +264,6 @@ def _accuracy(model: torch.nn.Module, test: ImageSet, attack: PredictionAttack, 
     log.info("natural accuracy %.2f%%, accuracy under %s %.2f%% (n=%d)", counts.natural_accuracy_pct,
              attack.describe(), counts.adversarial_accuracy_pct, counts.n)
     return accuracy_rows(identity, counts.n, counts.natural_accuracy_pct, counts.adversarial_accuracy_pct)
-
-
-def checkpoint_dataset(stored: Mapping[str, Any], dataset_path: str | None = None) -> DictConfig:
-    """The dataset settings a checkpoint was trained with, over the current `conf/dataset/<name>.yaml` (new keys).
-
-    Where the files are is never taken from a checkpoint (a shared one could point anywhere): the data root is this
-    run's `paths.data`, and the folder of a `folder` / `npz` dataset is `dataset_path`.
-    """
-    name = str(stored.get("name", ""))
-    if name not in DATASETS.names():
-        raise AttrobustError(f"the checkpoint was trained on dataset '{name}', which this attrobust does not know; "
-                             f"choose one with dataset=NAME ({choices(DATASETS.names())})")
-    settings = {key: value for key, value in stored.items() if key not in DATA_LOCATION_KEYS}
-    if "${" in repr(settings):  # plain values only: an interpolation (${oc.env:...}) would be resolved here
-        raise AttrobustError(f"the checkpoint's dataset settings hold an interpolation ('${{...}}'); pass the dataset "
-                             f"with dataset={name} instead")
-    base = OmegaConf.load(config_dir() / "dataset" / f"{name}.yaml")
-    base.pop("defaults", None)  # the dataset's default model: a Hydra instruction, not a dataset field
-    settings.pop("download", None)  # a checkpoint never makes attrobust fetch anything (the YAML's default: false)
-    merged = OmegaConf.merge(base, settings)
-    assert isinstance(merged, DictConfig)
-    if "path" in base.keys():  # the user's own files (`path: ???` in its YAML)
-        if dataset_path is None:
-            raise AttrobustError(f"the checkpoint was trained on your own '{name}' data; pass its folder with "
-                                 f"dataset_path=DIR (a checkpoint never chooses which files are read)")
-        merged.path = dataset_path
-    return merged
 
 
 def attribution_attack(cfg: Mapping[str, Any], explainer: Any, key: str) -> AttributionAttack:

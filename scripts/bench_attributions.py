@@ -34,10 +34,9 @@ from attrobust.attributions import integrated_gradients, logit_of
 from attrobust.explainers import EXPLAINERS
 from attrobust.explainers.smoothgrad import smooth
 from attrobust.data import DATASETS
-from attrobust.engine.checkpoint import find_model_checkpoint, load_checkpoint
 from attrobust.metrics import kendall_tau_b, spearman_rho
 from attrobust.models import build_model
-from attrobust.tasks import checkpoint_dataset
+from attrobust.trained import checkpoint_dataset, read_trained, restore_model
 
 
 def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1, device: torch.device | None = None) -> float:
@@ -71,26 +70,24 @@ def load(args: argparse.Namespace, device: torch.device):
     from omegaconf import OmegaConf
 
     if args.checkpoint:
-        payload = load_checkpoint(find_model_checkpoint(Path(args.checkpoint)))
-        dataset_cfg = OmegaConf.to_container(checkpoint_dataset(payload["dataset_cfg"]), resolve=True)
-        model_cfg = payload["model_cfg"]
+        path, payload = read_trained(args.checkpoint)
+        model, splits = restore_model(path, payload, OmegaConf.to_container(
+            checkpoint_dataset(payload["dataset_cfg"]), resolve=True))
+        model_name = payload["model_cfg"]["name"]
     else:
-        payload = None
         dataset_cfg = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf/dataset/mnist_mini.yaml"))
         dataset_cfg.pop("defaults", None)
-        model_cfg = {"name": args.model}
-    spec = DATASETS.build(dataset_cfg)
-    splits = spec.load()
+        spec = DATASETS.build(dataset_cfg)
+        splits = spec.load()
+        torch.manual_seed(0)
+        model = build_model({"name": args.model}, spec, splits.image_shape, splits.num_classes)
+        model_name = args.model
     test = splits.test
-    torch.manual_seed(0)
-    model = build_model(model_cfg, spec, tuple(test.images.shape[1:]), splits.num_classes)
-    if payload is not None:
-        model.load_state_dict(payload["model_state"])
     model.to(device).eval()
     x, y = test.batch(slice(0, args.images), device)
     with torch.no_grad():
         y = model(x).argmax(1)  # attack the model's own predictions: every image counts
-    return model, x, y, model_cfg["name"]
+    return model, x, y, model_name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

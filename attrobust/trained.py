@@ -1,0 +1,79 @@
+"""Loading a trained run as a library: the checkpoint, its dataset settings and the restored model.
+
+`attrobust evaluate` / `attack` and the scripts under `scripts/` use these, so a checkpoint is read, checked and
+restored one way everywhere: `read_trained` finds and checks the checkpoint (tensors and plain types only, finite
+weights, the fields attrobust writes), `checkpoint_dataset` gives the dataset settings it was trained with (never
+where the files are), `restore_model` builds the model on that dataset and loads the weights.
+
+Example (a script): `path, payload = read_trained("outputs/train/<run>")`,
+`dataset = OmegaConf.to_container(checkpoint_dataset(payload["dataset_cfg"]), resolve=True)`,
+`model, splits = restore_model(path, payload, dataset)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from attrobust.config import config_dir
+from attrobust.data import DATASETS
+from attrobust.data.base import Splits
+from attrobust.engine.checkpoint import check_finite_weights, check_model_fields, find_model_checkpoint, load_checkpoint
+from attrobust.errors import AttrobustError, choices
+from attrobust.models import build_model
+
+# dataset keys that say where files are: taken from this run's config, never from a checkpoint
+DATA_LOCATION_KEYS = ("root", "path")
+
+
+def read_trained(checkpoint: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The model checkpoint of a run dir (its model.pt) or a .pt file, and its checked contents."""
+    path = find_model_checkpoint(Path(checkpoint))
+    payload = load_checkpoint(path)
+    check_model_fields(payload, path)
+    check_finite_weights(payload["model_state"], path)
+    return path, payload
+
+
+def restore_model(path: Path, payload: Mapping[str, Any], dataset: Mapping[str, Any]) -> tuple[nn.Module, Splits]:
+    """The checkpoint's model with its weights, built for `dataset` (plain settings), and that dataset's splits."""
+    spec = DATASETS.build(dataset)
+    splits = spec.load()
+    model = build_model(payload["model_cfg"], spec, splits.image_shape, splits.num_classes)
+    try:
+        model.load_state_dict(payload["model_state"])
+    except RuntimeError as error:
+        raise AttrobustError(f"the weights in {path} do not fit model '{payload['model_cfg']['name']}' on "
+                             f"dataset '{splits.name}' (trained on '{payload['dataset_cfg']['name']}')") from error
+    return model.eval(), splits
+
+
+def checkpoint_dataset(stored: Mapping[str, Any], dataset_path: str | None = None) -> DictConfig:
+    """The dataset settings a checkpoint was trained with, over the current `conf/dataset/<name>.yaml` (new keys).
+
+    Where the files are is never taken from a checkpoint (a shared one could point anywhere): the data root is this
+    run's `paths.data`, and the folder of a `folder` / `npz` dataset is `dataset_path`.
+    """
+    name = str(stored.get("name", ""))
+    if name not in DATASETS.names():
+        raise AttrobustError(f"the checkpoint was trained on dataset '{name}', which this attrobust does not know; "
+                             f"choose one with dataset=NAME ({choices(DATASETS.names())})")
+    settings = {key: value for key, value in stored.items() if key not in DATA_LOCATION_KEYS}
+    if "${" in repr(settings):  # plain values only: an interpolation (${oc.env:...}) would be resolved here
+        raise AttrobustError(f"the checkpoint's dataset settings hold an interpolation ('${{...}}'); pass the dataset "
+                             f"with dataset={name} instead")
+    base = OmegaConf.load(config_dir() / "dataset" / f"{name}.yaml")
+    base.pop("defaults", None)  # the dataset's default model: a Hydra instruction, not a dataset field
+    settings.pop("download", None)  # a checkpoint never makes attrobust fetch anything (the YAML's default: false)
+    merged = OmegaConf.merge(base, settings)
+    assert isinstance(merged, DictConfig)
+    if "path" in base.keys():  # the user's own files (`path: ???` in its YAML)
+        if dataset_path is None:
+            raise AttrobustError(f"the checkpoint was trained on your own '{name}' data; pass its folder with "
+                                 f"dataset_path=DIR (a checkpoint never chooses which files are read)")
+        merged.path = dataset_path
+    return merged

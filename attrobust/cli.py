@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -89,7 +90,8 @@ def attack(overrides: Overrides = None, multirun: Multirun = False) -> None:
 
 @app.command("list")
 def list_components() -> None:
-    """List the datasets, models, regularisers, attacks, optimisers (group=name) and presets (+experiment=name)."""
+    """List the datasets, models, regularisers, attacks, optimisers, explainers (group=name), presets
+    (+experiment=name) and metrics (eval.metrics=[name,...])."""
     table = Table(title=f"attrobust components (configs in {config_dir()})")
     for column in ("group", "name", "description"):
         table.add_column(column)
@@ -97,6 +99,11 @@ def list_components() -> None:
         for name in group_options(group):
             table.add_row(group if group != "experiment" else "+experiment", name,
                           _description(config_dir() / group / f"{name}.yaml"))
+    from attrobust.metrics import METRICS
+
+    for name in METRICS.names():  # metrics have no YAML: their docstrings describe them
+        doc = sys.modules[METRICS.get(name).__module__].__doc__ or ""
+        table.add_row("eval.metrics", name, doc.strip().splitlines()[0] if doc.strip() else "")
     _console.print(table)
 
 

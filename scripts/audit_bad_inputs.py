@@ -150,8 +150,20 @@ def cases() -> list[Case]:
         ("attributions as word", ["attributions=maybe"]), ("figure_examples not a number", ["figure_examples=abc"]),
         ("attack steps 0", ["attribution_attack.steps=0"]), ("attack eps infinite", ["attribution_attack.eps=inf"]),
         ("unknown attribution attack", ["attack@attribution_attack=topkk"]), ("absent cuda device", ["device=cuda:7"]),
+        ("unknown explainer", ["explainer=saliency"]), ("unknown metric", ["eval.metrics=[kendall,lens]"]),
+        ("metrics not a list", ["eval.metrics=kendall"]), ("metric listed twice", ["eval.metrics=[kendall,kendall]"]),
+        ("lens window even", ["eval.metrics=[{name:lens_recall,window:4}]"]),
+        ("baseline that is an attack", ["eval.baselines=[topk]"]), ("ig steps 0", ["explainer.steps=0"]),
+        ("explainer as an attack key", ["+attribution_attack.explainer=ig"]),
     ]
     out += [Case(name, ["evaluate", "checkpoint=ckpt", *FAST_EVAL, *args]) for name, args in evaluate]
+    explainers = [  # explainers without IG's steps
+        ("gradcam layer unknown", ["explainer=gradcam", "explainer.layer=net.x"]),
+        ("smoothgrad wrapping itself", ["explainer=smoothgrad", "explainer.wraps.name=smoothgrad"]),
+        ("smoothgrad samples 0", ["explainer=smoothgrad", "explainer.samples=0"]),
+        ("gradcam on a model without its layer", ["explainer=gradcam", "explainer.layer=net.classifier.9"]),
+    ]
+    out += [Case(name, ["evaluate", "checkpoint=ckpt", *FAST_EVAL[:-1], *args]) for name, args in explainers]
     out += [
         Case("checkpoint path missing", ["evaluate", "checkpoint=no/such/run"]),
         Case("checkpoint random bytes", ["evaluate", "checkpoint=random.pt"],
@@ -227,6 +239,7 @@ def main() -> None:
     parser.add_argument("--code", type=Path, default=None, help="a checkout to run instead of the installed one")
     parser.add_argument("--out", type=Path, default=Path("audit.csv"))
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per case")
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         base = Path(scratch)
@@ -234,7 +247,7 @@ def main() -> None:
         if made.returncode != 0:
             raise SystemExit(f"could not train the checkpoint the cases use:\n{made.stderr}")
         rows = []
-        for index, case in enumerate(cases()):
+        for index, case in enumerate(c for c in cases() if options.only in c.name):
             folder = base / f"case{index:02d}"
             folder.mkdir()
             shutil.copytree(base / "ckpt", folder / "ckpt")

@@ -186,6 +186,11 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     if trained.plain["attributions"]:
         explainer = EXPLAINERS.build(trained.plain["explainer"])
         main = attribution_attack(trained.plain["attribution_attack"], explainer, "attribution_attack")
+        names = [main.name, *trained.eval_settings.baselines]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise AttrobustError(f"eval.baselines: {', '.join(twice)} would run twice (the attack is {main.name}); "
+                                 f"list each baseline once, and not the attack itself")
         attacks = [main] + [baseline(main, name) for name in trained.eval_settings.baselines]
         metrics = build_metrics(trained.eval_settings.metrics)
         main.check_fits(*trained.test.images.shape[-2:], "attribution_attack")

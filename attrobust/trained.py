@@ -6,8 +6,7 @@ weights, the fields attrobust writes), `checkpoint_dataset` gives the dataset se
 where the files are), `restore_model` builds the model on that dataset and loads the weights.
 
 Example (a script): `path, payload = read_trained("outputs/train/<run>")`,
-`dataset = OmegaConf.to_container(checkpoint_dataset(payload["dataset_cfg"]), resolve=True)`,
-`model, splits = restore_model(path, payload, dataset)`.
+`model, splits = restore_model(path, payload, plain_dataset(payload["dataset_cfg"]))`.
 """
 
 from __future__ import annotations
@@ -77,3 +76,13 @@ def checkpoint_dataset(stored: Mapping[str, Any], dataset_path: str | None = Non
                                  f"dataset_path=DIR (a checkpoint never chooses which files are read)")
         merged.path = dataset_path
     return merged
+
+
+def plain_dataset(stored: Mapping[str, Any], dataset_path: str | None = None) -> dict[str, Any]:
+    """`checkpoint_dataset` resolved outside a command: data under `conf/paths/default.yaml`'s folder (./data, or
+    $ATTROBUST_DATA)."""
+    paths = OmegaConf.load(config_dir() / "paths" / "default.yaml")
+    merged = OmegaConf.create({"paths": paths, "dataset": checkpoint_dataset(stored, dataset_path)})
+    plain = OmegaConf.to_container(merged, resolve=True)
+    assert isinstance(plain, dict)
+    return plain["dataset"]

@@ -153,7 +153,8 @@ def cases() -> list[Case]:
         ("unknown explainer", ["explainer=saliency"]), ("unknown metric", ["eval.metrics=[kendall,lens]"]),
         ("metrics not a list", ["eval.metrics=kendall"]), ("metric listed twice", ["eval.metrics=[kendall,kendall]"]),
         ("lens window even", ["eval.metrics=[{name:lens_recall,window:4}]"]),
-        ("baseline that is an attack", ["eval.baselines=[topk]"]), ("ig steps 0", ["explainer.steps=0"]),
+        ("baseline that is an attack", ["eval.baselines=[mass_center]"]), ("ig steps 0", ["explainer.steps=0"]),
+        ("baseline twice", ["eval.baselines=[random_sign,random_sign]"]),
         ("explainer as an attack key", ["+attribution_attack.explainer=ig"]),
     ]
     out += [Case(name, ["evaluate", "checkpoint=ckpt", *FAST_EVAL, *args]) for name, args in evaluate]

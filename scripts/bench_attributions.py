@@ -36,7 +36,7 @@ from attrobust.explainers.smoothgrad import smooth
 from attrobust.data import DATASETS
 from attrobust.metrics import kendall_tau_b, spearman_rho
 from attrobust.models import build_model
-from attrobust.trained import checkpoint_dataset, read_trained, restore_model
+from attrobust.trained import plain_dataset, read_trained, restore_model
 
 
 def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1, device: torch.device | None = None) -> float:
@@ -71,8 +71,7 @@ def load(args: argparse.Namespace, device: torch.device):
 
     if args.checkpoint:
         path, payload = read_trained(args.checkpoint)
-        model, splits = restore_model(path, payload, OmegaConf.to_container(
-            checkpoint_dataset(payload["dataset_cfg"]), resolve=True))
+        model, splits = restore_model(path, payload, plain_dataset(payload["dataset_cfg"]))
         model_name = payload["model_cfg"]["name"]
     else:
         dataset_cfg = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf/dataset/mnist_mini.yaml"))

@@ -213,6 +213,15 @@ BAD_EVALUATION_INPUTS = [
     (["attribution_attack.steps=0"], "attack 'topk': steps must be >= 1, got 0"),
     (["attribution_attack.eps=inf"], "eps and step_size must be positive and finite, got inf"),
     (["device=cuda:7"], "cuda:7"),  # CUDA missing here; on a GPU machine, fewer than 8 devices
+    (["explainer=saliency"], "unknown explainer 'saliency'; choose one of: grad_x_input, gradcam, gradient, ig, "
+                             "smoothgrad"),
+    (["eval.metrics=[kendall,lens]"], "unknown metric 'lens'; choose one of: center_shift, cosine, kendall"),
+    (["eval.metrics=kendall"], "eval.metrics must be a list"),
+    (["eval.baselines=[random_sign,random_sign]"], "eval.baselines: random_sign would run twice"),
+    (["eval.baselines=[mass_center]"], "eval.baselines: 'mass_center' is not a random baseline; choose from: "
+                                       "random_noise, random_sign"),
+    (["explainer=gradcam", "explainer.layer=net.nope"], "explainer.layer=net.nope is not a module"),
+    (["+attribution_attack.explainer=ig"], "unknown key(s) explainer for attack 'topk'"),
 ]
 
 

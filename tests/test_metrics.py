@@ -202,3 +202,21 @@ def test_pearson_equals_scipy():
     a, b = saliency_like(4, 11), saliency_like(4, 12)
     expected = [stats.pearsonr(p, q).statistic for p, q in zip(a.numpy(), b.numpy(), strict=True)]
     assert METRICS.build({"name": "pearson"})(a, b, SPEC).tolist() == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_constant_map_is_uncorrelated_unless_both_maps_are_equal():
+    a = saliency_like(3, 13)
+    constant = torch.zeros_like(a)
+    for name in ("kendall", "spearman", "pearson"):
+        metric = METRICS.build({"name": name})
+        assert metric(a, constant, SPEC).tolist() == [0.0, 0.0, 0.0]  # scipy: NaN
+        assert metric(constant, constant, SPEC).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_diverse_top_k_of_a_row_does_not_depend_on_the_other_rows():
+    maps = saliency_like(4, 14)
+    maps[0] = 0
+    maps[0, :3] = torch.tensor([3.0, 2.0, 1.0])  # three candidates in one window: it runs out after one pick
+    batched = diverse_top_k_mask(maps, 6, SIZE, 5, 3)
+    rows = torch.cat([diverse_top_k_mask(maps[i:i + 1], 6, SIZE, 5, 3) for i in range(4)])
+    assert torch.equal(batched, rows) and batched[0].sum() == 1 and batched[0, 0]

@@ -105,7 +105,7 @@ def test_report_joins_a_separate_evaluate_sweep_to_its_training_runs(cli, tmp_pa
     assert result.exit_code == 0, result.stderr
     assert cli("report", "paper").exit_code == 0
     table = pd.read_csv(tmp_path / "paper" / "report.csv")
-    assert list(table["attack"]) == ["topk", "random_sign", "random_noise"]  # the attack and the random baselines
+    assert list(table["attack"]) == ["topk of ig(4)", "random_sign of ig(4)", "random_noise of ig(4)"]  # and baselines
     assert (table["seeds"] == 2).all() and table["NA (%) mean"].nunique() == 1  # natural, over both seeds
     assert {"NA (%) mean", "AA (%) mean", "IN (%) mean", "CO mean"} <= set(table.columns)
     train_na = [pd.read_csv(p).query("metric == 'natural_accuracy'")["value"].item()
@@ -121,3 +121,21 @@ def test_aggregate_keeps_only_the_groups_that_ran():
                           "experiment": f"preset_{reg}"} for reg in ("natural", "pgd") for seed in (0, 1)])
     table = aggregate(rows, ["experiment"])  # experiment varies with reg: 2 groups, not 2 x 2
     assert len(table) == 2 and list(table["seeds"]) == [2, 2] and list(table["NA (%) mean"]) == [90.5, 90.5]
+
+
+def test_a_table_keeps_attacks_on_different_explainers_apart_and_survives_an_all_nan_metric():
+    from attrobust.reporting.sweep import aggregate
+    from attrobust.reporting.tables import summary_table
+
+    base = {"run_id": "r", "dataset": "d", "model": "m", "reg": "natural", "n": 4, "seed": 0}
+    rows = pd.DataFrame([
+        {**base, "attack": "pgd eps=0.3 40x0.01", "metric": "natural_accuracy", "value": 90.0, "unit": "%"},
+        {**base, "attack": "topk of ig(100) eps=0.3", "metric": "kendall", "value": 0.5, "unit": ""},
+        {**base, "attack": "topk of gradcam eps=0.3", "metric": "kendall", "value": 0.7, "unit": ""},
+        {**base, "attack": "topk of gradcam eps=0.3", "metric": "kendall_strict", "value": float("nan"), "unit": ""},
+    ])
+    table = aggregate(rows, [])
+    assert list(table["attack"]) == ["topk of ig(100)", "topk of gradcam"]
+    assert list(table["CO mean"]) == [0.5, 0.7] and list(table["NA (%) mean"]) == [90.0, 90.0]
+    summary = summary_table(rows)  # no image qualified: the strict column is all NaN
+    assert len(summary) == 2 and list(summary["NA (%)"]) == [90.0, 90.0]

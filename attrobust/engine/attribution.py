@@ -29,6 +29,9 @@ BOOKKEEPING_COLUMNS = ["index", "label", "qualified", "moved", "support_covered"
 # explainers split a chunk's points into passes of 100 rows (explainers.base.rows_per_pass), so a chunk of 8 IG
 # images only batches the bookkeeping.
 AUTO_POINTS = {"cpu": 800, "cuda": 20_000}
+# At most this many images per chunk: a one-pass explainer (gradient, Grad-CAM) does not split its chunk into passes,
+# and a CPU's second-order passes are fastest at about 100 rows (explainers.base.CPU_POINTS_PER_PASS)
+AUTO_IMAGES = {"cpu": 100, "cuda": 1_000}
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,8 @@ class AttributionEvaluation:
 
 def auto_batch_size(device: torch.device, passes_per_image: int) -> int:
     """Images per chunk so that a chunk's explainer passes stay near what the device handles best."""
-    return max(1, AUTO_POINTS.get(device.type, AUTO_POINTS["cpu"]) // passes_per_image)
+    kind = device.type if device.type in AUTO_POINTS else "cpu"
+    return max(1, min(AUTO_IMAGES[kind], AUTO_POINTS[kind] // passes_per_image))
 
 
 def correctly_classified(model: nn.Module, data: ImageSet, batch_size: int) -> Tensor:

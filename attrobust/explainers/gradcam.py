@@ -64,9 +64,14 @@ class GradCAMExplainer(Explainer):
                 logits = model(z)
             finally:
                 handle.remove()
+            if not captured or not isinstance(captured[-1], Tensor) or captured[-1].dim() != 4:
+                raise AttrobustError(f"explainer gradcam: layer {self.layer_name(model)} gave no (B, C, h, w) feature "
+                                     f"map in the forward pass; choose a convolutional block with explainer.layer")
             activation = captured[-1]
             score = logits.gather(1, target.view(-1, 1)).sum()
             (grad,) = torch.autograd.grad(score, activation, create_graph=create_graph)
+            # in x's dtype: under autocast the layer's output is bf16, the map stays float32 like every other
+            activation, grad = activation.to(x.dtype), grad.to(x.dtype)
             cam = (grad.mean(dim=(2, 3), keepdim=True) * activation).sum(dim=1, keepdim=True)
             if self.relu:
                 cam = F.relu(cam)

@@ -78,8 +78,8 @@ class SmoothGradExplainer(Explainer):
 
     def noise(self, x: Tensor) -> Tensor:
         """(samples, B, C, H, W): the seeded patterns, scaled by each image's sigma."""
-        generator = torch.Generator(device=x.device).manual_seed(self.seed)
-        patterns = torch.randn((self.samples, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
+        generator = torch.Generator().manual_seed(self.seed)  # on the CPU: the same patterns on every device
+        patterns = torch.randn((self.samples, *x.shape[1:]), generator=generator, dtype=x.dtype).to(x.device)
         flat = x.flatten(1)
         sigma = self.noise_level * (flat.amax(1) - flat.amin(1))
         return patterns.unsqueeze(1) * sigma.view(1, -1, *(1,) * (x.dim() - 1))

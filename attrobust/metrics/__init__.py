@@ -44,7 +44,8 @@ def build_metrics(entries: Sequence[str | Mapping[str, Any]], key: str = "eval.m
 
 def heading_of(column: str) -> str | None:
     """The table heading of a metric column written by this attrobust (None: not a metric column)."""
-    name = next((n for n in sorted(METRICS.names(), key=len, reverse=True) if column.startswith(n)), None)
+    name = next((n for n in sorted(METRICS.names(), key=len, reverse=True)
+                 if column == n or column.startswith(n + "_")), None)
     if name is None:
         return None
     metric = METRICS.get(name)

@@ -1,5 +1,6 @@
 """Kendall's tau-b between the original and perturbed maps (CO in the RAR paper; equal to scipy.stats.kendalltau).
-The math is `attrobust.metrics.ranks.kendall_tau_b` (with ties, no Python loop)."""
+A constant map scores 1 if both maps are equal, else 0 (scipy: NaN). The math is
+`attrobust.metrics.ranks.kendall_tau_b` (with ties, no Python loop)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from torch import Tensor
 
 from attrobust.metrics import METRICS
 from attrobust.metrics.base import MapSpec, Metric
-from attrobust.metrics.ranks import kendall_tau_b
+from attrobust.metrics.ranks import defined_for_constant_maps, kendall_tau_b
 
 
 @METRICS.register("kendall")
@@ -19,4 +20,4 @@ class Kendall(Metric):
     heading = "CO"
 
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
-        return kendall_tau_b(original, perturbed)
+        return defined_for_constant_maps(kendall_tau_b(original, perturbed), original, perturbed)

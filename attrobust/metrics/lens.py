@@ -65,7 +65,8 @@ def diverse_top_k_mask(v: Tensor, k: int, image_size: tuple[int, int], window: i
             break
         first = free.to(torch.int8).argmax(1)  # the largest candidate not blocked yet
         pick_row, pick_col = rows.gather(1, first[:, None]), cols.gather(1, first[:, None])
-        taken.scatter_(1, order.gather(1, first[:, None]), has[:, None])
+        picked = order.gather(1, first[:, None])
+        taken.scatter_(1, picked, taken.gather(1, picked) | has[:, None])  # a row without a free candidate: unchanged
         near = ((rows - pick_row).abs() <= half) & ((cols - pick_col).abs() <= half)
         blocked |= near & has[:, None]
         count += has.long()

@@ -1,7 +1,6 @@
 """Pearson correlation of the original and perturbed maps, in float64 (equal to numpy.corrcoef / scipy.stats.pearsonr).
 
-Two constant maps that are equal are identical (1); a constant map against another map has no correlation (NaN),
-as numpy and scipy give.
+Where it is undefined (a constant map; numpy and scipy give NaN): 1 if both maps are equal, else 0 (no association).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from torch import Tensor
 
 from attrobust.metrics import METRICS
 from attrobust.metrics.base import MapSpec, Metric
+from attrobust.metrics.ranks import defined_for_constant_maps
 
 
 @METRICS.register("pearson")
@@ -25,4 +25,4 @@ class Pearson(Metric):
         a, b = original.detach().to(torch.float64), perturbed.detach().to(torch.float64)
         a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
         r = (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1))
-        return torch.where((original == perturbed).all(1), torch.ones_like(r), r)
+        return defined_for_constant_maps(r, original, perturbed)

@@ -5,7 +5,8 @@
 Kendall counts discordant pairs with a bottom-up merge over sorted blocks (`torch.searchsorted` counts, per element
 of a right block, how many elements of its left block are larger) in O(D log^2 D) per row, all rows at once.
 
-Shapes: a, b (N, D) -> (N,) float64. A constant row gives NaN, as scipy does.
+Shapes: a, b (N, D) -> (N,) float64. A constant row gives NaN, as scipy does; the registered metrics and the attacks'
+selection use `defined_for_constant_maps` (1 for equal maps, else 0) instead.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ def average_ranks(v: Tensor) -> Tensor:
     run_end = torch.where(ends, index, n).flip(1).cummin(dim=1).values.flip(1)
     ranks = (run_start + run_end).to(torch.float64) / 2 + 1
     return torch.empty_like(ranks).scatter_(1, order, ranks)
+
+
+def defined_for_constant_maps(value: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """A correlation where it is defined; where it is not (a constant row: NaN, as scipy gives), 1 if the two maps are
+    equal and 0 (no association) otherwise. A map that an attack made constant (an all-zero Grad-CAM) is then a changed
+    explanation that the attack can keep, not an unscored image."""
+    fallback = (a == b).all(1).to(value.dtype)
+    return torch.where(torch.isnan(value), fallback, value)
 
 
 def _check(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,5 +1,6 @@
 """Spearman's rank correlation between the original and perturbed maps (equal to scipy.stats.spearmanr, ties
-averaged). The math is `attrobust.metrics.ranks.spearman_rho`."""
+averaged; a constant map: 1 if both maps are equal, else 0, where scipy gives NaN). The math is
+`attrobust.metrics.ranks.spearman_rho`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from torch import Tensor
 
 from attrobust.metrics import METRICS
 from attrobust.metrics.base import MapSpec, Metric
-from attrobust.metrics.ranks import spearman_rho
+from attrobust.metrics.ranks import defined_for_constant_maps, spearman_rho
 
 
 @METRICS.register("spearman")
@@ -19,4 +20,4 @@ class Spearman(Metric):
     heading = "Spearman"
 
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
-        return spearman_rho(original, perturbed)
+        return defined_for_constant_maps(spearman_rho(original, perturbed), original, perturbed)

@@ -142,10 +142,10 @@ def sweep_report(folder: Path) -> SweepReport:
 
 def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
     """Mean and std over seeds of each metric, one line per group and attack (latest evaluation of a run wins per
-    metric). `attack` is the attack's name (pgd, topk, random_sign, ...); accuracy, a property of the model, stands on
-    the line of each attribution attack of its group."""
+    metric). `attack` names the attack and its explainer (`attack_key`: pgd, topk of ig(100), random_sign of gradcam,
+    ...); accuracy, a property of the model, stands on the line of each attribution attack of its group."""
     group = GROUP_KEYS + swept
-    rows = rows.assign(attack=rows["attack"].astype(str).str.split().str[0])
+    rows = rows.assign(attack=rows["attack"].astype(str).map(attack_key))
     rows = rows.sort_values("n", kind="stable")  # per run and metric, the row over the most images wins
     per_run = rows.groupby(group + ["attack", "run_id", "metric"], sort=False)["value"].last().reset_index()
     is_accuracy = per_run["metric"].isin(ACCURACY_METRICS)
@@ -168,6 +168,12 @@ def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
         table[f"{name} std"] = wide[("std", metric)]
     table["seeds"] = per_run.groupby(keys, sort=False)["run_id"].nunique().reindex(table.index)
     return table.reset_index()
+
+
+def attack_key(description: str) -> str:
+    """What tells two attacks apart in a report: the attack's description up to its settings ('topk of ig(100)',
+    'random_sign of gradcam', 'pgd'); of an older combined description ('pgd ...; topk ...') its last part."""
+    return description.split("; ")[-1].split(" eps=")[0].strip()
 
 
 def paper_table(report: SweepReport) -> pd.DataFrame:

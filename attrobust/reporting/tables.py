@@ -64,7 +64,7 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
     grouped = rows.groupby(TABLE_INDEX + ["metric", "unit"], sort=False)
     stats = grouped.agg(value=("value", "mean"), runs=("run_id", "nunique")).reset_index()
     table = stats.pivot_table(index=TABLE_INDEX, columns="metric", values="value", sort=False)
-    ordered = ordered_metrics(list(stats["metric"]))
+    ordered = [m for m in ordered_metrics(list(stats["metric"])) if m in table.columns]  # all-NaN ones are dropped
     units = dict(zip(stats["metric"], stats["unit"], strict=False))
     table = table[ordered].rename(columns={m: unit_heading(m, units.get(m, "")) for m in ordered})
     runs = stats.groupby(TABLE_INDEX, sort=False)["runs"].max()

@@ -22,6 +22,7 @@ from attrobust.models.madry_cnn import MadryCNN
 from attrobust.models.normalize import NormalizedModel
 
 FAST = {"ig": {"steps": 8}, "smoothgrad": {"samples": 4}}  # settings that keep the contract tests quick
+pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
 
 
 def small_cnn(seed: int = 0, activation: type[nn.Module] = nn.ReLU, size: int = 12) -> nn.Module:

@@ -190,7 +190,10 @@ class AttributionAttack:
 
     def describe(self) -> str:
         start = " random-start" if self.random_start else ""
-        runs = " 1 run (deterministic)" if self.restarts_to_run == 1 else f" worst of {self.restarts_to_run} restarts"
+        if self.restarts_to_run > 1:
+            runs = f" worst of {self.restarts_to_run} restarts"
+        else:
+            runs = " 1 run (deterministic)" if self.deterministic and not self.random_start else " 1 run"
         return (f"{self.name} of {self.explainer.describe()} eps={self.eps:g} {self.steps}x{self.step_size:g} "
                 f"k={self.k}{start}{runs}")
 

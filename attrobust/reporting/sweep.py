@@ -146,6 +146,7 @@ def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
     ...); accuracy, a property of the model, stands on the line of each attribution attack of its group."""
     group = GROUP_KEYS + swept
     rows = rows.assign(attack=rows["attack"].astype(str).map(attack_key))
+    order = rows[group + ["attack"]].drop_duplicates()  # lines in the order the runs wrote them
     rows = rows.sort_values("n", kind="stable")  # per run and metric, the row over the most images wins
     per_run = rows.groupby(group + ["attack", "run_id", "metric"], sort=False)["value"].last().reset_index()
     is_accuracy = per_run["metric"].isin(ACCURACY_METRICS)
@@ -160,7 +161,8 @@ def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
     units = dict(zip(rows["metric"], rows["unit"].fillna("").astype(str), strict=True))  # "" is read back as NaN
     stats = per_run.groupby(keys + ["metric"], sort=False)["value"].agg(["mean", "std"]).reset_index()
     wide = stats.set_index(keys + ["metric"])[["mean", "std"]].unstack("metric")  # only the groups that ran
-    wide = wide.reindex(pd.MultiIndex.from_frame(stats[keys].drop_duplicates()))  # in the order they ran
+    lines = order.merge(stats[keys].drop_duplicates(), on=keys)  # the lines that have values, in the order they ran
+    wide = wide.reindex(pd.MultiIndex.from_frame(lines))
     table = pd.DataFrame(index=wide.index)
     for metric in ordered_metrics(list(stats["metric"])):
         name = unit_heading(metric, units.get(metric, ""))

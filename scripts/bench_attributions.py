@@ -126,31 +126,35 @@ def attribution_rows(args: argparse.Namespace) -> tuple[dict, list[dict]]:
         rows.append({"task": task, "ours_s": ours, "peer": peer, "peer_s": theirs, "speedup": theirs / ours,
                      "note": note})
 
-    # 1. IG vs Captum
+    # 1. IG vs Captum, every chunk size of both timed in turn within each repeat (a slow spell hits all alike)
     ours_ig = integrated_gradients(logit_of(model, y), x, steps=args.ig_steps)
-    ours = []
-    for points in (None, 100, 400, 1600):
-        run_ours = lambda points=points: integrated_gradients(  # noqa: E731
-            logit_of(model, y), x, steps=args.ig_steps, max_points=points)
-        ours.append((median_time(run_ours, args.repeats, device=device), points))
-    t_ours, best_points = min(ours, key=lambda pair: pair[0])
+    variants: dict[str, Callable[[], object]] = {
+        f"ours {points}": lambda points=points: integrated_gradients(logit_of(model, y), x, steps=args.ig_steps,
+                                                                     max_points=points)
+        for points in (None, 100, 400, 1600)}
     try:
         from captum.attr import IntegratedGradients
     except ImportError:
         print("captum is not installed (pip install captum): IG comparison skipped")
+        times = interleaved_medians(variants, args.repeats, device=device)
+        t_ours = min(times.values())
     else:
         captum = IntegratedGradients(model)
-        best = None
-        for internal in (None, 100, 400, 1600):
-            run = lambda internal=internal: captum.attribute(  # noqa: E731
-                x, baselines=torch.zeros_like(x), target=y, n_steps=args.ig_steps, method="riemann_right",
-                internal_batch_size=internal)
-            t = median_time(run, args.repeats, device=device)
-            if best is None or t < best[0]:
-                best = (t, internal, (run() - ours_ig).abs().max().item())
-        assert best is not None
-        record(f"IG {args.images} images x {args.ig_steps} steps", t_ours, f"captum (internal_batch_size={best[1]})",
-               best[0], f"ours with max_points={best_points}; max abs diff {best[2]:.2e}")
+
+        def captum_ig(internal: int | None) -> torch.Tensor:
+            return captum.attribute(x, baselines=torch.zeros_like(x), target=y, n_steps=args.ig_steps,
+                                    method="riemann_right", internal_batch_size=internal)
+
+        variants.update({f"captum {internal}": lambda internal=internal: captum_ig(internal)
+                         for internal in (None, 100, 400, 1600)})
+        times = interleaved_medians(variants, args.repeats, device=device)
+        best_ours = min((k for k in times if k.startswith("ours")), key=times.__getitem__)
+        best_captum = min((k for k in times if k.startswith("captum")), key=times.__getitem__)
+        t_ours = times[best_ours]
+        internal = None if best_captum.endswith("None") else int(best_captum.split()[1])
+        diff = (captum_ig(internal) - ours_ig).abs().max().item()
+        record(f"IG {args.images} images x {args.ig_steps} steps", t_ours, f"captum (internal_batch_size={internal})",
+               times[best_captum], f"ours with max_points={best_ours.split()[1]}; max abs diff {diff:.2e}")
 
     # 2. batched top-k attack vs one image at a time (same algorithm, same settings), without skipping converged
     # images (the reference's way), then our default with skipping against that same loop. The variants are timed
@@ -161,7 +165,7 @@ def attribution_rows(args: argparse.Namespace) -> tuple[dict, list[dict]]:
     attack = ATTRIBUTION_ATTACKS.build({**settings, "skip_converged": False}, explainer=ig)
     skipping = ATTRIBUTION_ATTACKS.build({**settings, "skip_converged": True}, explainer=ig)
     chunks = sorted(c for c in {2, 4, args.images} if 1 < c <= args.images)
-    variants: dict[str, Callable[[], object]] = {
+    variants = {
         "loop": lambda: [attack.run(model, x[i:i + 1], y[i:i + 1]) for i in range(len(y))]}
     for chunk in chunks:
         variants[f"chunks of {chunk}"] = lambda chunk=chunk: [attack.run(model, x[i:i + chunk], y[i:i + chunk])

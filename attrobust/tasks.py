@@ -37,6 +37,7 @@ from attrobust.optim import OPTIMIZERS
 from attrobust.provenance import config_hash, git_commit, run_id
 from attrobust.registry import construct
 from attrobust.regularizers import REGULARIZERS
+from attrobust.reporting.caveats import headline_caveats
 from attrobust.reporting.figures import attribution_figure
 from attrobust.reporting.rows import RunIdentity, accuracy_rows, attribution_rows
 from attrobust.reporting.tables import write_results
@@ -207,7 +208,16 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
         rows.append(attribution_rows(trained.identity(each.describe()), evaluation.per_image, metrics))
     if per_image:
         write_text_atomic(run_dir / "measures.csv", pd.concat(per_image, ignore_index=True).to_csv(index=False))
-    return write_results(pd.concat(rows, ignore_index=True), run_dir)
+    results = pd.concat(rows, ignore_index=True)
+    warn_about(results)
+    return write_results(results, run_dir)
+
+
+def warn_about(results: pd.DataFrame) -> None:
+    """A warning line for each way the headline of these rows could mislead (attrobust.reporting.caveats)."""
+    controls = tuple(n for n in ATTRIBUTION_ATTACKS.names() if not ATTRIBUTION_ATTACKS.get(n).ascends)  # type: ignore
+    for line in headline_caveats(results, controls):
+        log.warning(line)
 
 
 def baseline(main: AttributionAttack, name: str) -> AttributionAttack:
@@ -241,7 +251,9 @@ def attack(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
         attribution_figure(evaluation.examples, run_dir / "figure.png",
                            f"{trained.payload['run_id']}: {attribution.describe()}")
     identity = trained.identity(attribution.describe())  # says how many restarts ran
-    return write_results(attribution_rows(identity, evaluation.per_image, metrics), run_dir)
+    results = attribution_rows(identity, evaluation.per_image, metrics)
+    warn_about(results)
+    return write_results(results, run_dir)
 
 
 def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack,

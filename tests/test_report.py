@@ -139,3 +139,40 @@ def test_a_table_keeps_attacks_on_different_explainers_apart_and_survives_an_all
     assert list(table["CO mean"]) == [0.5, 0.7] and list(table["NA (%) mean"]) == [90.0, 90.0]
     summary = summary_table(rows)  # no image qualified: the strict column is all NaN
     assert len(summary) == 2 and list(summary["NA (%)"]) == [90.0, 90.0]
+
+
+def test_caveats_fire_when_a_control_beats_the_attack_or_many_images_stay_unmoved():
+    from attrobust.reporting.caveats import headline_caveats
+
+    def rows(attack_in: float, control_in: float, unmoved: int) -> pd.DataFrame:
+        base = {"run_id": "r", "dataset": "d", "model": "m", "reg": "natural", "n": 24, "seed": 0, "unit": ""}
+        topk, noise = "topk of ig(100) eps=0.3", "random_noise of ig(100) eps=0.3"
+        values = [(topk, "topk_intersection", attack_in), (topk, "kendall", 0.3), (topk, "images_scored", 24),
+                  (topk, "images_unmoved", unmoved), (noise, "topk_intersection", control_in), (noise, "kendall", 0.5),
+                  (noise, "images_scored", 24), (noise, "images_unmoved", 0),
+                  ("pgd eps=0.3 40x0.01", "natural_accuracy", 90.0)]
+        return pd.DataFrame([{**base, "attack": a, "metric": m, "value": v} for a, m, v in values])
+
+    assert headline_caveats(rows(60.0, 80.0, 2), ("random_noise", "random_sign")) == []  # a normal attack
+    lines = headline_caveats(rows(82.0, 80.0, 12), ("random_noise", "random_sign"))
+    assert len(lines) == 2
+    assert lines[0].startswith("12 of 24 images never moved under topk of ig(100)")
+    assert "random control random_noise of ig(100) looks at least as strong as topk of ig(100) on " \
+           "topk_intersection (80 vs 82)" in lines[1] and "kendall" not in lines[1]
+    assert all("attribution_attack.random_start=true" in line for line in lines)
+
+
+def test_latex_tables_escape_every_special_character():
+    import re
+
+    from attrobust.reporting.sweep import latex_table
+
+    table = pd.DataFrame({"reg_weight (%)": ["a_b & c", "50% #1"], "CO": ["0.6189 ± 0.0100", "$x^2~{y}\\z"]})
+    latex = latex_table(table)
+    body = latex.split(r"\midrule")[0] + latex.split(r"\midrule")[1]
+    body = body.replace(r"\toprule", "").replace(r"\bottomrule", "").replace(r"\end{tabular}", "")
+    body = re.sub(r"\\begin\{tabular\}\{l+\}", "", body).replace(r"\\", "")
+    unescaped = re.findall(r"(?<!\\)[_%&#^~{}]", body.replace(r"\textasciicircum{}", "").replace(
+        r"\textasciitilde{}", "").replace(r"\textbackslash{}", ""))
+    assert unescaped == ["&", "&", "&"]  # only the column separators, one per line
+    assert r"reg\_weight (\%)" in latex and r"0.6189 $\pm$ 0.0100" in latex and r"\$x\textasciicircum{}2" in latex

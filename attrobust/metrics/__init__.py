@@ -42,10 +42,15 @@ def build_metrics(entries: Sequence[str | Mapping[str, Any]], key: str = "eval.m
     return metrics
 
 
+def metric_name_of(column: str) -> str | None:
+    """The registered metric whose column (or a setting of it) `column` is (None: not a metric column)."""
+    return next((n for n in sorted(METRICS.names(), key=len, reverse=True)
+                 if column == n or column.startswith(n + "_")), None)
+
+
 def heading_of(column: str) -> str | None:
     """The table heading of a metric column written by this attrobust (None: not a metric column)."""
-    name = next((n for n in sorted(METRICS.names(), key=len, reverse=True)
-                 if column == n or column.startswith(n + "_")), None)
+    name = metric_name_of(column)
     if name is None:
         return None
     metric = METRICS.get(name)
@@ -53,4 +58,5 @@ def heading_of(column: str) -> str | None:
 
 
 __all__ = ["METRICS", "MapSpec", "Metric", "average_ranks", "build_metrics", "center_of_mass", "center_shift",
-           "heading_of", "kendall_tau_b", "spearman_rho", "top_k_indices", "top_k_mask", "topk_intersection"]
+           "heading_of", "kendall_tau_b", "metric_name_of", "spearman_rho", "top_k_indices", "top_k_mask",
+           "topk_intersection"]

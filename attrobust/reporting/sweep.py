@@ -222,14 +222,30 @@ def write_report(report: SweepReport, folder: Path) -> list[Path]:
     runs = f"{len(report.runs)} run(s): {sum(r.state == 'done' for r in report.runs)} done"
     listed = f"\nNot in the table:\n{problems}\n" if problems else ""
     write_text_atomic(written[1], f"{markdown}\n\n{runs}\n{listed}")
-    latex = table.to_latex(index=False).replace("±", r"$\pm$").replace("%", r"\%") if len(table) else ""
-    note = "".join(f"% {run.state}: {run.folder}\n" for run in report.problems)
+    latex = latex_table(table) if len(table) else ""
+    note = "".join(f"% {run.state}: {latex_escape(str(run.folder))}\n" for run in report.problems)
     write_text_atomic(written[2], latex + note)
     x = sweep_axis(report)
     if x is not None:
         written.append(folder / "report.png")
         sweep_plot(report, x, written[-1])
     return written
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
+
+
+def latex_escape(text: str) -> str:
+    """`text` with every character LaTeX treats specially escaped (and ± as math), for tables pasted into papers."""
+    return "".join(LATEX_SPECIAL.get(char, char) for char in text)
+
+
+def latex_table(table: pd.DataFrame) -> str:
+    """A tabular of `table`'s strings, every cell and heading escaped."""
+    escaped = table.astype(str).map(latex_escape)
+    escaped.columns = [latex_escape(str(column)) for column in table.columns]
+    return escaped.to_latex(index=False, escape=False)
 
 
 def sweep_axis(report: SweepReport) -> str | None:

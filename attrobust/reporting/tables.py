@@ -81,9 +81,25 @@ def write_results(rows: pd.DataFrame, folder: Path) -> pd.DataFrame:
     """Write `results.csv` (rows), `table.csv` and `table.md` (the summary) atomically; return the summary."""
     table = summary_table(rows)
     write_text_atomic(folder / RESULTS_FILE, rows.to_csv(index=False))
-    write_text_atomic(folder / "table.csv", table.to_csv(index=False, float_format="%.2f"))
-    write_text_atomic(folder / "table.md", table.to_markdown(index=False, floatfmt=".2f") + "\n")
+    write_text_atomic(folder / "table.csv", table.to_csv(index=False, float_format="%.6g"))
+    write_text_atomic(folder / "table.md", displayed(table).to_markdown(index=False, disable_numparse=True) + "\n")
     return table
+
+
+COUNT_HEADINGS = ("scored", "unqualified", "unmoved", "top-k covers saliency", "runs", "seeds")
+
+
+def displayed(table: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as strings for reading: counts as integers, percentages and pixels to 2 decimals, correlations and
+    other unitless values to 4."""
+    out = table.copy()
+    for column in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[column]):
+            continue
+        name = str(column)
+        digits = 0 if name in COUNT_HEADINGS else 2 if name.endswith(("(%)", "(px)")) else 4
+        out[column] = [("-" if pd.isna(v) else f"{v:.{digits}f}") for v in out[column]]
+    return out
 
 
 def rich_table(table: pd.DataFrame, title: str, max_columns: int = 9) -> Table:

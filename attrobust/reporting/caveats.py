@@ -1,0 +1,56 @@
+"""Warnings that keep a headline from misleading: read from the result rows of one evaluation.
+
+- A random control (an attack that ascends nothing: random_sign, random_noise) that looks at least as strong as the
+  attack on a metric (reference accounting) means the attack is not beating noise there, often because many images
+  never moved and the reference accounting scores them as unchanged.
+- More than a third of the scored images unmoved under an attack: its averages are upper bounds on robustness.
+Each is one line naming the numbers and the remedy; the measurements themselves are unchanged.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from attrobust.metrics import METRICS, metric_name_of
+
+UNMOVED_SHARE = 1 / 3
+REMEDY = "compare the strict (moved-only) columns, or set attribution_attack.random_start=true"
+
+
+def headline_caveats(rows: pd.DataFrame, controls: tuple[str, ...]) -> list[str]:
+    """One line per problem in the rows of one run: `controls` are the names of the random attacks."""
+    lines = []
+    values = rows.pivot_table(index="attack", columns="metric", values="value", aggfunc="mean", sort=False)
+    name_of = {attack: attack.split()[0] for attack in values.index}
+    attacks = [a for a in values.index if name_of[a] not in controls and "images_scored" in values.columns
+               and pd.notna(values.loc[a, "images_scored"])]
+    for attack in attacks:
+        scored, unmoved = values.loc[attack, "images_scored"], values.loc[attack, "images_unmoved"]
+        if scored > 0 and unmoved > UNMOVED_SHARE * scored:
+            lines.append(f"{int(unmoved)} of {int(scored)} images never moved under {_short(attack)}: they score as "
+                         f"unchanged maps, so its averages overstate robustness; {REMEDY}")
+        for control in (c for c in values.index if name_of[c] in controls):
+            weaker = [_compare(metric, values.loc[attack, metric], values.loc[control, metric])
+                      for metric in values.columns if _headline(metric)]
+            weaker = [text for text in weaker if text]
+            if weaker:
+                lines.append(f"the random control {_short(control)} looks at least as strong as {_short(attack)} on "
+                             f"{', '.join(weaker)}; {REMEDY}")
+    return lines
+
+
+def _headline(metric: str) -> bool:
+    return not metric.endswith("_strict") and metric_name_of(metric) is not None
+
+
+def _compare(metric: str, attack: float, control: float) -> str:
+    """'IN (77.46 vs 78.64)' when the control is at least as strong as the attack on `metric`, else ''."""
+    if pd.isna(attack) or pd.isna(control):
+        return ""
+    better = METRICS.get(metric_name_of(metric) or "").higher_is_better  # type: ignore[attr-defined]
+    stronger = control <= attack if better else control >= attack
+    return f"{metric} ({control:.4g} vs {attack:.4g})" if stronger else ""
+
+
+def _short(description: str) -> str:
+    return description.split(" eps=")[0]

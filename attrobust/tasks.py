@@ -37,7 +37,8 @@ from attrobust.optim import OPTIMIZERS
 from attrobust.provenance import config_hash, git_commit, run_id
 from attrobust.registry import construct
 from attrobust.regularizers import REGULARIZERS
-from attrobust.reporting.caveats import headline_caveats
+from attrobust.regularizers.adversarial import AdversarialObjective
+from attrobust.reporting.caveats import headline_caveats, training_caveats, warmup_caveat
 from attrobust.reporting.figures import attribution_figure
 from attrobust.reporting.rows import RunIdentity, accuracy_rows, attribution_rows
 from attrobust.reporting.tables import write_results
@@ -97,6 +98,10 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
              plain["model"]["name"], splits.name, examples, plan.total, settings.batch_size, plan.epochs,
              plain["reg"]["name"], device, run_dir)
 
+    if isinstance(objective, AdversarialObjective):
+        for line in warmup_caveat(objective.eps_warmup_epochs, plan.epochs, objective.eps):
+            log.warning(line)
+
     def lr_at(epoch: int, step: int) -> float:
         return optimizer_spec.lr_at(epoch, plan.epochs, step)
 
@@ -105,6 +110,8 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     distributed.finish()  # every rank has the same weights now; rank 0 saves and evaluates
     if not here.is_main:
         return None
+    for line in training_caveats(history, splits.num_classes):
+        log.warning(line)
     save_checkpoint({**metadata, "history": history, "model_state": model.state_dict()}, run_dir / MODEL_FILE,
                     "model")
     if attack is None:

@@ -176,3 +176,14 @@ def test_latex_tables_escape_every_special_character():
         r"\textasciitilde{}", "").replace(r"\textbackslash{}", ""))
     assert unescaped == ["&", "&", "&"]  # only the column separators, one per line
     assert r"reg\_weight (\%)" in latex and r"0.6189 $\pm$ 0.0100" in latex and r"\$x\textasciicircum{}2" in latex
+
+
+def test_training_caveats_fire_at_chance_level_and_for_a_warm_up_longer_than_the_run():
+    from attrobust.reporting.caveats import training_caveats, warmup_caveat
+
+    assert training_caveats([{"acc": 0.9}], 10) == [] and training_caveats([], 10) == []
+    (line,) = training_caveats([{"acc": 0.6}, {"acc": 0.12}], 10)
+    assert line.startswith("training accuracy after the last epoch is 12.0 %, chance level for 10 classes (10.0 %)")
+    assert warmup_caveat(3, 10, 0.3) == [] and warmup_caveat(3, 3, 0.3) == []
+    (line,) = warmup_caveat(3, 2, 0.3)
+    assert "reg.eps_warmup_epochs=3 is longer than the run's 2 epoch(s): training ends at eps 0.2, not 0.3" in line

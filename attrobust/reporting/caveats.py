@@ -54,3 +54,27 @@ def _compare(metric: str, attack: float, control: float) -> str:
 
 def _short(description: str) -> str:
     return description.split(" eps=")[0]
+
+
+CHANCE_MARGIN = 1.5  # final training accuracy at most this many times chance: the model did not learn
+
+
+def training_caveats(history: list[dict[str, float]], num_classes: int) -> list[str]:
+    """A line when the last epoch's training accuracy (on clean images) is at chance level."""
+    if not history or "acc" not in history[-1]:
+        return []
+    accuracy, chance = float(history[-1]["acc"]), 1.0 / num_classes
+    if accuracy > CHANCE_MARGIN * chance:
+        return []
+    return [f"training accuracy after the last epoch is {100 * accuracy:.1f} %, chance level for {num_classes} "
+            f"classes ({100 * chance:.1f} %): the model did not learn; lower the regulariser's weight (reg.weight), "
+            f"raise reg.eps_warmup_epochs, or check optim.lr"]
+
+
+def warmup_caveat(eps_warmup_epochs: int, epochs: int, eps: float) -> list[str]:
+    """A line when an eps warm-up outlasts the run, so training never reaches the eps it was asked for."""
+    if eps_warmup_epochs <= epochs:
+        return []
+    reached = eps * epochs / eps_warmup_epochs
+    return [f"reg.eps_warmup_epochs={eps_warmup_epochs} is longer than the run's {epochs} epoch(s): training ends at "
+            f"eps {reached:.4g}, not {eps:g}; set reg.eps_warmup_epochs<={epochs} or train longer"]

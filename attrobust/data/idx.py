@@ -13,7 +13,10 @@ import shutil
 from pathlib import Path
 
 import torch
-from torchvision import datasets
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torchvision takes a second to import: only the loaders below need it
+    from torchvision import datasets
 
 from attrobust.data.base import ImageSet, Splits
 from attrobust.errors import AttrobustError

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torchvision import datasets
 
 from attrobust.data import DATASETS
 from attrobust.data.base import DatasetSpec, Splits
@@ -18,4 +17,6 @@ class Mnist(DatasetSpec):
     download: bool = False
 
     def load(self) -> Splits:
+        from torchvision import datasets  # imported when used: a second saved on every command
+
         return load_idx_dataset(datasets.MNIST, "mnist", self.root, self.download, self.num_classes)

@@ -8,13 +8,14 @@ batch (for IG-NORM: of the B*m path points) normalise it; attacks and evaluation
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models import resnet18 as torchvision_resnet18
 
 from attrobust.models import MODELS
 
 
 @MODELS.register("resnet18")
 def resnet18(in_channels: int, image_size: tuple[int, int], num_classes: int) -> nn.Module:
+    from torchvision.models import resnet18 as torchvision_resnet18  # imported when used (a second to import)
+
     net = torchvision_resnet18(weights=None, num_classes=num_classes)
     if in_channels != 3:
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)

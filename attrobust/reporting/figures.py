@@ -5,13 +5,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from attrobust.atomic import _write_atomic  # noqa: E402
+from attrobust.atomic import _write_atomic
 
 
 def attribution_figure(examples: dict[str, torch.Tensor], path: Path, title: str) -> None:
@@ -20,6 +16,11 @@ def attribution_figure(examples: dict[str, torch.Tensor], path: Path, title: str
     count = len(examples["label"])
     if count == 0:
         return
+    import matplotlib  # imported when a figure is drawn: it takes a third of a second
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     height, width = examples["image"].shape[-2:]
     fig, axes = plt.subplots(count, 4, figsize=(10, 2.7 * count + 0.6), squeeze=False)
     for row in range(count):

@@ -156,9 +156,10 @@ class TrainedModel:
     test: ImageSet
     eval_settings: EvalSettings
     accel: Accel
+    dataset_name: str            # as the training rows name it (`folder:<dir>`, `npz:<dir>` for your own data)
 
     def identity(self, attack: str) -> RunIdentity:
-        return RunIdentity(self.payload["run_id"], self.plain["dataset"]["name"], self.payload["model_cfg"]["name"],
+        return RunIdentity(self.payload["run_id"], self.dataset_name, self.payload["model_cfg"]["name"],
                            self.payload["reg_cfg"]["name"], attack, self.plain["seed"], git_commit(),
                            self.payload["config_hash"])
 
@@ -180,7 +181,7 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
     model, splits = restore_model(path, payload, plain["dataset"])
     log.info("loaded %s (epoch %s) for %s", path, payload.get("epoch", "final"), splits.name)
     return TrainedModel(accel.prepare(model.to(device).eval()), payload, plain,
-                        accel.data(splits.test.head(eval_settings.num_examples)), eval_settings, accel)
+                        accel.data(splits.test.head(eval_settings.num_examples)), eval_settings, accel, splits.name)
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:

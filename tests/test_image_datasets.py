@@ -7,6 +7,7 @@ import os
 import tarfile
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from image_fixtures import make_flower17, make_gtsrb_official, make_gtsrb_pickles, make_image_folder, make_npz
@@ -454,6 +455,7 @@ def test_a_model_of_your_own_folder_data_is_evaluated_on_the_folder_you_name(cli
     result = cli("evaluate", "checkpoint=run", "attributions=false", "dataset_path=data", "eval.num_examples=4",
                  "attack.steps=1", "hydra.run.dir=eval2")
     assert result.exit_code == 0, result.stderr
+    assert set(pd.read_csv(tmp_path / "eval2" / "results.csv")["dataset"]) == {"folder:data"}  # as training names it
 
 
 def test_input_data_is_checked_once_at_load(tmp_path, caplog):

@@ -94,6 +94,8 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
                 "resume_key": config_hash(resume_fields)}
     examples = len(splits.train.head(settings.num_examples))
     plan = settings.plan(examples)
+    if plain["optim"].get("schedule") == "cosine":  # the rate of every epoch depends on the run's length
+        metadata["schedule_epochs"] = plan.epochs
     log.info("training %s on %s (%d images, %d steps of %d in %d epochs) with reg=%s on %s; run dir %s",
              plain["model"]["name"], splits.name, examples, plan.total, settings.batch_size, plan.epochs,
              plain["reg"]["name"], device, run_dir)

@@ -546,3 +546,15 @@ def test_a_permission_fault_is_one_line_naming_the_path(cli, tmp_path, monkeypat
     assert result.exit_code == 2 and "Traceback" not in result.stderr
     (line,) = result.error_lines
     assert line.startswith("error: Permission denied: ") and "check its permissions" in line
+
+
+def test_a_finished_cosine_run_is_not_silently_extended(cli, tmp_path):
+    assert cli("train", *TINY_RUN, "train.epochs=2", "eval_at_end=false", RUN).exit_code == 0
+    result = cli("train", *TINY_RUN, "train.epochs=3", "eval_at_end=false", RUN)
+    assert result.exit_code == 2
+    (line,) = result.error_lines
+    assert "schedule over 2 epochs; 3 epochs would change the rate of the epochs already run" in line
+    constant = [*TINY_RUN, "optim.schedule=constant", "eval_at_end=false", "hydra.run.dir=constant"]
+    assert cli("train", *constant, "train.epochs=2").exit_code == 0
+    assert cli("train", *constant, "train.epochs=3").exit_code == 0  # a constant rate: extending is that run
+    assert len(pd.read_csv(tmp_path / "constant" / "train_log.csv")) == 3

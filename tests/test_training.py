@@ -331,3 +331,19 @@ def test_foreign_torch_file_is_rejected(tmp_path):
 def test_train_settings_reject_bad_values():
     with pytest.raises(ValueError, match="batch_size must be positive"):
         TrainSettings(epochs=1, batch_size=0)
+
+
+def test_a_run_on_a_schedule_over_its_length_is_not_extended_to_another_length(tmp_path):
+    """A cosine schedule's rates depend on the number of epochs: re-running a finished run dir with more epochs would
+    not give a run of that length, so it is refused; the same length resumes (nothing left to do)."""
+    def fit_for(epochs: int):
+        torch.manual_seed(0)
+        model = TinyNet()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        return fit(model, build_reg("natural"), optimizer, lambda e, step: 0.1 * (1 + math.cos(math.pi * e / epochs)),
+                   toy_data(), TrainSettings(batch_size=16, epochs=epochs), 0, tmp_path,
+                   {"resume_key": "k", "schedule_epochs": epochs})
+
+    assert len(fit_for(2)) == 2 and len(fit_for(2)) == 2
+    with pytest.raises(AttrobustError, match="schedule over 2 epochs; 3 epochs would change the rate"):
+        fit_for(3)

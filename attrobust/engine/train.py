@@ -331,6 +331,11 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     if state.get("resume_key") != metadata.get("resume_key"):
         raise AttrobustError(f"{path} was written with a different dataset/model/reg/optim/seed; use a new run dir "
                              f"or train.resume=false to start over")
+    old, new = state.get("schedule_epochs"), metadata.get("schedule_epochs")
+    if old is not None and new is not None and old != new:  # a schedule over the run's length (cosine) would change
+        raise AttrobustError(f"{path} was trained with a learning-rate schedule over {old} epochs; {new} epochs would "
+                             f"change the rate of the epochs already run, so the result would not be a {new}-epoch "
+                             f"run: use a new run dir, train.resume=false, or the run's own length ({old} epochs)")
     model.load_state_dict(state["model_state"])
     optimizer.load_state_dict(state["optimizer_state"])
     _set_rng_state(state["rng"])

@@ -169,7 +169,12 @@ def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
         table[f"{name} mean"] = wide[("mean", metric)]
         table[f"{name} std"] = wide[("std", metric)]
     table["seeds"] = per_run.groupby(keys, sort=False)["run_id"].nunique().reindex(table.index)
-    return table.reset_index()
+    table = table.reset_index()
+    natural = rows[rows["metric"] == "natural_accuracy"]
+    if len(natural):  # how many test images NA and AA count (attacks on explanations: the `scored` count)
+        images = natural.groupby(group, sort=False)["n"].max().rename("NA n").reset_index()
+        table = table.merge(images, on=group, how="left")
+    return table
 
 
 def attack_key(description: str) -> str:
@@ -188,13 +193,15 @@ def paper_table(report: SweepReport) -> pd.DataFrame:
         digits = 0 if name in FIXED_HEADINGS.values() else 2 if name.endswith(("(%)", "(px)")) else 4
         pairs = zip(table[f"{name} mean"], table[f"{name} std"], strict=True)
         out[name] = [_mean_std(mean, std, digits) for mean, std in pairs]
+    if "NA n" in table:
+        out["NA n"] = [("-" if pd.isna(n) else str(int(n))) for n in table["NA n"]]
     out["seeds"] = table["seeds"]
     return out
 
 
 def _shown_headings(table: pd.DataFrame) -> list[str]:
     names = [column.removesuffix(" mean") for column in table.columns if column.endswith(" mean")]
-    hidden = set(FIXED_HEADINGS.values()) - {"unmoved"}
+    hidden = set(FIXED_HEADINGS.values()) - {"unmoved", "scored"}
     return [name for name in names if " strict" not in name and name not in hidden]
 
 
@@ -257,6 +264,12 @@ def sweep_axis(report: SweepReport) -> str | None:
     return None
 
 
+def log_axis(values: pd.Series) -> bool:
+    """A logarithmic axis for positive values that span more than a decade (a weight swept over 0.1 .. 100)."""
+    numbers = pd.to_numeric(values, errors="coerce").dropna()
+    return bool(len(numbers)) and bool((numbers > 0).all()) and float(numbers.max()) > 10 * float(numbers.min())
+
+
 def sweep_plot(report: SweepReport, x: str, path: Path) -> None:
     """One panel per paper metric against `x`, one line per (dataset, model, reg, attack), error bars = std over
     seeds."""
@@ -274,7 +287,10 @@ def sweep_plot(report: SweepReport, x: str, path: Path) -> None:
         for label, lines in table.groupby(GROUP_KEYS + ["attack"], sort=False):
             axis.errorbar(lines[x], lines[f"{name} mean"], yerr=lines[f"{name} std"].fillna(0), marker="o",
                           capsize=3, label="/".join(map(str, label)))
+        if log_axis(table[x]):
+            axis.set_xscale("log")
         axis.set_xlabel(x)
+        axis.set_ylabel(name)
         axis.set_title(name)
     axes[0][0].legend(fontsize=7)
     figure.tight_layout()

@@ -36,7 +36,7 @@ AUTO_IMAGES = {"cpu": 100, "cuda": 1_000}
 
 @dataclass(frozen=True)
 class AttributionEvaluation:
-    per_image: pd.DataFrame           # one row per scored image, PER_IMAGE_COLUMNS
+    per_image: pd.DataFrame           # one row per scored image: BOOKKEEPING_COLUMNS, then one column per metric
     examples: dict[str, Tensor]       # the first scored images: image, perturbed, saliency maps, label
     n_images: int                     # test images considered (scored = correctly classified)
 

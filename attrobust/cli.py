@@ -264,11 +264,15 @@ def _describe_hydra_error(error: Exception) -> str:
 
 
 def _description(path: Path) -> str:
-    """The first comment line of a config that is not a Hydra directive."""
+    """The leading comment of a config (Hydra directives skipped), whole: it may run over several lines."""
+    parts: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#") and not line.startswith("# @"):
-            return line.lstrip("# ").strip()
-    return ""
+        if line.startswith("# @"):
+            continue
+        if not line.startswith("#"):
+            break
+        parts.append(line.lstrip("#").strip())
+    return " ".join(part for part in parts if part)
 
 
 def _fail(message: str) -> None:

@@ -138,8 +138,10 @@ def test_list_shows_every_group(cli):
     result = cli("list")
     assert result.exit_code == 0
     for name in ("mnist_mini", "fashion_mnist", "madry_cnn", "natural", "pgd", "adam", "topk", "random_sign",
-                 "rar_mnist_ig_norm", "mnist_mini_ig_sum_norm"):
+                 "rar_mnist_ig_norm", "mnist_mini_ig_sum_norm", "smoothgrad", "gradcam", "lens_recall", "pearson"):
         assert name in result.stdout
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert "test.p." in text  # the end of gtsrb's two-line description: descriptions are whole
 
 
 def test_console_script_help():

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from attrobust.attacks import ATTRIBUTION_ATTACKS, PREDICTION_ATTACKS
+from attrobust.attacks import ATTRIBUTION_ATTACKS, PREDICTION_ATTACKS, random_baselines
 from attrobust.attacks.attribution import AttributionAttack
 from attrobust.config import to_plain
 from attrobust.data import DATASETS
@@ -225,17 +225,15 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
 
 def warn_about(results: pd.DataFrame) -> None:
     """A warning line for each way the headline of these rows could mislead (attrobust.reporting.caveats)."""
-    controls = tuple(n for n in ATTRIBUTION_ATTACKS.names() if not ATTRIBUTION_ATTACKS.get(n).ascends)  # type: ignore
-    for line in headline_caveats(results, controls):
+    for line in headline_caveats(results, tuple(random_baselines())):
         log.warning(line)
 
 
 def baseline(main: AttributionAttack, name: str) -> AttributionAttack:
     """The random baseline `name` with the threat model, budget, selection and explainer of the attack `main`."""
-    if name not in ATTRIBUTION_ATTACKS.names() or ATTRIBUTION_ATTACKS.get(name).ascends:  # type: ignore[attr-defined]
-        baselines = [n for n in ATTRIBUTION_ATTACKS.names() if not ATTRIBUTION_ATTACKS.get(n).ascends]  # type: ignore
-        raise AttrobustError(f"eval.baselines: '{name}' is not a random baseline; choose from: {choices(baselines)} "
-                             f"(or eval.baselines=[] for none)")
+    if name not in random_baselines():
+        raise AttrobustError(f"eval.baselines: '{name}' is not a random baseline; choose from: "
+                             f"{choices(random_baselines())} (or eval.baselines=[] for none)")
     shared = {f.name: getattr(main, f.name) for f in dataclasses.fields(AttributionAttack)}
     return ATTRIBUTION_ATTACKS.get(name)(**shared)
 
@@ -274,7 +272,7 @@ def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack,
                                            trained.eval_settings.batch_size,
                                            keep_examples=int(trained.plain.get("figure_examples", 4)))
     scored = evaluation.per_image
-    means = ", ".join(f"{m.title} {scored[m.column].mean() * (100 if m.unit == '%' else 1):.4g}{m.unit}"
+    means = ", ".join(f"{m.title} {m.scale * scored[m.column].mean():.4g}{m.unit}"
                       for m in metrics)
     log.info("%s on %d of %d images (correctly classified): %s; %d without a counted iterate, %d unmoved",
              attribution.describe(), len(scored), evaluation.n_images, means,

@@ -165,7 +165,8 @@ def test_lens_equals_a_set_oracle_in_2d_without_wrapping_rows(window):
 
 
 def test_diverse_top_k_equals_a_greedy_loop_oracle():
-    maps = saliency_like(5, 8) + torch.rand(5, SIZE[0] * SIZE[1], dtype=torch.float64) * 1e-3  # no ties
+    jitter = torch.rand(5, SIZE[0] * SIZE[1], generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    maps = saliency_like(5, 8) + jitter * 1e-3  # no ties
     k, window, candidates = 6, 3, 30
     got = diverse_top_k_mask(maps, k, SIZE, window, candidates)
     for i in range(5):

@@ -22,4 +22,10 @@ ATTRIBUTION_ATTACKS: Registry[AttributionAttack] = Registry("attack")
 
 import_components(__name__, __path__, skip=("attribution", "projected_ascent"))
 
-__all__ = ["ATTRIBUTION_ATTACKS", "PREDICTION_ATTACKS", "AttackObjective", "LinfBall", "pgd"]
+
+def random_baselines() -> list[str]:
+    """The attacks on explanations that ascend nothing (random_sign, random_noise): controls a real attack must beat."""
+    return [name for name in ATTRIBUTION_ATTACKS.names()
+            if not ATTRIBUTION_ATTACKS.get(name).ascends]  # type: ignore[attr-defined]
+
+__all__ = ["ATTRIBUTION_ATTACKS", "PREDICTION_ATTACKS", "AttackObjective", "LinfBall", "pgd", "random_baselines"]

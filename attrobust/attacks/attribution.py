@@ -48,8 +48,8 @@ from attrobust.attributions import check_smoothable, saliency_map, softplus_surr
 from attrobust.errors import AttrobustError
 from attrobust.explainers.base import Explainer
 from attrobust.explainers.ig import IntegratedGradientsExplainer
-from attrobust.metrics import center_of_mass, kendall_tau_b, spearman_rho, top_k_mask, topk_intersection
-from attrobust.metrics.ranks import defined_for_constant_maps
+from attrobust.metrics import center_of_mass, top_k_mask, topk_intersection
+from attrobust.metrics.ranks import kendall_of_maps, spearman_of_maps
 
 Measure = Literal["kendall", "intersection", "spearman", "mass_center"]
 MEASURES: tuple[Measure, ...] = ("kendall", "intersection", "spearman", "mass_center")
@@ -182,7 +182,6 @@ class AttributionAttack:
         return current + self.step_size * self.direction(model, current, reference)
 
     # -- the shared algorithm ---------------------------------------------------------------------------------
-
     @property
     def restarts_to_run(self) -> int:
         """`restarts`, or 1 for a deterministic attack from the image itself: its restarts would be identical."""
@@ -217,9 +216,9 @@ class AttributionAttack:
     def criterion(self, reference: Reference, saliency: Tensor) -> Tensor:
         """The selection measure of an iterate (lower = stronger attack), as the reference's `check_measure`."""
         if self.measure == "kendall":
-            return defined_for_constant_maps(kendall_tau_b(reference.saliency, saliency), reference.saliency, saliency)
+            return kendall_of_maps(reference.saliency, saliency)
         if self.measure == "spearman":
-            return defined_for_constant_maps(spearman_rho(reference.saliency, saliency), reference.saliency, saliency)
+            return spearman_of_maps(reference.saliency, saliency)
         if self.measure == "intersection":
             return topk_intersection(reference.saliency, saliency, min(self.k, saliency.shape[1]))
         assert reference.surrogate_center is not None
@@ -275,8 +274,7 @@ class AttributionAttack:
         one = torch.ones(original.shape[0], dtype=torch.float64, device=original.device)
         return AttributionAttackResult(
             perturbed=best_x, original_saliency=original, perturbed_saliency=best_saliency,
-            kendall=torch.where(qualified, defined_for_constant_maps(kendall_tau_b(original, best_saliency), original,
-                                                                     best_saliency), one),
+            kendall=torch.where(qualified, kendall_of_maps(original, best_saliency), one),
             qualified=qualified, moved=moved, image_size=reference.image_size,
             support_covered=(original > 0).sum(1) <= min(self.k, original.shape[1]))
 

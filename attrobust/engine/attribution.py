@@ -96,7 +96,7 @@ def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionA
     finally:
         model.train(was_training)
     per_image = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
-    return AttributionEvaluation(per_image, _examples(kept, data, scored, keep_examples, metrics, attack.eval_k),
+    return AttributionEvaluation(per_image, _examples(kept, data, scored, keep_examples, per_image, metrics),
                                  len(data))
 
 
@@ -114,7 +114,7 @@ def score(result: AttributionAttackResult, metrics: list[Metric], k: int) -> dic
 
 def _running_means(rows: list[pd.DataFrame], metrics: list[Metric]) -> str:
     done = pd.concat(rows, ignore_index=True)
-    return " ".join(f"{m.title}={done[m.column].mean() * (100 if m.unit == '%' else 1):.3g}{m.unit}"
+    return " ".join(f"{m.title}={m.scale * done[m.column].mean():.3g}{m.unit}"
                     for m in metrics[:2])
 
 
@@ -125,15 +125,15 @@ def _per_image(index: Tensor, y: Tensor, result: AttributionAttackResult, metric
     return pd.DataFrame({name: value.detach().cpu().numpy() for name, value in columns.items()})
 
 
-def _examples(kept: list[AttributionAttackResult], data: ImageSet, scored: Tensor, n: int, metrics: list[Metric],
-              k: int) -> dict[str, Tensor]:
+def _examples(kept: list[AttributionAttackResult], data: ImageSet, scored: Tensor, n: int, per_image: pd.DataFrame,
+              metrics: list[Metric]) -> dict[str, Tensor]:
+    """The first `n` scored images (those of the first chunks, `kept`) with their maps and first two metrics."""
     if not kept:
         return {}
-    values = [score(r, metrics[:2], k) for r in kept]
     cat = lambda name: torch.cat([getattr(r, name) for r in kept])[:n].detach().cpu()  # noqa: E731
     count = min(n, sum(len(r.qualified) for r in kept))
     index = scored[:count]
     return {"index": index, "label": data.labels[index], "image": data.images[index].float() / 255,
             "perturbed": cat("perturbed").float(), "original_saliency": cat("original_saliency").float(),
             "perturbed_saliency": cat("perturbed_saliency").float(),
-            "scores": {m.title: torch.cat([v[m.column] for v in values])[:n].detach().cpu() for m in metrics[:2]}}
+            "scores": {m.title: torch.tensor(per_image[m.column].to_numpy()[:count]) for m in metrics[:2]}}

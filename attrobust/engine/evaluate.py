@@ -13,9 +13,6 @@ from attrobust.data.base import ImageSet
 from attrobust.engine.progress import ProgressReporter
 
 
-DEFAULT_METRICS = ("topk_intersection", "kendall", "spearman", "center_shift")
-
-
 class PredictionAttack(Protocol):
     def describe(self) -> str: ...
 
@@ -69,10 +66,10 @@ def evaluate_accuracy(model: nn.Module, data: ImageSet, attack: PredictionAttack
 @dataclass(frozen=True)
 class EvalSettings:
     batch_size: int
+    metrics: tuple[str | Mapping[str, Any], ...]  # per-image measures of attribution attacks (conf/eval/default.yaml)
+    baselines: tuple[str, ...]                    # random baselines run by `evaluate` beside its attribution attack
     num_examples: int | None = None
     attribution_batch_size: int | None = None  # images per attribution-attack chunk; None: auto
-    metrics: tuple[str | Mapping[str, Any], ...] = DEFAULT_METRICS  # per-image measures of attribution attacks
-    baselines: tuple[str, ...] = ()   # random baselines run by `evaluate` beside its attribution attack
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:

@@ -42,6 +42,11 @@ class Metric:
         raise NotImplementedError
 
     @property
+    def scale(self) -> float:
+        """The factor from a per-image value to what rows and tables show: 100 for a metric in %."""
+        return 100.0 if self.unit == "%" else 1.0
+
+    @property
     def column(self) -> str:
         """The name of this metric's column and result rows: the registry name, plus each setting that differs from
         its default (`lens_recall_window5`), so two settings of one metric never share a column."""

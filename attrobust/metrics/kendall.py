@@ -10,7 +10,7 @@ from torch import Tensor
 
 from attrobust.metrics import METRICS
 from attrobust.metrics.base import MapSpec, Metric
-from attrobust.metrics.ranks import defined_for_constant_maps, kendall_tau_b
+from attrobust.metrics.ranks import kendall_of_maps
 
 
 @METRICS.register("kendall")
@@ -20,4 +20,4 @@ class Kendall(Metric):
     heading = "CO"
 
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
-        return defined_for_constant_maps(kendall_tau_b(original, perturbed), original, perturbed)
+        return kendall_of_maps(original, perturbed)

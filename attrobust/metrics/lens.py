@@ -26,11 +26,14 @@ Shapes: maps (N, H*W) -> (N,) float64. Batched: the greedy selection loops over 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attrobust.metrics.base import MapSpec
+from attrobust.metrics.base import MapSpec, Metric
 from attrobust.metrics.topk import top_k_mask
 
 
@@ -85,3 +88,22 @@ def lens_scores(original: Tensor, perturbed: Tensor, maps: MapSpec, window: int,
     recall = (lens_window_mask(o, maps.image_size, window) & p).sum(1).to(torch.float64) / k
     precision = (o & lens_window_mask(p, maps.image_size, window)).sum(1).to(torch.float64) / k
     return recall, precision
+
+
+@dataclass(frozen=True)
+class LensMetric(Metric):
+    """The settings and call shared by `lens_recall` and `lens_precision` (`side` picks which of the two)."""
+
+    unit = "%"
+    side: ClassVar[int] = 0  # 0: recall, 1: precision
+    window: int = 3
+    diverse: bool = False
+    candidates_per_k: int = 6
+
+    def __post_init__(self) -> None:
+        check_window(self.window)
+        if self.candidates_per_k < 1:
+            raise ValueError(f"candidates_per_k must be >= 1, got {self.candidates_per_k}")
+
+    def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
+        return lens_scores(original, perturbed, maps, self.window, self.diverse, self.candidates_per_k)[self.side]

@@ -9,27 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor
-
 from attrobust.metrics import METRICS
-from attrobust.metrics.base import MapSpec, Metric
-from attrobust.metrics.lens import check_window, lens_scores
+from attrobust.metrics.lens import LensMetric
 
 
 @METRICS.register("lens_precision")
 @dataclass(frozen=True)
-class LensPrecision(Metric):
+class LensPrecision(LensMetric):
     registry_name = "lens_precision"
     heading = "LENS-P"
-    unit = "%"
-    window: int = 3
-    diverse: bool = False
-    candidates_per_k: int = 6
-
-    def __post_init__(self) -> None:
-        check_window(self.window)
-        if self.candidates_per_k < 1:
-            raise ValueError(f"candidates_per_k must be >= 1, got {self.candidates_per_k}")
-
-    def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
-        return lens_scores(original, perturbed, maps, self.window, self.diverse, self.candidates_per_k)[1]
+    side = 1

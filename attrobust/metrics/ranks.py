@@ -62,6 +62,16 @@ def defined_for_constant_maps(value: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.where(torch.isnan(value), fallback, value)
 
 
+def kendall_of_maps(a: Tensor, b: Tensor) -> Tensor:
+    """`kendall_tau_b`, defined for constant maps (`defined_for_constant_maps`): the metric, the attacks' selection."""
+    return defined_for_constant_maps(kendall_tau_b(a, b), a, b)
+
+
+def spearman_of_maps(a: Tensor, b: Tensor) -> Tensor:
+    """`spearman_rho`, defined for constant maps (`defined_for_constant_maps`)."""
+    return defined_for_constant_maps(spearman_rho(a, b), a, b)
+
+
 def _check(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     if a.shape != b.shape or a.dim() != 2:
         raise ValueError(f"expected two (N, D) tensors of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from attrobust.metrics import METRICS
 from attrobust.metrics.base import MapSpec, Metric
-from attrobust.metrics.ranks import defined_for_constant_maps, spearman_rho
+from attrobust.metrics.ranks import spearman_of_maps
 
 
 @METRICS.register("spearman")
@@ -20,4 +20,4 @@ class Spearman(Metric):
     heading = "Spearman"
 
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
-        return defined_for_constant_maps(spearman_rho(original, perturbed), original, perturbed)
+        return spearman_of_maps(original, perturbed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from attrobust.metrics import METRICS, metric_name_of
+from attrobust.reporting.rows import attack_key
 
 UNMOVED_SHARE = 1 / 3
 REMEDY = "compare the strict (moved-only) columns, or set attribution_attack.random_start=true"
@@ -21,20 +22,21 @@ def headline_caveats(rows: pd.DataFrame, controls: tuple[str, ...]) -> list[str]
     """One line per problem in the rows of one run: `controls` are the names of the random attacks."""
     lines = []
     values = rows.pivot_table(index="attack", columns="metric", values="value", aggfunc="mean", sort=False)
-    name_of = {attack: attack.split()[0] for attack in values.index}
+    name_of = {attack: attack_key(attack).split()[0] for attack in values.index}
     attacks = [a for a in values.index if name_of[a] not in controls and "images_scored" in values.columns
                and pd.notna(values.loc[a, "images_scored"])]
     for attack in attacks:
         scored, unmoved = values.loc[attack, "images_scored"], values.loc[attack, "images_unmoved"]
+        name = attack_key(attack)
         if scored > 0 and unmoved > UNMOVED_SHARE * scored:
-            lines.append(f"{int(unmoved)} of {int(scored)} images never moved under {_short(attack)}: they score as "
-                         f"unchanged maps, so its averages overstate robustness; {REMEDY}")
+            lines.append(f"{int(unmoved)} of {int(scored)} images never moved under {name}: they score as unchanged "
+                         f"maps, so its averages overstate robustness; {REMEDY}")
         for control in (c for c in values.index if name_of[c] in controls):
             weaker = [_compare(metric, values.loc[attack, metric], values.loc[control, metric])
                       for metric in values.columns if _headline(metric)]
             weaker = [text for text in weaker if text]
             if weaker:
-                lines.append(f"the random control {_short(control)} looks at least as strong as {_short(attack)} on "
+                lines.append(f"the random control {attack_key(control)} looks at least as strong as {name} on "
                              f"{', '.join(weaker)}; {REMEDY}")
     return lines
 
@@ -50,10 +52,6 @@ def _compare(metric: str, attack: float, control: float) -> str:
     better = METRICS.get(metric_name_of(metric) or "").higher_is_better  # type: ignore[attr-defined]
     stronger = control <= attack if better else control >= attack
     return f"{metric} ({control:.4g} vs {attack:.4g})" if stronger else ""
-
-
-def _short(description: str) -> str:
-    return description.split(" eps=")[0]
 
 
 CHANCE_MARGIN = 1.5  # final training accuracy at most this many times chance: the model did not learn

@@ -53,9 +53,8 @@ def attribution_rows(identity: RunIdentity, per_image: pd.DataFrame, metrics: li
     values: list[tuple[str, float, str, int]] = []
     for strict, images in ((False, per_image), (True, qualified)):
         for metric in metrics:
-            scale = 100.0 if metric.unit == "%" else 1.0
             name = metric.column + ("_strict" if strict else "")
-            values.append((name, scale * images[metric.column].mean(), metric.unit, len(images)))
+            values.append((name, metric.scale * images[metric.column].mean(), metric.unit, len(images)))
     values += [("images_scored", scored, "count", scored),
                ("images_unqualified", scored - len(qualified), "count", scored),
                ("images_unmoved", int((~per_image["moved"].astype(bool)).sum()), "count", scored),
@@ -63,3 +62,9 @@ def attribution_rows(identity: RunIdentity, per_image: pd.DataFrame, metrics: li
     base = asdict(identity)
     rows = [{**base, "metric": m, "value": float(v), "unit": u, "n": n} for m, v, u, n in values]
     return pd.DataFrame(rows, columns=ROW_COLUMNS)
+
+
+def attack_key(description: str) -> str:
+    """What tells two attacks apart in a report: the attack's description up to its settings ('topk of ig(100)',
+    'random_sign of gradcam', 'pgd'); of an older combined description ('pgd ...; topk ...') its last part."""
+    return description.split("; ")[-1].split(" eps=")[0].strip()

@@ -24,7 +24,7 @@ from rich.console import Console
 
 from attrobust.errors import AttrobustError
 from attrobust.provenance import run_id
-from attrobust.reporting.rows import ACCURACY_METRICS, ROW_COLUMNS
+from attrobust.reporting.rows import ACCURACY_METRICS, ROW_COLUMNS, attack_key
 from attrobust.reporting.tables import FIXED_HEADINGS, RESULTS_FILE, ordered_metrics, rich_table, unit_heading
 
 FAILED_FILE = "failed.txt"
@@ -175,12 +175,6 @@ def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
         images = natural.groupby(group, sort=False)["n"].max().rename("NA n").reset_index()
         table = table.merge(images, on=group, how="left")
     return table
-
-
-def attack_key(description: str) -> str:
-    """What tells two attacks apart in a report: the attack's description up to its settings ('topk of ig(100)',
-    'random_sign of gradcam', 'pgd'); of an older combined description ('pgd ...; topk ...') its last part."""
-    return description.split("; ")[-1].split(" eps=")[0].strip()
 
 
 def paper_table(report: SweepReport) -> pd.DataFrame:

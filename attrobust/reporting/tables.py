@@ -86,7 +86,7 @@ def write_results(rows: pd.DataFrame, folder: Path) -> pd.DataFrame:
     return table
 
 
-COUNT_HEADINGS = ("scored", "unqualified", "unmoved", "top-k covers saliency", "runs", "seeds")
+COUNT_HEADINGS = (*(FIXED_HEADINGS[metric] for metric in COUNT_METRICS), "runs", "seeds")
 
 
 def displayed(table: pd.DataFrame) -> pd.DataFrame:

@@ -33,7 +33,8 @@ from rich.table import Table
 from attrobust import rundir, tasks
 from attrobust.atomic import write_text_atomic
 from attrobust.engine import distributed
-from attrobust.config import GROUPS, config_dir, describe_config_error, group_options, register_resolvers
+from attrobust.config import (GROUPS, SWEPT_KEYS_ENV, config_dir, describe_config_error, group_options,
+                              register_resolvers)
 from attrobust.errors import AttrobustError, choices, describe_os_error
 from attrobust.provenance import provenance
 from attrobust.reporting.callback import FINISHED_SWEEPS
@@ -129,6 +130,7 @@ def _run(config_name: str, task: Callable[[DictConfig, Path], Any], args: Sequen
     parsed = parser.parse_args((["--multirun"] if multirun else []) + list(args))
     try:
         _check_group_choices(parsed.overrides, parsed.config_dir)
+        os.environ[SWEPT_KEYS_ENV] = ",".join(_swept_keys(parsed.overrides)) if multirun else ""
         version.setbase("1.3")
         _failures.clear()
         FINISHED_SWEEPS.clear()
@@ -154,6 +156,12 @@ def _run(config_name: str, task: Callable[[DictConfig, Path], Any], args: Sequen
         for message in _failures:
             typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2)
+
+
+def _swept_keys(overrides: Sequence[str]) -> list[str]:
+    """The keys a multirun sweeps (`reg.weight` of `reg.weight=0.1,1`); the jobs' folders are named by their values."""
+    parsed = OverridesParser.create().parse_overrides([str(item) for item in overrides])
+    return [override.key_or_group for override in parsed if override.is_sweep_override()]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,9 @@ import attrobust
 from attrobust.errors import AttrobustError
 
 GROUPS = ("dataset", "model", "reg", "attack", "optim", "explainer")
+# the keys a multirun sweeps (`reg.weight` of `-m reg.weight=0.1,1`), set by the CLI for the jobs' folder names; an
+# environment variable, so that jobs launched in other processes (joblib, submitit, SLURM) see it too
+SWEPT_KEYS_ENV = "ATTROBUST_SWEPT_KEYS"
 
 
 def config_dir() -> Path:
@@ -43,9 +48,23 @@ def run_dir_of(checkpoint: str) -> str:
     return str(path if path.is_dir() else path.parent)
 
 
+def swept_values(task_overrides: Iterable[str], *shown: str) -> str:
+    """'_reg.weight=0.1_seed=1': this job's values of the swept keys, for its folder name ('' when nothing is swept);
+    keys in `shown` are already part of the name. Characters other than letters, digits and `._=+-` become '-'."""
+    swept = set(filter(None, os.environ.get(SWEPT_KEYS_ENV, "").split(",")))
+    parts = []
+    for item in task_overrides:
+        key, _, value = str(item).lstrip("+~").partition("=")
+        if key in swept and key not in shown:
+            parts.append(re.sub(r"[^A-Za-z0-9._=+-]", "-", f"{key}={value}")[:60])
+    return "".join(f"_{part}" for part in parts)
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("attrobust.run_dir"):
         OmegaConf.register_new_resolver("attrobust.run_dir", run_dir_of)
+    if not OmegaConf.has_resolver("attrobust.swept"):
+        OmegaConf.register_new_resolver("attrobust.swept", swept_values)
 
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:

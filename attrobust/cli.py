@@ -89,6 +89,17 @@ def attack(overrides: Overrides = None, multirun: Multirun = False) -> None:
     _run("attack", tasks.attack, overrides or [], multirun)
 
 
+@app.command(context_settings=HYDRA_ARGS)
+def explain(overrides: Overrides = None, multirun: Multirun = False) -> None:
+    """The maps of an explainer (explainer=ig|gradient|...) for chosen test images of a trained model: maps.pt and
+    maps.png in RUN_DIR/explain/<time>_<explainer>/. Choose images with eval.indices=[..], eval.classes=[..],
+    eval.sample=N or eval.num_examples=N (default: the first 8).
+
+    Example: attrobust explain checkpoint=outputs/train/<run> explainer=smoothgrad eval.indices=[0,7,42]
+    """
+    _run("explain", tasks.explain, overrides or [], multirun)
+
+
 @app.command("list")
 def list_components() -> None:
     """List the datasets, models, regularisers, attacks, optimisers, explainers (group=name), presets

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 import torch
+from torch import Tensor
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attrobust.attacks import ATTRIBUTION_ATTACKS, PREDICTION_ATTACKS, random_baselines
@@ -23,7 +24,10 @@ from attrobust.config import to_plain
 from attrobust.data import DATASETS
 from attrobust.data.base import ImageSet
 from attrobust.atomic import save_torch_atomic, write_text_atomic
-from attrobust.engine.attribution import AttributionEvaluation, evaluate_attributions
+from attrobust.attributions import saliency_map
+from attrobust.engine.attribution import AttributionEvaluation, MeasureStore, auto_batch_size, evaluate_attributions
+from attrobust.engine.examples import FigureChoice, figure_examples, figure_rows
+from attrobust.engine.selection import choose_images
 from attrobust.engine import distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
 from attrobust.engine.checkpoint import MODEL_FILE, save_checkpoint
@@ -39,7 +43,7 @@ from attrobust.registry import construct
 from attrobust.regularizers import REGULARIZERS
 from attrobust.regularizers.adversarial import AdversarialObjective
 from attrobust.reporting.caveats import headline_caveats, training_caveats, warmup_caveat
-from attrobust.reporting.figures import attribution_figure
+from attrobust.reporting.figures import attribution_figure, explanation_figure
 from attrobust.reporting.rows import RunIdentity, accuracy_rows, attribution_rows
 from attrobust.reporting.tables import write_results
 from attrobust.rundir import mark_started
@@ -120,7 +124,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
         return None
     identity = RunIdentity(metadata["run_id"], splits.name, plain["model"]["name"], plain["reg"]["name"],
                            attack.describe(), plain["seed"], git_commit(), metadata["config_hash"])
-    test = accel.data(splits.test.head(eval_settings.num_examples))
+    test = accel.data(choose_images(splits.test, eval_settings, splits.num_classes, plain["seed"]))
     rows = _accuracy(model, test, attack, eval_settings.batch_size, identity, plain["seed"], accel)
     return write_results(rows, run_dir)
 
@@ -133,13 +137,22 @@ class CommandSettings:
     device: str = "auto"
     eval_at_end: bool = True
     attributions: bool = True
-    figure_examples: int = 4
+    figure_examples: int = 3
+    figure_images: Any = "changed"  # FigureChoice: changed | first | a list of test indices
 
     def __post_init__(self) -> None:
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be in 0 .. 2**63 - 1, got {self.seed}")
         if self.figure_examples < 0:
             raise ValueError(f"figure_examples must be >= 0, got {self.figure_examples}")
+        choice = self.figure_images
+        if not (choice in ("changed", "first") or (isinstance(choice, (list, tuple)) and choice
+                                                   and all(isinstance(i, int) for i in choice))):
+            raise ValueError(f"figure_images must be changed, first or a list of test indices, got {choice!r}")
+
+    @property
+    def figure_choice(self) -> FigureChoice:
+        return self.figure_images if isinstance(self.figure_images, str) else tuple(self.figure_images)
 
 
 def command_settings(plain: Mapping[str, Any]) -> CommandSettings:
@@ -155,7 +168,8 @@ class TrainedModel:
     model: torch.nn.Module
     payload: dict[str, Any]
     plain: dict[str, Any]        # the resolved config of the command
-    test: ImageSet
+    settings: CommandSettings
+    test: ImageSet               # the selected test images (eval.indices, classes, sample, num_examples)
     eval_settings: EvalSettings
     accel: Accel
     dataset_name: str            # as the training rows name it (`folder:<dir>`, `npz:<dir>` for your own data)
@@ -176,57 +190,85 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
         with open_dict(cfg):
             cfg.dataset = checkpoint_dataset(payload["dataset_cfg"], cfg.get("dataset_path"))
     plain = to_plain(cfg)
-    command_settings(plain)
+    settings = command_settings(plain)
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
     accel = _settings(Accel, plain.get("accel", {}), "accel")
     device = resolve_device(plain["device"])
     model, splits = restore_model(path, payload, plain["dataset"])
-    log.info("loaded %s (epoch %s) for %s", path, payload.get("epoch", "final"), splits.name)
-    return TrainedModel(accel.prepare(model.to(device).eval()), payload, plain,
-                        accel.data(splits.test.head(eval_settings.num_examples)), eval_settings, accel, splits.name)
+    test = choose_images(splits.test, eval_settings, splits.num_classes, settings.seed)
+    log.info("loaded %s (epoch %s) for %s: %d test images", path, payload.get("epoch", "final"), splits.name,
+             len(test))
+    return TrainedModel(accel.prepare(model.to(device).eval()), payload, plain, settings, accel.data(test),
+                        eval_settings, accel, splits.name)
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     """The paper's columns for a checkpoint: NA, AA under `cfg.attack`, and every metric of `eval.metrics` under
     `cfg.attribution_attack` of `cfg.explainer` and under each random baseline of `eval.baselines` (skipped with
-    `attributions=false`). One line of the table per attribution attack, NA and AA on each."""
+    `attributions=false`). One line of the table per attribution attack, NA and AA on each. Writes `measures.csv`
+    (one row per image and attack) and `figure.png` of the attribution attack; a killed run resumes its attacks."""
     trained = load_trained(cfg)
     attack = prediction_attack(trained.plain["attack"])
     attacks: list[AttributionAttack] = []
     metrics: list[Metric] = []
     if trained.plain["attributions"]:
         explainer = EXPLAINERS.build(trained.plain["explainer"])
-        main = attribution_attack(trained.plain["attribution_attack"], explainer, "attribution_attack")
+        main = attribution_attack(trained.plain["attribution_attack"], explainer, "attribution_attack",
+                                  trained.eval_settings.protocol)
         names = [main.name, *trained.eval_settings.baselines]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             raise AttrobustError(f"eval.baselines: {', '.join(twice)} would run twice (the attack is {main.name}); "
                                  f"list each baseline once, and not the attack itself")
         attacks = [main] + [baseline(main, name) for name in trained.eval_settings.baselines]
-        metrics = build_metrics(trained.eval_settings.metrics)
+        metrics = protocol_metrics(trained.eval_settings)
         main.check_fits(*trained.test.images.shape[-2:], "attribution_attack")
         for each in attacks:
             each.check_model(trained.model)
     mark_started(run_dir)
     rows = [_accuracy(trained.model, trained.test, attack, trained.eval_settings.batch_size,
                       trained.identity(attack.describe()), trained.plain["seed"], trained.accel)]
-    per_image = []
+    per_image, stores = [], []
     for each in attacks:
-        torch.manual_seed(trained.plain["seed"])
-        evaluation = _attack_attributions(trained, each, metrics)
+        store = measure_store(run_dir, trained, each, metrics)
+        evaluation = _attack_attributions(trained, each, metrics, store)
+        if each is attacks[0]:
+            _draw(trained, each, evaluation, store, metrics, run_dir)
         per_image.append(evaluation.per_image.assign(attack=each.name))
         rows.append(attribution_rows(trained.identity(each.describe()), evaluation.per_image, metrics))
+        stores.append(store)
     if per_image:
         write_text_atomic(run_dir / "measures.csv", pd.concat(per_image, ignore_index=True).to_csv(index=False))
     results = pd.concat(rows, ignore_index=True)
-    warn_about(results)
-    return write_results(results, run_dir)
+    warn_about(results, trained.eval_settings.protocol)
+    table = write_results(results, run_dir)
+    for store in stores:  # the run's own files are written: the chunks are no longer needed
+        store.discard()
+    return table
 
 
-def warn_about(results: pd.DataFrame) -> None:
+def warn_about(results: pd.DataFrame, protocol: str = "reference") -> None:
     """A warning line for each way the headline of these rows could mislead (attrobust.reporting.caveats)."""
-    for line in headline_caveats(results, tuple(random_baselines())):
+    for line in headline_caveats(results, tuple(random_baselines()), strict=protocol == "robust"):
         log.warning(line)
+
+
+def protocol_metrics(settings: EvalSettings) -> list[Metric]:
+    """`eval.metrics`, with LENS recall added under `eval.protocol=robust` when it is not listed."""
+    metrics = build_metrics(settings.metrics)
+    if settings.protocol == "robust" and not any(m.column.startswith("lens_recall") for m in metrics):
+        metrics += build_metrics(["lens_recall"])
+    return metrics
+
+
+def measure_store(run_dir: Path, trained: TrainedModel, attack: AttributionAttack,
+                  metrics: list[Metric]) -> MeasureStore:
+    """Where the finished chunks of `attack` are kept until the run's files are written; resumed only by the same
+    evaluation (checkpoint, images, attack, explainer, metrics, seed)."""
+    what = {"checkpoint": [trained.payload.get(key) for key in ("run_id", "config_hash", "epoch")],
+            "dataset": trained.dataset_name, "images": trained.test.index.tolist(), "seed": trained.plain["seed"],
+            "attack": repr(attack), "metrics": [repr(metric) for metric in metrics]}
+    return MeasureStore(run_dir / "measures.parts" / attack.name, config_hash(what))
 
 
 def baseline(main: AttributionAttack, name: str) -> AttributionAttack:
@@ -242,38 +284,75 @@ def attack(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     """Attack the explanations (`cfg.explainer`) of a checkpoint on its correctly classified test images
     (`cfg.attack`), scored by `eval.metrics`.
 
-    Writes `measures.csv` (one row per image), result rows and tables, `examples.pt` and `figure.png`.
+    Writes `measures.csv` (one row per image), result rows and tables, `examples.pt` and `figure.png`; a killed run
+    resumes in the same folder.
     """
     trained = load_trained(cfg)
     explainer = EXPLAINERS.build(trained.plain["explainer"])
-    attribution = attribution_attack(trained.plain["attack"], explainer, "attack")
-    metrics = build_metrics(trained.eval_settings.metrics)
+    attribution = attribution_attack(trained.plain["attack"], explainer, "attack", trained.eval_settings.protocol)
+    metrics = protocol_metrics(trained.eval_settings)
     attribution.check_fits(*trained.test.images.shape[-2:], "attack")
     attribution.check_model(trained.model)
     mark_started(run_dir)
-    torch.manual_seed(trained.plain["seed"])
-    evaluation = _attack_attributions(trained, attribution, metrics)
+    store = measure_store(run_dir, trained, attribution, metrics)
+    evaluation = _attack_attributions(trained, attribution, metrics, store)
     write_text_atomic(run_dir / "measures.csv", evaluation.per_image.to_csv(index=False))
-    if evaluation.examples:
-        save_torch_atomic(evaluation.examples, run_dir / "examples.pt")
-        attribution_figure(evaluation.examples, run_dir / "figure.png",
-                           f"{trained.payload['run_id']}: {attribution.describe()}")
+    _draw(trained, attribution, evaluation, store, metrics, run_dir)
     identity = trained.identity(attribution.describe())  # says how many restarts ran
     results = attribution_rows(identity, evaluation.per_image, metrics)
-    warn_about(results)
-    return write_results(results, run_dir)
+    warn_about(results, trained.eval_settings.protocol)
+    table = write_results(results, run_dir)
+    store.discard()
+    return table
 
 
-def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack,
-                         metrics: list[Metric]) -> AttributionEvaluation:
+def explain(cfg: DictConfig, run_dir: Path) -> None:
+    """The maps of `cfg.explainer` for the selected test images of a checkpoint (eval.indices, classes, sample,
+    num_examples), of the true class: `maps.pt` (index, label, prediction, attributions (N, C or 1, H, W), saliency
+    (N, H, W) normalised to a pixel mean of 1) and `maps.png` (the first `figure_examples` images)."""
+    trained = load_trained(cfg)
+    explainer = EXPLAINERS.build(trained.plain["explainer"])
+    explainer.check_model(trained.model)
+    mark_started(run_dir)
+    device = next(trained.model.parameters()).device
+    chunk = trained.eval_settings.attribution_batch_size or auto_batch_size(device, explainer.passes_per_image)
+    pieces: dict[str, list[Tensor]] = {"attributions": [], "saliency": [], "prediction": []}
+    for start in range(0, len(trained.test), chunk):
+        x, y = trained.test.batch(slice(start, start + chunk), device)
+        with torch.inference_mode():
+            pieces["prediction"].append(trained.model(x).argmax(1).cpu())
+        attributions = explainer.explain(trained.model, x, y).detach()
+        pieces["attributions"].append(attributions.float().cpu())
+        pieces["saliency"].append(saliency_map(attributions).view(len(y), *x.shape[-2:]).float().cpu())
+    maps = {"index": trained.test.index, "label": trained.test.labels, "explainer": explainer.describe(),
+            **{key: torch.cat(value) for key, value in pieces.items()}}
+    save_torch_atomic(maps, run_dir / "maps.pt")
+    shown = min(trained.settings.figure_examples, len(trained.test))
+    explanation_figure(trained.test.images[:shown].float() / 255, maps, shown, run_dir / "maps.png",
+                       f"{trained.payload['run_id']}: {explainer.describe()} of the true class")
+    log.info("wrote the %s maps of %d test images to %s (maps.pt, maps.png)", explainer.describe(),
+             len(trained.test), run_dir)
+
+
+def _draw(trained: TrainedModel, attribution: AttributionAttack, evaluation: AttributionEvaluation,
+          store: MeasureStore, metrics: list[Metric], run_dir: Path) -> None:
+    """`examples.pt` and `figure.png` of the images `figure_images` chooses."""
+    rows = figure_rows(evaluation.per_image, metrics[0], trained.settings.figure_choice,
+                       trained.settings.figure_examples)
+    examples = figure_examples(trained.model, attribution, trained.test, evaluation.per_image, rows, store, metrics)
+    if examples:
+        save_torch_atomic(examples, run_dir / "examples.pt")
+        attribution_figure(examples, run_dir / "figure.png", f"{trained.payload['run_id']}: {attribution.describe()}")
+
+
+def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack, metrics: list[Metric],
+                         store: MeasureStore) -> AttributionEvaluation:
     with trained.accel.autocast(next(trained.model.parameters()).device):  # metrics stay float32
         evaluation = evaluate_attributions(trained.model, trained.test, attribution, metrics,
                                            trained.eval_settings.attribution_batch_size,
-                                           trained.eval_settings.batch_size,
-                                           keep_examples=int(trained.plain.get("figure_examples", 4)))
+                                           trained.eval_settings.batch_size, store, trained.plain["seed"])
     scored = evaluation.per_image
-    means = ", ".join(f"{m.title} {m.scale * scored[m.column].mean():.4g}{m.unit}"
-                      for m in metrics)
+    means = ", ".join(f"{m.title} {m.scale * scored[m.column].mean():.4g}{m.unit}" for m in metrics)
     log.info("%s on %d of %d images (correctly classified): %s; %d without a counted iterate, %d unmoved",
              attribution.describe(), len(scored), evaluation.n_images, means,
              int((~scored["qualified"].astype(bool)).sum()), int((~scored["moved"].astype(bool)).sum()))
@@ -291,14 +370,18 @@ def _accuracy(model: torch.nn.Module, test: ImageSet, attack: PredictionAttack, 
     return accuracy_rows(identity, counts.n, counts.natural_accuracy_pct, counts.adversarial_accuracy_pct)
 
 
-def attribution_attack(cfg: Mapping[str, Any], explainer: Any, key: str) -> AttributionAttack:
+def attribution_attack(cfg: Mapping[str, Any], explainer: Any, key: str,
+                       protocol: str = "reference") -> AttributionAttack:
     """An attack on the explanations of `explainer` (configured at `key`); prediction attacks are refused with the
-    command that runs them."""
+    command that runs them. `eval.protocol=robust` starts it from a random point of the eps-ball."""
     name = str(cfg.get("name"))
     if name in PREDICTION_ATTACKS.names():
         raise AttrobustError(f"{key}={name} attacks predictions, not explanations; choose one of: "
                              f"{choices(ATTRIBUTION_ATTACKS.names())} (accuracy under attack: attrobust evaluate)")
     attack = ATTRIBUTION_ATTACKS.build(cfg, explainer=explainer)
+    if protocol == "robust" and not attack.random_start:
+        log.info("eval.protocol=robust: %s starts from a random point of the eps-ball", key)
+        attack = dataclasses.replace(attack, random_start=True)
     return attack
 
 

@@ -246,12 +246,13 @@ class OutOfMemoryAbove:
     def __init__(self, attack: AttributionAttack, limit: int) -> None:
         self.attack, self.limit, self.sizes = attack, limit, []
         self.name, self.explainer, self.eval_k = attack.name, attack.explainer, attack.eval_k
+        self.steps, self.restarts_to_run = attack.steps, attack.restarts_to_run
 
-    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, on_step=None):
         self.sizes.append(len(x))
         if len(x) > self.limit:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return self.attack.run(model, x, y)
+        return self.attack.run(model, x, y, on_step)
 
 
 def test_a_chunk_out_of_device_memory_is_retried_in_halves(caplog):

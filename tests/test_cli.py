@@ -70,6 +70,7 @@ def test_evaluate_gives_the_papers_columns_and_the_random_baselines(cli, tmp_pat
     assert table["attack"].str.startswith("pgd").all() and table["NA (%)"].nunique() == 1
     measures = pd.read_csv(evaluation / "measures.csv")
     assert (measures.groupby("attack", sort=False).size() == table["scored"].to_numpy()).all()
+    assert {"figure.png", "examples.pt"} <= run_files(evaluation) and "measures.parts" not in run_files(evaluation)
     one = cli("evaluate", "checkpoint=run", "eval.num_examples=8", "attack.steps=1", *TINY_ATTRIBUTION,
               "eval.baselines=[]", "hydra.run.dir=alone")
     assert one.exit_code == 0, one.stderr
@@ -88,7 +89,11 @@ def test_attack_command_writes_measures_examples_and_figure(cli, tmp_path, name)
     assert list(measures.columns)[:3] == ["index", "label", "qualified"] and len(measures) <= 6
     assert (measures["kendall"] <= 1).all() and measures["topk_intersection"].between(0, 1).all()
     assert {"results.csv", "table.md", "examples.pt", "figure.png"} <= run_files(folder)
+    assert "measures.parts" not in run_files(folder)  # the chunks are gone once measures.csv is written
     assert (folder / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    examples = torch.load(folder / "examples.pt", weights_only=True)
+    assert examples["draw_centers"] == (name == "mass_center") and (examples["region"] is None) == (name != "target")
+    assert examples["original_top_k"].sum(1).eq(examples["k"]).all()
 
 
 def test_attack_refuses_a_prediction_attack(cli, tmp_path):
@@ -357,7 +362,7 @@ def test_a_failing_sweep_job_does_not_stop_the_others(cli, tmp_path):
     assert result.exit_code == 2
     (line,) = result.error_lines
     assert "job 1" in line and "dataset.eps=-1" in line and "eps must be positive" in line
-    assert (tmp_path / "sweep" / "0_mnist_mini_natural_seed0" / "table.md").exists()
+    assert (tmp_path / "sweep" / "0_mnist_mini_natural_seed0_dataset.eps=0.3" / "table.md").exists()
 
 
 def test_unknown_attribution_attack_in_evaluate_is_one_line(cli):

@@ -162,7 +162,13 @@ def test_caveats_fire_when_a_control_beats_the_attack_or_many_images_stay_unmove
     assert lines[0].startswith("12 of 24 images never moved under topk of ig(100)")
     assert "random control random_noise of ig(100) looks at least as strong as topk of ig(100) on " \
            "topk_intersection (80 vs 82)" in lines[1] and "kendall" not in lines[1]
-    assert all("attribution_attack.random_start=true" in line for line in lines)
+    assert all("eval.protocol=robust" in line for line in lines)
+    moved_only = pd.concat([rows(82.0, 80.0, 0), rows(82.0, 80.0, 0).assign(  # the strict columns: attack wins
+        metric=lambda r: r["metric"] + "_strict", value=lambda r: r["value"].where(r["value"] != 82.0, 60.0))])
+    moved_only = moved_only[~moved_only["metric"].str.startswith(("images_", "natural_")) |
+                            ~moved_only["metric"].str.endswith("_strict")]
+    assert len(headline_caveats(moved_only, ("random_noise",))) == 1  # the reference columns' headline
+    assert headline_caveats(moved_only, ("random_noise",), strict=True) == []  # eval.protocol=robust's headline
 
 
 def test_latex_tables_escape_every_special_character():

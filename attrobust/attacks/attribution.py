@@ -37,6 +37,7 @@ AttributionAttackResult with per-image tensors.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
@@ -162,6 +163,11 @@ class AttributionAttack:
     deterministic: ClassVar[bool] = True          # no randomness inside the steps: identical restarts are skipped
     ascends: ClassVar[bool] = True                # the direction is a gradient of the objective (second order)
     needs_surrogate_center: ClassVar[bool] = False
+    draws_centers: ClassVar[bool] = False         # figures mark both maps' centres of mass (mass_center)
+
+    def region_pixels(self, image_size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+        """The region the attack pushes saliency into, as (top, bottom, left, right) pixels, for figures; None."""
+        return None
 
     def objective(self, surrogate_saliency: Tensor, reference: Reference) -> Tensor:
         """Per-image score whose gradient sign is the step direction (to be maximised)."""
@@ -225,18 +231,21 @@ class AttributionAttack:
         center = center_of_mass(saliency, reference.image_size).floor()
         return -torch.linalg.vector_norm(reference.surrogate_center - center, dim=1)
 
-    def run(self, model: nn.Module, x: Tensor, y: Tensor) -> AttributionAttackResult:
-        """Attack a batch of correctly classified images; `model` should be in eval mode."""
+    def run(self, model: nn.Module, x: Tensor, y: Tensor,
+            on_step: Callable[[], None] | None = None) -> AttributionAttackResult:
+        """Attack a batch of correctly classified images; `model` should be in eval mode. `on_step` is called after
+        each step (of `steps` x `restarts_to_run`; fewer when every image reached a fixed point early)."""
         reference = self.reference(model, x, y)
         restarts = self.restarts_to_run
         best: AttributionAttackResult | None = None
         for _ in range(restarts):
-            outcome = self._run_once(model, reference)
+            outcome = self._run_once(model, reference, on_step or (lambda: None))
             best = outcome if best is None else _keep_lowest_kendall(best, outcome)
         assert best is not None
         return AttributionAttackResult(**{**best.__dict__, "restarts_run": restarts})
 
-    def _run_once(self, model: nn.Module, reference: Reference) -> AttributionAttackResult:
+    def _run_once(self, model: nn.Module, reference: Reference,
+                  on_step: Callable[[], None]) -> AttributionAttackResult:
         x0 = reference.image
         n = x0.shape[0]
         x = x0.clone()
@@ -261,6 +270,7 @@ class AttributionAttack:
             if len(rows):
                 saliency = self.saliency(model, new[rows], ref.label[rows])
                 best.offer(active[rows], self.criterion(ref.select(rows), saliency), new[rows], saliency)
+            on_step()
             if self.skip_converged and self.deterministic:
                 # an iterate the step left in place is a fixed point: every later step would repeat this one
                 active = active[changed.to(x0.device)]

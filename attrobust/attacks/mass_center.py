@@ -21,6 +21,7 @@ from attrobust.attacks.attribution import AttributionAttack, Reference
 class MassCenterAttack(AttributionAttack):
     registry_name = "mass_center"
     needs_surrogate_center = True
+    draws_centers = True
 
     def objective(self, surrogate_saliency: Tensor, reference: Reference) -> Tensor:
         assert reference.surrogate_center is not None

@@ -29,12 +29,17 @@ class TargetAttack(AttributionAttack):
             raise ValueError(f"region must be [top, bottom, left, right] fractions with top < bottom and "
                              f"left < right, got {list(self.region)}")
 
-    def target_mask(self, image_size: tuple[int, int], device: torch.device) -> Tensor:
+    def region_pixels(self, image_size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) in pixels, bottom and right exclusive; at least one pixel each way."""
         height, width = image_size
         top, bottom, left, right = self.region
-        mask = torch.zeros(height, width, device=device)
-        mask[round(top * height):max(round(bottom * height), round(top * height) + 1),
-             round(left * width):max(round(right * width), round(left * width) + 1)] = 1.0
+        return (round(top * height), max(round(bottom * height), round(top * height) + 1),
+                round(left * width), max(round(right * width), round(left * width) + 1))
+
+    def target_mask(self, image_size: tuple[int, int], device: torch.device) -> Tensor:
+        top, bottom, left, right = self.region_pixels(image_size)
+        mask = torch.zeros(*image_size, device=device)
+        mask[top:bottom, left:right] = 1.0
         return mask.flatten()
 
     def objective(self, surrogate_saliency: Tensor, reference: Reference) -> Tensor:

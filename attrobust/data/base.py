@@ -23,12 +23,25 @@ class ImageSet:
     images: Tensor
     labels: Tensor
     pin_memory: bool = False  # CUDA batches go through page-locked memory, copied without waiting (accel.pin_memory)
+    ids: Tensor | None = None  # int64 (N,): each image's index in the whole split (None: 0 .. N-1); see `select`
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError(f"labels {tuple(self.labels.shape)} do not match {self.images.shape[0]} images")
+        if self.ids is not None and self.ids.shape != self.labels.shape:
+            raise ValueError(f"ids {tuple(self.ids.shape)} do not match {self.images.shape[0]} images")
+
+    @property
+    def index(self) -> Tensor:
+        """Each image's index in the whole split (what per-image rows and figures call it)."""
+        return torch.arange(len(self)) if self.ids is None else self.ids
+
+    def select(self, positions: Tensor) -> ImageSet:
+        """The images at `positions` (int64, into this set), keeping their indices in the whole split."""
+        return replace(self, images=self.images[positions], labels=self.labels[positions],
+                       ids=self.index[positions])
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -39,7 +52,7 @@ class ImageSet:
             return self
         if n <= 0:
             raise AttrobustError(f"num_examples must be positive, got {n}")
-        return replace(self, images=self.images[:n], labels=self.labels[:n])
+        return self.select(torch.arange(n))
 
     def batch(self, index: Tensor | slice, device: torch.device) -> tuple[Tensor, Tensor]:
         """Images as float32 in [0, 1] and int64 labels on `device`."""

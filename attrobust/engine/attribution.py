@@ -6,21 +6,35 @@ Only images the model classifies correctly are attacked and scored, as in the re
 through the network together. A chunk that runs out of CUDA memory is retried in halves, and later chunks keep the
 smaller size. The per-image table has the columns `BOOKKEEPING_COLUMNS` then one column per metric, in the order of
 `eval.metrics`; an image without a counted iterate scores each metric's `identical` value (the reference's
-accounting).
+accounting). `index` is the image's index in the whole test split.
+
+Work is never lost: each finished chunk's rows (and kept iterates) are written atomically to a `MeasureStore`, and a
+run that was killed (SIGKILL, a lost node) or stopped (SIGTERM / SIGUSR1, between chunks) resumes at its first
+missing chunk when the same command runs again in the same folder. Every chunk draws its random numbers (random
+starts, random baselines) from a seed of its own (`chunk_seed`: the run's seed and the chunk's first position), so a
+resumed run ends with the rows of an uninterrupted one (same chunk size, which the store records).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from attrobust.atomic import save_torch_atomic, write_text_atomic
 from attrobust.attacks.attribution import AttributionAttack, AttributionAttackResult
 from attrobust.data.base import ImageSet
 from attrobust.engine.progress import ProgressReporter
+from attrobust.engine.stopping import catch_stop_signals
+from attrobust.errors import AttrobustError
 from attrobust.metrics import MapSpec, Metric
 
 log = logging.getLogger("attrobust")
@@ -36,9 +50,79 @@ AUTO_IMAGES = {"cpu": 100, "cuda": 1_000}
 
 @dataclass(frozen=True)
 class AttributionEvaluation:
-    per_image: pd.DataFrame           # one row per scored image: BOOKKEEPING_COLUMNS, then one column per metric
-    examples: dict[str, Tensor]       # the first scored images: image, perturbed, saliency maps, label
-    n_images: int                     # test images considered (scored = correctly classified)
+    per_image: pd.DataFrame  # one row per scored image: BOOKKEEPING_COLUMNS, then one column per metric
+    n_images: int            # test images considered (scored = correctly classified)
+    resumed: int = 0         # scored images whose rows an earlier, interrupted run had written
+
+
+@dataclass
+class MeasureStore:
+    """The finished chunks of one attack: `<first position>.csv` (rows) and `.pt` (kept iterates, float32) in
+    `folder`, each written atomically, and `manifest.json` (what was evaluated, the chunk size). `folder=None` keeps
+    them in memory (no resume). `fingerprint` says what must match for a later run to resume these chunks."""
+
+    folder: Path | None
+    fingerprint: str = ""
+    _rows: dict[int, pd.DataFrame] = field(default_factory=dict)
+    _perturbed: dict[int, Tensor] = field(default_factory=dict)
+
+    def begin(self, chunk: int) -> tuple[int, dict[int, pd.DataFrame]]:
+        """The chunk size to use (an earlier run's, when resuming) and the finished chunks by first position."""
+        if self.folder is None:
+            return chunk, dict(self._rows)
+        manifest = self.folder / "manifest.json"
+        if manifest.is_file():
+            saved = json.loads(manifest.read_text(encoding="utf-8"))
+            if saved.get("fingerprint") != self.fingerprint:
+                raise AttrobustError(f"{self.folder} holds the unfinished measures of another evaluation (other "
+                                     f"settings, images or checkpoint); resume it with the command that started it, "
+                                     f"or run in a new folder")
+            chunk = int(saved["chunk"])
+        else:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.record_chunk(chunk)
+        done = {int(path.stem): pd.read_csv(path, float_precision="round_trip")
+                for path in self.folder.glob("*.csv")}
+        return chunk, done
+
+    def record_chunk(self, chunk: int) -> None:
+        if self.folder is not None:
+            text = json.dumps({"fingerprint": self.fingerprint, "chunk": chunk})
+            write_text_atomic(self.folder / "manifest.json", text)
+
+    def save(self, start: int, rows: pd.DataFrame, perturbed: Tensor) -> None:
+        """A finished chunk: its iterates first, then its rows (whose file marks the chunk as done)."""
+        if self.folder is None:
+            self._rows[start], self._perturbed[start] = rows, perturbed
+            return
+        save_torch_atomic(perturbed, self.folder / f"{start}.pt")
+        write_text_atomic(self.folder / f"{start}.csv", rows.to_csv(index=False))
+
+    def perturbed(self, positions: list[int]) -> Tensor:
+        """The kept iterates of the scored images at `positions` (0-based, in scoring order)."""
+        starts = list(self._perturbed) if self.folder is None else [int(p.stem) for p in self.folder.glob("*.pt")]
+        pieces = []
+        for position in positions:
+            start = max(s for s in starts if s <= position)
+            if self.folder is None:
+                saved = self._perturbed[start]
+            else:
+                saved = torch.load(self.folder / f"{start}.pt", map_location="cpu", weights_only=True)
+            pieces.append(saved[position - start])
+        return torch.stack(pieces) if pieces else torch.empty(0)
+
+    def discard(self) -> None:
+        """Remove the chunks once the run's own files (measures.csv, tables, figure) are written."""
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            if self.folder.parent.is_dir() and not any(self.folder.parent.iterdir()):
+                self.folder.parent.rmdir()  # measures.parts/, once every attack's chunks are gone
+
+
+def chunk_seed(seed: int, start: int) -> int:
+    """The seed of the chunk whose first scored image is at `start`: independent of how many chunks ran before."""
+    digest = hashlib.sha256(f"{seed}:{start}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def auto_batch_size(device: torch.device, passes_per_image: int) -> int:
@@ -48,7 +132,7 @@ def auto_batch_size(device: torch.device, passes_per_image: int) -> int:
 
 
 def correctly_classified(model: nn.Module, data: ImageSet, batch_size: int) -> Tensor:
-    """Indices (into `data`) of the images the model classifies correctly."""
+    """Positions (into `data`) of the images the model classifies correctly."""
     device = next(model.parameters()).device
     correct = []
     with torch.inference_mode():
@@ -59,45 +143,78 @@ def correctly_classified(model: nn.Module, data: ImageSet, batch_size: int) -> T
 
 
 def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionAttack, metrics: list[Metric],
-                          batch_size: int | None, predict_batch_size: int, keep_examples: int = 4,
-                          log_every_s: float = 30.0) -> AttributionEvaluation:
+                          batch_size: int | None, predict_batch_size: int, store: MeasureStore | None = None,
+                          seed: int = 0, log_every_s: float = 30.0) -> AttributionEvaluation:
+    """Per-image measures of `attack` on the images of `data` that `model` classifies correctly (module docstring).
+    With a `store` on disk, finished chunks are saved as they finish and an earlier run's are taken up."""
+    store = store if store is not None else MeasureStore(None)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    chunk = batch_size or auto_batch_size(device, attack.explainer.passes_per_image)
     columns = BOOKKEEPING_COLUMNS + [metric.column for metric in metrics]
+    steps_per_image = attack.steps * attack.restarts_to_run
     try:
         scored = correctly_classified(model, data, predict_batch_size)
+        chunk, done = store.begin(batch_size or auto_batch_size(device, attack.explainer.passes_per_image))
+        resumed = sum(len(part) for part in done.values())
+        if resumed:
+            log.info("resuming %s: %d of %d images were measured by an earlier run", attack.name, resumed,
+                     len(scored))
         rows: list[pd.DataFrame] = []
-        kept: list[AttributionAttackResult] = []
-        with ProgressReporter(f"attack {attack.name}", len(scored), log_every_s) as progress:
+
+        def status() -> str:
+            return _running_means(rows, metrics) if rows else ""
+
+        prefix = _done_prefix(done)
+        with catch_stop_signals() as stop, ProgressReporter(f"attack {attack.name}", len(scored), log_every_s,
+                                                            already_done=prefix) as progress:
             start = 0
             while start < len(scored):
+                if start in done:
+                    rows.append(done[start])
+                    start += len(done[start])
+                    progress.advance_to(start)
+                    continue
+                if stop.signum is not None:
+                    raise AttrobustError(f"stopped by {stop.name} after {start} of {len(scored)} images of "
+                                         f"{attack.name} (their measures are saved); run the same command again in "
+                                         f"the same folder (hydra.run.dir=...) to resume")
                 index = scored[start:start + chunk]
                 x, y = data.batch(index, device)
+                torch.manual_seed(chunk_seed(seed, start))
+                step_share = len(index) / steps_per_image  # of an image, per step of the chunk
                 try:
-                    result = attack.run(model, x, y)
+                    result = attack.run(model, x, y, on_step=partial(progress.advance, step_share, status))
                 except torch.cuda.OutOfMemoryError:
                     if len(index) == 1:
                         raise
                     result = None  # retried below, once the failed pass's tensors are released with the exception
                 if result is None:
                     chunk = len(index) // 2
+                    store.record_chunk(chunk)
+                    progress.advance_to(start)
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
                     log.warning("out of device memory with %d images per chunk: continuing with %d (set "
                                 "eval.attribution_batch_size=%d to start there)", len(index), chunk, chunk)
                     continue
-                rows.append(_per_image(index, y, result, metrics, attack.eval_k))
-                if sum(len(r.qualified) for r in kept) < keep_examples:
-                    kept.append(result)
-                progress.advance(len(index), lambda: _running_means(rows, metrics))
+                part = _per_image(data.index[index], y, result, metrics, attack.eval_k)
+                store.save(start, part, result.perturbed.detach().float().cpu())
+                rows.append(part)
                 start += len(index)
+                progress.advance_to(start, status)
     finally:
         model.train(was_training)
     per_image = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
-    return AttributionEvaluation(per_image, _examples(kept, data, scored, keep_examples, per_image, metrics),
-                                 len(data))
+    return AttributionEvaluation(per_image, len(data), resumed)
+
+
+def _done_prefix(done: dict[int, pd.DataFrame]) -> int:
+    """How many scored images, from the first, an earlier run finished without a gap."""
+    end = 0
+    while end in done:
+        end += len(done[end])
+    return end
 
 
 def score(result: AttributionAttackResult, metrics: list[Metric], k: int) -> dict[str, Tensor]:
@@ -114,26 +231,11 @@ def score(result: AttributionAttackResult, metrics: list[Metric], k: int) -> dic
 
 def _running_means(rows: list[pd.DataFrame], metrics: list[Metric]) -> str:
     done = pd.concat(rows, ignore_index=True)
-    return " ".join(f"{m.title}={m.scale * done[m.column].mean():.3g}{m.unit}"
-                    for m in metrics[:2])
+    return " ".join(f"{m.title}={m.scale * done[m.column].mean():.3g}{m.unit}" for m in metrics[:2])
 
 
-def _per_image(index: Tensor, y: Tensor, result: AttributionAttackResult, metrics: list[Metric],
+def _per_image(ids: Tensor, y: Tensor, result: AttributionAttackResult, metrics: list[Metric],
                k: int) -> pd.DataFrame:
-    columns = {"index": index, "label": y, "qualified": result.qualified, "moved": result.moved,
+    columns = {"index": ids, "label": y, "qualified": result.qualified, "moved": result.moved,
                "support_covered": result.support_covered, **score(result, metrics, k)}
     return pd.DataFrame({name: value.detach().cpu().numpy() for name, value in columns.items()})
-
-
-def _examples(kept: list[AttributionAttackResult], data: ImageSet, scored: Tensor, n: int, per_image: pd.DataFrame,
-              metrics: list[Metric]) -> dict[str, Tensor]:
-    """The first `n` scored images (those of the first chunks, `kept`) with their maps and first two metrics."""
-    if not kept:
-        return {}
-    cat = lambda name: torch.cat([getattr(r, name) for r in kept])[:n].detach().cpu()  # noqa: E731
-    count = min(n, sum(len(r.qualified) for r in kept))
-    index = scored[:count]
-    return {"index": index, "label": data.labels[index], "image": data.images[index].float() / 255,
-            "perturbed": cat("perturbed").float(), "original_saliency": cat("original_saliency").float(),
-            "perturbed_saliency": cat("perturbed_saliency").float(),
-            "scores": {m.title: torch.tensor(per_image[m.column].to_numpy()[:count]) for m in metrics[:2]}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -70,11 +70,19 @@ class EvalSettings:
     baselines: tuple[str, ...]                    # random baselines run by `evaluate` beside its attribution attack
     num_examples: int | None = None
     attribution_batch_size: int | None = None  # images per attribution-attack chunk; None: auto
+    protocol: Literal["reference", "robust"] = "reference"  # see conf/eval/default.yaml
+    indices: tuple[int, ...] | None = None   # these test images (indices into the test split), in this order
+    classes: tuple[int, ...] | None = None   # only test images of these labels
+    sample: int | None = None                # a random sample of this many (seeded by `seed`), in index order
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
-        if self.num_examples is not None and self.num_examples <= 0:
-            raise ValueError(f"num_examples must be positive or null, got {self.num_examples}")
+        for key in ("num_examples", "sample"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise ValueError(f"{key} must be positive or null, got {value}")
+        if self.indices is not None and not self.indices:
+            raise ValueError("indices must list at least one test image, or be null for all")
         if self.attribution_batch_size is not None and self.attribution_batch_size <= 0:
             raise ValueError(f"attribution_batch_size must be positive or null, got {self.attribution_batch_size}")

@@ -21,12 +21,13 @@ class ProgressReporter:
     refreshed, so reading tensors inside it (a host-device sync) happens about once a second, not every step.
     """
 
-    def __init__(self, description: str, total: int, log_every_s: float = 30.0, interactive: bool | None = None):
+    def __init__(self, description: str, total: int, log_every_s: float = 30.0, interactive: bool | None = None,
+                 already_done: float = 0):
         self.description = description
         self.total = total
         self.log_every_s = log_every_s
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
-        self.done = 0
+        self.done = self._already_done = already_done  # done by an earlier run: not part of this run's rate
         self._started = time.monotonic()
         self._last_refresh = 0.0
         self._last_log = self._started
@@ -38,22 +39,30 @@ class ProgressReporter:
                                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
                                  console=Console(stderr=True), transient=True)
             self._bar.start()
-            self._task = self._bar.add_task(self.description, total=self.total, status="")
+            self._task = self._bar.add_task(self.description, total=self.total, completed=self.done, status="")
         return self
 
-    def advance(self, steps: int = 1, status: Callable[[], str] | None = None) -> None:
-        self.done += steps
+    def advance(self, steps: float = 1, status: Callable[[], str] | None = None) -> None:
+        """`steps` more units done (a fraction of a unit when a unit has steps of its own: an attack's images)."""
+        self.advance_to(self.done + steps, status)
+
+    def advance_to(self, done: float, status: Callable[[], str] | None = None) -> None:
+        """`done` units done in all (also back, when a unit is started again)."""
+        self.done = done
         now = time.monotonic()
         if self._bar is not None:
             fields = {}
             if status is not None and (now - self._last_refresh >= 1.0 or self.done >= self.total):
                 fields["status"] = status()
                 self._last_refresh = now
-            self._bar.update(self._task, advance=steps, **fields)
+            self._bar.update(self._task, completed=done, **fields)
         elif now - self._last_log >= self.log_every_s:
             self._last_log = now
             text = f" {status()}" if status is not None else ""
-            log.info("%s: %d/%d (%.0f s)%s", self.description, self.done, self.total, now - self._started, text)
+            elapsed = now - self._started
+            rate = (done - self._already_done) / elapsed if elapsed > 0 else 0.0
+            eta = f", about {(self.total - done) / rate:.0f} s left" if rate > 0 and done < self.total else ""
+            log.info("%s: %d/%d (%.0f s%s)%s", self.description, int(done), self.total, elapsed, eta, text)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

@@ -19,9 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,14 +34,12 @@ from attrobust.engine import distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
 from attrobust.engine.checkpoint import TRAIN_STATE_FILE, load_checkpoint, save_checkpoint
 from attrobust.engine.progress import ProgressReporter
+from attrobust.engine.stopping import StopFlag, catch_stop_signals
 from attrobust.errors import AttrobustError
 from attrobust.regularizers.base import LossOutput, Objective
 
 log = logging.getLogger("attrobust")
 TRAIN_LOG_FILE = "train_log.csv"
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 @dataclass
@@ -71,31 +67,6 @@ class StopRequested(Exception):
     def __init__(self, signum: int, progress: EpochProgress) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum, self.progress = signum, progress
-
-
-class StopFlag:
-    """Set by SIGTERM / SIGUSR1 while `catch_stop_signals` is active; read between batches."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-
-@contextmanager
-def catch_stop_signals() -> Iterator[StopFlag]:
-    flag = StopFlag()
-    if threading.current_thread() is not threading.main_thread():  # handlers can only be set from the main thread
-        yield flag
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        flag.signum = signum
-
-    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
-    try:
-        yield flag
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Warnings that keep a headline from misleading: read from the result rows of one evaluation.
 
 - A random control (an attack that ascends nothing: random_sign, random_noise) that looks at least as strong as the
-  attack on a metric (reference accounting) means the attack is not beating noise there, often because many images
-  never moved and the reference accounting scores them as unchanged.
+  attack on a metric (the protocol's headline accounting) means the attack is not beating noise there, often because
+  many images never moved and the reference accounting scores them as unchanged.
 - More than a third of the scored images unmoved under an attack: its averages are upper bounds on robustness.
 Each is one line naming the numbers and the remedy; the measurements themselves are unchanged.
 """
@@ -15,11 +15,13 @@ from attrobust.metrics import METRICS, metric_name_of
 from attrobust.reporting.rows import attack_key
 
 UNMOVED_SHARE = 1 / 3
-REMEDY = "compare the strict (moved-only) columns, or set attribution_attack.random_start=true"
+REMEDY = ("compare the strict (moved-only) columns, or evaluate with eval.protocol=robust (random starts, moved-only "
+          "accounting, LENS)")
 
 
-def headline_caveats(rows: pd.DataFrame, controls: tuple[str, ...]) -> list[str]:
-    """One line per problem in the rows of one run: `controls` are the names of the random attacks."""
+def headline_caveats(rows: pd.DataFrame, controls: tuple[str, ...], strict: bool = False) -> list[str]:
+    """One line per problem in the rows of one run: `controls` are the names of the random attacks; `strict`: the
+    headline is the moved-only accounting (eval.protocol=robust), else the reference's."""
     lines = []
     values = rows.pivot_table(index="attack", columns="metric", values="value", aggfunc="mean", sort=False)
     name_of = {attack: attack_key(attack).split()[0] for attack in values.index}
@@ -33,7 +35,7 @@ def headline_caveats(rows: pd.DataFrame, controls: tuple[str, ...]) -> list[str]
                          f"maps, so its averages overstate robustness; {REMEDY}")
         for control in (c for c in values.index if name_of[c] in controls):
             weaker = [_compare(metric, values.loc[attack, metric], values.loc[control, metric])
-                      for metric in values.columns if _headline(metric)]
+                      for metric in values.columns if _headline(metric, strict)]
             weaker = [text for text in weaker if text]
             if weaker:
                 lines.append(f"the random control {attack_key(control)} looks at least as strong as {name} on "
@@ -41,15 +43,15 @@ def headline_caveats(rows: pd.DataFrame, controls: tuple[str, ...]) -> list[str]
     return lines
 
 
-def _headline(metric: str) -> bool:
-    return not metric.endswith("_strict") and metric_name_of(metric) is not None
+def _headline(metric: str, strict: bool) -> bool:
+    return metric.endswith("_strict") == strict and metric_name_of(metric.removesuffix("_strict")) is not None
 
 
 def _compare(metric: str, attack: float, control: float) -> str:
     """'IN (77.46 vs 78.64)' when the control is at least as strong as the attack on `metric`, else ''."""
     if pd.isna(attack) or pd.isna(control):
         return ""
-    better = METRICS.get(metric_name_of(metric) or "").higher_is_better  # type: ignore[attr-defined]
+    better = METRICS.get(metric_name_of(metric.removesuffix("_strict")) or "").higher_is_better  # type: ignore[attr-defined]
     stronger = control <= attack if better else control >= attack
     return f"{metric} ({control:.4g} vs {attack:.4g})" if stronger else ""
 

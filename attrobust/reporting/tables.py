@@ -9,7 +9,7 @@ from rich.table import Table
 
 from attrobust.atomic import write_text_atomic
 from attrobust.metrics import heading_of
-from attrobust.reporting.rows import ACCURACY_METRICS, COUNT_METRICS
+from attrobust.reporting.rows import ACCURACY_METRICS, COUNT_METRICS, attack_key
 
 RESULTS_FILE = "results.csv"
 # Headings of the paper's Table 1 (NA natural accuracy, AA accuracy under attack) and of the image counts; an
@@ -102,10 +102,19 @@ def displayed(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def rich_table(table: pd.DataFrame, title: str, max_columns: int = 9) -> Table:
-    """The table for a terminal; a wide table with a single line is shown transposed (one metric per line)."""
-    if len(table.columns) > max_columns and len(table) == 1:
-        table = pd.DataFrame({"": [str(c) for c in table.columns], "value": list(table.iloc[0])})
+def rich_table(table: pd.DataFrame, title: str, max_columns: int = 9, max_lines: int = 6) -> Table:
+    """The table for a terminal; a wide table of a few lines is shown transposed (one metric per line, one column per
+    line of the table, headed by its attack: the full description is in table.md)."""
+    if len(table.columns) > max_columns and len(table) <= max_lines:
+        shown = displayed(table)
+        if len(table) == 1:
+            headers = ["value"]
+        else:
+            shown = shown.drop(columns="attack")
+            headers = [attack_key(str(a)) for a in table["attack"]]
+            headers = [h if headers.count(h) == 1 else f"{h} ({i + 1})" for i, h in enumerate(headers)]
+        table = pd.DataFrame({"": [str(c) for c in shown.columns],
+                              **{h: list(shown.iloc[i]) for i, h in enumerate(headers)}})
     rich = Table(title=title)
     for column in table.columns:
         rich.add_column(str(column), justify="right" if pd.api.types.is_numeric_dtype(table[column]) else "left")

@@ -151,9 +151,17 @@ def test_list_shows_every_group(cli):
 
 def test_console_script_help():
     """The installed entry point (python -m attrobust) answers --help for each command."""
-    for args in ([], ["train"], ["evaluate"], ["attack"]):
+    for args in ([], ["train"], ["evaluate"], ["attack"], ["explain"]):
         out = subprocess.run([sys.executable, "-m", "attrobust", *args, "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "Usage" in out.stdout
+
+
+def test_help_loads_neither_torch_nor_hydra_nor_pandas():
+    """What makes `attrobust --help` answer at once: the CLI module loads them only when a command runs."""
+    code = ("import sys; from attrobust.cli import app; "
+            "print(sorted(m for m in ('torch', 'hydra', 'pandas', 'omegaconf') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 BAD_INPUTS = [

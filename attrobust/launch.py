@@ -1,0 +1,203 @@
+"""Running a command through Hydra: its own parser and runner, a job function that turns user mistakes and faults
+into one line, the run folder's snapshot, and the checks made before Hydra composes anything.
+
+Going through Hydra's `get_args_parser()` and `_run_hydra()` (private; pinned by `hydra-core>=1.3.2,<1.5` and a
+signature test) keeps every Hydra feature: run dirs, `.hydra/` snapshots, `-m` multirun with any launcher,
+`--cfg job`, `-cd DIR` for a user's own configs, `--hydra-help`. Imported only when a command runs, so that
+`attrobust --help` answers before torch, Hydra and pandas are loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra import version
+from hydra._internal.utils import _run_hydra, get_args_parser
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException, OverrideParseException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+from rich.console import Console
+
+from attrobust import rundir
+from attrobust.atomic import write_text_atomic
+from attrobust.config import (GROUPS, SWEPT_KEYS_ENV, config_dir, describe_config_error, group_options,
+                              register_resolvers)
+from attrobust.engine import distributed
+from attrobust.errors import AttrobustError, choices, describe_os_error
+from attrobust.provenance import provenance
+from attrobust.reporting.callback import FINISHED_SWEEPS
+from attrobust.reporting.sweep import FAILED_FILE
+from attrobust.reporting.tables import rich_table
+
+log = logging.getLogger("attrobust")
+PROVENANCE_FILE = "provenance.json"
+_console = Console()
+_failures: list[str] = []
+
+
+class CommandFailed(Exception):
+    """The command's error lines (each printed as `error: ...`); the CLI exits with status 2."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("; ".join(messages))
+        self.messages = messages
+
+
+def run_command(config_name: str, args: Sequence[str], multirun: bool) -> None:
+    """Run `attrobust <config_name> ARGS` (the task of the same name in `attrobust.tasks`); raises CommandFailed."""
+    _failures.clear()
+    register_resolvers()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, so user mistakes become one line
+    parser = get_args_parser()
+    parsed = parser.parse_args((["--multirun"] if multirun else []) + list(args))
+    try:
+        _check_group_choices(parsed.overrides, parsed.config_dir)
+        os.environ[SWEPT_KEYS_ENV] = ",".join(_swept_keys(parsed.overrides)) if multirun else ""
+        version.setbase("1.3")
+        FINISHED_SWEEPS.clear()
+        rundir.reset()
+        _run_hydra(args=parsed, args_parser=parser, task_function=HydraTask(config_name),
+                   config_path=str(config_dir()), config_name=config_name)
+    except AttrobustError as error:
+        _failures.append(str(error))
+    except (HydraException, OmegaConfBaseException) as error:
+        _failures.append(_describe_hydra_error(error))
+    except OSError as error:  # an environment fault while Hydra sets a run up (its folder, log, .hydra/)
+        _failures.append(describe_os_error(error))
+    except ValueError as error:  # Hydra's own argument checks, e.g. -m together with --cfg
+        if "can be specified" not in str(error):
+            raise
+        _failures.append(f"{error} (print a sweep's config without -m)")
+    for sweep in FINISHED_SWEEPS:  # jobs run by other processes (joblib, submitit) leave failed.txt behind
+        for marker in sorted(sweep.rglob(FAILED_FILE)):
+            message = marker.read_text(encoding="utf-8").strip()
+            if message not in _failures:
+                _failures.append(message)
+    if _failures:
+        raise CommandFailed(list(_failures))
+
+
+def _swept_keys(overrides: Sequence[str]) -> list[str]:
+    """The keys a multirun sweeps (`reg.weight` of `reg.weight=0.1,1`); the jobs' folders are named by their values."""
+    parsed = OverridesParser.create().parse_overrides([str(item) for item in overrides])
+    return [override.key_or_group for override in parsed if override.is_sweep_override()]
+
+
+@dataclass(frozen=True)
+class HydraTask:
+    """The job function Hydra runs: a module-level class, so launchers that pickle it (joblib, submitit) can."""
+
+    task_name: str  # a function of attrobust.tasks, found by name (imported in the job's own process)
+
+    def __call__(self, cfg: DictConfig) -> Any:
+        task: Callable[[DictConfig, Path], Any] = getattr(importlib.import_module("attrobust.tasks"), self.task_name)
+        hydra_cfg = HydraConfig.get()
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        where = f"job {hydra_cfg.job.num} {list(hydra_cfg.overrides.task)}: " if multirun else ""
+        named = any(re.match(r"[+~]*hydra\.run\.dir=", item) for item in hydra_cfg.overrides.hydra)
+        job_log = f"{hydra_cfg.job.name}.log"
+        fresh = False  # the folder held no earlier run (known once this job holds it)
+        rundir.when_started(run_dir, lambda: _write_snapshot(run_dir, cfg, hydra_cfg))
+        try:
+            with rundir.hold(run_dir, enabled=distributed.launched_rank() == 0):
+                fresh = rundir.is_fresh(run_dir, job_log)
+                (run_dir / FAILED_FILE).unlink(missing_ok=True)
+                if multirun:  # `report` finds a sweep's jobs by their snapshot, even one killed before it starts
+                    rundir.mark_started(run_dir)
+                result = task(cfg, run_dir)
+        except rundir.RunDirBusy as error:  # another job's folder: touch nothing
+            _failures.append(f"{where}{error}")
+            return None
+        except (AttrobustError, OSError) as error:  # a user mistake or an environment fault: one line
+            message = f"{where}{describe_os_error(error) if isinstance(error, OSError) else error}"
+            _failures.append(message)
+            if not rundir.started(run_dir) and fresh:  # a failed start: take back what it left
+                rundir.discard_failed_start(run_dir, hydra_cfg.job.name, job_log, keep_folder=named)
+            if run_dir.is_dir():
+                _mark_failed(run_dir, message)
+            return None
+        except BaseException as error:  # a bug or an interrupt: keep the traceback, mark the run for `report`
+            if not rundir.started(run_dir) and fresh:
+                _quietly(lambda: rundir.mark_started(run_dir))
+            _mark_failed(run_dir, f"{where}{type(error).__name__}: {error}")
+            raise
+        if isinstance(result, pd.DataFrame):
+            _console.print(rich_table(result, str(run_dir)))
+        return result
+
+
+def _quietly(write: Callable[[], None]) -> None:
+    """A best-effort write while reporting another error (the folder may be the fault)."""
+    try:
+        write()
+    except OSError as error:
+        log.warning("could not write into the run folder: %s", describe_os_error(error))
+
+
+def _write_snapshot(run_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """What Hydra writes before a job (`hydra.output_subdir: null` in our configs) and `provenance.json`, written
+    when the job's work begins (`rundir.mark_started`): `.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`."""
+    snapshot = run_dir / ".hydra"
+    write_text_atomic(snapshot / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_text_atomic(snapshot / "hydra.yaml", OmegaConf.to_yaml(HydraConfig.instance().cfg))
+    write_text_atomic(snapshot / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    command = ["attrobust", str(hydra_cfg.job.name), *hydra_cfg.overrides.task]  # this job alone, no -m
+    write_text_atomic(run_dir / PROVENANCE_FILE, json.dumps(provenance(plain, command), indent=1) + "\n")
+
+
+def _mark_failed(run_dir: Path, message: str) -> None:
+    """`failed.txt` for `report`; a folder that cannot be written (the fault itself, perhaps) keeps none."""
+    _quietly(lambda: write_text_atomic(run_dir / FAILED_FILE, message + "\n"))
+
+
+def _check_group_choices(overrides: Sequence[str], user_config_dir: str | None) -> None:
+    """Unknown group options (dataset=foo) as one line with the valid choices, before Hydra composes."""
+    extra = (Path(user_config_dir),) if user_config_dir else ()
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        group = override.key_or_group
+        if group not in (*GROUPS, "experiment") or override.is_delete():
+            continue
+        values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
+                  else [override.get_value_element_as_str()])
+        valid = group_options(group, extra)
+        for value in values:
+            if value not in valid:
+                kind = "preset (+experiment=NAME)" if group == "experiment" else group
+                raise AttrobustError(f"unknown {kind} '{value}'; choose one of: {choices(valid)}")
+
+
+def _describe_hydra_error(error: Exception) -> str:
+    inner: BaseException | None = error
+    seen: set[int] = set()
+    while inner is not None and id(inner) not in seen:  # an AttrobustError raised inside a resolver (a missing
+        seen.add(id(inner))                              # checkpoint, say); a chain may loop back on itself
+        if isinstance(inner, AttrobustError):
+            return str(inner)
+        inner = inner.__cause__ or inner.__context__
+    cause = error.__cause__
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
+        override = re.search(r"Could not override '([^']+)'", str(error))
+        key = override.group(1) if override else getattr(cause, "full_key", None) or str(cause)
+        return f"unknown config key '{key}'; list the valid keys with --cfg job (add a new key with +{key}=...)"
+    if isinstance(error, OverrideParseException):
+        return f"cannot parse the overrides: {str(error).strip().splitlines()[0]} (Hydra syntax: key=value)"
+    if isinstance(error, OmegaConfBaseException):
+        return describe_config_error(error)
+    if isinstance(cause, OmegaConfBaseException):
+        return describe_config_error(cause)
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return " ".join(lines[:2]) if lines else type(error).__name__

@@ -111,8 +111,13 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     def lr_at(epoch: int, step: int) -> float:
         return optimizer_spec.lr_at(epoch, plan.epochs, step)
 
+    test = accel.data(choose_images(splits.test, eval_settings, splits.num_classes, plain["seed"]))
+
+    def test_accuracy() -> float:
+        return evaluate_accuracy(model, test, None, eval_settings.batch_size).natural_accuracy_pct / 100
+
     history = fit(model, objective, optimizer, lr_at, accel.data(splits.train), settings, plain["seed"], run_dir,
-                  metadata, accel, on_start=lambda: mark_started(run_dir))
+                  metadata, accel, on_start=lambda: mark_started(run_dir), test_accuracy=test_accuracy)
     distributed.finish()  # every rank has the same weights now; rank 0 saves and evaluates
     if not here.is_main:
         return None
@@ -124,7 +129,6 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
         return None
     identity = RunIdentity(metadata["run_id"], splits.name, plain["model"]["name"], plain["reg"]["name"],
                            attack.describe(), plain["seed"], git_commit(), metadata["config_hash"])
-    test = accel.data(choose_images(splits.test, eval_settings, splits.num_classes, plain["seed"]))
     rows = _accuracy(model, test, attack, eval_settings.batch_size, identity, plain["seed"], accel)
     return write_results(rows, run_dir)
 

@@ -128,3 +128,18 @@ def test_explain_writes_the_maps_of_chosen_images(cli, tmp_path):
     bad = cli("explain", "checkpoint=run", "eval.classes=[12]", "hydra.run.dir=bad")
     assert bad.exit_code == 2 and "eval.classes: [12] not among the 10 classes" in bad.error_lines[0]
     assert {p.name for p in (tmp_path / "bad").iterdir()} == {"failed.txt"}  # a named folder keeps only that
+
+
+def test_test_accuracy_every_n_epochs_is_the_natural_accuracy_of_the_evaluation(cli, tmp_path):
+    result = cli("train", *TINY_RUN, "train.epochs=3", "train.test_every=2", RUN)
+    assert result.exit_code == 0, result.stderr
+    log = pd.read_csv(tmp_path / "run" / "train_log.csv")
+    assert log["test_acc"].isna().tolist() == [True, False, True]  # after epoch 2 only
+    rows = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert 0 <= log["test_acc"].iloc[1] <= 1 and rows["metric"].eq("natural_accuracy").any()
+    same = cli("train", *TINY_RUN, "train.epochs=2", "train.test_every=1", "hydra.run.dir=two")
+    assert same.exit_code == 0, same.stderr
+    natural = pd.read_csv(tmp_path / "two" / "results.csv").set_index("metric").loc["natural_accuracy", "value"]
+    assert pd.read_csv(tmp_path / "two" / "train_log.csv")["test_acc"].iloc[-1] == pytest.approx(natural / 100)
+    bad = cli("train", *TINY_RUN, "train.test_every=0", "hydra.run.dir=bad")
+    assert bad.exit_code == 2 and "'train' settings: test_every must be a positive number" in bad.error_lines[0]

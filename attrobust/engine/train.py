@@ -93,6 +93,7 @@ class TrainSettings:
     resume: bool = True
     checkpoint_every: int | None = None
     log_every_s: float = 30.0
+    test_every: int | None = None  # natural test accuracy (`test_acc`) in the log every N epochs; None: never
 
     def __post_init__(self) -> None:
         if (self.epochs is None) == (self.steps is None):
@@ -107,6 +108,8 @@ class TrainSettings:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.num_examples is not None and self.num_examples <= 0:
             raise ValueError(f"num_examples must be positive or null, got {self.num_examples}")
+        if self.test_every is not None and self.test_every <= 0:
+            raise ValueError(f"test_every must be a positive number of epochs or null, got {self.test_every}")
         if self.checkpoint_every is not None and self.checkpoint_every <= 0:
             raise ValueError(f"checkpoint_every must be a positive number of steps or null, "
                              f"got {self.checkpoint_every}")
@@ -129,14 +132,15 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, lr_at: Callable[[int, int], float],
         data: ImageSet, settings: TrainSettings, seed: int, run_dir: Path,
-        metadata: Mapping[str, Any], accel: Accel = NO_ACCEL,
-        on_start: Callable[[], None] | None = None) -> list[dict[str, float]]:
+        metadata: Mapping[str, Any], accel: Accel = NO_ACCEL, on_start: Callable[[], None] | None = None,
+        test_accuracy: Callable[[], float] | None = None) -> list[dict[str, float]]:
     """Train for `settings.epochs` epochs or `settings.steps` steps (resuming from `run_dir/last.pt`); returns one log
     row per epoch.
 
     `lr_at(epoch, step)` is the learning rate of optimizer step `step` (counted from the start of the run).
     `metadata` (plain types: model/dataset configs, run id, resume key) is stored in every checkpoint. `on_start` is
-    called once the run is known to be able to start or resume, before its first step.
+    called once the run is known to be able to start or resume, before its first step. `test_accuracy()` (a fraction,
+    no random numbers drawn) is logged as `test_acc` after every `settings.test_every` epochs.
     """
     history: list[dict[str, float]] = []
     start_epoch, partial = 0, None
@@ -193,6 +197,8 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
                     f"with reg.max_points=<rows per IG pass> reg.recompute=true (IG objectives; resumes from the last "
                     f"saved step) or a smaller train.batch_size (a new run)") from None
             partial = None
+            if test_accuracy is not None and settings.test_every and (epoch + 1) % settings.test_every == 0:
+                row["test_acc"] = test_accuracy()
             history.append(row)
             log.info("epoch %d/%d: %s", epoch + 1, plan.epochs,
                      ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))

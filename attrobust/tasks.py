@@ -213,42 +213,65 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     (one row per image and attack) and `figure.png` of the attribution attack; a killed run resumes its attacks."""
     trained = load_trained(cfg)
     attack = prediction_attack(trained.plain["attack"])
-    attacks: list[AttributionAttack] = []
-    metrics: list[Metric] = []
-    if trained.plain["attributions"]:
-        explainer = EXPLAINERS.build(trained.plain["explainer"])
-        main = attribution_attack(trained.plain["attribution_attack"], explainer, "attribution_attack",
-                                  trained.eval_settings.protocol)
-        names = [main.name, *trained.eval_settings.baselines]
-        twice = sorted({name for name in names if names.count(name) > 1})
-        if twice:
-            raise AttrobustError(f"eval.baselines: {', '.join(twice)} would run twice (the attack is {main.name}); "
-                                 f"list each baseline once, and not the attack itself")
-        attacks = [main] + [baseline(main, name) for name in trained.eval_settings.baselines]
-        metrics = protocol_metrics(trained.eval_settings)
-        main.check_fits(*trained.test.images.shape[-2:], "attribution_attack")
-        for each in attacks:
-            each.check_model(trained.model)
+    suite = AttackSuite.build(trained, "attribution_attack") if trained.plain["attributions"] else None
     mark_started(run_dir)
     rows = [_accuracy(trained.model, trained.test, attack, trained.eval_settings.batch_size,
                       trained.identity(attack.describe()), trained.plain["seed"], trained.accel)]
-    per_image, stores = [], []
-    for each in attacks:
-        store = measure_store(run_dir, trained, each, metrics)
-        evaluation = _attack_attributions(trained, each, metrics, store)
-        if each is attacks[0]:
-            _draw(trained, each, evaluation, store, metrics, run_dir)
-        per_image.append(evaluation.per_image.assign(attack=each.name))
-        rows.append(attribution_rows(trained.identity(each.describe()), evaluation.per_image, metrics))
-        stores.append(store)
-    if per_image:
-        write_text_atomic(run_dir / "measures.csv", pd.concat(per_image, ignore_index=True).to_csv(index=False))
+    if suite is not None:
+        rows.append(suite.run(trained, run_dir))
     results = pd.concat(rows, ignore_index=True)
     warn_about(results, trained.eval_settings.protocol)
     table = write_results(results, run_dir)
-    for store in stores:  # the run's own files are written: the chunks are no longer needed
-        store.discard()
+    if suite is not None:
+        suite.discard_chunks()
     return table
+
+
+@dataclass
+class AttackSuite:
+    """An attack on explanations and its random controls (`eval.baselines`, same threat model, budget, selection
+    and explainer), scored by the protocol's metrics; what `evaluate` and `attack` share."""
+
+    attacks: tuple[AttributionAttack, ...]  # the attack first, then its controls
+    metrics: tuple[Metric, ...]
+    stores: list[MeasureStore] = dataclasses.field(default_factory=list)  # of the last `run`
+
+    @classmethod
+    def build(cls, trained: TrainedModel, key: str) -> AttackSuite:
+        """The attack configured at `key` with its controls, checked against the images and the model."""
+        settings = trained.eval_settings
+        explainer = EXPLAINERS.build(trained.plain["explainer"])
+        main = attribution_attack(trained.plain[key], explainer, key, settings.protocol)
+        twice = sorted({name for name in settings.baselines if settings.baselines.count(name) > 1})
+        if twice:
+            raise AttrobustError(f"eval.baselines: {', '.join(twice)} listed twice; list each baseline once")
+        controls = [baseline(main, name) for name in settings.baselines if name != main.name]  # not itself
+        main.check_fits(*trained.test.images.shape[-2:], key)
+        for each in (main, *controls):
+            each.check_model(trained.model)
+        return cls((main, *controls), tuple(protocol_metrics(settings)))
+
+    def run(self, trained: TrainedModel, run_dir: Path) -> pd.DataFrame:
+        """Every attack's result rows; `measures.csv` (one row per image and attack), `examples.pt` and `figure.png`
+        of the first attack. Finished chunks stay on disk until `discard_chunks`."""
+        metrics = list(self.metrics)
+        rows, per_image = [], []
+        self.stores = []
+        for each in self.attacks:
+            store = measure_store(run_dir, trained, each, metrics)
+            evaluation = _attack_attributions(trained, each, metrics, store)
+            if each is self.attacks[0]:
+                _draw(trained, each, evaluation, store, metrics, run_dir)
+            per_image.append(evaluation.per_image.assign(attack=each.name))
+            rows.append(attribution_rows(trained.identity(each.describe()), evaluation.per_image, metrics))
+            self.stores.append(store)
+        write_text_atomic(run_dir / "measures.csv", pd.concat(per_image, ignore_index=True).to_csv(index=False))
+        return pd.concat(rows, ignore_index=True)
+
+    def discard_chunks(self) -> None:
+        """Once the run's own files are written, the finished chunks are no longer needed."""
+        for store in self.stores:
+            store.discard()
 
 
 def warn_about(results: pd.DataFrame, protocol: str = "reference") -> None:
@@ -286,27 +309,18 @@ def baseline(main: AttributionAttack, name: str) -> AttributionAttack:
 
 def attack(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     """Attack the explanations (`cfg.explainer`) of a checkpoint on its correctly classified test images
-    (`cfg.attack`), scored by `eval.metrics`.
+    (`cfg.attack`) beside its random controls (`eval.baselines`), scored by `eval.metrics`.
 
-    Writes `measures.csv` (one row per image), result rows and tables, `examples.pt` and `figure.png`; a killed run
-    resumes in the same folder.
+    Writes `measures.csv` (one row per image and attack), result rows and tables, `examples.pt` and `figure.png`; a
+    killed run resumes in the same folder.
     """
     trained = load_trained(cfg)
-    explainer = EXPLAINERS.build(trained.plain["explainer"])
-    attribution = attribution_attack(trained.plain["attack"], explainer, "attack", trained.eval_settings.protocol)
-    metrics = protocol_metrics(trained.eval_settings)
-    attribution.check_fits(*trained.test.images.shape[-2:], "attack")
-    attribution.check_model(trained.model)
+    suite = AttackSuite.build(trained, "attack")
     mark_started(run_dir)
-    store = measure_store(run_dir, trained, attribution, metrics)
-    evaluation = _attack_attributions(trained, attribution, metrics, store)
-    write_text_atomic(run_dir / "measures.csv", evaluation.per_image.to_csv(index=False))
-    _draw(trained, attribution, evaluation, store, metrics, run_dir)
-    identity = trained.identity(attribution.describe())  # says how many restarts ran
-    results = attribution_rows(identity, evaluation.per_image, metrics)
+    results = suite.run(trained, run_dir)
     warn_about(results, trained.eval_settings.protocol)
     table = write_results(results, run_dir)
-    store.discard()
+    suite.discard_chunks()
     return table
 
 

@@ -86,7 +86,10 @@ def test_attack_command_writes_measures_examples_and_figure(cli, tmp_path, name)
     (folder,) = (tmp_path / "run" / "attack").iterdir()
     assert folder.name.endswith(f"{name}_ig")
     measures = pd.read_csv(folder / "measures.csv")
-    assert list(measures.columns)[:3] == ["index", "label", "qualified"] and len(measures) <= 6
+    assert list(measures.columns)[:3] == ["index", "label", "qualified"]
+    controls = ["random_noise"] if name == "random_sign" else ["random_sign", "random_noise"]  # beside its controls
+    assert list(measures["attack"].unique()) == [name, *controls] and measures.groupby("attack").size().max() <= 6
+    assert [a.split()[0] for a in pd.read_csv(folder / "table.csv")["attack"]] == [name, *controls]
     assert (measures["kendall"] <= 1).all() and measures["topk_intersection"].between(0, 1).all()
     assert {"results.csv", "table.md", "examples.pt", "figure.png"} <= run_files(folder)
     assert "measures.parts" not in run_files(folder)  # the chunks are gone once measures.csv is written
@@ -232,7 +235,7 @@ BAD_EVALUATION_INPUTS = [
                              "smoothgrad"),
     (["eval.metrics=[kendall,lens]"], "unknown metric 'lens'; choose one of: center_shift, cosine, kendall"),
     (["eval.metrics=kendall"], "eval.metrics must be a list"),
-    (["eval.baselines=[random_sign,random_sign]"], "eval.baselines: random_sign would run twice"),
+    (["eval.baselines=[random_sign,random_sign]"], "eval.baselines: random_sign listed twice"),
     (["eval.baselines=[mass_center]"], "eval.baselines: 'mass_center' is not a random baseline; choose from: "
                                        "random_noise, random_sign"),
     (["explainer=gradcam", "explainer.layer=net.nope"], "explainer.layer=net.nope is not a module"),

@@ -224,10 +224,14 @@ def test_a_run_counted_in_steps(cli, tmp_path):
 BAD_EVALUATION_INPUTS = [
     (["attributions=maybe"], "attributions must be a bool, got 'maybe'"),
     (["figure_examples=abc"], "figure_examples must be an int, got 'abc'"),
+    (["figure_images=most"], "figure_images must be changed, first or a list of test indices, got 'most'"),
+    (["eval.protocol=strong"], "eval.protocol must be one of reference, robust, got 'strong'"),
+    (["eval.indices=[]"], "indices must list at least one test image"),
     (["attribution_attack.k=100000"], "attribution_attack.k=100000 is more than the 784 pixels of a 28x28 saliency "
                                       "map, so every image would score 1 whatever the attack did; choose "
-                                      "attribution_attack.k <= 784"),
+                                      "attribution_attack.k < 784"),
     (["attribution_attack.eval_k=785"], "attribution_attack.eval_k=785 is more than the 784 pixels"),
+    (["attribution_attack.eval_k=784"], "attribution_attack.eval_k=784 is all of the 784 pixels"),
     (["attribution_attack.steps=0"], "attack 'topk': steps must be >= 1, got 0"),
     (["attribution_attack.eps=inf"], "eps and step_size must be positive and finite, got inf"),
     (["device=cuda:7"], "cuda:7"),  # CUDA missing here; on a GPU machine, fewer than 8 devices

@@ -156,6 +156,10 @@ def cases() -> list[Case]:
         ("baseline that is an attack", ["eval.baselines=[mass_center]"]), ("ig steps 0", ["explainer.steps=0"]),
         ("baseline twice", ["eval.baselines=[random_sign,random_sign]"]),
         ("explainer as an attack key", ["+attribution_attack.explainer=ig"]),
+        ("eval_k all of the map", ["attribution_attack.eval_k=784"]),
+        ("index outside the test set", ["eval.indices=[99999]"]), ("class that does not exist", ["eval.classes=[10]"]),
+        ("sample larger than the selection", ["eval.sample=100000"]),
+        ("unknown protocol", ["eval.protocol=strong"]), ("figure images unknown", ["figure_images=most"]),
     ]
     out += [Case(name, ["evaluate", "checkpoint=ckpt", *FAST_EVAL, *args]) for name, args in evaluate]
     explainers = [  # explainers without IG's steps

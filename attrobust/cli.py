@@ -53,9 +53,10 @@ def evaluate(overrides: Overrides = None, multirun: Multirun = False) -> None:
 
 @app.command(context_settings=HYDRA_ARGS)
 def attack(overrides: Overrides = None, multirun: Multirun = False) -> None:
-    """Attack a trained model's attributions: checkpoint=RUN_DIR attack=topk|mass_center|random_sign|target.
+    """Attack a trained model's attributions beside random controls: checkpoint=RUN_DIR attack=topk|mass_center|target
+    (or random_sign|random_noise), explainer=ig|gradient|...; eval.baselines are the controls.
 
-    Writes per-image measures, the summary table, examples.pt and figure.png to RUN_DIR/attack/<time>_<attack>/.
+    Writes per-image measures, the table, examples.pt and figure.png to RUN_DIR/attack/<time>_<attack>_<explainer>/.
     Example: attrobust attack checkpoint=outputs/train/<run> attack=random_sign eval.num_examples=100
     """
     _run("attack", overrides or [], multirun)

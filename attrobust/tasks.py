@@ -213,7 +213,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     (one row per image and attack) and `figure.png` of the attribution attack; a killed run resumes its attacks."""
     trained = load_trained(cfg)
     attack = prediction_attack(trained.plain["attack"])
-    suite = AttackSuite.build(trained, "attribution_attack") if trained.plain["attributions"] else None
+    suite = AttackSuite.build(trained, "attribution_attack", run_dir) if trained.plain["attributions"] else None
     mark_started(run_dir)
     rows = [_accuracy(trained.model, trained.test, attack, trained.eval_settings.batch_size,
                       trained.identity(attack.describe()), trained.plain["seed"], trained.accel)]
@@ -237,8 +237,9 @@ class AttackSuite:
     stores: list[MeasureStore] = dataclasses.field(default_factory=list)  # of the last `run`
 
     @classmethod
-    def build(cls, trained: TrainedModel, key: str) -> AttackSuite:
-        """The attack configured at `key` with its controls, checked against the images and the model."""
+    def build(cls, trained: TrainedModel, key: str, run_dir: Path) -> AttackSuite:
+        """The attack configured at `key` with its controls, checked against the images, the model and any unfinished
+        chunks in `run_dir`."""
         settings = trained.eval_settings
         explainer = EXPLAINERS.build(trained.plain["explainer"])
         main = attribution_attack(trained.plain[key], explainer, key, settings.protocol)
@@ -247,9 +248,11 @@ class AttackSuite:
             raise AttrobustError(f"eval.baselines: {', '.join(twice)} listed twice; list each baseline once")
         controls = [baseline(main, name) for name in settings.baselines if name != main.name]  # not itself
         main.check_fits(*trained.test.images.shape[-2:], key)
+        metrics = protocol_metrics(settings)
         for each in (main, *controls):
             each.check_model(trained.model)
-        return cls((main, *controls), tuple(protocol_metrics(settings)))
+            measure_store(run_dir, trained, each, metrics).check()  # another evaluation's chunks: refused now
+        return cls((main, *controls), tuple(metrics))
 
     def run(self, trained: TrainedModel, run_dir: Path) -> pd.DataFrame:
         """Every attack's result rows; `measures.csv` (one row per image and attack), `examples.pt` and `figure.png`
@@ -294,7 +297,8 @@ def measure_store(run_dir: Path, trained: TrainedModel, attack: AttributionAttac
     evaluation (checkpoint, images, attack, explainer, metrics, seed)."""
     what = {"checkpoint": [trained.payload.get(key) for key in ("run_id", "config_hash", "epoch")],
             "dataset": trained.dataset_name, "images": trained.test.index.tolist(), "seed": trained.plain["seed"],
-            "attack": repr(attack), "metrics": [repr(metric) for metric in metrics]}
+            "attack": repr(attack), "metrics": [repr(metric) for metric in metrics],
+            "device": next(trained.model.parameters()).device.type, "amp": trained.accel.amp}
     return MeasureStore(run_dir / "measures.parts" / attack.name, config_hash(what))
 
 
@@ -315,7 +319,7 @@ def attack(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     killed run resumes in the same folder.
     """
     trained = load_trained(cfg)
-    suite = AttackSuite.build(trained, "attack")
+    suite = AttackSuite.build(trained, "attack", run_dir)
     mark_started(run_dir)
     results = suite.run(trained, run_dir)
     warn_about(results, trained.eval_settings.protocol)
@@ -326,30 +330,36 @@ def attack(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
 
 def explain(cfg: DictConfig, run_dir: Path) -> None:
     """The maps of `cfg.explainer` for the selected test images of a checkpoint (eval.indices, classes, sample,
-    num_examples), of the true class: `maps.pt` (index, label, prediction, attributions (N, C or 1, H, W), saliency
-    (N, H, W) normalised to a pixel mean of 1) and `maps.png` (the first `figure_examples` images)."""
+    num_examples; without any, the first `figure_examples`), of the true class: `maps.pt` (index, label, prediction,
+    attributions (N, C or 1, H, W), saliency (N, H, W) normalised to a pixel mean of 1) and `maps.png` (the first
+    `figure_examples` images)."""
     trained = load_trained(cfg)
     explainer = EXPLAINERS.build(trained.plain["explainer"])
     explainer.check_model(trained.model)
+    test, settings = trained.test, trained.eval_settings
+    if all(getattr(settings, key) is None for key in ("indices", "classes", "sample", "num_examples")):
+        test = test.head(trained.settings.figure_examples)
+        log.info("explaining the first %d test images (choose others with eval.indices, eval.classes, eval.sample or "
+                 "eval.num_examples)", len(test))
     mark_started(run_dir)
     device = next(trained.model.parameters()).device
-    chunk = trained.eval_settings.attribution_batch_size or auto_batch_size(device, explainer.passes_per_image)
+    chunk = settings.attribution_batch_size or auto_batch_size(device, explainer.passes_per_image)
     pieces: dict[str, list[Tensor]] = {"attributions": [], "saliency": [], "prediction": []}
-    for start in range(0, len(trained.test), chunk):
-        x, y = trained.test.batch(slice(start, start + chunk), device)
+    for start in range(0, len(test), chunk):
+        x, y = test.batch(slice(start, start + chunk), device)
         with torch.inference_mode():
             pieces["prediction"].append(trained.model(x).argmax(1).cpu())
         attributions = explainer.explain(trained.model, x, y).detach()
         pieces["attributions"].append(attributions.float().cpu())
         pieces["saliency"].append(saliency_map(attributions).view(len(y), *x.shape[-2:]).float().cpu())
-    maps = {"index": trained.test.index, "label": trained.test.labels, "explainer": explainer.describe(),
+    maps = {"index": test.index, "label": test.labels, "explainer": explainer.describe(),
             **{key: torch.cat(value) for key, value in pieces.items()}}
     save_torch_atomic(maps, run_dir / "maps.pt")
-    shown = min(trained.settings.figure_examples, len(trained.test))
-    explanation_figure(trained.test.images[:shown].float() / 255, maps, shown, run_dir / "maps.png",
+    shown = min(trained.settings.figure_examples, len(test))
+    explanation_figure(test.images[:shown].float() / 255, maps, shown, run_dir / "maps.png",
                        f"{trained.payload['run_id']}: {explainer.describe()} of the true class")
-    log.info("wrote the %s maps of %d test images to %s (maps.pt, maps.png)", explainer.describe(),
-             len(trained.test), run_dir)
+    log.info("wrote the %s maps of %d test images to %s (maps.pt, maps.png)", explainer.describe(), len(test),
+             run_dir)
 
 
 def _draw(trained: TrainedModel, attribution: AttributionAttack, evaluation: AttributionEvaluation,
@@ -361,6 +371,9 @@ def _draw(trained: TrainedModel, attribution: AttributionAttack, evaluation: Att
     if examples:
         save_torch_atomic(examples, run_dir / "examples.pt")
         attribution_figure(examples, run_dir / "figure.png", f"{trained.payload['run_id']}: {attribution.describe()}")
+    else:  # nothing to draw: no figure of an earlier run in this folder may stand beside these results
+        for name in ("examples.pt", "figure.png"):
+            (run_dir / name).unlink(missing_ok=True)
 
 
 def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack, metrics: list[Metric],

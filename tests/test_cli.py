@@ -228,8 +228,8 @@ BAD_EVALUATION_INPUTS = [
     (["eval.protocol=strong"], "eval.protocol must be one of reference, robust, got 'strong'"),
     (["eval.indices=[]"], "indices must list at least one test image"),
     (["attribution_attack.k=100000"], "attribution_attack.k=100000 is more than the 784 pixels of a 28x28 saliency "
-                                      "map, so every image would score 1 whatever the attack did; choose "
-                                      "attribution_attack.k < 784"),
+                                      "map, so the top-k objective would be the whole map's constant total and the "
+                                      "attack would not move; choose attribution_attack.k < 784"),
     (["attribution_attack.eval_k=785"], "attribution_attack.eval_k=785 is more than the 784 pixels"),
     (["attribution_attack.eval_k=784"], "attribution_attack.eval_k=784 is all of the 784 pixels"),
     (["attribution_attack.steps=0"], "attack 'topk': steps must be >= 1, got 0"),

@@ -89,7 +89,8 @@ def test_a_killed_attack_resumes_to_the_rows_of_an_uninterrupted_run(cli, tmp_pa
     assert f"resuming topk: {2 * done} of" in stdout + stderr
     straight_rows, resumed_rows = (pd.read_csv(tmp_path / run / "measures.csv") for run in ("a", "b"))
     assert len(straight_rows) > 2 * done
-    pd.testing.assert_frame_equal(resumed_rows, straight_rows)
+    pd.testing.assert_frame_equal(resumed_rows, straight_rows, check_exact=True)
+    assert (tmp_path / "b" / "measures.csv").read_text() == (tmp_path / "a" / "measures.csv").read_text()
     assert not (tmp_path / "b" / "measures.parts").exists()
 
     stopped = attack(tmp_path / "c", tmp_path)  # SIGTERM: the chunk under way finishes, then one line
@@ -126,6 +127,12 @@ def test_explain_writes_the_maps_of_chosen_images(cli, tmp_path):
     assert maps["saliency"].shape == (3, 28, 28)
     torch.testing.assert_close(maps["saliency"].sum((1, 2)), torch.full((3,), 28.0 * 28))  # pixel mean 1
     assert (tmp_path / "maps" / "maps.png").read_bytes()[:4] == b"\x89PNG"
+    first = cli("explain", "checkpoint=run", "hydra.run.dir=first")  # no selection: the first figure_examples
+    assert first.exit_code == 0, first.stderr
+    assert torch.load(tmp_path / "first" / "maps.pt", weights_only=True)["index"].tolist() == list(range(8))
+    sampled = cli("explain", "checkpoint=run", "eval.sample=12", "hydra.run.dir=sampled")  # a selection is whole
+    assert sampled.exit_code == 0, sampled.stderr
+    assert len(torch.load(tmp_path / "sampled" / "maps.pt", weights_only=True)["index"]) == 12
     bad = cli("explain", "checkpoint=run", "eval.classes=[12]", "hydra.run.dir=bad")
     assert bad.exit_code == 2 and "eval.classes: [12] not among the 10 classes" in bad.error_lines[0]
     assert {p.name for p in (tmp_path / "bad").iterdir()} == {"failed.txt"}  # a named folder keeps only that

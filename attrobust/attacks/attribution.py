@@ -142,16 +142,19 @@ class AttributionAttack:
             raise ValueError(f"measure must be one of {', '.join(MEASURES)}, got '{self.measure}'")
 
     def check_fits(self, height: int, width: int, key: str) -> None:
-        """Refuse a top-k that holds the whole map (`key`: where the attack is configured, e.g. attack): every pixel
-        would be in both top-k sets and each image would score a perfect IN of 1 whatever the attack did."""
+        """Refuse a top-k that holds the whole map (`key`: where the attack is configured, e.g. attack): with `eval_k`
+        every pixel would be in both top-k sets and each image would score an IN of 1 whatever the attack did; with
+        `k` the top-k objective would be the map's constant total, so the attack would have no direction."""
         pixels = height * width
+        why = {"k": "the top-k objective would be the whole map's constant total and the attack would not move",
+               "eval_k": "every image would score 1 whatever the attack did"}
         for name in ("k", "eval_k"):
             value = getattr(self, name)
             if value >= pixels:
                 relation = "more than" if value > pixels else "all of"
                 raise AttrobustError(f"{key}.{name}={value} is {relation} the {pixels} pixels of a {height}x{width} "
-                                     f"saliency map, so every image would score 1 whatever the attack did; choose "
-                                     f"{key}.{name} < {pixels} (the reference keeps about an eighth: 100 of 784)")
+                                     f"saliency map, so {why[name]}; choose {key}.{name} < {pixels} (the reference "
+                                     f"uses about an eighth: 100 of 784)")
 
     def check_model(self, model: nn.Module) -> None:
         """Refuse, with one line and before any work, a model this attack cannot differentiate through: the

@@ -52,7 +52,8 @@ class ImageSet:
             return self
         if n <= 0:
             raise AttrobustError(f"num_examples must be positive, got {n}")
-        return self.select(torch.arange(n))
+        return replace(self, images=self.images[:n], labels=self.labels[:n],  # views, not copies
+                       ids=None if self.ids is None else self.ids[:n])
 
     def batch(self, index: Tensor | slice, device: torch.device) -> tuple[Tensor, Tensor]:
         """Images as float32 in [0, 1] and int64 labels on `device`."""

@@ -66,18 +66,29 @@ class MeasureStore:
     _rows: dict[int, pd.DataFrame] = field(default_factory=dict)
     _perturbed: dict[int, Tensor] = field(default_factory=dict)
 
+    def check(self) -> int | None:
+        """The chunk size of an earlier run of this evaluation here (None: none); chunks of another evaluation are
+        refused with one line, before any work."""
+        manifest = None if self.folder is None else self.folder / "manifest.json"
+        if manifest is None or not manifest.is_file():
+            return None
+        saved = json.loads(manifest.read_text(encoding="utf-8"))
+        if saved.get("fingerprint") != self.fingerprint:
+            raise AttrobustError(f"{self.folder} holds the unfinished measures of another evaluation (other settings, "
+                                 f"images, checkpoint, device or accel.amp); resume it with the command that started "
+                                 f"it, run in a new folder, or remove {self.folder} to start over")
+        return int(saved["chunk"])
+
     def begin(self, chunk: int) -> tuple[int, dict[int, pd.DataFrame]]:
         """The chunk size to use (an earlier run's, when resuming) and the finished chunks by first position."""
         if self.folder is None:
             return chunk, dict(self._rows)
-        manifest = self.folder / "manifest.json"
-        if manifest.is_file():
-            saved = json.loads(manifest.read_text(encoding="utf-8"))
-            if saved.get("fingerprint") != self.fingerprint:
-                raise AttrobustError(f"{self.folder} holds the unfinished measures of another evaluation (other "
-                                     f"settings, images or checkpoint); resume it with the command that started it, "
-                                     f"or run in a new folder")
-            chunk = int(saved["chunk"])
+        saved = self.check()
+        if saved is not None:
+            if saved != chunk:
+                log.info("resuming with the earlier run's %d images per chunk (not %d), so that the rows match", saved,
+                         chunk)
+            chunk = saved
         else:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.record_chunk(chunk)
@@ -203,6 +214,10 @@ def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionA
                 rows.append(part)
                 start += len(index)
                 progress.advance_to(start, status)
+            if stop.signum is not None:  # during the last chunk: its measures are saved, the next attack must not run
+                raise AttrobustError(f"stopped by {stop.name} after all {len(scored)} images of {attack.name} (their "
+                                     f"measures are saved); run the same command again in the same folder "
+                                     f"(hydra.run.dir=...) to go on")
     finally:
         model.train(was_training)
     per_image = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
@@ -236,6 +251,7 @@ def _running_means(rows: list[pd.DataFrame], metrics: list[Metric]) -> str:
 
 def _per_image(ids: Tensor, y: Tensor, result: AttributionAttackResult, metrics: list[Metric],
                k: int) -> pd.DataFrame:
-    columns = {"index": ids, "label": y, "qualified": result.qualified, "moved": result.moved,
-               "support_covered": result.support_covered, **score(result, metrics, k)}
+    scores = {name: value.double() for name, value in score(result, metrics, k).items()}  # float64: a CSV round
+    columns = {"index": ids, "label": y, "qualified": result.qualified, "moved": result.moved,  # trip is exact
+               "support_covered": result.support_covered, **scores}
     return pd.DataFrame({name: value.detach().cpu().numpy() for name, value in columns.items()})

@@ -67,7 +67,7 @@ def evaluate_accuracy(model: nn.Module, data: ImageSet, attack: PredictionAttack
 class EvalSettings:
     batch_size: int
     metrics: tuple[str | Mapping[str, Any], ...]  # per-image measures of attribution attacks (conf/eval/default.yaml)
-    baselines: tuple[str, ...]                    # random baselines run by `evaluate` beside its attribution attack
+    baselines: tuple[str, ...]                    # random controls run by `evaluate` and `attack` beside the attack
     num_examples: int | None = None
     attribution_batch_size: int | None = None  # images per attribution-attack chunk; None: auto
     protocol: Literal["reference", "robust"] = "reference"  # see conf/eval/default.yaml

@@ -33,8 +33,10 @@ def figure_rows(per_image: pd.DataFrame, headline: Metric, choice: FigureChoice,
     if choice == "first":
         return list(range(min(count, len(per_image))))
     if choice == "changed":
-        candidates = per_image[per_image["qualified"].astype(bool)]
-        candidates = candidates if len(candidates) else per_image
+        candidates = per_image[per_image["qualified"].astype(bool) & per_image[headline.column].notna()]
+        candidates = candidates if len(candidates) else per_image[per_image[headline.column].notna()]
+        if candidates.empty:
+            return []
         values = candidates[headline.column].to_numpy()
         order = np.argsort(values if headline.higher_is_better else -values, kind="stable")  # most changed first
         ranks = np.unique(np.linspace(0, len(order) - 1, min(count, len(order))).round().astype(int))

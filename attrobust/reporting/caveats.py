@@ -15,14 +15,17 @@ from attrobust.metrics import METRICS, metric_name_of
 from attrobust.reporting.rows import attack_key
 
 UNMOVED_SHARE = 1 / 3
-REMEDY = ("compare the strict (moved-only) columns, or evaluate with eval.protocol=robust (random starts, moved-only "
-          "accounting, LENS)")
+REMEDY = ("compare the strict columns (only images with a counted iterate), or evaluate with eval.protocol=robust "
+          "(random starts, strict accounting, LENS)")
+ROBUST_REMEDY = ("under eval.protocol=robust the attack does not beat random noise at this budget; raise its steps or "
+                 "restarts, or check that the explainer's gradient reaches the input")
 
 
 def headline_caveats(rows: pd.DataFrame, controls: tuple[str, ...], strict: bool = False) -> list[str]:
     """One line per problem in the rows of one run: `controls` are the names of the random attacks; `strict`: the
-    headline is the moved-only accounting (eval.protocol=robust), else the reference's."""
+    headline is the strict accounting (eval.protocol=robust), else the reference's."""
     lines = []
+    remedy = ROBUST_REMEDY if strict else REMEDY
     values = rows.pivot_table(index="attack", columns="metric", values="value", aggfunc="mean", sort=False)
     name_of = {attack: attack_key(attack).split()[0] for attack in values.index}
     attacks = [a for a in values.index if name_of[a] not in controls and "images_scored" in values.columns
@@ -32,14 +35,14 @@ def headline_caveats(rows: pd.DataFrame, controls: tuple[str, ...], strict: bool
         name = attack_key(attack)
         if scored > 0 and unmoved > UNMOVED_SHARE * scored:
             lines.append(f"{int(unmoved)} of {int(scored)} images never moved under {name}: they score as unchanged "
-                         f"maps, so its averages overstate robustness; {REMEDY}")
+                         f"maps, so its averages overstate robustness; {remedy}")
         for control in (c for c in values.index if name_of[c] in controls):
             weaker = [_compare(metric, values.loc[attack, metric], values.loc[control, metric])
                       for metric in values.columns if _headline(metric, strict)]
             weaker = [text for text in weaker if text]
             if weaker:
                 lines.append(f"the random control {attack_key(control)} looks at least as strong as {name} on "
-                             f"{', '.join(weaker)}; {REMEDY}")
+                             f"{', '.join(weaker)}; {remedy}")
     return lines
 
 

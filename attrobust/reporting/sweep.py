@@ -194,9 +194,14 @@ def paper_table(report: SweepReport) -> pd.DataFrame:
 
 
 def _shown_headings(table: pd.DataFrame) -> list[str]:
+    """Accuracy, every attribution metric, the strict accounting of the first two (the paper's IN and CO by
+    default), and the scored and unmoved counts; report.csv keeps every column."""
     names = [column.removesuffix(" mean") for column in table.columns if column.endswith(" mean")]
     hidden = set(FIXED_HEADINGS.values()) - {"unmoved", "scored"}
-    return [name for name in names if " strict" not in name and name not in hidden]
+    metrics = [name for name in names if " strict" not in name and name not in hidden
+               and name not in ("NA (%)", "AA (%)")]
+    strict = {name.replace(" (", " strict (", 1) if " (" in name else f"{name} strict" for name in metrics[:2]}
+    return [name for name in names if (" strict" not in name or name in strict) and name not in hidden]
 
 
 def _mean_std(mean: float, std: float, digits: int) -> str:

@@ -32,7 +32,7 @@ GRADIENTS_OF: tuple[GradientOf, ...] = ("per_example", "mean_loss")
 @REGULARIZERS.register("input_grad")
 @dataclass(frozen=True)
 class InputGradient(Objective):
-    weight: float = 100.0
+    weight: float = 10.0  # conf/reg/input_grad.yaml says why
     gradient_of: GradientOf = "per_example"
     second_order: ClassVar[bool] = True  # double backprop: runs the eager model
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from attrobust.errors import AttrobustError, describe_os_error
+from attrobust.terminal import console
 
 HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]}
 OVERRIDES_HELP = ("Hydra overrides, e.g. dataset=mnist reg=pgd train.epochs=5; with -m, comma lists sweep "
@@ -28,7 +28,7 @@ app = typer.Typer(
          "Runs land in outputs/<command>/<time>_<dataset>_<reg>/ with a .hydra/ config snapshot.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-_console = Console()
+_console = console()
 
 
 @app.command(context_settings=HYDRA_ARGS)

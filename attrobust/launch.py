@@ -28,7 +28,6 @@ from hydra.errors import HydraException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
-from rich.console import Console
 
 from attrobust import rundir
 from attrobust.atomic import write_text_atomic
@@ -40,10 +39,11 @@ from attrobust.provenance import provenance
 from attrobust.reporting.callback import FINISHED_SWEEPS
 from attrobust.reporting.sweep import FAILED_FILE
 from attrobust.reporting.tables import rich_table
+from attrobust.terminal import console
 
 log = logging.getLogger("attrobust")
 PROVENANCE_FILE = "provenance.json"
-_console = Console()
+_console = console()
 _failures: list[str] = []
 
 

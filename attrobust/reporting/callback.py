@@ -8,9 +8,9 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
-from rich.console import Console
 
 from attrobust.errors import AttrobustError
+from attrobust.terminal import console
 
 log = logging.getLogger(__name__)
 FINISHED_SWEEPS: list[Path] = []  # sweep dirs finished in this process (the CLI reads failures from them)
@@ -23,6 +23,6 @@ class SweepReportCallback(Callback):
         folder = Path(str(config.hydra.sweep.dir))
         FINISHED_SWEEPS.append(folder)
         try:
-            print_report(folder, Console())
+            print_report(folder, console())
         except AttrobustError as error:
             log.warning("no report for %s: %s", folder, error)

@@ -27,7 +27,7 @@ from attrobust.models import build_model
 from attrobust.optim import OPTIMIZERS
 from attrobust.regularizers import REGULARIZERS
 
-METHODS = ("natural", "pgd", "input_grad", "ig_norm", "ig_sum_norm")
+METHODS = ("natural", "pgd", "input_grad", "ig_norm", "ig_sum_norm", "erar")
 
 
 def compose(experiment: str | None, reg: str) -> dict:
@@ -56,6 +56,8 @@ def pass_count(reg: dict) -> float:
     if name == "input_grad":
         return 2.0
     inner_points = reg["ig_steps"] // reg["approx_factor"]
+    if name == "erar":
+        return 2 * inner_points * reg["steps"] + reg["steps"] + 8 * reg["ig_steps"] + 1.0
     base = 2 * inner_points * reg["steps"] + 2 * reg["ig_steps"] + 1.0
     return base + reg["steps"] if name == "ig_sum_norm" else base
 

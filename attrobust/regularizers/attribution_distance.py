@@ -1,0 +1,144 @@
+"""The template most attribution-robust training methods after RAR fit: CE + weight * D(A(x), A(x')).
+
+A is any registered explainer (`explainer`, the attribution of the true class, differentiated with respect to the
+weights: second order), D a differentiable dissimilarity of the two maps, flattened per example (`distance`):
+- `cosine`: 1 - cos(a, b);  `pearson`: 1 - Pearson's r;  `l1`: sum |a - b|;  `squared_l2`: sum (a - b)^2;
+- `kl`: KL(softmax(a) || softmax(b)), the maps as distributions over their entries.
+x' (`inner`): `pgd` maximises D(A(x), A(x')) over the eps-ball (or CE(x') + weight * D with
+`inner_maximises: loss`, IG-SUM-NORM's form), `random` draws x' uniformly from the ball once, `none` keeps x' = x.
+The cross-entropy is taken at x (`ce_at: clean`) or at x' (`perturbed`, the adversarial variants). The inner
+direction goes through the explainer's input gradient, which a piecewise-linear network does not have (its second
+derivative is zero): `surrogate_beta` computes the inner maximisation on the softplus copy of the network (same
+weights), as the attacks on explanations do; the outer loss always uses the network itself.
+
+With weight 0 this is natural training (`ce_at: clean`), or PGD training (`ce_at: perturbed`, `inner: pgd`,
+`inner_maximises: loss`). The presets name the methods whose objective it can express; what each follows and what is
+uncertain is in its preset's leading comment (`attrobust list`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attrobust.attacks.projected_ascent import LinfBall
+from attrobust.attributions import softplus_surrogate
+from attrobust.explainers import EXPLAINERS, Explainer
+from attrobust.regularizers import REGULARIZERS
+from attrobust.regularizers.adversarial import AdversarialObjective
+from attrobust.regularizers.base import LossOutput, reduce
+
+Distance = Literal["cosine", "pearson", "l1", "squared_l2", "kl"]
+Inner = Literal["pgd", "random", "none"]
+TINY = 1e-12  # keeps cosine and Pearson finite on an all-zero map
+
+
+def cosine_distance(a: Tensor, b: Tensor) -> Tensor:
+    return 1 - (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(TINY)
+
+
+def pearson_distance(a: Tensor, b: Tensor) -> Tensor:
+    return cosine_distance(a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True))
+
+
+def kl_distance(a: Tensor, b: Tensor) -> Tensor:
+    log_p, log_q = F.log_softmax(a, dim=1), F.log_softmax(b, dim=1)
+    return (log_p.exp() * (log_p - log_q)).sum(1)
+
+
+DISTANCES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "cosine": cosine_distance, "pearson": pearson_distance, "l1": lambda a, b: (a - b).abs().sum(1),
+    "squared_l2": lambda a, b: (a - b).pow(2).sum(1), "kl": kl_distance}
+
+
+@REGULARIZERS.register("attribution_distance")
+@dataclass(frozen=True)
+class AttributionDistance(AdversarialObjective):
+    weight: float = 1.0
+    explainer: str = "gradient"
+    explainer_steps: int | None = None  # IG's path points or SmoothGrad's samples (null: the explainer's default)
+    distance: Distance = "cosine"
+    inner: Inner = "pgd"
+    inner_maximises: Literal["distance", "loss"] = "distance"
+    ce_at: Literal["clean", "perturbed"] = "clean"
+    detach_clean_map: bool = False     # LGA's default: A(x) is a fixed target, only A(x') is trained
+    surrogate_beta: float | None = None  # the inner maximisation on the softplus copy (None: the network itself)
+    second_order: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.weight < 0:
+            raise ValueError(f"weight must be >= 0, got {self.weight}")
+        if self.distance not in DISTANCES:
+            raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got '{self.distance}'")
+        if self.explainer not in EXPLAINERS.names():
+            raise ValueError(f"explainer must be one of {', '.join(EXPLAINERS.names())}, got '{self.explainer}'")
+        if self.explainer_steps is not None and self.explainer_steps < 1:
+            raise ValueError(f"explainer_steps must be >= 1 or null, got {self.explainer_steps}")
+        self.build_explainer()  # its own settings are checked now, not in the first training step
+        if self.surrogate_beta is not None and not self.surrogate_beta > 0:
+            raise ValueError(f"surrogate_beta must be positive or null, got {self.surrogate_beta}")
+
+    def build_explainer(self) -> Explainer:
+        settings: dict[str, object] = {"name": self.explainer}
+        if self.explainer_steps is not None:
+            names = {f.name for f in dataclasses.fields(EXPLAINERS.get(self.explainer))}
+            key = next((k for k in ("steps", "samples") if k in names), None)
+            if key is None:
+                raise ValueError(f"explainer_steps: the {self.explainer} explainer has no steps or samples")
+            settings[key] = self.explainer_steps
+        return EXPLAINERS.build(settings)
+
+    def maps(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """A(x) flattened per example, differentiable with respect to the weights and to x."""
+        return self.build_explainer().explain(model, x, y, create_graph=True).flatten(1)
+
+    def dissimilarity(self, a: Tensor, b: Tensor) -> Tensor:
+        return DISTANCES[self.distance](a, b)
+
+    def perturbed(self, model: nn.Module, x: Tensor, y: Tensor, clean_map: Tensor | None) -> Tensor:
+        """x' by `inner` (detached); `clean_map` (A(x)) is needed by `inner: pgd` only."""
+        if self.inner == "none":
+            return x.detach()
+        ball = LinfBall(x, self.eps)
+        if self.inner == "random":
+            return ball.sample()
+
+        assert clean_map is not None
+
+        def objective(z: Tensor) -> Tensor:
+            if self.inner_maximises == "loss" and not self.weight:
+                return F.cross_entropy(model(z), y, reduction="none")  # PGD training's inner maximisation
+            distance = self.dissimilarity(clean_map.detach(), self.maps(model, z, y))
+            if self.inner_maximises == "distance":
+                return distance
+            return F.cross_entropy(model(z), y, reduction="none") + self.weight * distance
+
+        smooth = softplus_surrogate(model, self.surrogate_beta) if self.surrogate_beta else nullcontext()
+        with smooth:
+            return self.inner_maximum(objective, x)
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> LossOutput:
+        clean_map = self.maps(model, x, y) if self.weight or self.inner == "pgd" else None
+        x_adv = self.perturbed(model, x, y, clean_map)
+        logits = model(x) if self.ce_at == "clean" else None
+        ce_logits = logits if logits is not None else model(x_adv)
+        ce = F.cross_entropy(ce_logits, y, reduction="none")
+        if logits is None:
+            with torch.no_grad():
+                logits = model(x)
+        terms = {"ce": ce.detach().mean(), "eps": x.new_full((), self.eps)}
+        if not self.weight:
+            return LossOutput(reduce(ce, self.reduction), logits, terms)
+        assert clean_map is not None
+        target = clean_map.detach() if self.detach_clean_map else clean_map
+        distance = self.dissimilarity(target, self.maps(model, x_adv, y))
+        terms["distance"] = distance.detach().mean()
+        return LossOutput(reduce(ce + self.weight * distance, self.reduction), logits, terms)

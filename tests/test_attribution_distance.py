@@ -1,0 +1,81 @@
+"""The attribution-distance template: each distance, its weight-0 limits (natural and PGD training exactly), and a
+step of each preset's form."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from attrobust.errors import AttrobustError
+from attrobust.regularizers import REGULARIZERS
+from attrobust.regularizers.attribution_distance import DISTANCES
+from conftest import TinyNet
+
+INNER = {"eps": 0.3, "steps": 2, "step_size": 0.1}
+
+
+def build(**settings):
+    return REGULARIZERS.build({"name": "attribution_distance", **INNER, **settings})
+
+
+def grads(model: nn.Module, loss: torch.Tensor) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(loss, list(model.parameters())))
+
+
+@pytest.mark.parametrize("name", sorted(DISTANCES))
+def test_each_distance_is_zero_for_identical_maps_and_grows_away_from_them(name):
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(5, 12, generator=generator, dtype=torch.float64)
+    away = torch.randn(5, 12, generator=generator, dtype=torch.float64)
+    distance = DISTANCES[name]
+    torch.testing.assert_close(distance(a, a.clone()), torch.zeros(5, dtype=torch.float64), atol=1e-12, rtol=0)
+    t = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+    (slope,) = torch.autograd.grad(distance(a, a + t * away).sum(), t)
+    assert slope > 0 and (distance(a, a + 0.1 * away) > 0).all()
+
+
+def test_weight_zero_is_natural_training_exactly():
+    model, x, y = TinyNet(), torch.rand(4, 1, 8, 8), torch.tensor([1, 2, 3, 4])
+    template = build(weight=0.0, inner="random")(model, x, y)
+    natural = REGULARIZERS.build({"name": "natural"})(model, x, y)
+    assert torch.equal(template.loss, natural.loss)
+    assert all(torch.equal(a, b) for a, b in zip(grads(model, template.loss), grads(model, natural.loss), strict=True))
+
+
+def test_weight_zero_on_the_perturbed_image_is_pgd_training_exactly():
+    model, x, y = TinyNet(), torch.rand(4, 1, 8, 8), torch.tensor([1, 2, 3, 4])
+    torch.manual_seed(5)
+    template = build(weight=0.0, ce_at="perturbed", inner_maximises="loss")(model, x, y)
+    torch.manual_seed(5)
+    pgd = REGULARIZERS.build({"name": "pgd", **INNER})(model, x, y)
+    assert torch.equal(template.loss, pgd.loss)
+    assert all(torch.equal(a, b) for a, b in zip(grads(model, template.loss), grads(model, pgd.loss), strict=True))
+
+
+def test_no_perturbation_gives_no_penalty():
+    model, x, y = TinyNet(), torch.rand(4, 1, 8, 8), torch.tensor([1, 2, 3, 4])
+    out = build(weight=5.0, inner="none", distance="squared_l2")(model, x, y)
+    assert float(out.terms["distance"]) == 0.0
+    torch.testing.assert_close(out.loss, REGULARIZERS.build({"name": "natural"})(model, x, y).loss)
+
+
+@pytest.mark.parametrize("settings", [
+    {"distance": "pearson", "ce_at": "perturbed"},                                     # the AdvAAT form
+    {"explainer": "ig", "explainer_steps": 3, "distance": "cosine"},                   # the IGR form
+    {"distance": "squared_l2", "inner": "random", "detach_clean_map": True},           # an LGA-like form
+    {"distance": "kl", "inner_maximises": "loss", "surrogate_beta": None}])
+def test_a_step_of_each_form_trains_every_weight(settings):
+    model, x, y = TinyNet(), torch.rand(4, 1, 8, 8), torch.tensor([1, 2, 3, 4])
+    out = build(weight=1.0, **settings)(model, x, y)
+    assert torch.isfinite(out.loss) and float(out.terms["distance"]) > 0
+    assert all(g.abs().sum() > 0 for g in grads(model, out.loss))
+
+
+def test_bad_settings_are_one_line():
+    for settings, message in [({"distance": "l3"}, "distance must be one of cosine, pearson, l1, squared_l2, kl"),
+                              ({"explainer": "saliency"}, "explainer must be one of"),
+                              ({"explainer": "gradient", "explainer_steps": 3}, "the gradient explainer has no steps"),
+                              ({"surrogate_beta": 0.0}, "surrogate_beta must be positive or null")]:
+        with pytest.raises(AttrobustError, match=message):
+            build(**settings)

@@ -56,7 +56,7 @@ def test_weight_zero_on_the_perturbed_image_is_pgd_training_exactly():
 def test_no_perturbation_gives_no_penalty():
     model, x, y = TinyNet(), torch.rand(4, 1, 8, 8), torch.tensor([1, 2, 3, 4])
     out = build(weight=5.0, inner="none", distance="squared_l2")(model, x, y)
-    assert float(out.terms["distance"]) == 0.0
+    assert float(out.terms["penalty"]) == 0.0
     torch.testing.assert_close(out.loss, REGULARIZERS.build({"name": "natural"})(model, x, y).loss)
 
 
@@ -68,7 +68,7 @@ def test_no_perturbation_gives_no_penalty():
 def test_a_step_of_each_form_trains_every_weight(settings):
     model, x, y = TinyNet(), torch.rand(4, 1, 8, 8), torch.tensor([1, 2, 3, 4])
     out = build(weight=1.0, **settings)(model, x, y)
-    assert torch.isfinite(out.loss) and float(out.terms["distance"]) > 0
+    assert torch.isfinite(out.loss) and float(out.terms["penalty"]) > 0
     assert all(g.abs().sum() > 0 for g in grads(model, out.loss))
 
 
@@ -79,3 +79,32 @@ def test_bad_settings_are_one_line():
                               ({"surrogate_beta": 0.0}, "surrogate_beta must be positive or null")]:
         with pytest.raises(AttrobustError, match=message):
             build(**settings)
+
+
+def test_the_lga_form_equals_its_code_formula():
+    """LGA (RobustAGA's l2 + cosd classifier): mean CE + l2 * mean ||g - g_r||^2 + cos * (1 - mean cos(g, g_r)) / 2,
+    g the input gradient of the true logit (detached at x), g_r at x + uniform noise of radius eps."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Softplus(), nn.Flatten(), nn.Linear(2 * 36, 3)).double()
+    x = 0.3 + 0.4 * torch.rand(4, 1, 6, 6, dtype=torch.float64)  # far from the pixel range's ends: nothing clipped
+    y, eps, l2, cos = torch.tensor([0, 1, 2, 1]), 0.05, 1.5, 0.8
+    lga = REGULARIZERS.build({"name": "attribution_distance", "eps": eps, "steps": 1, "step_size": 0.01,
+                              "weight": l2, "distance": "squared_l2", "extra_distance": "cosine",
+                              "extra_weight": cos / 2, "inner": "random", "detach_clean_map": True,
+                              "reduction": "mean"})
+    torch.manual_seed(7)
+    ours = lga(model, x, y).loss
+
+    def logit_gradient(z: torch.Tensor, create_graph: bool) -> torch.Tensor:
+        z = z.clone().requires_grad_(True)
+        return torch.autograd.grad(model(z)[range(len(y)), y].sum(), z, create_graph=create_graph)[0]
+
+    torch.manual_seed(7)
+    z = eps * (2 * torch.rand(x.shape, dtype=torch.float64) - 1)
+    g, g_r = logit_gradient(x, False).flatten(1), logit_gradient(x + z, True).flatten(1)
+    cossim = torch.nn.functional.cosine_similarity(g, g_r, dim=1).mean()
+    theirs = (torch.nn.functional.cross_entropy(model(x), y) + l2 * (g - g_r).norm(dim=1).square().mean()
+              + cos * (1 - cossim) / 2)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+    for a, b in zip(grads(model, ours), grads(model, theirs), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -1,10 +1,11 @@
-"""The template most attribution-robust training methods after RAR fit: CE + weight * D(A(x), A(x')).
+"""The template most attribution-robust training methods after RAR fit: CE + weight * D(A(x), A(x')) (plus
+`extra_weight` * a second dissimilarity, for LGA's two terms).
 
 A is any registered explainer (`explainer`, the attribution of the true class, differentiated with respect to the
 weights: second order), D a differentiable dissimilarity of the two maps, flattened per example (`distance`):
 - `cosine`: 1 - cos(a, b);  `pearson`: 1 - Pearson's r;  `l1`: sum |a - b|;  `squared_l2`: sum (a - b)^2;
 - `kl`: KL(softmax(a) || softmax(b)), the maps as distributions over their entries.
-x' (`inner`): `pgd` maximises D(A(x), A(x')) over the eps-ball (or CE(x') + weight * D with
+x' (`inner`): `pgd` maximises the penalty over the eps-ball (or CE(x') + the penalty with
 `inner_maximises: loss`, IG-SUM-NORM's form), `random` draws x' uniformly from the ball once, `none` keeps x' = x.
 The cross-entropy is taken at x (`ce_at: clean`) or at x' (`perturbed`, the adversarial variants). The inner
 direction goes through the explainer's input gradient, which a piecewise-linear network does not have (its second
@@ -65,6 +66,8 @@ class AttributionDistance(AdversarialObjective):
     explainer: str = "gradient"
     explainer_steps: int | None = None  # IG's path points or SmoothGrad's samples (null: the explainer's default)
     distance: Distance = "cosine"
+    extra_distance: Distance | None = None  # a second dissimilarity, added with `extra_weight` (LGA: cosine)
+    extra_weight: float = 0.0
     inner: Inner = "pgd"
     inner_maximises: Literal["distance", "loss"] = "distance"
     ce_at: Literal["clean", "perturbed"] = "clean"
@@ -76,8 +79,13 @@ class AttributionDistance(AdversarialObjective):
         super().__post_init__()
         if self.weight < 0:
             raise ValueError(f"weight must be >= 0, got {self.weight}")
-        if self.distance not in DISTANCES:
-            raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got '{self.distance}'")
+        for key in ("distance", "extra_distance"):
+            value = getattr(self, key)
+            if value is not None and value not in DISTANCES:
+                raise ValueError(f"{key} must be one of {', '.join(DISTANCES)}, got '{value}'")
+        if self.extra_weight < 0 or (self.extra_weight and self.extra_distance is None):
+            raise ValueError(f"extra_weight must be >= 0 and needs extra_distance, got {self.extra_weight} with "
+                             f"extra_distance={self.extra_distance}")
         if self.explainer not in EXPLAINERS.names():
             raise ValueError(f"explainer must be one of {', '.join(EXPLAINERS.names())}, got '{self.explainer}'")
         if self.explainer_steps is not None and self.explainer_steps < 1:
@@ -100,8 +108,16 @@ class AttributionDistance(AdversarialObjective):
         """A(x) flattened per example, differentiable with respect to the weights and to x."""
         return self.build_explainer().explain(model, x, y, create_graph=True).flatten(1)
 
-    def dissimilarity(self, a: Tensor, b: Tensor) -> Tensor:
-        return DISTANCES[self.distance](a, b)
+    @property
+    def penalised(self) -> bool:
+        return bool(self.weight or self.extra_weight)
+
+    def penalty(self, a: Tensor, b: Tensor) -> Tensor:
+        """Per example: weight * D(a, b) + extra_weight * D_extra(a, b)."""
+        value = self.weight * DISTANCES[self.distance](a, b)
+        if self.extra_distance is not None and self.extra_weight:
+            value = value + self.extra_weight * DISTANCES[self.extra_distance](a, b)
+        return value
 
     def perturbed(self, model: nn.Module, x: Tensor, y: Tensor, clean_map: Tensor | None) -> Tensor:
         """x' by `inner` (detached); `clean_map` (A(x)) is needed by `inner: pgd` only."""
@@ -114,19 +130,19 @@ class AttributionDistance(AdversarialObjective):
         assert clean_map is not None
 
         def objective(z: Tensor) -> Tensor:
-            if self.inner_maximises == "loss" and not self.weight:
+            if self.inner_maximises == "loss" and not self.penalised:
                 return F.cross_entropy(model(z), y, reduction="none")  # PGD training's inner maximisation
-            distance = self.dissimilarity(clean_map.detach(), self.maps(model, z, y))
+            penalty = self.penalty(clean_map.detach(), self.maps(model, z, y))
             if self.inner_maximises == "distance":
-                return distance
-            return F.cross_entropy(model(z), y, reduction="none") + self.weight * distance
+                return penalty
+            return F.cross_entropy(model(z), y, reduction="none") + penalty
 
         smooth = softplus_surrogate(model, self.surrogate_beta) if self.surrogate_beta else nullcontext()
         with smooth:
             return self.inner_maximum(objective, x)
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> LossOutput:
-        clean_map = self.maps(model, x, y) if self.weight or self.inner == "pgd" else None
+        clean_map = self.maps(model, x, y) if self.penalised or self.inner == "pgd" else None
         x_adv = self.perturbed(model, x, y, clean_map)
         logits = model(x) if self.ce_at == "clean" else None
         ce_logits = logits if logits is not None else model(x_adv)
@@ -135,10 +151,10 @@ class AttributionDistance(AdversarialObjective):
             with torch.no_grad():
                 logits = model(x)
         terms = {"ce": ce.detach().mean(), "eps": x.new_full((), self.eps)}
-        if not self.weight:
+        if not self.penalised:
             return LossOutput(reduce(ce, self.reduction), logits, terms)
         assert clean_map is not None
         target = clean_map.detach() if self.detach_clean_map else clean_map
-        distance = self.dissimilarity(target, self.maps(model, x_adv, y))
-        terms["distance"] = distance.detach().mean()
-        return LossOutput(reduce(ce + self.weight * distance, self.reduction), logits, terms)
+        penalty = self.penalty(target, self.maps(model, x_adv, y))
+        terms["penalty"] = penalty.detach().mean()
+        return LossOutput(reduce(ce + penalty, self.reduction), logits, terms)

@@ -379,7 +379,7 @@ def test_a_failing_sweep_job_does_not_stop_the_others(cli, tmp_path):
     assert result.exit_code == 2
     (line,) = result.error_lines
     assert "job 1" in line and "dataset.eps=-1" in line and "eps must be positive" in line
-    assert (tmp_path / "sweep" / "0_mnist_mini_natural_seed0_dataset.eps=0.3" / "table.md").exists()
+    assert (tmp_path / "sweep" / "0_mnist_mini_natural_seed0_dataset.eps_0.3" / "table.md").exists()
 
 
 def test_unknown_attribution_attack_in_evaluate_is_one_line(cli):

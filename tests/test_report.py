@@ -20,8 +20,8 @@ def test_sweep_report_over_seeds_with_failed_and_missing_runs(cli, tmp_path):
     assert (sweep / "report.md").is_file()  # written by the callback at the end of the multirun
     assert len(list(sweep.glob("*/failed.txt"))) == 2
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())  # named by the swept value (seed is shown already)
-    assert jobs[:3] == ["0_mnist_mini_input_grad_seed0_reg.weight=0", "1_mnist_mini_input_grad_seed1_reg.weight=0",
-                        "2_mnist_mini_input_grad_seed0_reg.weight=1"]
+    assert jobs[:3] == ["0_mnist_mini_input_grad_seed0_reg.weight_0", "1_mnist_mini_input_grad_seed1_reg.weight_0",
+                        "2_mnist_mini_input_grad_seed0_reg.weight_1"]
 
     done = next(p for p in sweep.iterdir() if (p / "results.csv").is_file())
     shutil.copytree(done / ".hydra", sweep / "9_killed_before_results" / ".hydra")

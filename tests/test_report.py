@@ -203,3 +203,15 @@ def test_a_sweep_over_more_than_a_decade_is_drawn_on_a_log_axis():
 
     assert log_axis(pd.Series([0.1, 1, 10, 100])) and not log_axis(pd.Series([1, 2, 5]))
     assert not log_axis(pd.Series([0, 1, 100]))  # zero has no place on a log axis
+
+
+def test_a_trained_but_not_evaluated_run_is_a_note_with_the_command_not_a_missing_run(cli, tmp_path):
+    result = cli("train", "-m", "reg=natural,pgd", *TINY_RUN, "eval_at_end=false", "hydra.sweep.dir=sweep")
+    assert result.exit_code == 0, result.stderr
+    report = cli("report", "sweep")
+    assert report.exit_code == 0 and "warning: missing run" not in report.stderr
+    assert report.stderr.count("note: not evaluated run") == 2 and "attrobust evaluate checkpoint=" in report.stderr
+    from attrobust.engine.checkpoint import MODEL_FILE
+    from attrobust.reporting import sweep
+
+    assert sweep.MODEL_FILE == MODEL_FILE  # the report's copy of the name

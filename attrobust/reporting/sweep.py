@@ -4,7 +4,9 @@ A run is a folder with `.hydra/overrides.yaml` (written by attrobust when a job'
 job of a sweep, so a sweep job killed before it started is still found). Its state is
 - `done`: it (or an `evaluate/` / `attack/` folder inside it) has a `results.csv`;
 - `failed`: it has `failed.txt` (written when the job stopped with an error; the first line says why);
-- `missing`: neither (killed, preempted and not requeued, or still running);
+- `not evaluated`: neither, but a finished `model.pt` (trained with `eval_at_end=false`, no `evaluate` yet): listed
+  with the command that evaluates it, as a note rather than a warning;
+- `missing`: none of these (killed, preempted and not requeued, or still running);
 - `unreadable`: a file it needs cannot be read (an empty or truncated `results.csv`, a broken `overrides.yaml`); the
   reason names the file. Such a run is listed, never counted as done.
 Rows are grouped by dataset, model, reg and every overridden key that takes more than one value across the
@@ -28,6 +30,8 @@ from attrobust.reporting.rows import ACCURACY_METRICS, ROW_COLUMNS, attack_key
 from attrobust.reporting.tables import FIXED_HEADINGS, RESULTS_FILE, ordered_metrics, rich_table, unit_heading
 
 FAILED_FILE = "failed.txt"
+MODEL_FILE = "model.pt"  # as attrobust.engine.checkpoint.MODEL_FILE (reporting imports nothing from the engine)
+NOT_EVALUATED = "not evaluated"
 PLOTTED_HEADINGS = ("NA (%)", "AA (%)", "IN (%)", "CO")  # the paper's columns, drawn against a swept number
 IGNORED_KEYS = ("seed", "hydra.run.dir", "hydra.sweep.dir", "checkpoint")
 GROUP_KEYS = ["dataset", "model", "reg"]  # rows of the paper's table; the attack settings are in each run's rows
@@ -37,7 +41,7 @@ GROUP_KEYS = ["dataset", "model", "reg"]  # rows of the paper's table; the attac
 class RunRecord:
     folder: Path
     overrides: dict[str, str]
-    state: str            # done | failed | missing | unreadable
+    state: str            # done | failed | not evaluated | missing | unreadable
     reason: str = ""
     results: tuple[pd.DataFrame, ...] = ()  # the rows of every results.csv of a done run
 
@@ -89,6 +93,8 @@ def _record(run: Path, overrides_file: Path) -> RunRecord:
         except (OSError, UnicodeDecodeError) as error:
             reason = f"unreadable {failed}: {_first_line(error)}"
         return RunRecord(run, overrides, "failed", reason)
+    if (run / MODEL_FILE).is_file():
+        return RunRecord(run, overrides, NOT_EVALUATED, f"trained, no results yet: attrobust evaluate checkpoint={run}")
     return RunRecord(run, overrides, "missing", "no results.csv and no failed.txt")
 
 
@@ -304,5 +310,6 @@ def print_report(directory: Path, console: Console) -> None:
     if len(result.table):
         console.print(rich_table(paper_table(result), f"{directory}"))
     for run in result.problems:
-        print(f"warning: {run.state} run {run.folder}: {run.reason}", file=sys.stderr)
+        kind = "note" if run.state == NOT_EVALUATED else "warning"
+        print(f"{kind}: {run.state} run {run.folder}: {run.reason}", file=sys.stderr)
     console.print(f"wrote {', '.join(str(path) for path in written)}")

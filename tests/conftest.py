@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import struct
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -99,3 +101,12 @@ class TinyNet(nn.Module):
 def tiny_net() -> TinyNet:
     torch.manual_seed(0)
     return TinyNet()
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 120, poll_s: float = 0.02) -> None:
+    """Wait until a running command writes `path` (it must not exit first)."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(poll_s)

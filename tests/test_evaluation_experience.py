@@ -7,13 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY_RUN
+from conftest import TINY_RUN, wait_for
 
 from attrobust.data.base import ImageSet
 from attrobust.engine.evaluate import EvalSettings
@@ -63,14 +62,6 @@ def attack(run_dir: Path, cwd: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "attrobust", "attack", "checkpoint=run", *SLOW_ATTACK, *extra,
                              f"hydra.run.dir={run_dir}"], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
 
 
 def test_a_killed_attack_resumes_to_the_rows_of_an_uninterrupted_run(cli, tmp_path):

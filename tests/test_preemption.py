@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
+from conftest import wait_for
 
 from attrobust.engine.checkpoint import load_checkpoint
 from attrobust.rundir import LOCK_FILE
@@ -24,14 +24,6 @@ def train(run_dir: Path, cwd: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "attrobust", "train", *ARGS, *extra, f"hydra.run.dir={run_dir}"],
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
 
 
 def test_sigkill_then_rerun_ends_bitwise_like_an_uninterrupted_run(tmp_path):

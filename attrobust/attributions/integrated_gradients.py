@@ -89,11 +89,21 @@ def _input_gradient(fn: Callable[[Tensor], Tensor], z: Tensor, create_graph: boo
     return grad
 
 
+def tiled(labels: Tensor, rows: int) -> Tensor:
+    """Each example's label for each of `rows` rows in the path-point-major layout (row r: example r % B)."""
+    return labels.repeat(rows // labels.shape[0])
+
+
 def logit_of(model: nn.Module, labels: Tensor) -> Callable[[Tensor], Tensor]:
     """`fn` for IG: the logit of each example's label (tiled over the path-point-major layout)."""
-    return lambda z: model(z).gather(1, labels.repeat(z.shape[0] // labels.shape[0]).unsqueeze(1)).squeeze(1)
+    return lambda z: model(z).gather(1, tiled(labels, z.shape[0]).unsqueeze(1)).squeeze(1)
+
+
+def probability_of(model: nn.Module, labels: Tensor) -> Callable[[Tensor], Tensor]:
+    """`fn` for IG: the softmax probability of each example's label (path-point-major layout)."""
+    return lambda z: F.softmax(model(z), dim=1).gather(1, tiled(labels, z.shape[0]).unsqueeze(1)).squeeze(1)
 
 
 def cross_entropy_of(model: nn.Module, labels: Tensor) -> Callable[[Tensor], Tensor]:
     """`fn` for IG: the per-example cross-entropy at each example's label (path-point-major layout)."""
-    return lambda z: F.cross_entropy(model(z), labels.repeat(z.shape[0] // labels.shape[0]), reduction="none")
+    return lambda z: F.cross_entropy(model(z), tiled(labels, z.shape[0]), reduction="none")

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attrobust.attributions import cross_entropy_of, integrated_gradients
+from attrobust.attributions.integrated_gradients import probability_of, tiled
 from attrobust.regularizers import REGULARIZERS
 from attrobust.regularizers.base import LossOutput, reduce
 from attrobust.regularizers.ig_sum_norm import IGSumNorm
@@ -44,20 +45,13 @@ TrueClassKL = Literal["reference", "bounded"]
 TRUE_CLASS_KLS: tuple[TrueClassKL, ...] = ("reference", "bounded")
 
 
-def probability_of(model: nn.Module, labels: Tensor) -> Callable[[Tensor], Tensor]:
-    """`fn` for IG: each row's softmax probability of its example's label (path-point-major layout)."""
-    return lambda z: F.softmax(model(z), dim=1).gather(1, labels.repeat(z.shape[0] // labels.shape[0])
-                                                         .unsqueeze(1)).squeeze(1)
-
-
 def strongest_other_probability(model: nn.Module, labels: Tensor) -> Callable[[Tensor], Tensor]:
     """`fn` for IG: each row's probability of its most probable class other than the label, chosen at that row
     (the reference's top-1 if it is not the label, else top-2); the choice itself is not differentiated."""
     def fn(z: Tensor) -> Tensor:
         probabilities = F.softmax(model(z), dim=1)
-        tiled = labels.repeat(z.shape[0] // labels.shape[0])
         top2 = probabilities.detach().topk(2, dim=1).indices
-        other = torch.where(top2[:, 0] == tiled, top2[:, 1], top2[:, 0])
+        other = torch.where(top2[:, 0] == tiled(labels, z.shape[0]), top2[:, 1], top2[:, 0])
         return probabilities.gather(1, other.unsqueeze(1)).squeeze(1)
     return fn
 

@@ -53,13 +53,6 @@ def test_weight_zero_on_the_perturbed_image_is_pgd_training_exactly():
     assert all(torch.equal(a, b) for a, b in zip(grads(model, template.loss), grads(model, pgd.loss), strict=True))
 
 
-def test_no_perturbation_gives_no_penalty():
-    model, x, y = TinyNet(), torch.rand(4, 1, 8, 8), torch.tensor([1, 2, 3, 4])
-    out = build(weight=5.0, inner="none", distance="squared_l2")(model, x, y)
-    assert float(out.terms["penalty"]) == 0.0
-    torch.testing.assert_close(out.loss, REGULARIZERS.build({"name": "natural"})(model, x, y).loss)
-
-
 @pytest.mark.parametrize("settings", [
     {"distance": "pearson", "ce_at": "perturbed"},                                     # the AdvAAT form
     {"explainer": "ig", "explainer_steps": 3, "distance": "cosine"},                   # the IGR form
@@ -76,7 +69,8 @@ def test_bad_settings_are_one_line():
     for settings, message in [({"distance": "l3"}, "distance must be one of cosine, pearson, l1, squared_l2, kl"),
                               ({"explainer": "saliency"}, "explainer must be one of"),
                               ({"explainer": "gradient", "explainer_steps": 3}, "the gradient explainer has no steps"),
-                              ({"surrogate_beta": 0.0}, "surrogate_beta must be positive or null")]:
+                              ({"surrogate_beta": 0.0}, "surrogate_beta must be positive or null"),
+                              ({"inner": "none"}, "inner must be one of pgd, random, got 'none'")]:
         with pytest.raises(AttrobustError, match=message):
             build(**settings)
 

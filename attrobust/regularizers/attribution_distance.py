@@ -6,7 +6,7 @@ weights: second order), D a differentiable dissimilarity of the two maps, flatte
 - `cosine`: 1 - cos(a, b);  `pearson`: 1 - Pearson's r;  `l1`: sum |a - b|;  `squared_l2`: sum (a - b)^2;
 - `kl`: KL(softmax(a) || softmax(b)), the maps as distributions over their entries.
 x' (`inner`): `pgd` maximises the penalty over the eps-ball (or CE(x') + the penalty with
-`inner_maximises: loss`, IG-SUM-NORM's form), `random` draws x' uniformly from the ball once, `none` keeps x' = x.
+`inner_maximises: loss`, IG-SUM-NORM's form), or `random` draws x' uniformly from the ball once.
 The cross-entropy is taken at x (`ce_at: clean`) or at x' (`perturbed`, the adversarial variants). The inner
 direction goes through the explainer's input gradient, which a piecewise-linear network does not have (its second
 derivative is zero): `surrogate_beta` computes the inner maximisation on the softplus copy of the network (same
@@ -20,6 +20,7 @@ uncertain is in its preset's leading comment (`attrobust list`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from attrobust.regularizers.adversarial import AdversarialObjective
 from attrobust.regularizers.base import LossOutput, reduce
 
 Distance = Literal["cosine", "pearson", "l1", "squared_l2", "kl"]
-Inner = Literal["pgd", "random", "none"]
+Inner = Literal["pgd", "random"]
 TINY = 1e-12  # keeps cosine and Pearson finite on an all-zero map
 
 
@@ -90,11 +91,13 @@ class AttributionDistance(AdversarialObjective):
             raise ValueError(f"explainer must be one of {', '.join(EXPLAINERS.names())}, got '{self.explainer}'")
         if self.explainer_steps is not None and self.explainer_steps < 1:
             raise ValueError(f"explainer_steps must be >= 1 or null, got {self.explainer_steps}")
-        self.build_explainer()  # its own settings are checked now, not in the first training step
+        _ = self.built_explainer  # its own settings are checked now, not in the first training step
         if self.surrogate_beta is not None and not self.surrogate_beta > 0:
             raise ValueError(f"surrogate_beta must be positive or null, got {self.surrogate_beta}")
 
-    def build_explainer(self) -> Explainer:
+    @functools.cached_property
+    def built_explainer(self) -> Explainer:
+        """A, built once from `explainer` and `explainer_steps` (checked in __post_init__)."""
         settings: dict[str, object] = {"name": self.explainer}
         if self.explainer_steps is not None:
             names = {f.name for f in dataclasses.fields(EXPLAINERS.get(self.explainer))}
@@ -106,7 +109,7 @@ class AttributionDistance(AdversarialObjective):
 
     def maps(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """A(x) flattened per example, differentiable with respect to the weights and to x."""
-        return self.build_explainer().explain(model, x, y, create_graph=True).flatten(1)
+        return self.built_explainer.explain(model, x, y, create_graph=True).flatten(1)
 
     @property
     def penalised(self) -> bool:
@@ -120,9 +123,8 @@ class AttributionDistance(AdversarialObjective):
         return value
 
     def perturbed(self, model: nn.Module, x: Tensor, y: Tensor, clean_map: Tensor | None) -> Tensor:
-        """x' by `inner` (detached); `clean_map` (A(x)) is needed by `inner: pgd` only."""
-        if self.inner == "none":
-            return x.detach()
+        """x' by `inner` (detached); `clean_map` (A(x)) is needed by `inner: pgd` only. (No `none`: x' = x would make
+        every distance 0 whatever the weight.)"""
         ball = LinfBall(x, self.eps)
         if self.inner == "random":
             return ball.sample()

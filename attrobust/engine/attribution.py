@@ -112,14 +112,14 @@ class MeasureStore:
     def perturbed(self, positions: list[int]) -> Tensor:
         """The kept iterates of the scored images at `positions` (0-based, in scoring order)."""
         starts = list(self._perturbed) if self.folder is None else [int(p.stem) for p in self.folder.glob("*.pt")]
+        loaded = dict(self._perturbed)  # each chunk file read at most once
         pieces = []
         for position in positions:
             start = max(s for s in starts if s <= position)
-            if self.folder is None:
-                saved = self._perturbed[start]
-            else:
-                saved = torch.load(self.folder / f"{start}.pt", map_location="cpu", weights_only=True)
-            pieces.append(saved[position - start])
+            if start not in loaded:
+                assert self.folder is not None
+                loaded[start] = torch.load(self.folder / f"{start}.pt", map_location="cpu", weights_only=True)
+            pieces.append(loaded[start][position - start])
         return torch.stack(pieces) if pieces else torch.empty(0)
 
     def discard(self) -> None:

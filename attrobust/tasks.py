@@ -107,6 +107,9 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     if isinstance(objective, AdversarialObjective):
         for line in warmup_caveat(objective.eps_warmup_epochs, plan.epochs, objective.eps):
             log.warning(line)
+    if settings.test_every is not None and settings.test_every > plan.epochs:
+        log.warning("train.test_every=%d is longer than the run's %d epoch(s): no test accuracy will be logged; set "
+                    "train.test_every<=%d", settings.test_every, plan.epochs, plan.epochs)
 
     def lr_at(epoch: int, step: int) -> float:
         return optimizer_spec.lr_at(epoch, plan.epochs, step)

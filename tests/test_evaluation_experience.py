@@ -140,5 +140,8 @@ def test_test_accuracy_every_n_epochs_is_the_natural_accuracy_of_the_evaluation(
     assert same.exit_code == 0, same.stderr
     natural = pd.read_csv(tmp_path / "two" / "results.csv").set_index("metric").loc["natural_accuracy", "value"]
     assert pd.read_csv(tmp_path / "two" / "train_log.csv")["test_acc"].iloc[-1] == pytest.approx(natural / 100)
+    never = cli("train", *TINY_RUN, "train.test_every=5", "eval_at_end=false", "hydra.run.dir=never")
+    assert never.exit_code == 0
+    assert "train.test_every=5 is longer than the run's 1 epoch(s)" in (tmp_path / "never" / "train.log").read_text()
     bad = cli("train", *TINY_RUN, "train.test_every=0", "hydra.run.dir=bad")
     assert bad.exit_code == 2 and "'train' settings: test_every must be a positive number" in bad.error_lines[0]

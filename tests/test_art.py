@@ -106,8 +106,8 @@ def test_the_attack_moves_the_alignment_objective_up_from_its_start():
 
 
 def test_bad_settings_are_one_line():
-    for settings, message in [({"k": 0}, "k must be >= 1"), ({"surrogate_beta": 0.0}, "surrogate_beta must be positive"),
-                              ({"weight": -1.0}, "weight must be >= 0")]:
+    for settings, message in [({"k": 0}, "k must be >= 1"), ({"weight": -1.0}, "weight must be >= 0"),
+                              ({"surrogate_beta": 0.0}, "surrogate_beta must be positive")]:
         with pytest.raises(AttrobustError, match=message):
             REGULARIZERS.build({**SETTINGS, **settings})
     model = smooth_net()

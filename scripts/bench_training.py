@@ -27,7 +27,11 @@ from attrobust.models import build_model
 from attrobust.optim import OPTIMIZERS
 from attrobust.regularizers import REGULARIZERS
 
-METHODS = ("natural", "pgd", "input_grad", "ig_norm", "ig_sum_norm", "erar")
+# (label, reg): label names the mnist_mini_<label> preset of the `mini` settings (input_grad has none: natural's)
+METHODS = (("natural", "natural"), ("pgd", "pgd"), ("input_grad", "input_grad"), ("ig_norm", "ig_norm"),
+           ("ig_sum_norm", "ig_sum_norm"), ("erar", "erar"), ("lga", "attribution_distance"),
+           ("advaat", "attribution_distance"), ("igr", "attribution_distance"), ("art", "art"), ("r2et", "r2et"))
+REFERENCE_SETTINGS = ("natural", "pgd", "input_grad", "ig_norm", "ig_sum_norm", "erar")
 
 
 def compose(experiment: str | None, reg: str) -> dict:
@@ -55,6 +59,12 @@ def pass_count(reg: dict) -> float:
         return reg["steps"] + 1.0
     if name == "input_grad":
         return 2.0
+    if name == "attribution_distance":
+        return distance_pass_count(reg)
+    if name == "art":  # the mask's gradient, then per step two logit gradients kept and differentiated; outer: CE
+        return 1 + 4.0 * reg["steps"] + 1 + 8  # at x_adv, and both gradients of the 2B copies, differentiated
+    if name == "r2et":  # the CE gradient kept and differentiated, and the same at the shifted point
+        return 2.0 + (2 if reg["weight"] and reg["curvature_weight"] else 0)
     inner_points = reg["ig_steps"] // reg["approx_factor"]
     if name == "erar":
         return 2 * inner_points * reg["steps"] + reg["steps"] + 8 * reg["ig_steps"] + 1.0
@@ -62,13 +72,25 @@ def pass_count(reg: dict) -> float:
     return base + reg["steps"] if name == "ig_sum_norm" else base
 
 
+def distance_pass_count(reg: dict) -> float:
+    """attribution_distance with an explainer of P points (gradient: 1, IG / SmoothGrad: its steps): a map kept for
+    second order is P pairs and differentiating through it P more; PGD on D costs 2 P per step; the outer loss
+    differentiates both maps (the clean one only computed when it is detached) and the CE."""
+    points = 1 if reg["explainer"] in ("gradient", "grad_x_input") else reg["explainer_steps"] or 1
+    inner = 2 * points * reg["steps"] if reg["inner"] == "pgd" else 0
+    clean = points if reg["detach_clean_map"] else 2 * points
+    return inner + clean + 2 * points + 1.0
+
+
 def training_rows(settings: str, batch: int, steps: int, device: torch.device) -> list[dict]:
     """One step of every regulariser on the same batch: seconds, ratio to natural and to the pass-count bound."""
     rows = []
-    for method in METHODS:
-        preset = f"mnist_mini_{method}" if settings == "mini" and method != "input_grad" else None
+    for label, method in METHODS:
+        preset = f"mnist_mini_{label}" if settings == "mini" and label != "input_grad" else None
+        if settings == "reference" and label not in REFERENCE_SETTINGS:
+            continue  # the later methods have mnist_mini presets only
         plain = compose(preset, method)
-        if settings == "mini" and method == "input_grad":
+        if settings == "mini" and label == "input_grad":
             plain = {**compose("mnist_mini_natural", "natural"), "reg": plain["reg"]}
         if settings == "reference":
             plain["model"] = OmegaConf.to_container(OmegaConf.load(config_dir() / "model/madry_cnn.yaml"))
@@ -90,7 +112,7 @@ def training_rows(settings: str, batch: int, steps: int, device: torch.device) -
         seconds = median_time(step, steps, device=device)  # objective + backward + optimizer step
         reg = plain["reg"]
         detail = ", ".join(f"{k}={reg[k]}" for k in ("steps", "ig_steps", "approx_factor", "weight") if k in reg)
-        rows.append({"method": method, "model": plain["model"]["name"], "step_s": seconds, "settings": detail,
+        rows.append({"method": label, "model": plain["model"]["name"], "step_s": seconds, "settings": detail,
                      "passes": pass_count(reg)})
     natural = rows[0]["step_s"]
     for row in rows:

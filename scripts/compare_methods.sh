@@ -11,7 +11,7 @@
 set -euo pipefail
 SWEEP=${SWEEP:-outputs/methods/$(date +%Y-%m-%d_%H-%M-%S)}
 SEEDS=${SEEDS:-0}
-METHODS=${METHODS:-natural pgd ig_norm ig_sum_norm erar lga advaat igr}
+METHODS=${METHODS:-natural pgd ig_norm ig_sum_norm erar lga advaat igr art r2et}
 PROTOCOL=${PROTOCOL:-robust}
 presets=""
 for method in ${METHODS}; do

@@ -102,3 +102,22 @@ def test_the_lga_form_equals_its_code_formula():
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
     for a, b in zip(grads(model, ours), grads(model, theirs), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_gradient_maps_at_a_small_offset_give_the_input_hessian_penalty():
+    """With A = the input gradient and D = squared L2, D(A(x), A(x + z)) = ||H z||^2 + O(|z|^3), H the input Hessian of
+    the true logit: as the radius shrinks the template becomes a Hessian (curvature) penalty, the second-order
+    counterpart of the input-gradient penalty (whose closed form, a one-point IG-NORM, test_input_gradient checks).
+    At x' = x exactly every distance is 0, which is why the template has no `inner: none`."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Softplus(), nn.Flatten(), nn.Linear(2 * 36, 3)).double()
+    x, y, eps = 0.3 + 0.4 * torch.rand(4, 1, 6, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 1]), 1e-5
+    template = REGULARIZERS.build({"name": "attribution_distance", "eps": eps, "steps": 1, "step_size": eps,
+                                   "distance": "squared_l2", "inner": "random", "reduction": "mean"})
+    torch.manual_seed(7)
+    penalty = template(model, x, y).terms["penalty"]
+    torch.manual_seed(7)
+    z = eps * (2 * torch.rand(x.shape, dtype=torch.float64) - 1)
+    hessian_z = torch.stack([torch.autograd.functional.hvp(lambda v, i=i: model(v)[0, y[i]], x[i:i + 1], z[i:i + 1])[1]
+                             for i in range(len(x))])
+    torch.testing.assert_close(penalty, hessian_z.flatten(1).pow(2).sum(1).mean(), rtol=1e-3, atol=0)

@@ -51,12 +51,14 @@ def run_dir_of(checkpoint: str) -> str:
 def swept_values(task_overrides: Iterable[str], *shown: str) -> str:
     """'_reg.weight_0.1_seed_1': this job's values of the swept keys, for its folder name ('' when nothing is swept);
     keys in `shown` are already part of the name. Characters other than letters, digits and `._+-` become '-', so
-    that the folder can be passed back as an override value (checkpoint=<folder>) without quoting."""
+    that the folder can be passed back as an override value (checkpoint=<folder>) without quoting. A path value
+    (checkpoint=<run folder>) is named by its last part: the parts before it are the same for every job."""
     swept = set(filter(None, os.environ.get(SWEPT_KEYS_ENV, "").split(",")))
     parts = []
     for item in task_overrides:
         key, _, value = str(item).lstrip("+~").partition("=")
         if key in swept and key not in shown:
+            value = value.rstrip("/").rpartition("/")[2] or value
             parts.append(re.sub(r"[^A-Za-z0-9._+-]", "-", f"{key}_{value}")[:60])
     return "".join(f"_{part}" for part in parts)
 

@@ -215,3 +215,11 @@ def test_a_trained_but_not_evaluated_run_is_a_note_with_the_command_not_a_missin
     from attrobust.reporting import sweep
 
     assert sweep.MODEL_FILE == MODEL_FILE  # the report's copy of the name
+
+
+def test_a_swept_path_names_the_folder_by_its_last_part(monkeypatch):
+    from attrobust.config import SWEPT_KEYS_ENV, swept_values
+
+    monkeypatch.setenv(SWEPT_KEYS_ENV, "checkpoint,seed")
+    assert swept_values(["checkpoint=/runs/train/3_mnist_mini_lga/", "seed=1"]) == "_checkpoint_3_mnist_mini_lga_seed_1"
+    assert swept_values(["checkpoint=a b"]) == "_checkpoint_a-b"

@@ -13,7 +13,8 @@ from attrobust.errors import AttrobustError
 from attrobust.regularizers import REGULARIZERS
 from attrobust.regularizers.art import alignment_loss, cosine, true_and_strongest_other_gradients
 
-SETTINGS = {"name": "art", "eps": 0.1, "steps": 2, "step_size": 0.05, "k": 10, "surrogate_beta": 5.0}
+SETTINGS = {"name": "art", "eps": 0.1, "steps": 2, "step_size": 0.05, "relative_step": None, "k": 10,
+            "surrogate_beta": 5.0}
 
 
 def smooth_net() -> nn.Module:
@@ -86,6 +87,33 @@ def test_the_alignment_attack_stays_in_the_ball_and_weight_zero_is_ce_there():
     torch.testing.assert_close(art(model, x, y).loss, F.cross_entropy(model(x_adv), y), rtol=0, atol=0)
 
 
+def test_one_attack_step_is_a_signed_step_on_the_masked_objective_of_the_reference():
+    """The mask: the k entries of largest |true-logit gradient| of the network itself (not its softplus copy) at the
+    random start; the objective on the softplus copy, over the masked entries; a step of relative_step * eps."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 36, 4)).double()
+    x, y = 0.2 + 0.6 * torch.rand(3, 1, 6, 6, dtype=torch.float64), torch.tensor([0, 2, 3])
+    art = REGULARIZERS.build({**SETTINGS, "k": None, "steps": 1, "relative_step": 0.5})
+    torch.manual_seed(9)
+    ours = art.alignment_attack(model, x, y)
+    torch.manual_seed(9)
+    start = (x + 0.1 * (2 * torch.rand(x.shape, dtype=torch.float64) - 1)).clamp(0, 1).requires_grad_(True)
+    (relu_gradient,) = torch.autograd.grad(model(start)[range(3), y].sum(), start)
+    mask = relu_gradient.abs().flatten(1).topk(round(36 * 1000 / 3072), dim=1).indices  # the reference's share
+    with softplus_surrogate(model, 5.0):
+        logits = model(start)
+        other = logits.detach().scatter(1, y[:, None], float("-inf")).argmax(1)
+        g_true = torch.autograd.grad(logits[range(3), y].sum(), start, create_graph=True, retain_graph=True)[0]
+        g_other = torch.autograd.grad(logits[range(3), other].sum(), start, create_graph=True)[0]
+        masked = [t.flatten(1).gather(1, mask) for t in (start, g_true, g_other)]
+        objective = F.softplus(F.cosine_similarity(masked[0], masked[2], eps=1e-6)
+                               - F.cosine_similarity(masked[0], masked[1], eps=1e-6))
+        (direction,) = torch.autograd.grad(objective.sum(), start)
+    step = start.detach() + 0.05 * direction.sign()
+    expected = torch.minimum(torch.maximum(step, x - 0.1), x + 0.1).clamp(0, 1)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-15)
+
+
 def test_the_attack_moves_the_alignment_objective_up_from_its_start():
     """Signed ascent on softplus(cos(z, g_o) - cos(z, g_y)): the objective at the end exceeds the start's, on
     average over a batch (the steps are small against its curvature)."""
@@ -106,7 +134,8 @@ def test_the_attack_moves_the_alignment_objective_up_from_its_start():
 
 
 def test_bad_settings_are_one_line():
-    for settings, message in [({"k": 0}, "k must be >= 1"), ({"weight": -1.0}, "weight must be >= 0"),
+    for settings, message in [({"k": 0}, "k must be >= 1 or null"), ({"weight": -1.0}, "weight must be >= 0"),
+                              ({"relative_step": 0.0}, "relative_step must be positive or null"),
                               ({"surrogate_beta": 0.0}, "surrogate_beta must be positive")]:
         with pytest.raises(AttrobustError, match=message):
             REGULARIZERS.build({**SETTINGS, **settings})

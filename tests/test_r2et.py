@@ -46,6 +46,16 @@ def test_the_loss_is_ce_plus_adaptively_weighted_terms_as_the_reference():
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+def test_without_adaptive_weights_each_term_is_weighted_by_lambda():
+    model, x, y = smooth_net(), torch.rand(5, 1, 6, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 1])
+    ours = REGULARIZERS.build({"name": "r2et", "k": 5, "weight": 0.3, "curvature_weight": 2.0,
+                               "adaptive": False})(model, x, y).loss
+    ce, grad = loss_gradient(model, x, y)
+    ranking = ranking_gap(grad.abs().sum(1).flatten(1), 5).sum()
+    theirs = ce.mean() + 0.3 * ranking + 0.6 * curvature(model, x, y, grad, 1e-3)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
 def test_the_curvature_estimate_tends_to_the_hessian_vector_product():
     """(g(x + h v) - g(x)) / h -> H v as h -> 0, with v = sign(g) / D and H the Hessian of the batch-mean CE."""
     model, x, y = smooth_net(), torch.rand(3, 1, 6, 6, dtype=torch.float64), torch.tensor([0, 1, 2])

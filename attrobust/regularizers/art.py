@@ -6,7 +6,8 @@ nupurkmr9/Attributional-Robustness: cifar/cifar_robust_train.py, cifar/loss_art.
 With s_y the true-class logit, s_o the largest other logit (chosen per example, not differentiated),
 g_y = d s_y / dx and g_o = d s_o / dx (signed, per channel), and cos the cosine over all entries:
 - x_adv (the alignment attack): a uniform random start in the eps-ball; a mask of the `k` entries of largest |g_y| at
-  that start, on the network itself, fixed for all steps; then `steps` signed steps maximising
+  that start, on the network itself, fixed for all steps (by default the reference's share of the entries, 1000 of
+  3072); then `steps` signed steps of `relative_step` * eps (the reference's 5/8) maximising
   softplus(cos(z, g_o) - cos(z, g_y)) over the masked entries of the iterate z and its gradients, on the softplus
   copy of the network (`surrogate_beta`, the reference's 50), projected on the ball and the pixel box.
 - The outer loss of each example: CE(x_adv) on the network itself + `weight` (0.5) * the alignment loss, the mean over
@@ -17,20 +18,22 @@ g_y = d s_y / dx and g_o = d s_o / dx (signed, per channel), and cos the cosine 
   with respect to the weights (second order). There is no clean cross-entropy.
 `reduction: mean` is the reference's (both terms are batch means).
 
-Deliberate differences, none of which changes a loss value beyond rounding: the gradients are per-example logit
-gradients (the reference differentiates the batch mean, a constant factor the cosine removes up to its 1e-8 guard)
-and are taken with respect to the model's input in [0, 1] pixels, which for mnist_mini (mean 0, std 1) is the
-reference's normalised input; the network's BatchNorm layers (if any) run in the mode the trainer set. The reference
-keeps the network in train mode during the attack, so its BatchNorm statistics also move with the attack's forward
-passes; attrobust's do not.
+Deliberate differences: the gradients are per-example logit gradients (the reference differentiates the batch mean,
+a constant factor the cosine removes up to its 1e-8 guard, as long as no layer couples the examples) and are taken
+with respect to the model's input in [0, 1] pixels, which for mnist_mini (mean 0, std 1) is the reference's normalised
+input. The network runs in the mode the trainer set; the reference keeps its WideResNet in train mode during the
+attack and the loss, so its BatchNorm couples the examples of a batch (and its running statistics move with the
+attack's forward passes) and its dropout is on. Neither matters for `small_cnn`, which has no BatchNorm or dropout.
+`eps_warmup_epochs` (the YAML's 3) is not in the reference; the attack's step stays `relative_step` of the current eps.
 
 Uncertain: the paper's text could not be read, so the weight 0.5, the hard mining and beta 50 follow the code only;
-the code covers CIFAR-10 and CUB (CUB uses the channel mean of absolute values), not MNIST, so the mnist_mini
-preset's k and step size scale the CIFAR settings (see its comment).
+the code covers CIFAR-10 and CUB (CUB uses the channel mean of absolute values), not MNIST, so the defaults scale the
+CIFAR mask and step to each dataset (k and relative_step).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -44,7 +47,10 @@ from attrobust.regularizers import REGULARIZERS
 from attrobust.regularizers.adversarial import AdversarialObjective
 from attrobust.regularizers.base import LossOutput, Reduction, reduce
 
-NORM_GUARD = 1e-8  # added to each norm in the cosine, as the reference's `cosine_dist`
+NORM_GUARD = 1e-8  # added to each norm in the loss's cosine, as the reference's `cosine_dist`
+ATTACK_GUARD = 1e-6  # the attack's cosine (nn.CosineSimilarity(eps=1e-6) in the reference)
+REFERENCE_MASK_SHARE = 1000 / 3072  # the reference's mask: 1000 of CIFAR's 3 x 32 x 32 entries
+REFERENCE_STEP_OF_EPS = 5 / 8  # the reference's step 5/255 at eps 8/255
 
 
 def true_and_strongest_other_gradients(model: nn.Module, z: Tensor, y: Tensor,
@@ -77,7 +83,9 @@ def alignment_loss(images: Tensor, g_true: Tensor, g_other: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class ART(AdversarialObjective):
     weight: float = 0.5
-    k: int = 1000                 # entries (channels x pixels) of the attack's mask; reference CIFAR: 1000 of 3072
+    k: int | None = None          # entries (channels x pixels) of the attack's mask; None: the reference's share,
+                                  # 1000 of CIFAR's 3072 (255 of MNIST's 784)
+    relative_step: float | None = REFERENCE_STEP_OF_EPS  # the attack's step as a fraction of eps; None: step_size
     surrogate_beta: float = 50.0  # softplus beta of the copy that gives every second-order gradient
     reduction: Reduction = field(default="mean", kw_only=True)  # both terms are batch means in the reference
     second_order: ClassVar[bool] = True
@@ -86,10 +94,20 @@ class ART(AdversarialObjective):
         super().__post_init__()
         if self.weight < 0:
             raise ValueError(f"weight must be >= 0, got {self.weight}")
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.k is not None and self.k < 1:
+            raise ValueError(f"k must be >= 1 or null, got {self.k}")
+        if self.relative_step is not None and not 0 < self.relative_step < math.inf:
+            raise ValueError(f"relative_step must be positive or null, got {self.relative_step}")
         if not self.surrogate_beta > 0:
             raise ValueError(f"surrogate_beta must be positive, got {self.surrogate_beta}")
+
+    def mask_size(self, entries: int) -> int:
+        """k, or the reference's share of an image's entries; refused when larger than the image."""
+        if self.k is None:
+            return max(1, round(entries * REFERENCE_MASK_SHARE))
+        if self.k > entries:
+            raise ValueError(f"k must be at most the {entries} entries of an image, got {self.k}")
+        return self.k
 
     def alignment_attack(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """x_adv: signed ascent of softplus(cos(z, g_o) - cos(z, g_y)) on the top-k mask, from a random start."""
@@ -99,18 +117,17 @@ class ART(AdversarialObjective):
             z.requires_grad_(True)
             logits = model(z)
             (g_y,) = torch.autograd.grad(logits.gather(1, y.unsqueeze(1)).sum(), z)
-            if self.k > g_y[0].numel():
-                raise ValueError(f"k must be at most the {g_y[0].numel()} entries of an image, got {self.k}")
-            mask = g_y.abs().flatten(1).topk(self.k, dim=1).indices
+            mask = g_y.abs().flatten(1).topk(self.mask_size(g_y[0].numel()), dim=1).indices
+            step = self.relative_step * self.eps if self.relative_step is not None else self.step_size
             with softplus_surrogate(model, self.surrogate_beta):
                 for _ in range(self.steps):
                     z = z.detach().requires_grad_(True)
                     g_true, g_other = true_and_strongest_other_gradients(model, z, y, create_graph=True)
                     anchor = z.flatten(1).gather(1, mask)
-                    objective = F.softplus(cosine(anchor, g_other.gather(1, mask))
-                                           - cosine(anchor, g_true.gather(1, mask)))
+                    objective = F.softplus(F.cosine_similarity(anchor, g_other.gather(1, mask), eps=ATTACK_GUARD)
+                                           - F.cosine_similarity(anchor, g_true.gather(1, mask), eps=ATTACK_GUARD))
                     (direction,) = torch.autograd.grad(objective.sum(), z)
-                    z = ball.project(z.detach() + self.step_size * direction.sign())
+                    z = ball.project(z.detach() + step * direction.sign())
         return z.detach()
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> LossOutput:

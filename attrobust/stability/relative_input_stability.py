@@ -1,0 +1,62 @@
+"""Relative input stability (Agarwal et al., NeurIPS 2022), as Quantus 0.6 computes it (`RelativeInputStability`):
+the largest over `samples` draws x' = x + U(low, high)^D (positive noise, Quantus's 0.02 and 0.2) of
+
+    ||(a - a') / (a + 1e-6 [a == 0])||_2 / max-guard(||(x - x') / (x + 1e-6 [x == 0])||_2),
+
+norms over all entries of an image and the denominator replaced by 1e-6 where it is 0; a draw that changes the
+predicted class makes the image's value NaN (Quantus's default `return_nan_when_prediction_changes`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from attrobust.stability import STABILITY
+from attrobust.stability.base import Reduction, StabilityMetric, flat_norm
+
+ZERO_GUARD = 1e-6  # Quantus's eps_min
+
+
+def relative_change(before: Tensor, after: Tensor) -> Tensor:
+    """||(before - after) / (before + 1e-6 [before == 0])||_2 per image, in float64."""
+    before, after = before.to(torch.float64), after.to(torch.float64)
+    return flat_norm((before - after) / (before + ZERO_GUARD * (before == 0)))
+
+
+def guarded(denominator: Tensor) -> Tensor:
+    return denominator + ZERO_GUARD * (denominator == 0)
+
+
+@dataclass(frozen=True)
+class RelativeStability(StabilityMetric):
+    low: float = 0.02
+    high: float = 0.2
+    refuse_changed_predictions: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.low < self.high:
+            raise ValueError(f"low and high must satisfy 0 <= low < high, got {self.low} and {self.high}")
+
+    @property
+    def nan_on_prediction_change(self) -> bool:
+        return self.refuse_changed_predictions
+
+    def draw_noise(self, shape: Sequence[int], generator: torch.Generator) -> Tensor:
+        return self.low + (self.high - self.low) * torch.rand(tuple(shape), generator=generator, dtype=torch.float64)
+
+
+@STABILITY.register("relative_input_stability")
+@dataclass(frozen=True)
+class RelativeInputStability(RelativeStability):
+    registry_name: ClassVar[str] = "relative_input_stability"
+    heading: ClassVar[str] = "RIS"
+    reduction: ClassVar[Reduction] = "max"
+
+    def score(self, x: Tensor, x_perturbed: Tensor, a: Tensor, a_perturbed: Tensor, logits: Tensor,
+              logits_perturbed: Tensor) -> Tensor:
+        return relative_change(a, a_perturbed) / guarded(relative_change(x, x_perturbed))

@@ -76,7 +76,7 @@ def explain(overrides: Overrides = None, multirun: Multirun = False) -> None:
 @app.command("list")
 def list_components() -> None:
     """List the datasets, models, regularisers, attacks, optimisers, explainers (group=name), presets
-    (+experiment=name) and metrics (eval.metrics=[name,...])."""
+    (+experiment=name) and metrics (eval.metrics=[name,...], eval.stability=[name,...])."""
     from attrobust.config import GROUPS, config_dir, group_options
 
     table = _component_table(f"attrobust components (configs in {config_dir()})")
@@ -86,11 +86,13 @@ def list_components() -> None:
                           _description(config_dir() / group / f"{name}.yaml"))
     _console.print(table)  # before the metrics, which need torch (a second or more to import)
     from attrobust.metrics import METRICS
+    from attrobust.stability import STABILITY
 
     metrics = _component_table("metrics (no YAML: their docstrings describe them)")
-    for name in METRICS.names():
-        doc = sys.modules[METRICS.get(name).__module__].__doc__ or ""
-        metrics.add_row("eval.metrics", name, doc.strip().splitlines()[0] if doc.strip() else "")
+    for key, registry in (("eval.metrics", METRICS), ("eval.stability", STABILITY)):
+        for name in registry.names():
+            doc = sys.modules[registry.get(name).__module__].__doc__ or ""
+            metrics.add_row(key, name, doc.strip().splitlines()[0] if doc.strip() else "")
     _console.print(metrics)
 
 

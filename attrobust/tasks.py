@@ -28,6 +28,7 @@ from attrobust.attributions import saliency_map
 from attrobust.engine.attribution import AttributionEvaluation, MeasureStore, auto_batch_size, evaluate_attributions
 from attrobust.engine.examples import FigureChoice, figure_examples, figure_rows
 from attrobust.engine.selection import choose_images
+from attrobust.engine.stability import stability_per_image, stability_rows
 from attrobust.engine import distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
 from attrobust.engine.checkpoint import MODEL_FILE, save_checkpoint
@@ -47,6 +48,7 @@ from attrobust.reporting.figures import attribution_figure, explanation_figure
 from attrobust.reporting.rows import RunIdentity, accuracy_rows, attribution_rows
 from attrobust.reporting.tables import write_results
 from attrobust.rundir import mark_started
+from attrobust.stability import build_stability
 from attrobust.trained import checkpoint_dataset, read_trained, restore_model
 
 log = logging.getLogger("attrobust")
@@ -217,13 +219,20 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     trained = load_trained(cfg)
     attack = prediction_attack(trained.plain["attack"])
     suite = AttackSuite.build(trained, "attribution_attack", run_dir) if trained.plain["attributions"] else None
+    stability = build_stability(trained.eval_settings.stability)
+    explainer = EXPLAINERS.build(trained.plain["explainer"]) if stability else None
     mark_started(run_dir)
     rows = [_accuracy(trained.model, trained.test, attack, trained.eval_settings.batch_size,
                       trained.identity(attack.describe()), trained.plain["seed"], trained.accel)]
     if suite is not None:
         rows.append(suite.run(trained, run_dir))
+    warn_about(pd.concat(rows, ignore_index=True), trained.eval_settings.protocol)  # the attacks' headlines
+    if explainer is not None:
+        per_image = stability_per_image(trained.model, trained.test, explainer, stability, trained.plain["seed"],
+                                        trained.eval_settings.batch_size)
+        write_text_atomic(run_dir / "stability.csv", per_image.to_csv(index=False))
+        rows.append(stability_rows(trained.identity(f"stability of {explainer.describe()}"), per_image, stability))
     results = pd.concat(rows, ignore_index=True)
-    warn_about(results, trained.eval_settings.protocol)
     table = write_results(results, run_dir)
     if suite is not None:
         suite.discard_chunks()

@@ -4,6 +4,7 @@ driver's batching: a batch gives each image the value it gets alone."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -104,3 +105,23 @@ def test_bad_settings_are_one_line():
             build_stability([entry])
     with pytest.raises(AttrobustError, match="lists max_sensitivity more than once"):
         build_stability(["max_sensitivity", {"name": "max_sensitivity", "samples": 3}])
+
+
+def test_evaluate_adds_the_stability_metrics_as_one_table_line(cli, tmp_path):
+    from conftest import TINY_RUN
+
+    assert cli("train", *TINY_RUN, "hydra.run.dir=run", "eval_at_end=false").exit_code == 0
+    result = cli("evaluate", "checkpoint=run", "eval.num_examples=6", "attack.steps=1", "attributions=false",
+                 "explainer=gradient", "eval.stability=[max_sensitivity,{name:local_lipschitz,samples:3}]",
+                 "hydra.run.dir=evaluation")
+    assert result.exit_code == 0, result.stderr
+    evaluation = tmp_path / "evaluation"
+    per_image = pd.read_csv(evaluation / "stability.csv")
+    assert list(per_image.columns) == ["index", "label", "max_sensitivity", "local_lipschitz"]
+    table = pd.read_csv(evaluation / "table.csv")
+    line = table[table["attack"].str.contains("stability of gradient")]
+    assert len(line) == 1 and int(line["scored"].iloc[0]) == len(per_image) > 0
+    assert line["max-sens"].iloc[0] == pytest.approx(per_image["max_sensitivity"].mean(), rel=1e-5)  # 6 digits
+    bad = cli("evaluate", "checkpoint=run", "attributions=false", "eval.stability=[max_sens]", "hydra.run.dir=bad")
+    assert bad.exit_code == 2 and "unknown stability 'max_sens'" in bad.stderr
+    assert not (tmp_path / "bad" / "results.csv").exists()

@@ -74,6 +74,7 @@ class EvalSettings:
     indices: tuple[int, ...] | None = None   # these test images (indices into the test split), in this order
     classes: tuple[int, ...] | None = None   # only test images of these labels
     sample: int | None = None                # a random sample of this many (seeded by `seed`), in index order
+    stability: tuple[str | Mapping[str, Any], ...] = ()  # stability metrics `evaluate` adds (attrobust list stability)
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:

@@ -35,4 +35,10 @@ def build_stability(entries: Sequence[str | Mapping[str, Any]], key: str = "eval
     return built
 
 
-__all__ = ["STABILITY", "StabilityMetric", "StabilityResult", "build_stability", "estimate", "perturbations"]
+def heading_of(column: str) -> str | None:
+    """The table heading of a stability metric's column (None: not one)."""
+    return STABILITY.get(column).heading if column in STABILITY.names() else None
+
+
+__all__ = ["STABILITY", "StabilityMetric", "StabilityResult", "build_stability", "estimate", "heading_of",
+           "perturbations"]

@@ -69,7 +69,7 @@ def test_values_equal_quantus_on_the_same_draws(name, explainer_name):
     np.testing.assert_allclose(ours.numpy(), np.asarray(theirs, dtype=np.float64), rtol=1e-5, atol=0)
 
 
-@pytest.mark.parametrize("name", sorted(QUANTUS_CLASSES))
+@pytest.mark.parametrize("name", STABILITY.names())
 def test_a_batch_gives_each_image_its_value_alone(name):
     model, explainer = Float64Net().eval(), EXPLAINERS.build({"name": "gradient"})
     x = torch.rand(4, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))

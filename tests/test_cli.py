@@ -170,8 +170,8 @@ def test_help_loads_neither_torch_nor_hydra_nor_pandas():
 BAD_INPUTS = [
     (["dataset=mnits"], "unknown dataset 'mnits'; choose one of: fashion_mnist, flower17, folder, gtsrb, mnist, "
                         "mnist_mini, npz"),
-    (["reg=ig_nrom"], "unknown reg 'ig_nrom'; choose one of: attribution_distance, erar, ig_norm, ig_sum_norm, "
-                            "input_grad, natural, pgd"),
+    (["reg=ig_nrom"], "unknown reg 'ig_nrom'; choose one of: art, attribution_distance, erar, ig_norm, "
+                      "ig_sum_norm, input_grad, natural, pgd, r2et"),
     (["-m", "reg=natural,pgdd"], "unknown reg 'pgdd'"),
     (["model=resnet"], "unknown model 'resnet'"),
     (["attack=tpok"], "unknown attack 'tpok'"),
@@ -363,8 +363,8 @@ def test_an_unknown_preset_lists_the_presets(cli):
     result = cli("train", "+experiment=nonexistent")
     assert result.exit_code == 2
     (line,) = result.error_lines
-    assert ("unknown preset (+experiment=NAME) 'nonexistent'; choose one of: mnist_mini_advaat, mnist_mini_erar, "
-            "mnist_mini_ig_norm") in line
+    assert ("unknown preset (+experiment=NAME) 'nonexistent'; choose one of: mnist_mini_advaat, mnist_mini_art, "
+            "mnist_mini_erar, mnist_mini_ig_norm") in line
 
 
 def test_evaluate_without_checkpoint_says_how(cli):
@@ -386,7 +386,8 @@ def test_unknown_attribution_attack_in_evaluate_is_one_line(cli):
     result = cli("evaluate", "checkpoint=run", "attack@attribution_attack=topkk")
     assert result.exit_code == 2
     (line,) = result.error_lines
-    assert "unknown attack 'topkk'; choose one of: mass_center, pgd, random_noise, random_sign, target, topk" in line
+    assert ("unknown attack 'topkk'; choose one of: autoattack, mass_center, pgd, random_noise, random_sign, target, "
+            "topk") in line
 
 
 def test_a_failed_start_leaves_nothing_or_only_failed_txt_where_the_user_named_the_folder(cli, tmp_path):

@@ -18,7 +18,7 @@ from torch import nn
 
 from attrobust.data.base import ImageSet
 from attrobust.engine.attribution import AUTO_POINTS, correctly_classified
-from attrobust.explainers.base import Explainer
+from attrobust.explainers.base import CPU_POINTS_PER_PASS, Explainer
 from attrobust.reporting.rows import ROW_COLUMNS, RunIdentity
 from attrobust.stability import StabilityMetric, estimate
 
@@ -26,9 +26,10 @@ log = logging.getLogger("attrobust")
 
 
 def rows_per_call(device: torch.device, explainer: Explainer) -> int:
-    """Perturbed images per explainer call."""
-    kind = device.type if device.type in AUTO_POINTS else "cpu"
-    return max(1, AUTO_POINTS[kind] // explainer.passes_per_image)
+    """Perturbed images per explainer call: on a CPU the rows per pass that are fastest per row there
+    (`CPU_POINTS_PER_PASS`: larger passes are slower per row), on a GPU the attacks' chunk size."""
+    budget = CPU_POINTS_PER_PASS if device.type == "cpu" else AUTO_POINTS["cuda"]
+    return max(1, budget // explainer.passes_per_image)
 
 
 def stability_per_image(model: nn.Module, data: ImageSet, explainer: Explainer, metrics: list[StabilityMetric],

@@ -119,3 +119,24 @@ def import_components(package: str, path: Sequence[str], skip: tuple[str, ...] =
     for module in sorted(info.name for info in pkgutil.iter_modules(path)):
         if module not in skip:
             importlib.import_module(f"{package}.{module}")
+
+
+def build_listed(registry: Registry[T], entries: Any, key: str, example: str, allow_empty: bool = False) -> list[T]:
+    """The components of a config list of names or mappings (`[kendall, {name: lens_recall, window: 5}]`), each
+    built by `registry`; one line naming `key` for a value that is not such a list, an empty list (unless
+    `allow_empty`), or two entries with the same `column`."""
+    if isinstance(entries, (str, Mapping)) or not isinstance(entries, Sequence):
+        raise AttrobustError(f"{key} must be a list such as {example}, got {entries!r}")
+    if not entries and not allow_empty:
+        raise AttrobustError(f"{key} is empty; choose some of: {', '.join(registry.names())}")
+    built = []
+    for entry in entries:
+        if not isinstance(entry, (str, Mapping)):
+            raise AttrobustError(f"{key} entries are {registry.group} names or {{name: ..., setting: ...}}, "
+                                 f"got {entry!r}")
+        built.append(registry.build({"name": entry} if isinstance(entry, str) else entry))
+    columns = [component.column for component in built]  # type: ignore[attr-defined]
+    twice = sorted({column for column in columns if columns.count(column) > 1})
+    if twice:
+        raise AttrobustError(f"{key} lists {', '.join(twice)} more than once")
+    return built

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from attrobust.errors import AttrobustError
 from attrobust.metrics.base import MapSpec, Metric
-from attrobust.registry import Registry, import_components
+from attrobust.registry import Registry, build_listed, import_components
 
 METRICS: Registry[Metric] = Registry("metric")
 
@@ -26,20 +25,7 @@ from attrobust.metrics.topk import top_k_indices, top_k_mask, topk_intersection 
 def build_metrics(entries: Sequence[str | Mapping[str, Any]], key: str = "eval.metrics") -> list[Metric]:
     """The metrics of a list of names or mappings; one line naming the entry if it is not a known metric, and no
     two entries with the same column."""
-    if isinstance(entries, (str, Mapping)) or not isinstance(entries, Sequence):
-        raise AttrobustError(f"{key} must be a list such as [topk_intersection,kendall], got {entries!r}")
-    if not entries:
-        raise AttrobustError(f"{key} is empty; choose some of: {', '.join(METRICS.names())}")
-    metrics = []
-    for entry in entries:
-        if not isinstance(entry, (str, Mapping)):
-            raise AttrobustError(f"{key} entries are metric names or {{name: ..., setting: ...}}, got {entry!r}")
-        metrics.append(METRICS.build({"name": entry} if isinstance(entry, str) else entry))
-    columns = [metric.column for metric in metrics]
-    twice = sorted({column for column in columns if columns.count(column) > 1})
-    if twice:
-        raise AttrobustError(f"{key} lists {', '.join(twice)} more than once")
-    return metrics
+    return build_listed(METRICS, entries, key, "[topk_intersection,kendall]")
 
 
 def metric_name_of(column: str) -> str | None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from attrobust.errors import AttrobustError
-from attrobust.registry import Registry, import_components
+from attrobust.registry import Registry, build_listed, import_components
 from attrobust.stability.base import StabilityMetric, StabilityResult, estimate, perturbations
 
 STABILITY: Registry[StabilityMetric] = Registry("stability")
@@ -21,18 +20,7 @@ import_components(__name__, __path__)
 
 def build_stability(entries: Sequence[str | Mapping[str, Any]], key: str = "eval.stability") -> list[StabilityMetric]:
     """The stability metrics of a list of names or mappings ({name: max_sensitivity, samples: 50}); may be empty."""
-    if isinstance(entries, (str, Mapping)) or not isinstance(entries, Sequence):
-        raise AttrobustError(f"{key} must be a list such as [max_sensitivity,avg_sensitivity], got {entries!r}")
-    built = []
-    for entry in entries:
-        if not isinstance(entry, (str, Mapping)):
-            raise AttrobustError(f"{key} entries are names or {{name: ..., setting: ...}}, got {entry!r}")
-        built.append(STABILITY.build({"name": entry} if isinstance(entry, str) else entry))
-    names = [metric.column for metric in built]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise AttrobustError(f"{key} lists {', '.join(twice)} more than once")
-    return built
+    return build_listed(STABILITY, entries, key, "[max_sensitivity,avg_sensitivity]", allow_empty=True)
 
 
 def heading_of(column: str) -> str | None:

@@ -77,12 +77,17 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     spec = DATASETS.build(plain["dataset"])
     objective = REGULARIZERS.build(plain["reg"])
     if here.size > 1 and objective.couples_the_batch:
-        raise AttrobustError(f"reg.gradient_of=mean_loss penalises a whole-batch gradient, which {here.size} processes "
-                             f"cannot split by examples; use reg.gradient_of=per_example with reg.weight=lambda / "
-                             f"train.batch_size (reg.reduction=mean), or one process")
+        remedy = ("use reg.gradient_of=per_example with reg.weight=lambda / train.batch_size (reg.reduction=mean), "
+                  "or one process") if plain["reg"]["name"] == "input_grad" else "train it in one process"
+        raise AttrobustError(f"reg={plain['reg']['name']} has a whole-batch loss, which {here.size} processes cannot "
+                             f"split by examples; {remedy}")
     optimizer_spec = OPTIMIZERS.build(plain["optim"])
     attack = prediction_attack(plain["attack"]) if plain["eval_at_end"] else None
     splits = spec.load()
+    try:
+        objective.check_fits(splits.image_shape)
+    except ValueError as error:
+        raise AttrobustError(f"reg '{plain['reg']['name']}': {error}") from error
     torch.manual_seed(plain["seed"])
     model = build_model(plain["model"], spec, splits.image_shape, splits.num_classes).to(device)
     model = accel.prepare(model)

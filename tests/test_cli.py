@@ -201,6 +201,8 @@ BAD_INPUTS = [
     (["dataset.std=[0]"], "dataset 'mnist_mini': std must be positive and finite"),
     (["dataset.eps=inf"], "dataset 'mnist_mini': eps must be positive and finite, got inf"),
     (["reg=input_grad", "reg.gradient_of=batch"], "reg.gradient_of must be one of per_example, mean_loss"),
+    (["reg=r2et", "reg.k=400"], "reg 'r2et': k must be at most half the 784 pixels of an image"),
+    (["reg=art", "reg.k=900"], "reg 'art': k must be at most the 784 entries of an image, got 900"),
 ]
 
 

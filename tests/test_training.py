@@ -57,6 +57,7 @@ def test_every_regulariser_keeps_the_objective_contract(name, tiny_net):
     assert isinstance(reg, Objective) and reg.reduction in ("sum", "mean")
     assert isinstance(reg.second_order, bool) and isinstance(reg.couples_the_batch, bool)
     assert isinstance(reg.for_epoch(0), type(reg))
+    reg.check_fits((1, 8, 8))  # the images it just trained on fit
     assert all(term.ndim == 0 and not term.requires_grad for term in out.terms.values())
     out.loss.backward()
     for pname, param in tiny_net.named_parameters():

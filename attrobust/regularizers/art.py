@@ -109,6 +109,9 @@ class ART(AdversarialObjective):
             raise ValueError(f"k must be at most the {entries} entries of an image, got {self.k}")
         return self.k
 
+    def check_fits(self, image_shape: tuple[int, int, int]) -> None:
+        self.mask_size(image_shape[0] * image_shape[1] * image_shape[2])
+
     def alignment_attack(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """x_adv: signed ascent of softplus(cos(z, g_o) - cos(z, g_y)) on the top-k mask, from a random start."""
         ball = LinfBall(x, self.eps)

@@ -8,7 +8,8 @@ serves every regulariser.
 
 What the engine reads is declared once, in `Objective`, the base class of every regulariser: `reduction`,
 `second_order` (differentiates through input gradients, so it runs the eager model, never a compiled one),
-`couples_the_batch` (its loss is a whole-batch quantity that processes cannot split by examples) and `for_epoch`.
+`couples_the_batch` (its loss is a whole-batch quantity that processes cannot split by examples), `check_fits` and
+`for_epoch`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class Objective:
     def couples_the_batch(self) -> bool:
         """True when the loss is a whole-batch quantity (it cannot be split over processes by examples)."""
         return False
+
+    def check_fits(self, image_shape: tuple[int, int, int]) -> None:
+        """Raise ValueError (one line) if this objective cannot train on images of `image_shape` (C, H, W); the
+        trainer calls it before any work, so a top-k larger than an image is refused at once."""
 
     def for_epoch(self, epoch: int) -> Self:
         """The objective to use during `epoch` (0-based): schedules such as an eps warm-up live here."""

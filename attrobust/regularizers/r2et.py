@@ -100,11 +100,14 @@ class R2ET(Objective):
             return weight * term
         return weight * (ce_mean.detach() + 1) / term.detach().abs().clamp_min(TINY) * term
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> LossOutput:
-        pixels = x[0, 0].numel()
+    def check_fits(self, image_shape: tuple[int, int, int]) -> None:
+        pixels = image_shape[1] * image_shape[2]
         if 2 * self.k > pixels:
             raise ValueError(f"k must be at most half the {pixels} pixels of an image (the top-k and the next k), "
                              f"got {self.k}")
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> LossOutput:
+        self.check_fits(tuple(x.shape[1:]))
         smooth = softplus_surrogate(model, self.surrogate_beta) if self.surrogate_beta else torch.enable_grad()
         with smooth:
             ce, grad = loss_gradient(model, x, y)

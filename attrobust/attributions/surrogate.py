@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -58,8 +59,17 @@ def smooth_counterpart(module: nn.Module, beta: float) -> nn.Module | None:
 
 
 def check_smoothable(model: nn.Module, purpose: str) -> None:
-    """One line naming the first activation of `model` with no second derivative and no smooth counterpart."""
+    """One line naming the first activation of `model` with no second derivative and no smooth counterpart (inside a
+    TorchScript program no activation can be swapped)."""
     for name, module in model.named_modules():
+        compiled = compiled_piecewise(module)
+        if compiled is not None:
+            raise AttrobustError(
+                f"{purpose} needs second derivatives, but the model's {name or 'network'} is a compiled program "
+                f"(TorchScript or torch.export) with {compiled}, whose activations cannot be swapped for their smooth "
+                f"counterparts, so every attack direction "
+                f"would be zero; load the network as model.source=torchvision:<name>, timm:<name> or "
+                f"package.module:function with model.weights=<state dict>, or run attack=random_sign")
         if type(module) in SMOOTH_COUNTERPARTS:
             continue
         kind = type(module).__name__
@@ -68,6 +78,26 @@ def check_smoothable(model: nn.Module, purpose: str) -> None:
                 f"{purpose} needs second derivatives, but the model's activation {name} ({kind}) has none and no "
                 f"smooth counterpart, so every attack direction would be zero; register one with "
                 f"attrobust.attributions.surrogate.register_smooth_counterpart, or run attack=random_sign")
+
+
+PIECEWISE_OPS = ("relu", "leaky_relu", "relu6", "hardtanh", "prelu", "rrelu", "threshold", "hardshrink", "softshrink",
+                 "hardsigmoid")
+
+
+def compiled_piecewise(module: nn.Module) -> str | None:
+    """The first piecewise-linear activation op in the graph of a TorchScript module or a torch.export / fx graph
+    module ('aten::relu'), None otherwise (or for a module of Python code, whose activations `softplus_surrogate`
+    swaps)."""
+    if isinstance(module, torch.jit.ScriptModule):
+        graph = str(module.inlined_graph)
+    elif isinstance(module, torch.fx.GraphModule):
+        graph = str(module.graph).replace("aten.", "aten::").replace(".default", "(")
+    else:
+        return None
+    for op in PIECEWISE_OPS:
+        if f"aten::{op}(" in graph or f"aten::{op}_(" in graph:
+            return f"aten::{op}"
+    return None
 
 
 @contextmanager

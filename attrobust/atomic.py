@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 LOW_SPACE_BYTES = 64 * 2**20  # a failed checkpoint write with less free space than this is called a full disk
@@ -43,3 +44,11 @@ def save_torch_atomic(payload: Any, path: Path) -> None:
             raise OSError(code, os.strerror(code), str(path)) from error
 
     _write_atomic(path, save)
+
+
+def read_csv_exact(path: Path) -> pd.DataFrame:
+    """A CSV written by `write_text_atomic(path, frame.to_csv())`, its floats read back bit for bit (pandas 3 does
+    this by default and deprecates the option that pandas 2 needs for it)."""
+    if int(pd.__version__.split(".")[0]) >= 3:
+        return pd.read_csv(path)
+    return pd.read_csv(path, float_precision="round_trip")

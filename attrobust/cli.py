@@ -76,7 +76,7 @@ def explain(overrides: Overrides = None, multirun: Multirun = False) -> None:
 @app.command("list")
 def list_components() -> None:
     """List the datasets, models, regularisers, attacks, optimisers, explainers (group=name), presets
-    (+experiment=name) and metrics (eval.metrics=[name,...], eval.stability=[name,...])."""
+    (+experiment=name) and metrics (eval.metrics=[name,...], eval.stability=[...], eval.faithfulness=[...])."""
     from attrobust.config import GROUPS, config_dir, group_options
 
     table = _component_table(f"attrobust components (configs in {config_dir()})")
@@ -85,11 +85,13 @@ def list_components() -> None:
             table.add_row(group if group != "experiment" else "+experiment", name,
                           _description(config_dir() / group / f"{name}.yaml"))
     _console.print(table)  # before the metrics, which need torch (a second or more to import)
+    from attrobust.faithfulness import FAITHFULNESS
     from attrobust.metrics import METRICS
     from attrobust.stability import STABILITY
 
     metrics = _component_table("metrics (no YAML: their docstrings describe them)")
-    for key, registry in (("eval.metrics", METRICS), ("eval.stability", STABILITY)):
+    for key, registry in (("eval.metrics", METRICS), ("eval.stability", STABILITY),
+                          ("eval.faithfulness", FAITHFULNESS)):
         for name in registry.names():
             doc = sys.modules[registry.get(name).__module__].__doc__ or ""
             metrics.add_row(key, name, doc.strip().splitlines()[0] if doc.strip() else "")
@@ -118,6 +120,30 @@ def report(directory: Annotated[Path, typer.Argument(help="A run or sweep dir (s
         _fail(str(error))
     except OSError as error:  # e.g. a read-only sweep folder
         _fail(describe_os_error(error))
+
+
+@app.command()
+def merge(directory: Annotated[Path, typer.Argument(help="A folder holding the shards' run folders.")]) -> None:
+    """Merge the shards of a sharded evaluation (eval.shard=i eval.num_shards=n) under DIRECTORY into
+    DIRECTORY/merged: their per-image rows in the unsharded order, and the result rows and tables of the unsharded
+    run. Every shard must have finished; a missing one is named with the command that runs it."""
+    if not directory.is_dir():
+        _fail(f"no such directory: {directory}")
+    from attrobust.reporting.evaluation import merge_directory
+    from attrobust.reporting.tables import rich_table
+
+    try:
+        merged = merge_directory(directory)
+    except AttrobustError as error:
+        _fail(str(error))
+    except OSError as error:
+        _fail(describe_os_error(error))
+    if not merged:
+        _fail(f"no finished shards under {directory} (each shard writes evaluation.json when it ends); run the "
+              f"shards with eval.shard=i eval.num_shards=n")
+    for folder, table in merged:
+        _console.print(rich_table(table, str(folder)))
+        _console.print(f"wrote {folder}")
 
 
 def _description(path: Path) -> str:

@@ -39,9 +39,12 @@ def group_options(group: str, extra_dirs: tuple[Path, ...] = ()) -> list[str]:
     return sorted(names)
 
 
-def run_dir_of(checkpoint: str) -> str:
-    """The training run dir that holds `checkpoint` (a run dir or a file in one); a checkpoint that does not exist
-    stops the command before Hydra creates any folder for it."""
+def run_dir_of(checkpoint: str | None) -> str:
+    """The training run dir that holds `checkpoint` (a run dir or a file in one; `outputs` without one: a model of
+    your own, `model=external`); a checkpoint that does not exist stops the command before Hydra creates any folder
+    for it."""
+    if checkpoint is None:
+        return "outputs"
     path = Path(checkpoint)
     if not path.exists():
         raise AttrobustError(f"checkpoint not found: {path}; pass checkpoint=RUN_DIR (outputs/train/...) or a .pt")

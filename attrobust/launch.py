@@ -35,14 +35,13 @@ from attrobust.config import (GROUPS, SWEPT_KEYS_ENV, config_dir, describe_confi
                               register_resolvers)
 from attrobust.engine import distributed
 from attrobust.errors import AttrobustError, choices, describe_os_error
-from attrobust.provenance import provenance
+from attrobust.provenance import PROVENANCE_FILE, provenance
 from attrobust.reporting.callback import FINISHED_SWEEPS
 from attrobust.reporting.sweep import FAILED_FILE
 from attrobust.reporting.tables import rich_table
 from attrobust.terminal import console
 
 log = logging.getLogger("attrobust")
-PROVENANCE_FILE = "provenance.json"
 _console = console()
 _failures: list[str] = []
 

@@ -28,6 +28,8 @@ def git_commit() -> str:
     return f"{commit[:12]}+dirty" if dirty else commit[:12]
 
 
+PROVENANCE_FILE = "provenance.json"  # what ran, with which versions: written when a job's work begins
+
 def config_hash(config: Any) -> str:
     """A short, stable hash of a plain (resolved) config."""
     text = json.dumps(config, sort_keys=True, default=str)

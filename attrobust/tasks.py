@@ -7,8 +7,11 @@ built and validated before any training starts, so a bad value fails in seconds 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
+from datetime import timedelta
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,38 +26,47 @@ from attrobust.attacks.attribution import AttributionAttack
 from attrobust.config import to_plain
 from attrobust.data import DATASETS
 from attrobust.data.base import ImageSet
-from attrobust.atomic import save_torch_atomic, write_text_atomic
+from attrobust.atomic import save_torch_atomic
 from attrobust.attributions import saliency_map
 from attrobust.engine.attribution import AttributionEvaluation, MeasureStore, auto_batch_size, evaluate_attributions
 from attrobust.engine.examples import FigureChoice, figure_examples, figure_rows
 from attrobust.engine.selection import choose_images
-from attrobust.engine.stability import stability_per_image, stability_rows
+from attrobust.engine.faithfulness import faithfulness_per_image
+from attrobust.engine.stability import stability_per_image
 from attrobust.engine import distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
 from attrobust.engine.checkpoint import MODEL_FILE, save_checkpoint
-from attrobust.engine.evaluate import EvalSettings, PredictionAttack, evaluate_accuracy
+from attrobust.engine.evaluate import (AccuracyCounts, EvalSettings, PredictionAttack, accuracy_counts,
+                                       accuracy_per_image, evaluate_accuracy)
+from attrobust.engine.sharding import WHOLE, Shard
 from attrobust.engine.train import TrainSettings, fit
 from attrobust.errors import AttrobustError, choices
 from attrobust.explainers import EXPLAINERS
-from attrobust.metrics import Metric, build_metrics
-from attrobust.models import build_model
+from attrobust.explainers.base import Explainer
+from attrobust.faithfulness import FaithfulnessMetric, build_faithfulness
+from attrobust.metrics import Metric, protocol_metrics
+from attrobust.models import MODELS, build_model
 from attrobust.optim import OPTIMIZERS
-from attrobust.provenance import config_hash, git_commit, run_id
+from attrobust.provenance import PROVENANCE_FILE, config_hash, git_commit, run_id
 from attrobust.registry import construct
 from attrobust.regularizers import REGULARIZERS
 from attrobust.regularizers.adversarial import AdversarialObjective
 from attrobust.reporting.caveats import headline_caveats, training_caveats, warmup_caveat
 from attrobust.reporting.figures import attribution_figure, explanation_figure
-from attrobust.reporting.rows import RunIdentity, accuracy_rows, attribution_rows
-from attrobust.reporting.tables import write_results
+from attrobust.reporting.evaluation import EvaluationRecord, PerImage, merge_shards, write_evaluation
+from attrobust.reporting.rows import RunIdentity, accuracy_rows
+from attrobust.reporting.tables import RESULTS_FILE, write_results
 from attrobust.rundir import mark_started
-from attrobust.stability import build_stability
-from attrobust.trained import checkpoint_dataset, read_trained, restore_model
+from attrobust.stability import StabilityMetric, build_stability
+from attrobust.trained import checkpoint_dataset, read_trained, restore_external, restore_model
 
 log = logging.getLogger("attrobust")
 S = TypeVar("S")
 
 
+SHARD_KEYS = ("shard", "num_shards")  # eval keys that split one evaluation, not change it
+# how long a torchrun evaluation's ranks wait for the slowest one's shard before merging
+EVALUATION_TIMEOUT = timedelta(days=2)
 # reg keys that change how a step uses memory, not its result: a run may resume with other values
 MEMORY_ONLY_KEYS = ("max_points", "recompute")
 
@@ -66,6 +78,9 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     """
     plain = to_plain(cfg)
     command_settings(plain)
+    if plain["model"]["name"] == "external":
+        raise AttrobustError("model=external is a model you bring, for evaluate, attack and explain; train one of: "
+                             f"{choices(MODELS.names())}")
     settings = _settings(TrainSettings, plain["train"], "train")
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
     accel = _settings(Accel, plain.get("accel", {}), "accel")
@@ -139,7 +154,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
         return None
     identity = RunIdentity(metadata["run_id"], splits.name, plain["model"]["name"], plain["reg"]["name"],
                            attack.describe(), plain["seed"], git_commit(), metadata["config_hash"])
-    rows = _accuracy(model, test, attack, eval_settings.batch_size, identity, plain["seed"], accel)
+    rows = _accuracy_rows(model, test, attack, eval_settings.batch_size, identity, plain["seed"], accel)
     return write_results(rows, run_dir)
 
 
@@ -195,53 +210,153 @@ class TrainedModel:
 
 
 def load_trained(cfg: DictConfig) -> TrainedModel:
-    """The model of `cfg.checkpoint` on `cfg.dataset` (default: the dataset it was trained on, with its eps)."""
+    """The model of `cfg.checkpoint` on `cfg.dataset` (default: the dataset it was trained on, with its eps), or with
+    `model=external` a model of your own on `cfg.dataset` (attrobust/models/external.py)."""
+    external = OmegaConf.select(cfg, "model.name", throw_on_missing=False) == "external"
     checkpoint = OmegaConf.select(cfg, "checkpoint", throw_on_missing=False)
-    if checkpoint is None or OmegaConf.is_missing(cfg, "checkpoint"):
-        raise AttrobustError("missing value for 'checkpoint'; pass checkpoint=RUN_DIR (outputs/train/...) or a .pt")
-    path, payload = read_trained(str(checkpoint))
-    if cfg.get("dataset") is None:
+    has_checkpoint = not (checkpoint is None or OmegaConf.is_missing(cfg, "checkpoint"))
+    if external:
+        if has_checkpoint:
+            raise AttrobustError(f"checkpoint={checkpoint} and model=external both name the model; give one")
+        if cfg.get("dataset") is None:
+            raise AttrobustError("model=external needs the data to evaluate it on: dataset=NAME (your own images: "
+                                 "dataset=folder dataset.path=DIR)")
         with open_dict(cfg):
-            cfg.dataset = checkpoint_dataset(payload["dataset_cfg"], cfg.get("dataset_path"))
+            cfg.checkpoint = None
+    elif not has_checkpoint:
+        raise AttrobustError("missing value for 'checkpoint'; pass checkpoint=RUN_DIR (outputs/train/...) or a .pt "
+                             "(a model of your own: model=external)")
+    else:
+        path, payload = read_trained(str(checkpoint))
+        if cfg.get("dataset") is None:
+            with open_dict(cfg):
+                cfg.dataset = checkpoint_dataset(payload["dataset_cfg"], cfg.get("dataset_path"))
     plain = to_plain(cfg)
     settings = command_settings(plain)
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
     accel = _settings(Accel, plain.get("accel", {}), "accel")
-    device = resolve_device(plain["device"])
-    model, splits = restore_model(path, payload, plain["dataset"])
+    device = distributed.device_for_rank(resolve_device(plain["device"]))
+    if external:
+        model, splits, payload = restore_external(plain["model"], plain["dataset"])
+        where = f"model.source={plain['model']['source']}"
+    else:
+        model, splits = restore_model(path, payload, plain["dataset"])
+        where = f"{path} (epoch {payload.get('epoch', 'final')})"
     test = choose_images(splits.test, eval_settings, splits.num_classes, settings.seed)
-    log.info("loaded %s (epoch %s) for %s: %d test images", path, payload.get("epoch", "final"), splits.name,
-             len(test))
+    log.info("loaded %s for %s: %d test images", where, splits.name, len(test))
     return TrainedModel(accel.prepare(model.to(device).eval()), payload, plain, settings, accel.data(test),
                         eval_settings, accel, splits.name)
 
 
-def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
-    """The paper's columns for a checkpoint: NA, AA under `cfg.attack`, and every metric of `eval.metrics` under
+def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
+    """The paper's columns for a checkpoint: NA, AA under `cfg.attack`, every metric of `eval.metrics` under
     `cfg.attribution_attack` of `cfg.explainer` and under each random baseline of `eval.baselines` (skipped with
-    `attributions=false`). One line of the table per attribution attack, NA and AA on each. Writes `measures.csv`
-    (one row per image and attack) and `figure.png` of the attribution attack; a killed run resumes its attacks."""
+    `attributions=false`), and the explainer's stability (`eval.stability`). One line of the table per attribution
+    attack, NA and AA on each. Writes the per-image rows (`accuracy.csv`, `measures.csv`, `stability.csv`), the
+    result rows and tables, and `figure.png` of the attribution attack; a killed run resumes its attacks. A shard
+    (`eval.shard`, or each process under torchrun) writes only its per-image rows (reporting/evaluation.py)."""
     trained = load_trained(cfg)
     attack = prediction_attack(trained.plain["attack"])
-    suite = AttackSuite.build(trained, "attribution_attack", run_dir) if trained.plain["attributions"] else None
     stability = build_stability(trained.eval_settings.stability)
-    explainer = EXPLAINERS.build(trained.plain["explainer"]) if stability else None
-    mark_started(run_dir)
-    rows = [_accuracy(trained.model, trained.test, attack, trained.eval_settings.batch_size,
-                      trained.identity(attack.describe()), trained.plain["seed"], trained.accel)]
-    if suite is not None:
-        rows.append(suite.run(trained, run_dir))
-    warn_about(pd.concat(rows, ignore_index=True), trained.eval_settings.protocol)  # the attacks' headlines
+    faithfulness = build_faithfulness(trained.eval_settings.faithfulness)
+    explainer = EXPLAINERS.build(trained.plain["explainer"]) if stability or faithfulness else None
+    return run_evaluation(trained, run_dir, "attribution_attack" if trained.plain["attributions"] else None, attack,
+                          explainer, stability, faithfulness)
+
+
+def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
+                   accuracy_attack: PredictionAttack | None, explainer: Explainer | None = None,
+                   stability: list[StabilityMetric] | None = None,
+                   faithfulness: list[FaithfulnessMetric] | None = None) -> pd.DataFrame | None:
+    """What `evaluate` and `attack` share: this shard's per-image rows of each part, written with `evaluation.json`;
+    the result rows and tables of a whole run (or, under torchrun, of the merged shards, on rank 0)."""
+    shard, here = evaluation_shard(trained.eval_settings, next(trained.model.parameters()).device)
+    run_dir = distributed.shared_run_dir(run_dir)
+    work_dir = run_dir if here.size == 1 else run_dir / "shards" / str(here.rank)
+    suite = AttackSuite.build(trained, attack_key, work_dir, shard) if attack_key is not None else None
+    pixels = trained.test.images.shape[-2] * trained.test.images.shape[-1]
+    for metric in faithfulness or []:
+        try:
+            metric.check_fits(pixels)
+        except ValueError as error:
+            raise AttrobustError(f"eval.faithfulness '{metric.column}': {error}") from error
     if explainer is not None:
-        per_image = stability_per_image(trained.model, trained.test, explainer, stability, trained.plain["seed"],
-                                        trained.eval_settings.batch_size)
-        write_text_atomic(run_dir / "stability.csv", per_image.to_csv(index=False))
-        rows.append(stability_rows(trained.identity(f"stability of {explainer.describe()}"), per_image, stability))
-    results = pd.concat(rows, ignore_index=True)
-    table = write_results(results, run_dir)
+        explainer.check_model(trained.model)
+    mark_started(run_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    seed = trained.plain["seed"]
+    if not shard.whole:
+        log.info("evaluating %s of the work (engine/sharding.py)", shard.describe())
+    per_image = PerImage()
+    identities: dict[str, Any] = {}
+    if accuracy_attack is not None:
+        per_image.accuracy = _accuracy(trained, accuracy_attack, shard)
+        identities["accuracy"] = asdict(trained.identity(accuracy_attack.describe()))
+    if suite is not None:
+        per_image.measures = suite.run(trained, work_dir, shard)
+        identities["attacks"] = [(each.name, asdict(trained.identity(each.describe()))) for each in suite.attacks]
+    if explainer is not None and stability:
+        per_image.stability = stability_per_image(trained.model, trained.test, explainer, stability, seed,
+                                                  trained.eval_settings.batch_size, shard)
+    if explainer is not None and faithfulness:
+        per_image.faithfulness = faithfulness_per_image(trained.model, trained.test, explainer, faithfulness,
+                                                        trained.eval_settings.batch_size, shard)
+        log.info("insertion and deletion follow the model's confidence: compare explainers on one model, not models "
+                 "of different confidence (see the README's 'Faithfulness')")
+    if explainer is not None and (stability or faithfulness):
+        parts = " and ".join(part for part, metrics in (("stability", stability), ("faithfulness", faithfulness))
+                             if metrics)
+        line = asdict(trained.identity(f"{parts} of {explainer.describe()}"))  # one line of the table for both
+        identities.update({part: line for part, metrics in (("stability", stability),
+                                                            ("faithfulness", faithfulness)) if metrics})
+    record = EvaluationRecord(evaluation_fingerprint(trained), None if shard.whole else shard.index, shard.count,
+                              trained.test.index.tolist(), dict(trained.plain["eval"]), command=_command(run_dir),
+                              **{"accuracy": None, **identities})
+    table = write_evaluation(work_dir, record, per_image)
     if suite is not None:
         suite.discard_chunks()
+    if here.size > 1:
+        distributed.finish()  # every shard is written
+        if not here.is_main:
+            return None
+        table = merge_shards([run_dir / "shards" / str(rank) for rank in range(here.size)], run_dir)
+    if table is None:
+        log.info("wrote %s; when every shard is done, merge them: attrobust merge <the folder above the shards' "
+                 "folders> (or attrobust report)", shard.describe())
+        return None
+    warn_about(pd.read_csv(run_dir / RESULTS_FILE), trained.eval_settings.protocol)
     return table
+
+
+def evaluation_fingerprint(trained: TrainedModel) -> str:
+    """What the shards of one evaluation share: the config without the shard keys (and the checkpoint's path), and
+    the checkpoint itself."""
+    plain = {key: value for key, value in trained.plain.items() if key != "checkpoint"}
+    plain["eval"] = {key: value for key, value in plain["eval"].items() if key not in SHARD_KEYS}
+    checkpoint = [trained.payload.get(key) for key in ("run_id", "config_hash", "epoch")]
+    return config_hash({"config": plain, "checkpoint": checkpoint})
+
+
+def _command(run_dir: Path) -> list[str]:
+    """The command that ran this job (provenance.json), to run a shard again."""
+    try:
+        return list(json.loads((run_dir / PROVENANCE_FILE).read_text(encoding="utf-8"))["command"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def evaluation_shard(settings: EvalSettings, device: torch.device) -> tuple[Shard, distributed.World]:
+    """This process's shard: `eval.shard` of `eval.num_shards`, or under torchrun (WORLD_SIZE > 1) its rank."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if settings.shard is not None or settings.num_shards > 1:
+            raise AttrobustError("eval.shard / eval.num_shards and torchrun both split the evaluation; under torchrun "
+                                 "each process takes its rank's shard: leave eval.shard and eval.num_shards unset")
+        here = distributed.init_from_environment(device, timeout=EVALUATION_TIMEOUT)
+        return Shard(here.rank, here.size), here
+    if settings.num_shards > 1 and settings.shard is None:
+        raise AttrobustError(f"eval.num_shards={settings.num_shards} needs eval.shard=0 .. {settings.num_shards - 1} "
+                             f"(one run per shard; or torchrun --nproc_per_node={settings.num_shards} with neither)")
+    return Shard(settings.shard or 0, settings.num_shards), distributed.World()
 
 
 @dataclass
@@ -254,7 +369,7 @@ class AttackSuite:
     stores: list[MeasureStore] = dataclasses.field(default_factory=list)  # of the last `run`
 
     @classmethod
-    def build(cls, trained: TrainedModel, key: str, run_dir: Path) -> AttackSuite:
+    def build(cls, trained: TrainedModel, key: str, run_dir: Path, shard: Shard = WHOLE) -> AttackSuite:
         """The attack configured at `key` with its controls, checked against the images, the model and any unfinished
         chunks in `run_dir`."""
         settings = trained.eval_settings
@@ -265,28 +380,26 @@ class AttackSuite:
             raise AttrobustError(f"eval.baselines: {', '.join(twice)} listed twice; list each baseline once")
         controls = [baseline(main, name) for name in settings.baselines if name != main.name]  # not itself
         main.check_fits(*trained.test.images.shape[-2:], key)
-        metrics = protocol_metrics(settings)
+        metrics = protocol_metrics(settings.metrics, settings.protocol)
         for each in (main, *controls):
             each.check_model(trained.model)
-            measure_store(run_dir, trained, each, metrics).check()  # another evaluation's chunks: refused now
+            measure_store(run_dir, trained, each, metrics, shard).check()  # another evaluation's: refused now
         return cls((main, *controls), tuple(metrics))
 
-    def run(self, trained: TrainedModel, run_dir: Path) -> pd.DataFrame:
-        """Every attack's result rows; `measures.csv` (one row per image and attack), `examples.pt` and `figure.png`
-        of the first attack. Finished chunks stay on disk until `discard_chunks`."""
+    def run(self, trained: TrainedModel, run_dir: Path, shard: Shard = WHOLE) -> pd.DataFrame:
+        """Every attack's per-image rows on this shard's chunks (one row per image and attack, named in `attack`);
+        `examples.pt` and `figure.png` of the first attack. Finished chunks stay on disk until `discard_chunks`."""
         metrics = list(self.metrics)
-        rows, per_image = [], []
+        per_image = []
         self.stores = []
         for each in self.attacks:
-            store = measure_store(run_dir, trained, each, metrics)
-            evaluation = _attack_attributions(trained, each, metrics, store)
+            store = measure_store(run_dir, trained, each, metrics, shard)
+            evaluation = _attack_attributions(trained, each, metrics, store, shard)
             if each is self.attacks[0]:
                 _draw(trained, each, evaluation, store, metrics, run_dir)
             per_image.append(evaluation.per_image.assign(attack=each.name))
-            rows.append(attribution_rows(trained.identity(each.describe()), evaluation.per_image, metrics))
             self.stores.append(store)
-        write_text_atomic(run_dir / "measures.csv", pd.concat(per_image, ignore_index=True).to_csv(index=False))
-        return pd.concat(rows, ignore_index=True)
+        return pd.concat(per_image, ignore_index=True)
 
     def discard_chunks(self) -> None:
         """Once the run's own files are written, the finished chunks are no longer needed."""
@@ -300,22 +413,15 @@ def warn_about(results: pd.DataFrame, protocol: str = "reference") -> None:
         log.warning(line)
 
 
-def protocol_metrics(settings: EvalSettings) -> list[Metric]:
-    """`eval.metrics`, with LENS recall added under `eval.protocol=robust` when it is not listed."""
-    metrics = build_metrics(settings.metrics)
-    if settings.protocol == "robust" and not any(m.column.startswith("lens_recall") for m in metrics):
-        metrics += build_metrics(["lens_recall"])
-    return metrics
-
-
 def measure_store(run_dir: Path, trained: TrainedModel, attack: AttributionAttack,
-                  metrics: list[Metric]) -> MeasureStore:
+                  metrics: list[Metric], shard: Shard = WHOLE) -> MeasureStore:
     """Where the finished chunks of `attack` are kept until the run's files are written; resumed only by the same
     evaluation (checkpoint, images, attack, explainer, metrics, seed)."""
     what = {"checkpoint": [trained.payload.get(key) for key in ("run_id", "config_hash", "epoch")],
             "dataset": trained.dataset_name, "images": trained.test.index.tolist(), "seed": trained.plain["seed"],
             "attack": repr(attack), "metrics": [repr(metric) for metric in metrics],
-            "device": next(trained.model.parameters()).device.type, "amp": trained.accel.amp}
+            "device": next(trained.model.parameters()).device.type, "amp": trained.accel.amp,
+            **({} if shard.whole else {"shard": [shard.index, shard.count]})}
     return MeasureStore(run_dir / "measures.parts" / attack.name, config_hash(what))
 
 
@@ -328,21 +434,14 @@ def baseline(main: AttributionAttack, name: str) -> AttributionAttack:
     return ATTRIBUTION_ATTACKS.get(name)(**shared)
 
 
-def attack(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
+def attack(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     """Attack the explanations (`cfg.explainer`) of a checkpoint on its correctly classified test images
     (`cfg.attack`) beside its random controls (`eval.baselines`), scored by `eval.metrics`.
 
     Writes `measures.csv` (one row per image and attack), result rows and tables, `examples.pt` and `figure.png`; a
-    killed run resumes in the same folder.
+    killed run resumes in the same folder; sharded like `evaluate`.
     """
-    trained = load_trained(cfg)
-    suite = AttackSuite.build(trained, "attack", run_dir)
-    mark_started(run_dir)
-    results = suite.run(trained, run_dir)
-    warn_about(results, trained.eval_settings.protocol)
-    table = write_results(results, run_dir)
-    suite.discard_chunks()
-    return table
+    return run_evaluation(load_trained(cfg), run_dir, "attack", None)
 
 
 def explain(cfg: DictConfig, run_dir: Path) -> None:
@@ -394,11 +493,12 @@ def _draw(trained: TrainedModel, attribution: AttributionAttack, evaluation: Att
 
 
 def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack, metrics: list[Metric],
-                         store: MeasureStore) -> AttributionEvaluation:
+                         store: MeasureStore, shard: Shard = WHOLE) -> AttributionEvaluation:
     with trained.accel.autocast(next(trained.model.parameters()).device):  # metrics stay float32
         evaluation = evaluate_attributions(trained.model, trained.test, attribution, metrics,
                                            trained.eval_settings.attribution_batch_size,
-                                           trained.eval_settings.batch_size, store, trained.plain["seed"])
+                                           trained.eval_settings.batch_size, store, trained.plain["seed"],
+                                           shard=shard)
     scored = evaluation.per_image
     means = ", ".join(f"{m.title} {m.scale * scored[m.column].mean():.4g}{m.unit}" for m in metrics)
     log.info("%s on %d of %d images (correctly classified): %s; %d without a counted iterate, %d unmoved",
@@ -407,15 +507,31 @@ def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack, 
     return evaluation
 
 
-def _accuracy(model: torch.nn.Module, test: ImageSet, attack: PredictionAttack, batch_size: int,
-              identity: RunIdentity, seed: int, accel: Accel = NO_ACCEL) -> pd.DataFrame:
+def _accuracy_rows(model: torch.nn.Module, test: ImageSet, attack: PredictionAttack, batch_size: int,
+                   identity: RunIdentity, seed: int, accel: Accel = NO_ACCEL) -> pd.DataFrame:
     """Rows for natural accuracy and accuracy under `attack` (seeded: the attack's random starts)."""
-    torch.manual_seed(seed)
     with accel.autocast(next(model.parameters()).device):
-        counts = evaluate_accuracy(accel.first_order(model), test, attack, batch_size)
+        counts = evaluate_accuracy(accel.first_order(model), test, attack, batch_size, seed)
+    _log_accuracy(counts, attack)
+    return accuracy_rows(identity, counts.n, counts.natural_accuracy_pct, counts.adversarial_accuracy_pct)
+
+
+def _accuracy(trained: TrainedModel, attack: PredictionAttack, shard: Shard) -> pd.DataFrame:
+    """This shard's per-image rows of natural accuracy and accuracy under `attack` (engine/evaluate.py)."""
+    model = trained.model
+    with trained.accel.autocast(next(model.parameters()).device):
+        per_image = accuracy_per_image(trained.accel.first_order(model), trained.test, attack,
+                                       trained.eval_settings.batch_size, trained.plain["seed"], shard)
+    _log_accuracy(accuracy_counts(per_image), attack)
+    return per_image
+
+
+def _log_accuracy(counts: AccuracyCounts, attack: PredictionAttack) -> None:
+    if counts.n == 0:
+        log.info("no batch of eval.batch_size images for accuracy falls to this shard")
+        return
     log.info("natural accuracy %.2f%%, accuracy under %s %.2f%% (n=%d)", counts.natural_accuracy_pct,
              attack.describe(), counts.adversarial_accuracy_pct, counts.n)
-    return accuracy_rows(identity, counts.n, counts.natural_accuracy_pct, counts.adversarial_accuracy_pct)
 
 
 def attribution_attack(cfg: Mapping[str, Any], explainer: Any, key: str,

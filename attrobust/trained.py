@@ -24,6 +24,9 @@ from attrobust.data.base import Splits
 from attrobust.engine.checkpoint import check_finite_weights, check_model_fields, find_model_checkpoint, load_checkpoint
 from attrobust.errors import AttrobustError, choices
 from attrobust.models import build_model
+from attrobust.models.external import ExternalModel, build_external, files_digest
+from attrobust.provenance import config_hash
+from attrobust.registry import construct
 
 # dataset keys that say where files are: taken from this run's config, never from a checkpoint
 DATA_LOCATION_KEYS = ("root", "path")
@@ -49,6 +52,26 @@ def restore_model(path: Path, payload: Mapping[str, Any], dataset: Mapping[str, 
         raise AttrobustError(f"the weights in {path} do not fit model '{payload['model_cfg']['name']}' on "
                              f"dataset '{splits.name}' (trained on '{payload['dataset_cfg']['name']}')") from error
     return model.eval(), splits
+
+
+def restore_external(model_cfg: Mapping[str, Any], dataset: Mapping[str, Any]) -> tuple[nn.Module, Splits,
+                                                                                     dict[str, Any]]:
+    """A model of your own (`model=external`, attrobust/models/external.py) on `dataset`, its splits, and the fields
+    of a checkpoint that name it in result rows: run_id `external-<digest>` (of its files), model = its source."""
+    settings = construct(ExternalModel, model_cfg, "model 'external'", "model")
+    spec = DATASETS.build(dataset)
+    splits = spec.load()
+    try:
+        model = build_external(settings, tuple(spec.mean), tuple(spec.std), splits.image_shape, splits.num_classes)
+    except ValueError as error:
+        raise AttrobustError(f"model 'external': {error}") from error
+    digest = files_digest(settings.files())
+    described = settings.source + (f" + {Path(settings.weights).name}" if settings.weights else "")
+    payload = {"run_id": f"external-{digest}", "model_cfg": {**dict(model_cfg), "name": described},
+               "reg_cfg": {"name": "external"}, "config_hash": config_hash({"model": dict(model_cfg),
+                                                                             "files": digest}),
+               "epoch": None}
+    return model, splits, payload
 
 
 def checkpoint_dataset(stored: Mapping[str, Any], dataset_path: str | None = None) -> DictConfig:

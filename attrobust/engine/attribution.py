@@ -3,21 +3,22 @@ and score each kept map with the configured metrics.
 
 Only images the model classifies correctly are attacked and scored, as in the reference evaluation. Chunks hold
 `batch_size` images; every image of a chunk and all of its explainer's passes (IG path points, noise samples) go
-through the network together. A chunk that runs out of CUDA memory is retried in halves, and later chunks keep the
-smaller size. The per-image table has the columns `BOOKKEEPING_COLUMNS` then one column per metric, in the order of
-`eval.metrics`; an image without a counted iterate scores each metric's `identical` value (the reference's
-accounting). `index` is the image's index in the whole test split.
+through the network together. A chunk that runs out of CUDA memory is done in pieces of half its size, and later
+chunks keep the smaller pieces. A shard (`engine.sharding`) does every n-th chunk. The per-image table has the
+columns `BOOKKEEPING_COLUMNS` then one column per metric, in the order of `eval.metrics`; an image without a counted
+iterate scores each metric's `identical` value (the reference's accounting).
+`index` is the image's index in the whole test split.
 
 Work is never lost: each finished chunk's rows (and kept iterates) are written atomically to a `MeasureStore`, and a
 run that was killed (SIGKILL, a lost node) or stopped (SIGTERM / SIGUSR1, between chunks) resumes at its first
 missing chunk when the same command runs again in the same folder. Every chunk draws its random numbers (random
-starts, random baselines) from a seed of its own (`chunk_seed`: the run's seed and the chunk's first position), so a
-resumed run ends with the rows of an uninterrupted one (same chunk size, which the store records).
+starts, random baselines) from a seed of its own (`unit_seed`: the run's seed and the chunk's first position), so a
+resumed run, and the shards of a sharded one, end with the rows of an uninterrupted whole run (same chunk size,
+which the store records).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -29,10 +30,11 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from attrobust.atomic import save_torch_atomic, write_text_atomic
+from attrobust.atomic import read_csv_exact, save_torch_atomic, write_text_atomic
 from attrobust.attacks.attribution import AttributionAttack, AttributionAttackResult
 from attrobust.data.base import ImageSet
 from attrobust.engine.progress import ProgressReporter
+from attrobust.engine.sharding import WHOLE, Shard, unit_seed
 from attrobust.engine.stopping import catch_stop_signals
 from attrobust.errors import AttrobustError
 from attrobust.metrics import MapSpec, Metric
@@ -66,39 +68,41 @@ class MeasureStore:
     _rows: dict[int, pd.DataFrame] = field(default_factory=dict)
     _perturbed: dict[int, Tensor] = field(default_factory=dict)
 
-    def check(self) -> int | None:
-        """The chunk size of an earlier run of this evaluation here (None: none); chunks of another evaluation are
-        refused with one line, before any work."""
+    def check(self) -> tuple[int, int] | None:
+        """The chunk and piece sizes of an earlier run of this evaluation here (None: none); chunks of another
+        evaluation are refused with one line, before any work."""
         manifest = None if self.folder is None else self.folder / "manifest.json"
         if manifest is None or not manifest.is_file():
             return None
         saved = json.loads(manifest.read_text(encoding="utf-8"))
         if saved.get("fingerprint") != self.fingerprint:
             raise AttrobustError(f"{self.folder} holds the unfinished measures of another evaluation (other settings, "
-                                 f"images, checkpoint, device or accel.amp); resume it with the command that started "
-                                 f"it, run in a new folder, or remove {self.folder} to start over")
-        return int(saved["chunk"])
+                                 f"images, checkpoint, device, shard or accel.amp); resume it with the command that "
+                                 f"started it, run in a new folder, or remove {self.folder} to start over")
+        return int(saved["chunk"]), int(saved.get("piece", saved["chunk"]))
 
-    def begin(self, chunk: int) -> tuple[int, dict[int, pd.DataFrame]]:
-        """The chunk size to use (an earlier run's, when resuming) and the finished chunks by first position."""
+    def begin(self, chunk: int) -> tuple[int, int, dict[int, pd.DataFrame]]:
+        """The chunk size to use (an earlier run's, when resuming), the piece size (smaller after running out of
+        device memory) and the finished pieces by first position."""
         if self.folder is None:
-            return chunk, dict(self._rows)
+            return chunk, chunk, dict(self._rows)
         saved = self.check()
+        piece = chunk
         if saved is not None:
-            if saved != chunk:
-                log.info("resuming with the earlier run's %d images per chunk (not %d), so that the rows match", saved,
-                         chunk)
-            chunk = saved
+            if saved[0] != chunk:
+                log.info("resuming with the earlier run's %d images per chunk (not %d), so that the rows match",
+                         saved[0], chunk)
+            chunk, piece = saved
         else:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.record_chunk(chunk)
-        done = {int(path.stem): pd.read_csv(path, float_precision="round_trip")
+            self.record(chunk, piece)
+        done = {int(path.stem): read_csv_exact(path)
                 for path in self.folder.glob("*.csv")}
-        return chunk, done
+        return chunk, piece, done
 
-    def record_chunk(self, chunk: int) -> None:
+    def record(self, chunk: int, piece: int) -> None:
         if self.folder is not None:
-            text = json.dumps({"fingerprint": self.fingerprint, "chunk": chunk})
+            text = json.dumps({"fingerprint": self.fingerprint, "chunk": chunk, "piece": piece})
             write_text_atomic(self.folder / "manifest.json", text)
 
     def save(self, start: int, rows: pd.DataFrame, perturbed: Tensor) -> None:
@@ -110,16 +114,24 @@ class MeasureStore:
         write_text_atomic(self.folder / f"{start}.csv", rows.to_csv(index=False))
 
     def perturbed(self, positions: list[int]) -> Tensor:
-        """The kept iterates of the scored images at `positions` (0-based, in scoring order)."""
-        starts = list(self._perturbed) if self.folder is None else [int(p.stem) for p in self.folder.glob("*.pt")]
-        loaded = dict(self._perturbed)  # each chunk file read at most once
-        pieces = []
-        for position in positions:
-            start = max(s for s in starts if s <= position)
-            if start not in loaded:
-                assert self.folder is not None
-                loaded[start] = torch.load(self.folder / f"{start}.pt", map_location="cpu", weights_only=True)
-            pieces.append(loaded[start][position - start])
+        """The kept iterates of the scored images at `positions` (0-based, in this run's scoring order: its chunks in
+        order of their first image, which for a shard skips the other shards' chunks)."""
+        starts = sorted(self._perturbed) if self.folder is None else sorted(int(p.stem) for p in
+                                                                            self.folder.glob("*.pt"))
+        chunks: list[Tensor] = []  # loaded in order until the last position asked for
+
+        def chunk_of(position: int) -> tuple[Tensor, int]:
+            first = 0
+            for at, start in enumerate(starts):
+                if at == len(chunks):
+                    chunks.append(self._perturbed[start] if self.folder is None else
+                                  torch.load(self.folder / f"{start}.pt", map_location="cpu", weights_only=True))
+                if position < first + len(chunks[at]):
+                    return chunks[at], position - first
+                first += len(chunks[at])
+            raise IndexError(f"no kept iterate for scored image {position}")
+
+        pieces = [chunk[offset] for chunk, offset in map(chunk_of, positions)]
         return torch.stack(pieces) if pieces else torch.empty(0)
 
     def discard(self) -> None:
@@ -128,12 +140,6 @@ class MeasureStore:
             shutil.rmtree(self.folder, ignore_errors=True)
             if self.folder.parent.is_dir() and not any(self.folder.parent.iterdir()):
                 self.folder.parent.rmdir()  # measures.parts/, once every attack's chunks are gone
-
-
-def chunk_seed(seed: int, start: int) -> int:
-    """The seed of the chunk whose first scored image is at `start`: independent of how many chunks ran before."""
-    digest = hashlib.sha256(f"{seed}:{start}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def auto_batch_size(device: torch.device, passes_per_image: int) -> int:
@@ -155,9 +161,10 @@ def correctly_classified(model: nn.Module, data: ImageSet, batch_size: int) -> T
 
 def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionAttack, metrics: list[Metric],
                           batch_size: int | None, predict_batch_size: int, store: MeasureStore | None = None,
-                          seed: int = 0, log_every_s: float = 30.0) -> AttributionEvaluation:
-    """Per-image measures of `attack` on the images of `data` that `model` classifies correctly (module docstring).
-    With a `store` on disk, finished chunks are saved as they finish and an earlier run's are taken up."""
+                          seed: int = 0, log_every_s: float = 30.0, shard: Shard = WHOLE) -> AttributionEvaluation:
+    """Per-image measures of `attack` on the images of `data` that `model` classifies correctly (module docstring),
+    in this shard's chunks. With a `store` on disk, finished chunks are saved as they finish and an earlier run's are
+    taken up."""
     store = store if store is not None else MeasureStore(None)
     device = next(model.parameters()).device
     was_training = model.training
@@ -166,70 +173,66 @@ def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionA
     steps_per_image = attack.steps * attack.restarts_to_run
     try:
         scored = correctly_classified(model, data, predict_batch_size)
-        chunk, done = store.begin(batch_size or auto_batch_size(device, attack.explainer.passes_per_image))
+        chunk, piece, done = store.begin(batch_size or auto_batch_size(device, attack.explainer.passes_per_image))
+        units = list(shard.units(len(scored), chunk))
+        mine = sum(end - first for first, end in units)
         resumed = sum(len(part) for part in done.values())
         if resumed:
-            log.info("resuming %s: %d of %d images were measured by an earlier run", attack.name, resumed,
-                     len(scored))
+            log.info("resuming %s: %d of %d images were measured by an earlier run", attack.name, resumed, mine)
         rows: list[pd.DataFrame] = []
 
         def status() -> str:
             return _running_means(rows, metrics) if rows else ""
 
-        prefix = _done_prefix(done)
-        with catch_stop_signals() as stop, ProgressReporter(f"attack {attack.name}", len(scored), log_every_s,
-                                                            already_done=prefix) as progress:
-            start = 0
-            while start < len(scored):
-                if start in done:
-                    rows.append(done[start])
-                    start += len(done[start])
-                    progress.advance_to(start)
-                    continue
-                if stop.signum is not None:
-                    raise AttrobustError(f"stopped by {stop.name} after {start} of {len(scored)} images of "
-                                         f"{attack.name} (their measures are saved); run the same command again in "
-                                         f"the same folder (hydra.run.dir=...) to resume")
-                index = scored[start:start + chunk]
-                x, y = data.batch(index, device)
-                torch.manual_seed(chunk_seed(seed, start))
-                step_share = len(index) / steps_per_image  # of an image, per step of the chunk
-                try:
-                    result = attack.run(model, x, y, on_step=partial(progress.advance, step_share, status))
-                except torch.cuda.OutOfMemoryError:
-                    if len(index) == 1:
-                        raise
-                    result = None  # retried below, once the failed pass's tensors are released with the exception
-                if result is None:
-                    chunk = len(index) // 2
-                    store.record_chunk(chunk)
-                    progress.advance_to(start)
-                    if torch.cuda.is_available():
-                        torch.cuda.empty_cache()
-                    log.warning("out of device memory with %d images per chunk: continuing with %d (set "
-                                "eval.attribution_batch_size=%d to start there)", len(index), chunk, chunk)
-                    continue
-                part = _per_image(data.index[index], y, result, metrics, attack.eval_k)
-                store.save(start, part, result.perturbed.detach().float().cpu())
-                rows.append(part)
-                start += len(index)
-                progress.advance_to(start, status)
+        with catch_stop_signals() as stop, ProgressReporter(f"attack {attack.name}", mine, log_every_s,
+                                                            already_done=resumed) as progress:
+            finished = computed = 0  # of this shard's images, in unit order; of them, measured by this run
+            for first, end in units:
+                start = first
+                while start < end:
+                    if start in done:
+                        rows.append(done[start])
+                        finished += len(done[start])
+                        start += len(done[start])
+                        continue
+                    if stop.signum is not None:
+                        raise AttrobustError(f"stopped by {stop.name} after {finished} of {mine} images of "
+                                             f"{attack.name} (their measures are saved); run the same command again "
+                                             f"in the same folder (hydra.run.dir=...) to resume")
+                    index = scored[start:min(start + piece, end)]
+                    x, y = data.batch(index, device)
+                    torch.manual_seed(unit_seed(seed, start))
+                    step_share = len(index) / steps_per_image  # of an image, per step of the piece
+                    try:
+                        result = attack.run(model, x, y, on_step=partial(progress.advance, step_share, status))
+                    except torch.cuda.OutOfMemoryError:
+                        if len(index) == 1:
+                            raise
+                        result = None  # retried below, once the failed pass's tensors are released
+                    if result is None:
+                        piece = len(index) // 2
+                        store.record(chunk, piece)
+                        progress.advance_to(resumed + computed)
+                        if torch.cuda.is_available():
+                            torch.cuda.empty_cache()
+                        log.warning("out of device memory with %d images per chunk: continuing with %d (set "
+                                    "eval.attribution_batch_size=%d to start there)", len(index), piece, piece)
+                        continue
+                    part = _per_image(data.index[index], y, result, metrics, attack.eval_k)
+                    store.save(start, part, result.perturbed.detach().float().cpu())
+                    rows.append(part)
+                    start += len(index)
+                    finished += len(index)
+                    computed += len(index)
+                    progress.advance_to(resumed + computed, status)
             if stop.signum is not None:  # during the last chunk: its measures are saved, the next attack must not run
-                raise AttrobustError(f"stopped by {stop.name} after all {len(scored)} images of {attack.name} (their "
+                raise AttrobustError(f"stopped by {stop.name} after all {mine} images of {attack.name} (their "
                                      f"measures are saved); run the same command again in the same folder "
                                      f"(hydra.run.dir=...) to go on")
     finally:
         model.train(was_training)
     per_image = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
     return AttributionEvaluation(per_image, len(data), resumed)
-
-
-def _done_prefix(done: dict[int, pd.DataFrame]) -> int:
-    """How many scored images, from the first, an earlier run finished without a gap."""
-    end = 0
-    while end in done:
-        end += len(done[end])
-    return end
 
 
 def score(result: AttributionAttackResult, metrics: list[Metric], k: int) -> dict[str, Tensor]:

@@ -11,6 +11,7 @@ objectives match it up to floating-point summation order. Backend: nccl on CUDA,
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +44,13 @@ def world() -> World:
     return World()
 
 
-def init_from_environment(device: torch.device) -> World:
-    """Join the process group torchrun describes (WORLD_SIZE > 1); a single process otherwise."""
+def init_from_environment(device: torch.device, timeout: timedelta | None = None) -> World:
+    """Join the process group torchrun describes (WORLD_SIZE > 1); a single process otherwise. `timeout`: how long a
+    collective waits for the slowest rank (torch's default when None)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
     return world()
 
 

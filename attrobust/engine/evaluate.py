@@ -1,4 +1,4 @@
-"""Evaluation: natural accuracy and accuracy under attack, batched, one host sync at the end."""
+"""Evaluation: natural accuracy and accuracy under attack, batched, one row per image (sharded: `engine.sharding`)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from attrobust.data.base import ImageSet
 from attrobust.engine.progress import ProgressReporter
+from attrobust.engine.sharding import WHOLE, Shard, unit_seed
 
 
 class PredictionAttack(Protocol):
@@ -27,40 +29,66 @@ class AccuracyCounts:
 
     @property
     def natural_accuracy_pct(self) -> float:
-        return 100.0 * self.natural_correct / self.n
+        return 100.0 * self.natural_correct / self.n if self.n else float("nan")
 
     @property
     def adversarial_accuracy_pct(self) -> float | None:
-        return None if self.robust_correct is None else 100.0 * self.robust_correct / self.n
+        if self.robust_correct is None:
+            return None
+        return 100.0 * self.robust_correct / self.n if self.n else float("nan")
 
 
-def evaluate_accuracy(model: nn.Module, data: ImageSet, attack: PredictionAttack | None, batch_size: int,
-                      log_every_s: float = 30.0) -> AccuracyCounts:
-    """Count correct predictions on clean inputs and, if `attack` is given, on attacked inputs.
+def accuracy_per_image(model: nn.Module, data: ImageSet, attack: PredictionAttack | None, batch_size: int,
+                       seed: int = 0, shard: Shard = WHOLE, log_every_s: float = 30.0) -> pd.DataFrame:
+    """One row per test image of this shard's batches: `index` (in the test split), `label`, `correct` (clean) and,
+    if `attack` is given, `robust` (classified correctly after the attack).
 
-    Accuracy under attack counts an example as correct only if it is classified correctly after the attack
-    (an example misclassified when clean is not attacked; it is counted as not robust).
+    An example misclassified when clean is not attacked; it counts as not robust. Each batch of `batch_size` draws
+    the attack's random numbers from its own seed (`unit_seed`: `seed` and its first position), so a shard's rows
+    are the unsharded run's.
     """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    natural = torch.zeros((), dtype=torch.long, device=device)
-    robust = torch.zeros((), dtype=torch.long, device=device)
-    batches = -(-len(data) // batch_size)
+    units = list(shard.units(len(data), batch_size))
+    positions, natural, robust = [], [], []
     try:
-        with ProgressReporter("evaluate", batches, log_every_s) as progress:
-            for start in range(0, len(data), batch_size):
-                x, y = data.batch(slice(start, start + batch_size), device)
+        with ProgressReporter("evaluate", len(units), log_every_s) as progress:
+            for first, end in units:
+                x, y = data.batch(slice(first, end), device)
                 with torch.inference_mode():
                     correct = model(x).argmax(dim=1) == y
-                natural += correct.sum()
+                positions.append(torch.arange(first, end))
+                natural.append(correct)
                 # one wait for the device per batch (PGD's many passes dominate): attack only what is correct
-                if attack is not None and bool(correct.any()):
-                    robust += attack.robust(model, x[correct], y[correct]).sum()
+                if attack is not None:
+                    kept = torch.zeros_like(correct)
+                    if bool(correct.any()):
+                        torch.manual_seed(unit_seed(seed, first))
+                        kept[correct] = attack.robust(model, x[correct], y[correct])
+                    robust.append(kept)
                 progress.advance(1)
     finally:
         model.train(was_training)
-    return AccuracyCounts(len(data), int(natural), None if attack is None else int(robust))
+    at = torch.cat(positions) if positions else torch.zeros(0, dtype=torch.int64)
+    rows = {"index": data.index[at].numpy(), "label": data.labels[at].numpy(),
+            "correct": (torch.cat(natural).cpu() if natural else torch.zeros(0, dtype=torch.bool)).numpy()}
+    if attack is not None:
+        rows["robust"] = (torch.cat(robust).cpu() if robust else torch.zeros(0, dtype=torch.bool)).numpy()
+    return pd.DataFrame(rows)
+
+
+def accuracy_counts(per_image: pd.DataFrame) -> AccuracyCounts:
+    """Natural and (if measured) robust counts of `accuracy_per_image`'s rows."""
+    robust = int(per_image["robust"].astype(bool).sum()) if "robust" in per_image else None
+    return AccuracyCounts(len(per_image), int(per_image["correct"].astype(bool).sum()), robust)
+
+
+def evaluate_accuracy(model: nn.Module, data: ImageSet, attack: PredictionAttack | None, batch_size: int,
+                      seed: int = 0, log_every_s: float = 30.0) -> AccuracyCounts:
+    """Count correct predictions on clean inputs and, if `attack` is given, on attacked inputs (`accuracy_per_image`
+    over every image)."""
+    return accuracy_counts(accuracy_per_image(model, data, attack, batch_size, seed, WHOLE, log_every_s))
 
 
 @dataclass(frozen=True)
@@ -75,6 +103,9 @@ class EvalSettings:
     classes: tuple[int, ...] | None = None   # only test images of these labels
     sample: int | None = None                # a random sample of this many (seeded by `seed`), in index order
     stability: tuple[str | Mapping[str, Any], ...] = ()  # stability metrics `evaluate` adds (attrobust list stability)
+    faithfulness: tuple[str | Mapping[str, Any], ...] = ()  # faithfulness metrics `evaluate` adds (list faithfulness)
+    shard: int | None = None   # this shard of the evaluation's work (engine/sharding.py); None: all of it
+    num_shards: int = 1        # shards the work is split into (merge their folders with `attrobust merge`)
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
@@ -85,5 +116,10 @@ class EvalSettings:
                 raise ValueError(f"{key} must be positive or null, got {value}")
         if self.indices is not None and not self.indices:
             raise ValueError("indices must list at least one test image, or be null for all")
+        if self.num_shards < 1:
+            raise ValueError(f"num_shards must be >= 1, got {self.num_shards}")
+        if self.shard is not None and not 0 <= self.shard < self.num_shards:
+            raise ValueError(f"shard must be in 0 .. {self.num_shards - 1} (num_shards={self.num_shards}), got "
+                             f"{self.shard}")
         if self.attribution_batch_size is not None and self.attribution_batch_size <= 0:
             raise ValueError(f"attribution_batch_size must be positive or null, got {self.attribution_batch_size}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 
 import pandas as pd
 import torch
@@ -18,8 +17,9 @@ from torch import nn
 
 from attrobust.data.base import ImageSet
 from attrobust.engine.attribution import AUTO_POINTS, correctly_classified
+from attrobust.engine.progress import ProgressReporter
+from attrobust.engine.sharding import WHOLE, Shard
 from attrobust.explainers.base import CPU_POINTS_PER_PASS, Explainer
-from attrobust.reporting.rows import ROW_COLUMNS, RunIdentity
 from attrobust.stability import StabilityMetric, estimate
 
 log = logging.getLogger("attrobust")
@@ -33,20 +33,27 @@ def rows_per_call(device: torch.device, explainer: Explainer) -> int:
 
 
 def stability_per_image(model: nn.Module, data: ImageSet, explainer: Explainer, metrics: list[StabilityMetric],
-                        seed: int, predict_batch_size: int) -> pd.DataFrame:
-    """One row per correctly classified image: its test-split index, label and each metric's value (float64)."""
+                        seed: int, predict_batch_size: int, shard: Shard = WHOLE) -> pd.DataFrame:
+    """One row per correctly classified image (of this shard: every n-th group of images, `stability_units`): its
+    test-split index, label and each metric's value (float64)."""
     device = next(model.parameters()).device
     positions = correctly_classified(model, data, predict_batch_size)
     scored = data.select(positions)
     rows = rows_per_call(device, explainer)
-    table = pd.DataFrame({"index": scored.index.numpy(), "label": scored.labels.numpy()})
+    units = stability_units(len(scored), metrics, rows, shard)
+    mine = torch.cat([torch.arange(first, end) for first, end in units]) if units else torch.zeros(0, dtype=torch.long)
+    table = pd.DataFrame({"index": scored.index[mine].numpy(), "label": scored.labels[mine].numpy()})
     for metric in metrics:
         started, values = time.monotonic(), []
         images = max(1, rows // metric.samples)  # images per estimate call: one call explains `rows` draws or more
-        for start in range(0, len(scored), images):
-            x, y = scored.batch(slice(start, start + images), device)
-            ids = scored.index[start:start + images].tolist()
-            values.append(estimate(metric, model, explainer, x, y, ids, seed, rows).values.cpu())
+        with ProgressReporter(f"stability {metric.column}", len(mine)) as progress:
+            for first, end in units:
+                for start in range(first, end, images):
+                    stop = min(start + images, end)
+                    x, y = scored.batch(slice(start, stop), device)
+                    ids = scored.index[start:stop].tolist()
+                    values.append(estimate(metric, model, explainer, x, y, ids, seed, rows).values.cpu())
+                    progress.advance(stop - start)
         table[metric.column] = torch.cat(values).numpy() if values else []
         log.info("%s of %s (%d draws) on %d images: mean %.6g (%.0f s)", metric.column, explainer.describe(),
                  metric.samples, len(scored), table[metric.column].mean(), time.monotonic() - started)
@@ -57,10 +64,8 @@ def stability_per_image(model: nn.Module, data: ImageSet, explainer: Explainer, 
     return table
 
 
-def stability_rows(identity: RunIdentity, per_image: pd.DataFrame, metrics: list[StabilityMetric]) -> pd.DataFrame:
-    """The mean of each metric over the images where it is defined (n: how many), and the images scored."""
-    rows = [{**asdict(identity), "metric": metric.column, "value": float(per_image[metric.column].mean()),
-             "unit": metric.unit, "n": int(per_image[metric.column].notna().sum())} for metric in metrics]
-    rows.append({**asdict(identity), "metric": "images_scored", "value": float(len(per_image)), "unit": "count",
-                 "n": len(per_image)})
-    return pd.DataFrame(rows, columns=ROW_COLUMNS)
+def stability_units(total: int, metrics: list[StabilityMetric], rows: int, shard: Shard) -> list[tuple[int, int]]:
+    """This shard's groups of scored images. Every image's draws are seeded by its own index, so a group's size only
+    balances the work: the images of one estimate call of the metric with the most draws."""
+    images = max(1, rows // max((metric.samples for metric in metrics), default=1))
+    return list(shard.units(total, images))

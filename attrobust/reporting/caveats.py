@@ -28,8 +28,8 @@ def headline_caveats(rows: pd.DataFrame, controls: tuple[str, ...], strict: bool
     remedy = ROBUST_REMEDY if strict else REMEDY
     values = rows.pivot_table(index="attack", columns="metric", values="value", aggfunc="mean", sort=False)
     name_of = {attack: attack_key(attack).split()[0] for attack in values.index}
-    attacks = [a for a in values.index if name_of[a] not in controls and "images_scored" in values.columns
-               and pd.notna(values.loc[a, "images_scored"])]
+    attacks = [a for a in values.index if name_of[a] not in controls and "images_unmoved" in values.columns
+               and pd.notna(values.loc[a, "images_unmoved"])]  # attacks on explanations (not stability lines)
     for attack in attacks:
         scored, unmoved = values.loc[attack, "images_scored"], values.loc[attack, "images_unmoved"]
         name = attack_key(attack)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import pandas as pd
 
@@ -68,3 +70,22 @@ def attack_key(description: str) -> str:
     """What tells two attacks apart in a report: the attack's description up to its settings ('topk of ig(100)',
     'random_sign of gradcam', 'pgd'); of an older combined description ('pgd ...; topk ...') its last part."""
     return description.split("; ")[-1].split(" eps=")[0].strip()
+
+
+class MeanMetric(Protocol):
+    """What `image_mean_rows` reads of a stability or faithfulness metric."""
+
+    @property
+    def column(self) -> str: ...
+
+    unit: str
+
+
+def image_mean_rows(identity: RunIdentity, per_image: pd.DataFrame, metrics: Sequence[MeanMetric]) -> pd.DataFrame:
+    """The mean of each metric's column over the images where it is defined (n: how many), and the images scored:
+    the rows of the stability and faithfulness metrics."""
+    rows = [{**asdict(identity), "metric": metric.column, "value": float(per_image[metric.column].mean()),
+             "unit": metric.unit, "n": int(per_image[metric.column].notna().sum())} for metric in metrics]
+    rows.append({**asdict(identity), "metric": "images_scored", "value": float(len(per_image)), "unit": "count",
+                 "n": len(per_image)})
+    return pd.DataFrame(rows, columns=ROW_COLUMNS)

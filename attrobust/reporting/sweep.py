@@ -26,6 +26,7 @@ from rich.console import Console
 
 from attrobust.errors import AttrobustError
 from attrobust.provenance import run_id
+from attrobust.reporting.evaluation import is_finished_shard, merge_directory
 from attrobust.reporting.rows import ACCURACY_METRICS, ROW_COLUMNS, attack_key
 from attrobust.reporting.tables import FIXED_HEADINGS, RESULTS_FILE, ordered_metrics, rich_table, unit_heading
 
@@ -33,7 +34,8 @@ FAILED_FILE = "failed.txt"
 MODEL_FILE = "model.pt"  # as attrobust.engine.checkpoint.MODEL_FILE (reporting imports nothing from the engine)
 NOT_EVALUATED = "not evaluated"
 PLOTTED_HEADINGS = ("NA (%)", "AA (%)", "IN (%)", "CO")  # the paper's columns, drawn against a swept number
-IGNORED_KEYS = ("seed", "hydra.run.dir", "hydra.sweep.dir", "checkpoint")
+IGNORED_KEYS = ("seed", "hydra.run.dir", "hydra.sweep.dir", "checkpoint", "eval.shard", "eval.num_shards")
+SHARD = "shard"
 GROUP_KEYS = ["dataset", "model", "reg"]  # rows of the paper's table; the attack settings are in each run's rows
 
 
@@ -41,7 +43,7 @@ GROUP_KEYS = ["dataset", "model", "reg"]  # rows of the paper's table; the attac
 class RunRecord:
     folder: Path
     overrides: dict[str, str]
-    state: str            # done | failed | not evaluated | missing | unreadable
+    state: str            # done | failed | not evaluated | missing | unreadable | shard (its rows are in a merge)
     reason: str = ""
     results: tuple[pd.DataFrame, ...] = ()  # the rows of every results.csv of a done run
 
@@ -54,7 +56,7 @@ class SweepReport:
 
     @property
     def problems(self) -> list[RunRecord]:
-        return [run for run in self.runs if run.state != "done"]
+        return [run for run in self.runs if run.state not in ("done", SHARD)]
 
 
 def find_runs(folder: Path) -> list[RunRecord]:
@@ -86,6 +88,8 @@ def _record(run: Path, overrides_file: Path) -> RunRecord:
                 return RunRecord(run, overrides, "unreadable", problem)
             frames.append(frame)
         return RunRecord(run, overrides, "done", results=tuple(frames))
+    if is_finished_shard(run):
+        return RunRecord(run, overrides, SHARD)
     failed = run / FAILED_FILE
     if failed.is_file():
         try:
@@ -304,7 +308,10 @@ def sweep_plot(report: SweepReport, x: str, path: Path) -> None:
 
 
 def print_report(directory: Path, console: Console) -> None:
-    """Build, write and print the report of `directory`; failed and missing runs as warnings on stderr."""
+    """Merge the finished shards of any sharded evaluation not merged yet (`attrobust merge`), then build, write and
+    print the report of `directory`; failed and missing runs as warnings on stderr."""
+    for folder, _ in merge_directory(directory, only_unmerged=True):
+        console.print(f"merged the shards of an evaluation into {folder}")
     result = sweep_report(directory)
     written = write_report(result, directory)
     if len(result.table):

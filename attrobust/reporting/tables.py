@@ -9,6 +9,7 @@ from rich.table import Table
 
 from attrobust.atomic import write_text_atomic
 from attrobust.metrics import heading_of
+from attrobust.faithfulness import heading_of as faithfulness_heading_of
 from attrobust.stability import heading_of as stability_heading_of
 from attrobust.reporting.rows import ACCURACY_METRICS, COUNT_METRICS, attack_key
 
@@ -26,7 +27,7 @@ def heading(metric: str) -> str:
     if metric in FIXED_HEADINGS:
         return FIXED_HEADINGS[metric]
     base = metric.removesuffix("_strict")
-    name = heading_of(base) or stability_heading_of(base) or base
+    name = heading_of(base) or stability_heading_of(base) or faithfulness_heading_of(base) or base
     return f"{name} strict" if base != metric else name
 
 

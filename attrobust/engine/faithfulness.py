@@ -1,0 +1,55 @@
+"""The faithfulness metrics of `eval.faithfulness` over a set of test images: one row per scored image.
+
+Scored images are those the model classifies correctly (as for the attacks on explanations). Images go in units of
+the attacks' chunk size (`auto_batch_size`: one explainer call per unit), and every unit's curve points go through the
+model `AUTO_POINTS` rows at a time; a shard (`engine.sharding`) does every n-th unit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pandas as pd
+import torch
+from torch import nn
+
+from attrobust.data.base import ImageSet
+from attrobust.engine.attribution import AUTO_POINTS, auto_batch_size, correctly_classified
+from attrobust.engine.progress import ProgressReporter
+from attrobust.engine.sharding import WHOLE, Shard
+from attrobust.explainers.base import Explainer
+from attrobust.faithfulness import FaithfulnessMetric
+from attrobust.faithfulness.base import area, curves
+
+log = logging.getLogger("attrobust")
+
+
+def faithfulness_per_image(model: nn.Module, data: ImageSet, explainer: Explainer,
+                           metrics: list[FaithfulnessMetric], predict_batch_size: int,
+                           shard: Shard = WHOLE) -> pd.DataFrame:
+    """One row per correctly classified image of this shard's units: its test-split index, label and each metric's
+    area under the curve (float64)."""
+    device = next(model.parameters()).device
+    scored = data.select(correctly_classified(model, data, predict_batch_size))
+    for metric in metrics:
+        metric.check_fits(scored.images.shape[-2] * scored.images.shape[-1])
+    rows = AUTO_POINTS["cuda" if device.type == "cuda" else "cpu"]
+    units = list(shard.units(len(scored), auto_batch_size(device, explainer.passes_per_image)))
+    mine = torch.cat([torch.arange(a, b) for a, b in units]) if units else torch.zeros(0, dtype=torch.long)
+    table = pd.DataFrame({"index": scored.index[mine].numpy(), "label": scored.labels[mine].numpy()})
+    values: dict[str, list[torch.Tensor]] = {metric.column: [] for metric in metrics}
+    started = time.monotonic()
+    with ProgressReporter("faithfulness", len(mine)) as progress:
+        for first, end in units:
+            x, y = scored.batch(slice(first, end), device)
+            attributions = explainer.explain(model, x, y).detach()
+            for metric in metrics:
+                values[metric.column].append(area(curves(metric, model, x, y, attributions, rows)).cpu())
+            progress.advance(end - first)
+    for metric in metrics:
+        table[metric.column] = torch.cat(values[metric.column]).numpy() if units else []
+        log.info("%s of %s (%d steps, baseline %s) on %d images: mean %.6g", metric.column, explainer.describe(),
+                 metric.steps, metric.baseline, len(table), table[metric.column].mean())
+    log.info("faithfulness took %.0f s", time.monotonic() - started)
+    return table

@@ -1,0 +1,51 @@
+"""Sharded evaluation: which units of work (accuracy batches, attack chunks, stability calls) one shard does.
+
+An evaluation is split into the same units whether it runs whole or in shards: accuracy batches of
+`eval.batch_size` test images, attack chunks of the correctly classified images, stability calls. Shard i of n takes
+the units i, i + n, i + 2n, ... of each part. Every unit draws its random numbers from a seed of its own (the run's
+seed and the unit's first position, `unit_seed`) and sees the same images in the same batch, so the per-image rows
+of n shards, put back in the unsharded order, are the rows of the unsharded run: bitwise on one device, whatever n.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count` (0-based); `Shard()` is the whole evaluation."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ValueError(f"num_shards must be >= 1, got {self.count}")
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard must be in 0 .. {self.count - 1} (num_shards={self.count}), got {self.index}")
+
+    @property
+    def whole(self) -> bool:
+        return self.count == 1
+
+    def units(self, total: int, size: int) -> Iterator[tuple[int, int]]:
+        """This shard's units of `size` positions among `total`: (first, end) of units index, index + count, ..."""
+        starts = range(0, total, size)
+        for unit in range(self.index, len(starts), self.count):
+            yield starts[unit], min(starts[unit] + size, total)
+
+    def describe(self) -> str:
+        return "whole" if self.whole else f"shard {self.index} of {self.count}"
+
+
+WHOLE = Shard()
+
+
+def unit_seed(seed: int, start: int) -> int:
+    """The seed of the unit (chunk, batch) whose first image is at `start`: independent of the units run before it,
+    so a resumed run and every sharding draw the same numbers for it."""
+    digest = hashlib.sha256(f"{seed}:{start}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1

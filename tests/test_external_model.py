@@ -1,0 +1,132 @@
+"""`model=external`: a torchvision ResNet-18 with weights saved here, the same network as a torch.export program, a
+TorchScript file and from a `package.module:function`, evaluated end to end on a 32x32 `folder` dataset, give the
+rows of the network loaded natively (an attrobust checkpoint); bad sources and weights are one line."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from image_fixtures import make_image_folder
+
+from attrobust.engine.checkpoint import load_checkpoint
+
+DATA = ["dataset=folder", "dataset.path=data"]
+EVALUATE = ["eval.batch_size=4", "attack.steps=2", "attribution_attack.steps=2", "explainer.steps=4",
+            "eval.baselines=[random_sign]", "eval.stability=[{name:max_sensitivity,samples:2}]",
+            "eval.attribution_batch_size=2", "eval.faithfulness=[{name:deletion,steps:8}]"]
+COMPARED = ("accuracy.csv", "measures.csv", "stability.csv", "faithfulness.csv")
+
+
+@pytest.fixture
+def native(cli, tmp_path) -> Path:
+    """A ResNet-18 trained here for four epochs on 12 images, and its network's state dict as `weights.pt`."""
+    make_image_folder(tmp_path / "data", per_class=4)
+    result = cli("train", *DATA, "model=resnet18", "train.epochs=4", "train.batch_size=6", "eval_at_end=false",
+                 "hydra.run.dir=run")
+    assert result.exit_code == 0, result.stderr
+    state = load_checkpoint(tmp_path / "run" / "model.pt")["model_state"]
+    net = {key.removeprefix("net."): value for key, value in state.items() if key.startswith("net.")}
+    torch.save(net, tmp_path / "weights.pt")
+    return tmp_path / "run"
+
+
+def same_rows(a: Path, b: Path) -> None:
+    for name in COMPARED:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    values = [pd.read_csv(folder / "results.csv")[["attack", "metric", "value", "n"]] for folder in (a, b)]
+    pd.testing.assert_frame_equal(*values)
+
+
+def test_torchvision_name_with_weights_gives_the_native_rows(cli, tmp_path, native):
+    assert cli("evaluate", "checkpoint=run", "dataset_path=data", *EVALUATE, "hydra.run.dir=native").exit_code == 0
+    result = cli("evaluate", *DATA, "model=external", "model.source=torchvision:resnet18", "model.weights=weights.pt",
+                 *EVALUATE, "hydra.run.dir=external")
+    assert result.exit_code == 0, result.stderr
+    same_rows(tmp_path / "native", tmp_path / "external")
+    table = pd.read_csv(tmp_path / "external" / "table.csv")
+    assert set(table["model"]) == {"torchvision:resnet18 + weights.pt"} and set(table["reg"]) == {"external"}
+
+
+def test_torchscript_and_function_sources_give_the_native_rows(cli, tmp_path, native, monkeypatch):
+    from attrobust.trained import read_trained, restore_model
+    from attrobust.trained import plain_dataset
+
+    path, payload = read_trained(tmp_path / "run")
+    dataset = {**plain_dataset(payload["dataset_cfg"], "data"), "path": str(tmp_path / "data")}
+    model, splits = restore_model(path, payload, dataset)
+    example = torch.rand(2, *splits.image_shape)
+    with warnings.catch_warnings():  # torch.jit is deprecated (FutureWarning) but still read
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.trace(model.net, example), str(tmp_path / "resnet.ts"))
+    batch = torch.export.Dim("batch")
+    torch.export.save(torch.export.export(model.net, (example,), dynamic_shapes=({0: batch},)), tmp_path / "resnet.pt2")
+    first_order = [*EVALUATE, "attack@attribution_attack=random_sign"]  # compiled programs have no smooth surrogate
+    assert cli("evaluate", "checkpoint=run", "dataset_path=data", *first_order, "hydra.run.dir=native").exit_code == 0
+    for name in ("resnet.ts", "resnet.pt2"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            result = cli("evaluate", *DATA, "model=external", f"model.source={name}", *first_order,
+                         f"hydra.run.dir=run_{name}")
+        assert result.exit_code == 0, result.stderr
+        same_rows(tmp_path / "native", tmp_path / f"run_{name}")
+        refused = cli("evaluate", *DATA, "model=external", f"model.source={name}", *EVALUATE, "hydra.run.dir=topk")
+        assert refused.exit_code == 2 and "is a compiled program (TorchScript or torch.export) with aten::relu" in \
+            refused.stderr, refused.stderr
+        assert not (tmp_path / "topk" / "results.csv").exists()
+
+    (tmp_path / "my_nets.py").write_text("import torchvision\n\n\ndef resnet(classes):\n"
+                                         "    return torchvision.models.resnet18(num_classes=classes)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = cli("evaluate", *DATA, "model=external", "model.source=my_nets:resnet", "model.kwargs={classes:3}",
+                 "model.weights=weights.pt", *first_order, "hydra.run.dir=function")
+    assert result.exit_code == 0, result.stderr
+    same_rows(tmp_path / "native", tmp_path / "function")
+    sys.modules.pop("my_nets", None)
+
+
+def test_timm_name_with_weights_gives_the_rows_of_the_same_network_built_by_a_function(cli, tmp_path, monkeypatch):
+    timm = pytest.importorskip("timm")
+    make_image_folder(tmp_path / "data", per_class=2)
+    torch.manual_seed(0)
+    torch.save(timm.create_model("resnet18", pretrained=False, num_classes=3).state_dict(), tmp_path / "timm.pt")
+    (tmp_path / "timm_nets.py").write_text("import timm\n\n\ndef resnet18():\n    return timm.create_model("
+                                           "'resnet18', pretrained=False, num_classes=3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first_order = [*EVALUATE, "attack@attribution_attack=random_sign", "model.weights=timm.pt",
+                   "model.image_size=[48,48]"]
+    for name, source in (("hub", "timm:resnet18"), ("function", "timm_nets:resnet18")):
+        result = cli("evaluate", *DATA, "model=external", f"model.source={source}", *first_order,
+                     f"hydra.run.dir={name}")
+        assert result.exit_code == 0, result.stderr
+    same_rows(tmp_path / "hub", tmp_path / "function")
+    sys.modules.pop("timm_nets", None)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["model.source=torchvision:resnet18"], "weights is missing for source=torchvision:resnet18"),
+    (["model.source=torchvision:resnet99", "model.weights=weights.pt"], "torchvision has no model 'resnet99'"),
+    (["model.source=torchvision:resnet18", "model.weights=nowhere.pt"], "model.weights=nowhere.pt: no such file"),
+    (["model.source=torchvision:resnet18", "model.weights=weights.pt", "model.num_classes=5"],
+     "model.weights=weights.pt does not fit torchvision:resnet18"),
+    (["model.source=no_such_package.nets:resnet"], "cannot import resnet from no_such_package.nets"),
+    (["model.source=resnet"], "source=resnet: not torchvision:<name>"),
+    (["model.source=weights.pt"], "weights.pt is not a TorchScript file"),
+    (["model.source=torchvision:resnet18", "model.weights=weights.pt", "checkpoint=run"],
+     "checkpoint=run and model=external both name the model"),
+])
+def test_bad_external_models_are_one_line(cli, tmp_path, native, overrides, message):
+    result = cli("evaluate", *DATA, "model=external", *overrides, "attributions=false", "hydra.run.dir=bad")
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "bad" / "results.csv").exists()
+
+
+def test_a_pickled_module_is_never_unpickled(cli, tmp_path, native):
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")  # a whole pickled module: code could run from it
+    result = cli("evaluate", *DATA, "model=external", "model.source=torchvision:resnet18", "model.weights=module.pt",
+                 "attributions=false", "hydra.run.dir=bad")
+    assert result.exit_code == 2 and "is not a state dict of tensors" in result.stderr

@@ -1,0 +1,115 @@
+"""Sharded evaluation: 4 shards of 40 images (one of them killed and run again) merge to the per-image rows and the
+table of one unsharded run, bitwise on CPU with the same threads per process; so does a 2-process torchrun evaluate
+against one process of one thread."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import TINY_RUN, wait_for
+
+from attrobust.engine.sharding import Shard
+from attrobust.reporting.evaluation import EVALUATION_FILE, PER_IMAGE_FILES
+
+EVALUATE = ["checkpoint=run", "eval.num_examples=40", "attack.steps=2", "attribution_attack.steps=2",
+            "explainer.steps=4", "eval.attribution_batch_size=1", "eval.batch_size=16",
+            "eval.baselines=[random_sign]", "eval.stability=[{name:max_sensitivity,samples:3}]",
+            "eval.faithfulness=[{name:deletion,steps:7},{name:insertion,steps:7}]"]
+COMPARED = [*PER_IMAGE_FILES.values(), "results.csv", "table.csv", "table.md"]
+
+
+def shard_command(i: int, n: int = 4) -> list[str]:
+    return ["evaluate", *EVALUATE, f"eval.shard={i}", f"eval.num_shards={n}", f"hydra.run.dir=shards/{i}"]
+
+
+def same_files(a: Path, b: Path) -> None:
+    for name in COMPARED:
+        left, right = (folder / name for folder in (a, b))
+        if name == "results.csv":  # the rows name the commit of the code that wrote them: equal here
+            assert pd.read_csv(left).equals(pd.read_csv(right)), name
+        assert left.read_bytes() == right.read_bytes(), name
+
+
+def test_units_cover_every_position_once_in_order():
+    for total, size, count in ((40, 16, 4), (7, 3, 2), (3, 5, 4), (0, 2, 3)):
+        units = [unit for index in range(count) for unit in Shard(index, count).units(total, size)]
+        positions = sorted(p for first, end in units for p in range(first, end))
+        assert positions == list(range(total))
+        assert list(Shard().units(total, size)) == sorted(units)
+    with pytest.raises(ValueError, match="shard must be in 0 .. 3"):
+        Shard(4, 4)
+
+
+def test_four_shards_and_a_killed_one_merge_to_the_unsharded_run(cli, tmp_path):
+    assert cli("train", *TINY_RUN, "hydra.run.dir=run", "eval_at_end=false").exit_code == 0
+    whole = cli("evaluate", *EVALUATE, "hydra.run.dir=whole")
+    assert whole.exit_code == 0, whole.stderr
+    scored = pd.read_csv(tmp_path / "whole" / "measures.csv")
+    assert scored["attack"].nunique() == 2 and len(scored) >= 8  # every shard attacks some images
+    for i in (0, 1, 3):
+        result = cli(*shard_command(i))
+        assert result.exit_code == 0, result.stderr
+        assert not (tmp_path / "shards" / str(i) / "results.csv").exists()  # a shard's table would mislead
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.Popen([sys.executable, "-m", "attrobust", *shard_command(2)], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(tmp_path / "shards" / "2" / "measures.parts" / "topk" / "2.csv", killed)  # its first chunk is done
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "shards" / "2" / EVALUATION_FILE).exists()
+    missing = cli("merge", "shards")
+    assert missing.exit_code == 2 and "shard(s) [2] of the 4" in missing.stderr
+    assert "eval.shard=2" in missing.stderr  # the command that runs it again
+    assert not (tmp_path / "shards" / "merged" / "results.csv").exists()
+
+    rerun = cli(*shard_command(2))  # the killed shard alone, in its folder: it resumes its chunks
+    assert rerun.exit_code == 0, rerun.stderr
+    merged = cli("merge", "shards")
+    assert merged.exit_code == 0, merged.stderr
+    same_files(tmp_path / "whole", tmp_path / "shards" / "merged")
+
+
+def test_report_merges_the_shards_of_a_sweep(cli, tmp_path):
+    assert cli("train", *TINY_RUN, "hydra.run.dir=run", "eval_at_end=false").exit_code == 0
+    sweep = cli("evaluate", "-m", "checkpoint=run", "eval.num_examples=20", "attack.steps=2", "attributions=false",
+                "eval.shard=0,1", "eval.num_shards=2", "hydra.sweep.dir=sweep")
+    assert sweep.exit_code == 0, sweep.stderr
+    assert (tmp_path / "sweep" / "merged" / "results.csv").is_file()  # the sweep's report merged them
+    report = pd.read_csv(tmp_path / "sweep" / "report.csv")
+    assert len(report) == 1 and "shard" not in sweep.stderr  # one line, no shard listed as a problem
+    whole = cli("evaluate", "checkpoint=run", "eval.num_examples=20", "attack.steps=2", "attributions=false",
+                "hydra.run.dir=whole")
+    assert whole.exit_code == 0
+    assert (tmp_path / "whole" / "table.csv").read_bytes() == (tmp_path / "sweep" / "merged" / "table.csv").read_bytes()
+
+
+def test_a_shard_needs_its_number(cli, tmp_path):
+    assert cli("train", *TINY_RUN, "hydra.run.dir=run", "eval_at_end=false").exit_code == 0
+    result = cli("evaluate", "checkpoint=run", "eval.num_shards=4", "hydra.run.dir=bad")
+    assert result.exit_code == 2 and "eval.num_shards=4 needs eval.shard=0 .. 3" in result.stderr
+    result = cli("evaluate", "checkpoint=run", "eval.shard=4", "eval.num_shards=4", "hydra.run.dir=bad")
+    assert result.exit_code == 2 and "shard must be in 0 .. 3" in result.stderr
+    assert not (tmp_path / "bad" / EVALUATION_FILE).exists()
+
+
+def test_two_torchrun_processes_give_the_rows_of_one(cli, tmp_path):
+    assert cli("train", *TINY_RUN, "hydra.run.dir=run", "eval_at_end=false").exit_code == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread in each process, as in each torchrun process below
+
+    def evaluate(*launcher: str, folder: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *launcher, "-m", "attrobust", "evaluate", *EVALUATE,
+                               f"hydra.run.dir={folder}"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=600)
+
+    whole = evaluate(folder="whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    ddp = evaluate("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", folder="ddp")
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    same_files(tmp_path / "whole", tmp_path / "ddp")

@@ -8,7 +8,9 @@
 4. one training step of natural, pgd, input_grad, ig_norm, ig_sum_norm: ratio to natural and to its pass-count
    lower bound (natural step time x the forward/backward pairs the objective needs);
 5. our PGD vs torchattacks' PGD (same eps, steps, step size, random start) when torchattacks is installed;
-6. each stability metric vs Quantus's on the same draws (scripts/bench_stability.py) when quantus is installed.
+6. each stability metric vs Quantus's on the same draws (scripts/bench_stability.py) when quantus is installed;
+7. the deletion curve vs RISE's one-image loop and Quantus's PixelFlipping on the same maps
+   (scripts/bench_faithfulness.py).
 Medians after warm-up runs. Prints the table and writes it as CSV and JSON (with the device, threads, dtype and
 versions). Example (about five minutes on 2 CPU cores):
 
@@ -28,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_attributions import add_arguments, attribution_rows, load, median_time  # noqa: E402
+from bench_faithfulness import add_faithfulness_arguments, faithfulness_rows  # noqa: E402
 from bench_stability import add_stability_arguments, stability_rows  # noqa: E402
 from bench_training import training_rows  # noqa: E402
 
@@ -62,6 +65,7 @@ def main() -> None:
     parser.add_argument("--pgd-images", type=int, default=200)
     parser.add_argument("--output", default="outputs/bench/bench")
     add_stability_arguments(parser)
+    add_faithfulness_arguments(parser)
     args = parser.parse_args()
     meta, rows = attribution_rows(args)
     for row in training_rows(args.train_settings, args.train_batch, args.repeats, torch.device(args.device)):
@@ -71,6 +75,7 @@ def main() -> None:
                      "note": f"{row['vs_pass_bound']:.2f}x its {row['passes']:g}-pass bound; {row['settings']}"})
     rows += pgd_rows(args)
     rows += stability_rows(args)
+    rows += faithfulness_rows(args)
     meta.update(train_settings=args.train_settings, train_batch=args.train_batch, numpy=__import__("numpy").__version__,
                 platform=platform.platform())
     table = pd.DataFrame(rows)

@@ -187,6 +187,9 @@ def _describe_hydra_error(error: Exception) -> str:
         if isinstance(inner, AttrobustError):
             return str(inner)
         inner = inner.__cause__ or inner.__context__
+    if "Could not override 'model'" in str(error):  # evaluate, attack, explain: the model comes with its dataset
+        return ("model=NAME needs dataset=NAME in this command (model=external: the data to evaluate it on; a "
+                "checkpoint brings its own model)")
     cause = error.__cause__
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
         override = re.search(r"Could not override '([^']+)'", str(error))

@@ -53,18 +53,20 @@ from attrobust.regularizers import REGULARIZERS
 from attrobust.regularizers.adversarial import AdversarialObjective
 from attrobust.reporting.caveats import headline_caveats, training_caveats, warmup_caveat
 from attrobust.reporting.figures import attribution_figure, explanation_figure
-from attrobust.reporting.evaluation import EvaluationRecord, PerImage, merge_shards, write_evaluation
+from attrobust.reporting.evaluation import EVALUATION_FILE, EvaluationRecord, PerImage, merge_shards, write_evaluation
 from attrobust.reporting.rows import RunIdentity, accuracy_rows
 from attrobust.reporting.tables import RESULTS_FILE, write_results
 from attrobust.rundir import mark_started
 from attrobust.stability import StabilityMetric, build_stability
-from attrobust.trained import checkpoint_dataset, read_trained, restore_external, restore_model
+from attrobust.trained import DATA_LOCATION_KEYS, checkpoint_dataset, read_trained, restore_external, restore_model
 
 log = logging.getLogger("attrobust")
 S = TypeVar("S")
 
 
 SHARD_KEYS = ("shard", "num_shards")  # eval keys that split one evaluation, not change it
+# top-level keys that say where or how an evaluation runs, not what it measures (left out of its fingerprint)
+RUN_PLACE_KEYS = ("checkpoint", "device", "paths", "dataset_path", "figure_examples", "figure_images")
 # how long a torchrun evaluation's ranks wait for the slowest one's shard before merging
 EVALUATION_TIMEOUT = timedelta(days=2)
 # reg keys that change how a step uses memory, not its result: a run may resume with other values
@@ -81,6 +83,9 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     if plain["model"]["name"] == "external":
         raise AttrobustError("model=external is a model you bring, for evaluate, attack and explain; train one of: "
                              f"{choices(MODELS.names())}")
+    if plain["eval"].get("shard") is not None or plain["eval"].get("num_shards", 1) != 1:
+        raise AttrobustError("eval.shard / eval.num_shards split `attrobust evaluate`; train evaluates its model whole "
+                             "(train with eval_at_end=false, then evaluate the shards)")
     settings = _settings(TrainSettings, plain["train"], "train")
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
     accel = _settings(Accel, plain.get("accel", {}), "accel")
@@ -284,6 +289,7 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
         explainer.check_model(trained.model)
     mark_started(run_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / EVALUATION_FILE).unlink(missing_ok=True)  # an earlier run's: this folder's rows are being replaced
     seed = trained.plain["seed"]
     if not shard.whole:
         log.info("evaluating %s of the work (engine/sharding.py)", shard.describe())
@@ -300,7 +306,8 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
                                                   trained.eval_settings.batch_size, shard)
     if explainer is not None and faithfulness:
         per_image.faithfulness = faithfulness_per_image(trained.model, trained.test, explainer, faithfulness,
-                                                        trained.eval_settings.batch_size, shard)
+                                                        trained.eval_settings.batch_size,
+                                                        trained.eval_settings.attribution_batch_size, shard)
         log.info("insertion and deletion follow the model's confidence: compare explainers on one model, not models "
                  "of different confidence (see the README's 'Faithfulness')")
     if explainer is not None and (stability or faithfulness):
@@ -311,7 +318,8 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
                                                             ("faithfulness", faithfulness)) if metrics})
     record = EvaluationRecord(evaluation_fingerprint(trained), None if shard.whole else shard.index, shard.count,
                               trained.test.index.tolist(), dict(trained.plain["eval"]), command=_command(run_dir),
-                              **{"accuracy": None, **identities})
+                              device=next(trained.model.parameters()).device.type,
+                              chunks=suite.chunks if suite is not None else {}, **{"accuracy": None, **identities})
     table = write_evaluation(work_dir, record, per_image)
     if suite is not None:
         suite.discard_chunks()
@@ -329,10 +337,13 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
 
 
 def evaluation_fingerprint(trained: TrainedModel) -> str:
-    """What the shards of one evaluation share: the config without the shard keys (and the checkpoint's path), and
-    the checkpoint itself."""
-    plain = {key: value for key, value in trained.plain.items() if key != "checkpoint"}
+    """What the shards of one evaluation share: the config without the shard keys and the settings that only say
+    where or how it runs (device, data folders, page-locked memory, figures), and the checkpoint itself. The device
+    type, which sizes the units of work, is checked at the merge."""
+    plain = {key: value for key, value in trained.plain.items() if key not in RUN_PLACE_KEYS}
     plain["eval"] = {key: value for key, value in plain["eval"].items() if key not in SHARD_KEYS}
+    plain["dataset"] = {key: value for key, value in plain["dataset"].items() if key not in DATA_LOCATION_KEYS}
+    plain["accel"] = {key: value for key, value in plain.get("accel", {}).items() if key != "pin_memory"}
     checkpoint = [trained.payload.get(key) for key in ("run_id", "config_hash", "epoch")]
     return config_hash({"config": plain, "checkpoint": checkpoint})
 
@@ -367,6 +378,7 @@ class AttackSuite:
     attacks: tuple[AttributionAttack, ...]  # the attack first, then its controls
     metrics: tuple[Metric, ...]
     stores: list[MeasureStore] = dataclasses.field(default_factory=list)  # of the last `run`
+    chunks: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # of the last `run`: [chunk, piece]
 
     @classmethod
     def build(cls, trained: TrainedModel, key: str, run_dir: Path, shard: Shard = WHOLE) -> AttackSuite:
@@ -399,6 +411,7 @@ class AttackSuite:
                 _draw(trained, each, evaluation, store, metrics, run_dir)
             per_image.append(evaluation.per_image.assign(attack=each.name))
             self.stores.append(store)
+            self.chunks[each.name] = [evaluation.chunk, evaluation.piece]
         return pd.concat(per_image, ignore_index=True)
 
     def discard_chunks(self) -> None:

@@ -11,6 +11,7 @@ Example (a script): `path, payload = read_trained("outputs/train/<run>")`,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from attrobust.models.external import ExternalModel, build_external, files_diges
 from attrobust.provenance import config_hash
 from attrobust.registry import construct
 
+log = logging.getLogger("attrobust")
 # dataset keys that say where files are: taken from this run's config, never from a checkpoint
 DATA_LOCATION_KEYS = ("root", "path")
 
@@ -65,12 +67,14 @@ def restore_external(model_cfg: Mapping[str, Any], dataset: Mapping[str, Any]) -
         model = build_external(settings, tuple(spec.mean), tuple(spec.std), splits.image_shape, splits.num_classes)
     except ValueError as error:
         raise AttrobustError(f"model 'external': {error}") from error
-    digest = files_digest(settings.files())
+    identity = config_hash({"model": dict(model_cfg), "files": files_digest(settings.files())})
+    if settings.kind == "function":
+        log.info("model.source=%s: the identity of this model (run id external-%s) covers its settings and weights, "
+                 "not the code of the function: a changed function resumes or merges with the old one's rows",
+                 settings.source, identity)
     described = settings.source + (f" + {Path(settings.weights).name}" if settings.weights else "")
-    payload = {"run_id": f"external-{digest}", "model_cfg": {**dict(model_cfg), "name": described},
-               "reg_cfg": {"name": "external"}, "config_hash": config_hash({"model": dict(model_cfg),
-                                                                             "files": digest}),
-               "epoch": None}
+    payload = {"run_id": f"external-{identity}", "model_cfg": {**dict(model_cfg), "name": described},
+               "reg_cfg": {"name": "external"}, "config_hash": identity, "epoch": None}
     return model, splits, payload
 
 

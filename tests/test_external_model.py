@@ -130,3 +130,24 @@ def test_a_pickled_module_is_never_unpickled(cli, tmp_path, native):
     result = cli("evaluate", *DATA, "model=external", "model.source=torchvision:resnet18", "model.weights=module.pt",
                  "attributions=false", "hydra.run.dir=bad")
     assert result.exit_code == 2 and "is not a state dict of tensors" in result.stderr
+
+
+def test_external_needs_a_dataset_and_is_never_trained(cli, tmp_path):
+    result = cli("evaluate", "model=external", "model.source=torchvision:resnet18", "hydra.run.dir=bad")
+    assert result.exit_code == 2 and "model=external: the data to evaluate it on" in result.stderr
+    result = cli("train", "model=external", "model.source=torchvision:resnet18", "hydra.run.dir=bad")
+    assert result.exit_code == 2 and "model=external is a model you bring, for evaluate" in result.stderr
+    assert {path.name for path in (tmp_path / "bad").iterdir()} <= {"failed.txt"}  # a named folder keeps the error
+
+
+def test_activations_called_as_functions_are_refused_by_second_order_attacks(cli, tmp_path, native, monkeypatch):
+    (tmp_path / "functional_nets.py").write_text(
+        "import torch.nn.functional as F\nfrom torch import nn\n\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv2d(3, 4, 3)\n"
+        "        self.fc = nn.Linear(4 * 30 * 30, 3)\n\n"
+        "    def forward(self, x):\n        return self.fc(F.relu(self.conv(x)).flatten(1))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = cli("evaluate", *DATA, "model=external", "model.source=functional_nets:Net", *EVALUATE,
+                 "hydra.run.dir=bad")
+    assert result.exit_code == 2 and "calls torch.nn.functional.relu as a function" in result.stderr, result.stderr
+    sys.modules.pop("functional_nets", None)

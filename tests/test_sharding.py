@@ -15,7 +15,9 @@ import pytest
 from conftest import TINY_RUN, wait_for
 
 from attrobust.engine.sharding import Shard
-from attrobust.reporting.evaluation import EVALUATION_FILE, PER_IMAGE_FILES
+from attrobust.errors import AttrobustError
+from attrobust.reporting.evaluation import (EVALUATION_FILE, PER_IMAGE_FILES, EvaluationRecord, PerImage,
+                                            check_coverage, check_same_units)
 
 EVALUATE = ["checkpoint=run", "eval.num_examples=40", "attack.steps=2", "attribution_attack.steps=2",
             "explainer.steps=4", "eval.attribution_batch_size=1", "eval.batch_size=16",
@@ -57,8 +59,7 @@ def test_four_shards_and_a_killed_one_merge_to_the_unsharded_run(cli, tmp_path):
         assert result.exit_code == 0, result.stderr
         assert not (tmp_path / "shards" / str(i) / "results.csv").exists()  # a shard's table would mislead
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    killed = subprocess.Popen([sys.executable, "-m", "attrobust", *shard_command(2)], cwd=tmp_path, env=env,
+    killed = subprocess.Popen([sys.executable, "-m", "attrobust", *shard_command(2)], cwd=tmp_path,  # same threads
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(tmp_path / "shards" / "2" / "measures.parts" / "topk" / "2.csv", killed)  # its first chunk is done
     killed.send_signal(signal.SIGKILL)
@@ -71,6 +72,8 @@ def test_four_shards_and_a_killed_one_merge_to_the_unsharded_run(cli, tmp_path):
 
     rerun = cli(*shard_command(2))  # the killed shard alone, in its folder: it resumes its chunks
     assert rerun.exit_code == 0, rerun.stderr
+    log = (tmp_path / "shards" / "2" / "evaluate.log").read_text()
+    assert "resuming topk: 1 of" in log and "measured by an earlier run" in log, log[-2000:]
     merged = cli("merge", "shards")
     assert merged.exit_code == 0, merged.stderr
     same_files(tmp_path / "whole", tmp_path / "shards" / "merged")
@@ -113,3 +116,46 @@ def test_two_torchrun_processes_give_the_rows_of_one(cli, tmp_path):
     ddp = evaluate("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", folder="ddp")
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     same_files(tmp_path / "whole", tmp_path / "ddp")
+
+
+def record(**fields) -> EvaluationRecord:
+    identity = {"run_id": "r", "dataset": "d", "model": "m", "reg": "g", "attack": "a", "seed": 0, "git_commit": "c",
+                "config_hash": "h"}
+    return EvaluationRecord(**{"fingerprint": "f", "shard": 0, "num_shards": 2, "images": [5, 6, 7],
+                               "eval": {"metrics": ["kendall"]}, "accuracy": identity, **fields})
+
+
+def test_a_merge_refuses_shards_that_do_not_add_up():
+    accuracy = pd.DataFrame({"index": [5, 6, 7], "label": [0, 1, 2], "correct": [True, True, False]})
+    twice = pd.DataFrame({"index": [5, 5], "label": [0, 0], "max_sensitivity": [0.1, 0.1]})
+    with pytest.raises(AttrobustError, match="an image is scored twice"):
+        check_coverage(record(), PerImage(accuracy=accuracy, stability=twice))
+    with pytest.raises(AttrobustError, match="accuracy rows do not cover each selected image once"):
+        check_coverage(record(), PerImage(accuracy=accuracy.iloc[:2]))
+    one = pd.DataFrame({"index": [5], "label": [0], "deletion": [0.2]})
+    with pytest.raises(AttrobustError, match="the parts score different images"):
+        check_coverage(record(), PerImage(accuracy=accuracy, stability=twice.iloc[:1].assign(index=6),
+                                          faithfulness=one))
+    check_coverage(record(), PerImage(accuracy=accuracy, faithfulness=one))  # one part: nothing to compare
+    folders = [Path("a"), Path("b")]
+    with pytest.raises(AttrobustError, match="cut the evaluation into other units"):
+        check_same_units([record(chunks={"topk": [8, 8]}), record(shard=1, chunks={"topk": [4, 4]})], folders)
+    with pytest.raises(AttrobustError, match="device cuda vs cpu"):
+        check_same_units([record(), record(shard=1, device="cuda")], folders)
+    check_same_units([record(chunks={"topk": [8, 8]}), record(shard=1, chunks={"topk": [8, 4]})], folders)  # warned
+
+
+def test_two_evaluations_merge_into_two_folders(cli, tmp_path):
+    assert cli("train", *TINY_RUN, "hydra.run.dir=run", "eval_at_end=false").exit_code == 0
+    for seed in (0, 1):
+        for i in (0, 1):
+            result = cli("evaluate", "checkpoint=run", "eval.num_examples=20", "attack.steps=2", "attributions=false",
+                         "eval.batch_size=8", f"seed={seed}", f"eval.shard={i}", "eval.num_shards=2",
+                         f"hydra.run.dir=big/{seed}_{i}")
+            assert result.exit_code == 0, result.stderr
+        merged = cli("merge", "big")
+        assert merged.exit_code == 0, merged.stderr
+    folders = sorted(path.name for path in (tmp_path / "big").iterdir() if path.name.startswith("merged"))
+    assert len(folders) == 2 and folders[0] == "merged"  # the second evaluation's merge beside the first's
+    seeds = {int(pd.read_csv(tmp_path / "big" / name / "results.csv")["seed"].iloc[0]) for name in folders}
+    assert seeds == {0, 1}

@@ -10,7 +10,9 @@ its smooth counterpart): a new activation gets a surrogate with `register_smooth
 `NO_SECOND_DERIVATIVE` (piecewise linear: ReLU6, Hardtanh, PReLU, ..., and GroupSort-like sorting activations, matched
 by class name) that have no counterpart make `check_smoothable` refuse the model with one line: their attack
 direction would be exactly zero and every image would stay unmoved, scored as robust. Activations called as
-functions (F.relu in a forward) cannot be seen or swapped; attrobust's models use modules.
+functions (F.relu in a forward) cannot be swapped; attrobust's models use modules, and a model you bring
+(`model=external`) is probed once with `functional_piecewise` (a forward pass of its surrogate that records such calls)
+and marked `unswappable_activation`, which `check_smoothable` refuses like a compiled program's activations.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from attrobust.errors import AttrobustError
 
@@ -62,14 +65,16 @@ def check_smoothable(model: nn.Module, purpose: str) -> None:
     """One line naming the first activation of `model` with no second derivative and no smooth counterpart (inside a
     TorchScript program no activation can be swapped)."""
     for name, module in model.named_modules():
-        compiled = compiled_piecewise(module)
-        if compiled is not None:
+        compiled, called = compiled_piecewise(module), module.__dict__.get("unswappable_activation")
+        if compiled is not None or called is not None:
+            what = (f"is a compiled program (TorchScript or torch.export) with {compiled}" if compiled is not None
+                    else f"calls {called} as a function")
+            remedy = ("load the network as model.source=torchvision:<name>, timm:<name> or package.module:function "
+                      "with model.weights=<state dict>" if compiled is not None else "use activation modules (nn.ReLU)")
             raise AttrobustError(
-                f"{purpose} needs second derivatives, but the model's {name or 'network'} is a compiled program "
-                f"(TorchScript or torch.export) with {compiled}, whose activations cannot be swapped for their smooth "
-                f"counterparts, so every attack direction "
-                f"would be zero; load the network as model.source=torchvision:<name>, timm:<name> or "
-                f"package.module:function with model.weights=<state dict>, or run attack=random_sign")
+                f"{purpose} needs second derivatives, but the model's {name or 'network'} {what}, which cannot be "
+                f"swapped for its smooth counterpart, so every attack direction would be zero; {remedy}, or run "
+                f"attack=random_sign")
         if type(module) in SMOOTH_COUNTERPARTS:
             continue
         kind = type(module).__name__
@@ -98,6 +103,29 @@ def compiled_piecewise(module: nn.Module) -> str | None:
         if f"aten::{op}(" in graph or f"aten::{op}_(" in graph:
             return f"aten::{op}"
     return None
+
+
+class _PiecewiseCalls(TorchFunctionMode):
+    """Records the piecewise-linear activations called as functions (F.relu, torch.relu, x.relu(), ...)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        name = getattr(func, "__name__", "").rstrip("_")
+        if name in PIECEWISE_OPS and not self.found:
+            self.found.append(f"{getattr(func, '__module__', None) or 'torch'}.{name}")
+        return func(*args, **(kwargs or {}))
+
+
+def functional_piecewise(model: nn.Module, example: Tensor) -> str | None:
+    """The first piecewise-linear activation that `model` calls as a function once its activation modules are swapped
+    for their smooth counterparts (so a call that remains cannot be swapped), found on one forward pass of `example`;
+    None when there is none."""
+    with softplus_surrogate(model), _PiecewiseCalls() as calls, torch.no_grad():
+        model(example)
+    return calls.found[0] if calls.found else None
 
 
 @contextmanager

@@ -55,6 +55,8 @@ class AttributionEvaluation:
     per_image: pd.DataFrame  # one row per scored image: BOOKKEEPING_COLUMNS, then one column per metric
     n_images: int            # test images considered (scored = correctly classified)
     resumed: int = 0         # scored images whose rows an earlier, interrupted run had written
+    chunk: int = 0           # images per chunk (the unit a shard takes)
+    piece: int = 0           # images per attack call at the end (smaller than chunk after running out of memory)
 
 
 @dataclass
@@ -232,7 +234,7 @@ def evaluate_attributions(model: nn.Module, data: ImageSet, attack: AttributionA
     finally:
         model.train(was_training)
     per_image = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
-    return AttributionEvaluation(per_image, len(data), resumed)
+    return AttributionEvaluation(per_image, len(data), resumed, chunk, piece)
 
 
 def score(result: AttributionAttackResult, metrics: list[Metric], k: int) -> dict[str, Tensor]:

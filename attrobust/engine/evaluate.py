@@ -64,7 +64,7 @@ def accuracy_per_image(model: nn.Module, data: ImageSet, attack: PredictionAttac
                 if attack is not None:
                     kept = torch.zeros_like(correct)
                     if bool(correct.any()):
-                        torch.manual_seed(unit_seed(seed, first))
+                        torch.manual_seed(unit_seed(seed, first, "accuracy"))
                         kept[correct] = attack.robust(model, x[correct], y[correct])
                     robust.append(kept)
                 progress.advance(1)

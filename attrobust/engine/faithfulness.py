@@ -1,8 +1,9 @@
 """The faithfulness metrics of `eval.faithfulness` over a set of test images: one row per scored image.
 
 Scored images are those the model classifies correctly (as for the attacks on explanations). Images go in units of
-the attacks' chunk size (`auto_batch_size`: one explainer call per unit), and every unit's curve points go through the
-model `AUTO_POINTS` rows at a time; a shard (`engine.sharding`) does every n-th unit.
+the attacks' chunk size (`eval.attribution_batch_size`, or `auto_batch_size`: one explainer call per unit), and every
+unit's curve points go through the model in passes of about `ROW_PIXELS` input values (800 MNIST-sized rows on a CPU,
+20,000 on a GPU; fewer rows of larger images); a shard (`engine.sharding`) does every n-th unit.
 """
 
 from __future__ import annotations
@@ -23,19 +24,22 @@ from attrobust.faithfulness import FaithfulnessMetric
 from attrobust.faithfulness.base import area, curves
 
 log = logging.getLogger("attrobust")
+ROW_PIXELS = {kind: rows * 28 * 28 for kind, rows in AUTO_POINTS.items()}  # input values per forward pass
 
 
 def faithfulness_per_image(model: nn.Module, data: ImageSet, explainer: Explainer,
                            metrics: list[FaithfulnessMetric], predict_batch_size: int,
-                           shard: Shard = WHOLE) -> pd.DataFrame:
+                           images_per_unit: int | None = None, shard: Shard = WHOLE) -> pd.DataFrame:
     """One row per correctly classified image of this shard's units: its test-split index, label and each metric's
     area under the curve (float64)."""
     device = next(model.parameters()).device
     scored = data.select(correctly_classified(model, data, predict_batch_size))
     for metric in metrics:
         metric.check_fits(scored.images.shape[-2] * scored.images.shape[-1])
-    rows = AUTO_POINTS["cuda" if device.type == "cuda" else "cpu"]
-    units = list(shard.units(len(scored), auto_batch_size(device, explainer.passes_per_image)))
+    values_per_row = max(1, scored.images[0].numel()) if len(scored) else 1
+    rows = max(1, ROW_PIXELS["cuda" if device.type == "cuda" else "cpu"] // values_per_row)
+    unit = images_per_unit or auto_batch_size(device, explainer.passes_per_image)
+    units = list(shard.units(len(scored), unit))
     mine = torch.cat([torch.arange(a, b) for a, b in units]) if units else torch.zeros(0, dtype=torch.long)
     table = pd.DataFrame({"index": scored.index[mine].numpy(), "label": scored.labels[mine].numpy()})
     values: dict[str, list[torch.Tensor]] = {metric.column: [] for metric in metrics}

@@ -4,7 +4,9 @@ An evaluation is split into the same units whether it runs whole or in shards: a
 `eval.batch_size` test images, attack chunks of the correctly classified images, stability calls. Shard i of n takes
 the units i, i + n, i + 2n, ... of each part. Every unit draws its random numbers from a seed of its own (the run's
 seed and the unit's first position, `unit_seed`) and sees the same images in the same batch, so the per-image rows
-of n shards, put back in the unsharded order, are the rows of the unsharded run: bitwise on one device, whatever n.
+of n shards, put back in the unsharded order, are the rows of the unsharded run: bitwise on one device with the same
+threads, whatever n. Not when an attack chunk ran out of device memory and was done in pieces: each piece draws from
+its own seed, so that shard's random starts and baselines differ (`attrobust merge` warns).
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ class Shard:
 WHOLE = Shard()
 
 
-def unit_seed(seed: int, start: int) -> int:
+def unit_seed(seed: int, start: int, part: str = "") -> int:
     """The seed of the unit (chunk, batch) whose first image is at `start`: independent of the units run before it,
-    so a resumed run and every sharding draw the same numbers for it."""
-    digest = hashlib.sha256(f"{seed}:{start}".encode()).digest()
+    so a resumed run and every sharding draw the same numbers for it. `part` tells the parts of one evaluation apart
+    (accuracy batch 0 and attack chunk 0 draw different numbers); the attacks' chunks use none, as before sharding."""
+    digest = hashlib.sha256(f"{seed}:{start}{':' + part if part else ''}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1

@@ -11,8 +11,10 @@ The source is code the user chose to run (a TorchScript program, their own funct
 
 The network sees what it was trained on: images in [0, 1] from the dataset, resized to `model.image_size` (bilinear,
 inside the model, so attacks and attributions stay in the dataset's pixels) and normalised with `model.mean` /
-`model.std` (null: the dataset's). In-place ReLUs are made out-of-place (double backprop needs their inputs).
-A compiled network's activations (TorchScript, torch.export) cannot be swapped for the smooth surrogate of the
+`model.std` (null: the dataset's). In-place ReLUs are made out-of-place (double backprop needs their inputs). One
+forward pass of two blank images at load checks that the network runs on the dataset's images and finds activations
+it calls as functions (F.relu in a forward: GoogLeNet, Inception v3), which the second-order attacks then refuse. A
+compiled network's activations (TorchScript, torch.export) cannot be swapped for the smooth surrogate of the
 second-order attacks: those attacks refuse it (`attrobust.attributions.surrogate.check_smoothable`); first-order parts
 (NA, AA, explainers, stability, faithfulness, random baselines) run as on any model.
 """
@@ -30,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attrobust.attributions.surrogate import functional_piecewise
 from attrobust.errors import AttrobustError
 from attrobust.models.normalize import NormalizedModel
 
@@ -124,7 +127,11 @@ class ExternalModel:
         except (ImportError, AttributeError) as error:
             raise AttrobustError(f"model.source={self.source}: cannot import {function_name} from {module_name} "
                                  f"({error}); is its package installed or on PYTHONPATH?") from error
-        net = function(**dict(self.kwargs or {}))
+        try:
+            net = function(**dict(self.kwargs or {}))
+        except TypeError as error:
+            raise AttrobustError(f"model.source={self.source} with model.kwargs={dict(self.kwargs or {})}: "
+                                 f"{error}") from error
         if not isinstance(net, nn.Module):
             raise AttrobustError(f"model.source={self.source} returned a {type(net).__name__}, not a torch.nn.Module")
         return net
@@ -220,8 +227,15 @@ def build_external(settings: ExternalModel, mean: tuple[float, ...], std: tuple[
     layer = settings.gradcam_layer or last_conv_block(net)
     if layer is not None:
         inner.gradcam_layer = prefix + layer  # type: ignore[assignment]
-    model = NormalizedModel(inner, settings.mean or mean, settings.std or std)
-    return model.eval()
+    model = NormalizedModel(inner, settings.mean or mean, settings.std or std).eval()
+    try:
+        model.unswappable_activation = functional_piecewise(model, torch.zeros(2, *image_shape))
+    except Exception as error:  # noqa: BLE001 (the user's network fails on the dataset's images: say which)
+        raise AttrobustError(f"model.source={settings.source} fails on this dataset's images (2 x "
+                             f"{' x '.join(map(str, image_shape))}): {type(error).__name__}: "
+                             f"{str(error).splitlines()[0] if str(error) else ''}; check model.image_size, "
+                             f"model.mean / model.std and the number of channels") from error
+    return model
 
 
 def last_conv_block(net: nn.Module) -> str | None:

@@ -1,12 +1,14 @@
 """An evaluation's per-image rows on disk, the result rows made from them, and the merge of a sharded evaluation.
 
 Every `evaluate` and `attack` run writes its per-image rows (`accuracy.csv`: one row per test image; `measures.csv`:
-one row per scored image and attack on explanations; `stability.csv`: one row per scored image) and then, last,
-`evaluation.json`: what was evaluated (a fingerprint of the config without the shard keys), which shard, the images
-in their order, and the identity of each part's result rows. The result rows (`results.csv`, the tables) are always
-made from the per-image rows by `evaluation_rows`, so the shards of an evaluation, merged (`merge_shards`: their rows
-put back in the unsharded order), give exactly the table of the unsharded run. A shard without `evaluation.json` did
-not finish: run its command again (its `provenance.json` has it).
+one row per scored image and attack on explanations; `stability.csv`, `faithfulness.csv`: one row per scored image)
+and then, last, `evaluation.json`: what was evaluated (a fingerprint of the config without the shard keys and the
+settings that only say where or how it runs), which shard, the images in their order, the units the work was cut
+into, and the identity of each part's result rows. The result rows (`results.csv`, the tables) are always made from
+the per-image rows by `evaluation_rows`, so the shards of an evaluation, merged (`merge_shards`: their rows put back
+in the unsharded order), give exactly the table of the unsharded run. A merge refuses shards that cut the work
+into other units (device type, chunk sizes) or that do not add up to every image once. A shard without
+`evaluation.json` did not finish: run its command again (its `provenance.json` has it).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from attrobust.atomic import read_csv_exact, write_text_atomic
 from attrobust.errors import AttrobustError
 from attrobust.metrics import protocol_metrics
 from attrobust.reporting.rows import ROW_COLUMNS, RunIdentity, accuracy_rows, attribution_rows, image_mean_rows
-from attrobust.reporting.tables import write_results
+from attrobust.reporting.tables import RESULTS_FILE, write_results
 from attrobust.faithfulness import build_faithfulness
 from attrobust.stability import build_stability
 
@@ -50,6 +52,8 @@ class EvaluationRecord:
     faithfulness: dict[str, Any] | None = None  # RunIdentity of the faithfulness rows
     command: list[str] = field(default_factory=list)  # the command that runs this shard again
     merged_from: list[str] = field(default_factory=list)
+    device: str = "cpu"                 # the device type: it sizes the units (auto chunk sizes)
+    chunks: dict[str, list[int]] = field(default_factory=dict)  # attack name -> [chunk, piece] sizes it ran with
 
     @property
     def is_shard(self) -> bool:
@@ -59,10 +63,18 @@ class EvaluationRecord:
     def read(cls, path: Path) -> EvaluationRecord:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
             data["attacks"] = [(name, identity) for name, identity in data.get("attacks", [])]
-            return cls(**data)
-        except (OSError, ValueError, TypeError) as error:
-            raise AttrobustError(f"unreadable {path}: {error}; run that evaluation again") from error
+            record = cls(**data)
+            for identity in (record.accuracy, record.stability, record.faithfulness,
+                             *(identity for _, identity in record.attacks)):
+                if identity is not None:
+                    RunIdentity(**identity)  # every field, no other
+            return record
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            raise AttrobustError(f"unreadable {path}: {str(error).splitlines()[0] if str(error) else error!r}; run "
+                                 f"that evaluation again") from error
 
 
 @dataclass
@@ -85,6 +97,9 @@ def write_evaluation(folder: Path, record: EvaluationRecord, per_image: PerImage
             write_text_atomic(folder / name, frame.to_csv(index=False))
         else:
             (folder / name).unlink(missing_ok=True)  # an earlier run's, of another evaluation
+    if record.is_shard:  # an earlier whole run's tables here would read as this folder's results
+        for name in (RESULTS_FILE, "table.csv", "table.md"):
+            (folder / name).unlink(missing_ok=True)
     table = None if record.is_shard else write_results(evaluation_rows(record, per_image), folder)
     write_text_atomic(folder / EVALUATION_FILE, json.dumps(asdict(record), indent=1) + "\n")
     return table
@@ -100,7 +115,11 @@ def read_evaluation(folder: Path) -> tuple[EvaluationRecord, PerImage]:
             path = folder / name
             if not path.is_file():
                 raise AttrobustError(f"{path} is missing (its evaluation.json lists it); run that evaluation again")
-            frames[part] = read_csv_exact(path)
+            try:
+                frames[part] = read_csv_exact(path)
+            except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+                raise AttrobustError(f"unreadable {path}: {str(error).splitlines()[0]}; run that evaluation "
+                                     f"again") from error
     return record, PerImage(**frames)
 
 
@@ -154,16 +173,65 @@ def is_finished_shard(folder: Path) -> bool:
     return path.is_file() and EvaluationRecord.read(path).is_shard
 
 
-def shard_groups(directory: Path) -> dict[str, dict[int, Path]]:
-    """The finished shards under `directory` by evaluation (fingerprint) and shard number; of two finished runs of
-    the same shard, the newer."""
-    groups: dict[str, dict[int, Path]] = {}
+def check_coverage(record: EvaluationRecord, per_image: PerImage) -> None:
+    """The merged rows hold every image once: accuracy every selected image, each attack and the stability and
+    faithfulness parts the same scored images. Shards that cut the work differently fail here."""
+    problems = []
+    if per_image.accuracy is not None and per_image.accuracy["index"].tolist() != record.images:
+        problems.append("accuracy rows do not cover each selected image once")
+    scored: list[tuple[str, pd.Series]] = []
+    if per_image.measures is not None:
+        if per_image.measures.duplicated(["attack", "index"]).any():
+            problems.append("an attack scores an image twice")
+        scored += [(f"attack {name}", part["index"]) for name, part in per_image.measures.groupby("attack")]
+    scored += [(part, frame["index"]) for part, frame in (("stability", per_image.stability),
+                                                            ("faithfulness", per_image.faithfulness))
+               if frame is not None]
+    sets = {name: set(indices) for name, indices in scored}
+    if any(len(set(indices)) != len(indices) for _, indices in scored):
+        problems.append("an image is scored twice")
+    if len({frozenset(found) for found in sets.values()}) > 1:
+        problems.append(f"the parts score different images ({', '.join(f'{n}: {len(v)}' for n, v in sets.items())})")
+    if problems:
+        raise AttrobustError(f"these shards do not add up to one evaluation: {'; '.join(problems)}; run every shard "
+                             f"with the same settings on the same kind of device (and eval.attribution_batch_size)")
+
+
+def check_same_units(records: list[EvaluationRecord], folders: list[Path]) -> None:
+    """Shards merge only when they cut the work into the same units (device type, attack chunk sizes); a shard whose
+    chunks were split after running out of device memory drew other random numbers: warned, not refused."""
+    first = records[0]
+    for record, folder in zip(records[1:], folders[1:], strict=True):
+        if record.images != first.images or record.device != first.device or \
+                {k: v[0] for k, v in record.chunks.items()} != {k: v[0] for k, v in first.chunks.items()}:
+            raise AttrobustError(f"{folder} cut the evaluation into other units than {folders[0]} (images, device "
+                                 f"{record.device} vs {first.device}, chunks {record.chunks} vs {first.chunks}); run "
+                                 f"every shard with the same eval.attribution_batch_size on the same kind of device")
+    for record, folder in zip(records, folders, strict=True):
+        split = [name for name, (chunk, piece) in record.chunks.items() if piece != chunk]
+        if split:
+            log.warning("%s split the chunks of %s after running out of device memory: their random draws differ "
+                        "from an unsharded run's (the rows are valid, not bitwise those of one run)", folder,
+                        ", ".join(split))
+
+
+def shard_groups(directory: Path, skip_unreadable: bool = False) -> dict[tuple[str, int], dict[int, Path]]:
+    """The finished shards under `directory` by evaluation (fingerprint, number of shards) and shard number; of two
+    finished runs of the same shard, the newer. `skip_unreadable`: an unreadable `evaluation.json` is warned about
+    instead of stopping."""
+    groups: dict[tuple[str, int], dict[int, Path]] = {}
     for path in sorted(directory.rglob(EVALUATION_FILE)):
-        record = EvaluationRecord.read(path)
+        try:
+            record = EvaluationRecord.read(path)
+        except AttrobustError as error:
+            if not skip_unreadable:
+                raise
+            log.warning("%s", error)
+            continue
         if not record.is_shard:
             continue
         assert record.shard is not None
-        shards = groups.setdefault(record.fingerprint, {})
+        shards = groups.setdefault((record.fingerprint, record.num_shards), {})
         earlier = shards.get(record.shard)
         if earlier is None or path.stat().st_mtime > (earlier / EVALUATION_FILE).stat().st_mtime:
             shards[record.shard] = path.parent
@@ -174,19 +242,38 @@ def merged_fingerprints(directory: Path) -> set[str]:
     """The evaluations under `directory` that a merge (or an unsharded run) already holds whole."""
     found = set()
     for path in directory.rglob(EVALUATION_FILE):
-        record = EvaluationRecord.read(path)
+        try:
+            record = EvaluationRecord.read(path)
+        except AttrobustError:
+            continue
         if not record.is_shard:
             found.add(record.fingerprint)
     return found
 
 
-def merge_shards(folders: list[Path], out: Path) -> pd.DataFrame:
+def merged_folder(directory: Path, fingerprint: str) -> Path:
+    """`<directory>/merged`, unless it holds another evaluation's merge: then `<directory>/merged-<fingerprint>`."""
+    for folder in (directory / MERGED_FOLDER, directory / f"{MERGED_FOLDER}-{fingerprint[:12]}"):
+        record = folder / EVALUATION_FILE
+        if not record.is_file():
+            return folder
+        try:
+            if EvaluationRecord.read(record).fingerprint == fingerprint:
+                return folder
+        except AttrobustError:
+            continue
+    raise AttrobustError(f"{directory / MERGED_FOLDER} and its sibling for this evaluation hold other merges; merge "
+                         f"into another folder")
+
+
+def merge_shards(folders: list[Path], out: Path, copy_overrides: bool = False) -> pd.DataFrame:
     """Merge the finished shards in `folders` (one evaluation, every shard once) into `out`: the per-image files, the
-    result rows and tables, `evaluation.json`. Returns the summary table."""
+    result rows and tables, `evaluation.json` (and with `copy_overrides` the first shard's Hydra overrides, for a
+    folder of its own). Returns the summary table."""
     read = [read_evaluation(folder) for folder in folders]
     records = [record for record, _ in read]
     first = records[0]
-    if {record.fingerprint for record in records} != {first.fingerprint}:
+    if {(record.fingerprint, record.num_shards) for record in records} != {(first.fingerprint, first.num_shards)}:
         raise AttrobustError(f"{', '.join(map(str, folders))} hold shards of different evaluations; merge the shards "
                              f"of one evaluation")
     present = sorted(record.shard for record in records if record.shard is not None)
@@ -196,11 +283,15 @@ def merge_shards(folders: list[Path], out: Path) -> pd.DataFrame:
                              f"or listed twice (a shard without {EVALUATION_FILE} did not finish); run "
                              f"{' and '.join(rerun_command(first.command, shard) for shard in missing) or 'each once'}"
                              f" (with hydra.run.dir=<its folder> a killed shard resumes its chunks)")
+    check_same_units(records, folders)
     per_image = merge_per_image(records, [part for _, part in read])
     merged = EvaluationRecord(**{**asdict(first), "shard": None, "command": [],
+                                 "eval": {**first.eval, "shard": None},
                                  "merged_from": [str(folder) for folder in folders]})
+    check_coverage(merged, per_image)
     out.mkdir(parents=True, exist_ok=True)
-    _copy_overrides(folders[0], out)
+    if copy_overrides:
+        _copy_overrides(folders[0], out)
     table = write_evaluation(out, merged, per_image)
     assert table is not None
     log.info("merged %d shards of %d images into %s", first.num_shards, len(first.images), out)
@@ -218,28 +309,33 @@ def rerun_command(command: list[str], shard: int) -> str:
 
 def _copy_overrides(shard: Path, out: Path) -> None:
     """The first shard's Hydra overrides without the shard keys, so that `report` reads the merge as a run of its
-    sweep (a merge into a run's own folder keeps that run's)."""
-    source, target = shard / ".hydra" / "overrides.yaml", out / ".hydra" / "overrides.yaml"
-    if not source.is_file() or target.is_file():
+    sweep."""
+    source = shard / ".hydra" / "overrides.yaml"
+    if not source.is_file():
         return
-    listed = yaml.safe_load(source.read_text(encoding="utf-8")) or []
-    kept = [item for item in listed if item.split("=")[0].lstrip("+~") not in ("eval.shard", "eval.num_shards")]
-    write_text_atomic(target, yaml.safe_dump(kept))
+    try:
+        listed = yaml.safe_load(source.read_text(encoding="utf-8")) or []
+    except yaml.YAMLError as error:
+        raise AttrobustError(f"unreadable {source}: {str(error).splitlines()[0]}") from error
+    kept = [str(item) for item in listed if str(item).split("=")[0].lstrip("+~") not in ("eval.shard",
+                                                                                        "eval.num_shards")]
+    write_text_atomic(out / ".hydra" / "overrides.yaml", yaml.safe_dump(kept))
 
 
 def merge_directory(directory: Path, only_unmerged: bool = False) -> list[tuple[Path, pd.DataFrame]]:
-    """Merge every complete group of shards under `directory` into `<directory>/merged` (one group) or
-    `<directory>/merged/<fingerprint>` (several); with `only_unmerged`, groups already held whole are skipped and an
-    incomplete group is only warned about. Returns each merged folder and its summary table."""
-    groups = shard_groups(directory)
+    """Merge every complete group of shards under `directory` into `<directory>/merged` (or, when that holds another
+    evaluation's merge, `<directory>/merged-<fingerprint>`); with `only_unmerged` (`report`), groups already held
+    whole are skipped and an incomplete or unreadable group is only warned about. Returns each merged folder and its
+    summary table."""
+    groups = shard_groups(directory, skip_unreadable=only_unmerged)
     if only_unmerged:
         done = merged_fingerprints(directory)
-        groups = {fingerprint: shards for fingerprint, shards in groups.items() if fingerprint not in done}
+        groups = {key: shards for key, shards in groups.items() if key[0] not in done}
     merged = []
-    for fingerprint, shards in groups.items():
-        out = directory / MERGED_FOLDER if len(groups) == 1 else directory / MERGED_FOLDER / fingerprint[:12]
+    for (fingerprint, _), shards in groups.items():
         try:
-            table = merge_shards([shards[i] for i in sorted(shards)], out)
+            out = merged_folder(directory, fingerprint)
+            table = merge_shards([shards[i] for i in sorted(shards)], out, copy_overrides=True)
         except AttrobustError as error:
             if not only_unmerged:
                 raise

@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_attributions import add_arguments, load, median_time  # noqa: E402
 
-from attrobust.engine.attribution import AUTO_POINTS  # noqa: E402
+from attrobust.engine.faithfulness import ROW_PIXELS  # noqa: E402
 from attrobust.explainers import EXPLAINERS  # noqa: E402
 from attrobust.faithfulness import FAITHFULNESS, importance  # noqa: E402
 from attrobust.faithfulness.base import curves  # noqa: E402
@@ -48,7 +48,7 @@ def faithfulness_rows(args: argparse.Namespace) -> list[dict]:
     attributions = explainer.explain(model, x, y).detach()
     pixels = x.shape[-1] * x.shape[-2]
     metric = FAITHFULNESS.build({"name": "deletion", "steps": args.faithfulness_steps, "baseline": "zero"})
-    rows_per_pass = AUTO_POINTS["cuda" if device.type == "cuda" else "cpu"]
+    rows_per_pass = max(1, ROW_PIXELS["cuda" if device.type == "cuda" else "cpu"] // x[0].numel())  # as evaluate
 
     def ours():
         return curves(metric, model, x, y, attributions, rows_per_pass)

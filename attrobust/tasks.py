@@ -295,9 +295,12 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
         log.info("evaluating %s of the work (engine/sharding.py)", shard.describe())
     per_image = PerImage()
     identities: dict[str, Any] = {}
+    certificate = _certificate(trained)
     if accuracy_attack is not None:
-        per_image.accuracy = _accuracy(trained, accuracy_attack, shard)
-        identities["accuracy"] = asdict(trained.identity(accuracy_attack.describe()))
+        per_image.accuracy = _accuracy(trained, accuracy_attack, shard, margins=certificate is not None)
+        certified = "" if certificate is None else (f"; certified at L2 {certificate['l2']:g} and L-inf "
+                                                    f"{certificate['linf']:g} (Lipschitz {certificate['lipschitz']:g})")
+        identities["accuracy"] = asdict(trained.identity(accuracy_attack.describe() + certified))
     if suite is not None:
         per_image.measures = suite.run(trained, work_dir, shard)
         identities["attacks"] = [(each.name, asdict(trained.identity(each.describe()))) for each in suite.attacks]
@@ -319,7 +322,8 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
     record = EvaluationRecord(evaluation_fingerprint(trained), None if shard.whole else shard.index, shard.count,
                               trained.test.index.tolist(), dict(trained.plain["eval"]), command=_command(run_dir),
                               device=next(trained.model.parameters()).device.type,
-                              chunks=suite.chunks if suite is not None else {}, **{"accuracy": None, **identities})
+                              chunks=suite.chunks if suite is not None else {}, certificate=certificate,
+                              **{"accuracy": None, **identities})
     table = write_evaluation(work_dir, record, per_image)
     if suite is not None:
         suite.discard_chunks()
@@ -529,14 +533,26 @@ def _accuracy_rows(model: torch.nn.Module, test: ImageSet, attack: PredictionAtt
     return accuracy_rows(identity, counts.n, counts.natural_accuracy_pct, counts.adversarial_accuracy_pct)
 
 
-def _accuracy(trained: TrainedModel, attack: PredictionAttack, shard: Shard) -> pd.DataFrame:
-    """This shard's per-image rows of natural accuracy and accuracy under `attack` (engine/evaluate.py)."""
+def _accuracy(trained: TrainedModel, attack: PredictionAttack, shard: Shard, margins: bool = False) -> pd.DataFrame:
+    """This shard's per-image rows of natural accuracy and accuracy under `attack` (engine/evaluate.py); with
+    `margins`, each image's logit margin (for certificates)."""
     model = trained.model
     with trained.accel.autocast(next(model.parameters()).device):
         per_image = accuracy_per_image(trained.accel.first_order(model), trained.test, attack,
-                                       trained.eval_settings.batch_size, trained.plain["seed"], shard)
+                                       trained.eval_settings.batch_size, trained.plain["seed"], shard,
+                                       margins=margins)
     _log_accuracy(accuracy_counts(per_image), attack)
     return per_image
+
+
+def _certificate(trained: TrainedModel) -> dict[str, float] | None:
+    """What certified accuracy needs for a Lipschitz model (`lipschitz_constant`: L2, set by `build_model`); None for
+    other models."""
+    constant = trained.model.__dict__.get("lipschitz_constant")
+    if constant is None:
+        return None
+    return {"lipschitz": float(constant), "l2": float(trained.eval_settings.certify_l2),
+            "linf": float(trained.plain["dataset"]["eps"]), "dimension": float(trained.test.images[0].numel())}
 
 
 def _log_accuracy(counts: AccuracyCounts, attack: PredictionAttack) -> None:

@@ -24,7 +24,7 @@ from attrobust.data import DATASETS
 from attrobust.data.base import Splits
 from attrobust.engine.checkpoint import check_finite_weights, check_model_fields, find_model_checkpoint, load_checkpoint
 from attrobust.errors import AttrobustError, choices
-from attrobust.models import build_model
+from attrobust.models import build_model, export_plain
 from attrobust.models.external import ExternalModel, build_external, files_digest
 from attrobust.provenance import config_hash
 from attrobust.registry import construct
@@ -53,7 +53,7 @@ def restore_model(path: Path, payload: Mapping[str, Any], dataset: Mapping[str, 
     except RuntimeError as error:
         raise AttrobustError(f"the weights in {path} do not fit model '{payload['model_cfg']['name']}' on "
                              f"dataset '{splits.name}' (trained on '{payload['dataset_cfg']['name']}')") from error
-    return model.eval(), splits
+    return export_plain(model).eval(), splits
 
 
 def restore_external(model_cfg: Mapping[str, Any], dataset: Mapping[str, Any]) -> tuple[nn.Module, Splits,

@@ -170,7 +170,7 @@ def test_help_loads_neither_torch_nor_hydra_nor_pandas():
 BAD_INPUTS = [
     (["dataset=mnits"], "unknown dataset 'mnits'; choose one of: fashion_mnist, flower17, folder, gtsrb, mnist, "
                         "mnist_mini, npz"),
-    (["reg=ig_nrom"], "unknown reg 'ig_nrom'; choose one of: art, attribution_distance, erar, ig_norm, "
+    (["reg=ig_nrom"], "unknown reg 'ig_nrom'; choose one of: art, attribution_distance, erar, hkr, ig_norm, "
                       "ig_sum_norm, input_grad, natural, pgd, r2et"),
     (["-m", "reg=natural,pgdd"], "unknown reg 'pgdd'"),
     (["model=resnet"], "unknown model 'resnet'"),

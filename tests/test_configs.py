@@ -104,7 +104,7 @@ def test_hydra_private_api_signatures():
 
 def test_unknown_names_and_keys_are_clear_errors():
     with pytest.raises(AttrobustError, match="unknown reg .ig_nrom.; choose one of: art, attribution_distance, "
-                                             "erar, ig_norm, ig_sum_norm"):
+                                             "erar, hkr, ig_norm, ig_sum_norm"):
         REGULARIZERS.build({"name": "ig_nrom"})
     with pytest.raises(AttrobustError, match="unknown key\\(s\\) wieght for reg 'natural'; valid keys: reduction"):
         REGULARIZERS.build({"name": "natural", "wieght": 1.0})

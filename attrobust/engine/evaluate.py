@@ -39,9 +39,11 @@ class AccuracyCounts:
 
 
 def accuracy_per_image(model: nn.Module, data: ImageSet, attack: PredictionAttack | None, batch_size: int,
-                       seed: int = 0, shard: Shard = WHOLE, log_every_s: float = 30.0) -> pd.DataFrame:
+                       seed: int = 0, shard: Shard = WHOLE, log_every_s: float = 30.0,
+                       margins: bool = False) -> pd.DataFrame:
     """One row per test image of this shard's batches: `index` (in the test split), `label`, `correct` (clean) and,
-    if `attack` is given, `robust` (classified correctly after the attack).
+    if `attack` is given, `robust` (classified correctly after the attack); with `margins`, `margin`: the clean
+    image's label logit minus the largest other logit (float64; what a Lipschitz certificate reads).
 
     An example misclassified when clean is not attacked; it counts as not robust. Each batch of `batch_size` draws
     the attack's random numbers from its own seed (`unit_seed`: `seed` and its first position), so a shard's rows
@@ -51,13 +53,16 @@ def accuracy_per_image(model: nn.Module, data: ImageSet, attack: PredictionAttac
     was_training = model.training
     model.eval()
     units = list(shard.units(len(data), batch_size))
-    positions, natural, robust = [], [], []
+    positions, natural, robust, margin = [], [], [], []
     try:
         with ProgressReporter("evaluate", len(units), log_every_s) as progress:
             for first, end in units:
                 x, y = data.batch(slice(first, end), device)
                 with torch.inference_mode():
-                    correct = model(x).argmax(dim=1) == y
+                    logits = model(x)
+                    correct = logits.argmax(dim=1) == y
+                    if margins:
+                        margin.append(label_margin(logits.double(), y))
                 positions.append(torch.arange(first, end))
                 natural.append(correct)
                 # one wait for the device per batch (PGD's many passes dominate): attack only what is correct
@@ -75,7 +80,16 @@ def accuracy_per_image(model: nn.Module, data: ImageSet, attack: PredictionAttac
             "correct": (torch.cat(natural).cpu() if natural else torch.zeros(0, dtype=torch.bool)).numpy()}
     if attack is not None:
         rows["robust"] = (torch.cat(robust).cpu() if robust else torch.zeros(0, dtype=torch.bool)).numpy()
+    if margins:
+        rows["margin"] = (torch.cat(margin).cpu() if margin else torch.zeros(0, dtype=torch.float64)).numpy()
     return pd.DataFrame(rows)
+
+
+def label_margin(logits: Tensor, y: Tensor) -> Tensor:
+    """The label's logit minus the largest other logit (negative when misclassified)."""
+    label = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+    return label - others
 
 
 def accuracy_counts(per_image: pd.DataFrame) -> AccuracyCounts:
@@ -104,6 +118,7 @@ class EvalSettings:
     sample: int | None = None                # a random sample of this many (seeded by `seed`), in index order
     stability: tuple[str | Mapping[str, Any], ...] = ()  # stability metrics `evaluate` adds (attrobust list stability)
     faithfulness: tuple[str | Mapping[str, Any], ...] = ()  # faithfulness metrics `evaluate` adds (list faithfulness)
+    certify_l2: float = 1.58   # L2 radius of the certified accuracy of Lipschitz models (pixels in [0, 1])
     shard: int | None = None   # this shard of the evaluation's work (engine/sharding.py); None: all of it
     num_shards: int = 1        # shards the work is split into (merge their folders with `attrobust merge`)
 
@@ -116,6 +131,8 @@ class EvalSettings:
                 raise ValueError(f"{key} must be positive or null, got {value}")
         if self.indices is not None and not self.indices:
             raise ValueError("indices must list at least one test image, or be null for all")
+        if not self.certify_l2 > 0:
+            raise ValueError(f"certify_l2 must be a positive L2 radius, got {self.certify_l2}")
         if self.num_shards < 1:
             raise ValueError(f"num_shards must be >= 1, got {self.num_shards}")
         if self.shard is not None and not 0 <= self.shard < self.num_shards:

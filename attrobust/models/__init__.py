@@ -14,7 +14,8 @@ from attrobust.registry import Registry
 
 MODELS: Registry[nn.Module] = Registry("model")
 
-from attrobust.models import madry_cnn, rar_resnet, rar_resnet_flower, resnet18, small_cnn  # noqa: E402,F401
+from attrobust.models import (  # noqa: E402,F401
+    lipschitz_cnn, madry_cnn, rar_resnet, rar_resnet_flower, resnet18, small_cnn)
 
 
 def build_model(cfg: Mapping[str, Any], spec: DatasetSpec, image_shape: tuple[int, int, int],
@@ -25,7 +26,26 @@ def build_model(cfg: Mapping[str, Any], spec: DatasetSpec, image_shape: tuple[in
         raise AttrobustError(f"dataset mean/std have {len(spec.mean)}/{len(spec.std)} entries "
                              f"but the images have {channels} channel(s) (give 1 value or {channels})")
     net = MODELS.build(cfg, in_channels=channels, image_size=(height, width), num_classes=num_classes)
-    return NormalizedModel(net, spec.mean, spec.std)
+    model = NormalizedModel(net, spec.mean, spec.std)
+    if is_lipschitz(net):  # 1-Lipschitz by construction: the normalisation scales it by 1 / std
+        model.lipschitz_constant = 1.0 / min(spec.std)
+    return model
 
 
-__all__ = ["MODELS", "Normalize", "NormalizedModel", "build_model"]
+def is_lipschitz(net: nn.Module) -> bool:
+    """A network built from deel-torchlip's 1-Lipschitz layers (`model=lipschitz_cnn`)."""
+    return type(net).__module__.startswith("deel.torchlip")
+
+
+def export_plain(model: NormalizedModel) -> NormalizedModel:
+    """The model with a deel-torchlip network exported to plain layers (`vanilla_export`: fixed weights, no
+    re-normalisation at every pass), for evaluation; other models unchanged."""
+    if is_lipschitz(model.net) and hasattr(model.net, "vanilla_export"):
+        constant = model.__dict__.get("lipschitz_constant")
+        model.net = model.net.vanilla_export()
+        if constant is not None:
+            model.lipschitz_constant = constant
+    return model
+
+
+__all__ = ["MODELS", "Normalize", "NormalizedModel", "build_model", "export_plain", "is_lipschitz"]

@@ -54,6 +54,7 @@ class EvaluationRecord:
     merged_from: list[str] = field(default_factory=list)
     device: str = "cpu"                 # the device type: it sizes the units (auto chunk sizes)
     chunks: dict[str, list[int]] = field(default_factory=dict)  # attack name -> [chunk, piece] sizes it ran with
+    certificate: dict[str, float] | None = None  # Lipschitz models: lipschitz, l2 radius, linf eps, dimension
 
     @property
     def is_shard(self) -> bool:
@@ -132,6 +133,8 @@ def evaluation_rows(record: EvaluationRecord, per_image: PerImage) -> pd.DataFra
         natural = 100.0 * int(table["correct"].astype(bool).sum()) / n if n else float("nan")
         robust = 100.0 * int(table["robust"].astype(bool).sum()) / n if "robust" in table and n else None
         rows.append(accuracy_rows(RunIdentity(**record.accuracy), n, natural, robust))
+        if record.certificate is not None and "margin" in table:
+            rows.append(certified_rows(RunIdentity(**record.accuracy), table, record.certificate))
     if record.attacks and per_image.measures is not None:
         metrics = protocol_metrics(record.eval["metrics"], record.eval.get("protocol", "reference"))
         for name, identity in record.attacks:
@@ -144,6 +147,21 @@ def evaluation_rows(record: EvaluationRecord, per_image: PerImage) -> pd.DataFra
         faithful = build_faithfulness(record.eval.get("faithfulness", []))
         rows.append(image_mean_rows(RunIdentity(**record.faithfulness), per_image.faithfulness, faithful))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=ROW_COLUMNS)
+
+
+def certified_rows(identity: RunIdentity, accuracy: pd.DataFrame, certificate: dict[str, float]) -> pd.DataFrame:
+    """Certified accuracy of a Lipschitz model (constant L in L2): an image is certified at L2 radius r when it is
+    classified correctly and its logit margin exceeds sqrt(2) L r (each logit difference is sqrt(2) L-Lipschitz). At
+    the L-inf eps the certificate uses the L2 ball holding the L-inf ball, radius eps * sqrt(dimension)."""
+    margin, correct = accuracy["margin"].to_numpy(), accuracy["correct"].astype(bool).to_numpy()
+    n = len(accuracy)
+    values = []
+    for metric, radius in (("certified_accuracy_l2", certificate["l2"]),
+                           ("certified_accuracy_linf", certificate["linf"] * certificate["dimension"] ** 0.5)):
+        certified = correct & (margin > 2 ** 0.5 * certificate["lipschitz"] * radius)
+        values.append({**asdict(identity), "metric": metric, "value": 100.0 * int(certified.sum()) / n if n else
+                       float("nan"), "unit": "%", "n": n})
+    return pd.DataFrame(values, columns=ROW_COLUMNS)
 
 
 def merge_per_image(records: list[EvaluationRecord], parts: list[PerImage]) -> PerImage:

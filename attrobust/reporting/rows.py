@@ -28,7 +28,8 @@ class RunIdentity:
     config_hash: str
 
 
-ACCURACY_METRICS = ("natural_accuracy", "adversarial_accuracy")  # one value per model, whatever attribution attack
+# one value per model, whatever attribution attack (certified: Lipschitz models only)
+ACCURACY_METRICS = ("natural_accuracy", "adversarial_accuracy", "certified_accuracy_l2", "certified_accuracy_linf")
 COUNT_METRICS = ("images_scored", "images_unqualified", "images_unmoved", "images_support_covered")
 
 

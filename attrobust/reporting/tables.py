@@ -16,7 +16,8 @@ from attrobust.reporting.rows import ACCURACY_METRICS, COUNT_METRICS, attack_key
 RESULTS_FILE = "results.csv"
 # Headings of the paper's Table 1 (NA natural accuracy, AA accuracy under attack) and of the image counts; an
 # attribution metric's heading is its own (`attrobust.metrics`, e.g. IN, CO, LENS-R), "strict" for `<metric>_strict`.
-FIXED_HEADINGS = {"natural_accuracy": "NA", "adversarial_accuracy": "AA", "images_scored": "scored",
+FIXED_HEADINGS = {"natural_accuracy": "NA", "adversarial_accuracy": "AA", "certified_accuracy_l2": "CA-L2",
+                  "certified_accuracy_linf": "CA-Linf", "images_scored": "scored",
                   "images_unqualified": "unqualified", "images_unmoved": "unmoved",
                   "images_support_covered": "top-k covers saliency"}
 TABLE_INDEX = ["dataset", "model", "reg", "attack"]

@@ -28,6 +28,7 @@ from attrobust.data import DATASETS
 from attrobust.data.base import ImageSet
 from attrobust.atomic import save_torch_atomic
 from attrobust.attributions import saliency_map
+from attrobust.attributions.surrogate import NotSmoothable
 from attrobust.engine.attribution import AttributionEvaluation, MeasureStore, auto_batch_size, evaluate_attributions
 from attrobust.engine.examples import FigureChoice, figure_examples, figure_rows
 from attrobust.engine.selection import choose_images
@@ -396,6 +397,14 @@ class AttackSuite:
             raise AttrobustError(f"eval.baselines: {', '.join(twice)} listed twice; list each baseline once")
         controls = [baseline(main, name) for name in settings.baselines if name != main.name]  # not itself
         main.check_fits(*trained.test.images.shape[-2:], key)
+        try:
+            main.check_model(trained.model)
+        except NotSmoothable as error:  # GroupSort and the like: a direction that needs no second derivative
+            main = dataclasses.replace(main, direction="estimated")
+            controls = [baseline(main, name) for name in settings.baselines if name != main.name]
+            log.info("%s: the model has no smooth surrogate (%s); the attack estimates its direction from %d probe "
+                     "pairs per step instead (%s.direction=estimated)", key, str(error).split(", which")[0].split(
+                         "but the model's ")[-1], main.probes, key)
         metrics = protocol_metrics(settings.metrics, settings.protocol)
         for each in (main, *controls):
             each.check_model(trained.model)

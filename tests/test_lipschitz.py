@@ -124,13 +124,21 @@ def test_the_certificate_never_certifies_an_image_l2_pgd_breaks():
     assert int(certified.sum()) > 0 and bool((robust | ~certified).all())  # certified implies robust
 
 
-def test_a_groupsort_model_is_refused_by_second_order_attacks(cli, tmp_path):
+def test_a_groupsort_model_gets_an_estimated_direction_and_a_certificate(cli, tmp_path):
     from conftest import TINY_RUN
 
     run = [arg for arg in TINY_RUN if not arg.startswith("model=")]
     assert cli("train", *run, "model=lipschitz_cnn", "reg=hkr", "hydra.run.dir=run", "eval_at_end=false").exit_code == 0
-    refused = cli("evaluate", "checkpoint=run", "eval.num_examples=10", "attack.steps=1", "hydra.run.dir=bad")
-    assert refused.exit_code == 2 and "GroupSort2" in refused.stderr and "has none" in refused.stderr
+    switched = cli("evaluate", "checkpoint=run", "eval.num_examples=10", "attack.steps=1", "explainer=gradient",
+                  "attribution_attack.direction=analytic", "attribution_attack.probes=1", "hydra.run.dir=analytic")
+    result = cli("evaluate", "checkpoint=run", "eval.num_examples=10", "attack.steps=1", "explainer=gradient",
+                 "attribution_attack.steps=3", "attribution_attack.probes=8", "eval.baselines=[]",
+                 "hydra.run.dir=estimated")
+    assert switched.exit_code == 0 and result.exit_code == 0, result.stderr  # switched, never refused
+    log = (tmp_path / "estimated" / "evaluate.log").read_text()
+    assert "has no smooth surrogate (activation net.1 (GroupSort2) has none" in log, log[-3000:]
+    measures = pd.read_csv(tmp_path / "estimated" / "measures.csv")
+    assert len(measures) > 0 and measures["moved"].all()  # every image moved: a direction, not zero
     result = cli("evaluate", "checkpoint=run", "eval.num_examples=10", "attack=pgd_l2", "attributions=false",
                  "eval.certify_l2=0.5", "hydra.run.dir=certified")
     assert result.exit_code == 0, result.stderr

@@ -126,6 +126,9 @@ class AttributionAttack:
     random_start: bool = False
     surrogate_beta: float = 1.0
     skip_converged: bool = True  # stop computing an image at a fixed point of a deterministic attack (same result)
+    direction: Literal["analytic", "estimated"] = "analytic"  # estimated: NES probes, no second derivative
+    probes: int = 50             # antithetic pairs of Gaussian probes per step (direction=estimated)
+    probe_radius: float = 1e-3   # their standard deviation, in pixels of [0, 1]
     explainer: Explainer = field(default_factory=IntegratedGradientsExplainer)  # set by the command (explainer=)
 
     def __post_init__(self) -> None:
@@ -138,6 +141,11 @@ class AttributionAttack:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not 0 < self.surrogate_beta < math.inf:
             raise ValueError(f"surrogate_beta must be positive and finite, got {self.surrogate_beta}")
+        if self.direction not in ("analytic", "estimated"):
+            raise ValueError(f"direction must be analytic or estimated, got '{self.direction}'")
+        if self.probes < 1 or not 0 < self.probe_radius < math.inf:
+            raise ValueError(f"probes must be >= 1 and probe_radius positive, got {self.probes} and "
+                             f"{self.probe_radius}")
         if self.measure not in MEASURES:
             raise ValueError(f"measure must be one of {', '.join(MEASURES)}, got '{self.measure}'")
 
@@ -160,7 +168,7 @@ class AttributionAttack:
         """Refuse, with one line and before any work, a model this attack cannot differentiate through: the
         explainer cannot read it, or the direction needs a smooth surrogate that one of its activations lacks."""
         self.explainer.check_model(model)
-        if self.ascends and self.explainer.needs_surrogate:
+        if self.ascends and self.explainer.needs_surrogate and self.direction == "analytic":
             check_smoothable(model, f"attack {self.name} with explainer {self.explainer.registry_name}")
 
     # -- what subclasses change -------------------------------------------------------------------------------
@@ -178,8 +186,11 @@ class AttributionAttack:
         """Per-image score whose gradient sign is the step direction (to be maximised)."""
         raise NotImplementedError
 
-    def direction(self, model: nn.Module, x: Tensor, reference: Reference) -> Tensor:
-        """sign(d objective / d x), on the smooth surrogate when the explainer needs it (second order)."""
+    def step_direction(self, model: nn.Module, x: Tensor, reference: Reference) -> Tensor:
+        """sign(d objective / d x): analytic (on the smooth surrogate when the explainer needs it, second order) or
+        estimated (`estimated_direction`)."""
+        if self.direction == "estimated":
+            return self.estimated_direction(model, x, reference)
         smooth = softplus_surrogate(model, self.surrogate_beta) if self.explainer.needs_surrogate else nullcontext()
         with smooth, torch.enable_grad():
             x = x.detach().requires_grad_(True)
@@ -190,7 +201,22 @@ class AttributionAttack:
 
     def propose(self, model: nn.Module, current: Tensor, reference: Reference) -> Tensor:
         """The next iterate before projection: a signed step along `direction` (random_noise draws instead)."""
-        return current + self.step_size * self.direction(model, current, reference)
+        return current + self.step_size * self.step_direction(model, current, reference)
+
+    def estimated_direction(self, model: nn.Module, x: Tensor, reference: Reference) -> Tensor:
+        """sign of the NES estimate (Wierstra et al.; Ilyas et al., ICML 2018) of d objective / d x on the network
+        itself: sum over `probes` antithetic Gaussian probes u of (f(x + s u) - f(x - s u)) u, s = `probe_radius`.
+        Only explainer passes (first order), all probes of all images in one batch; no surrogate is needed, so it
+        works for activations without a smooth counterpart (GroupSort) and explainers without second derivatives.
+        The probes come from torch's global generator (seeded per chunk by the evaluation)."""
+        batch, q = len(x), self.probes
+        noise = torch.randn((q, *x.shape), device=x.device, dtype=x.dtype)
+        points = torch.cat([x.detach() + self.probe_radius * noise, x.detach() - self.probe_radius * noise])
+        rows = torch.arange(batch, device=x.device).repeat(2 * q)
+        attributions = self.explainer.explain(model, points.flatten(0, 1), reference.label[rows]).detach()
+        scores = self.objective(saliency_map(attributions), reference.select(rows)).view(2 * q, batch)
+        weights = (scores[:q] - scores[q:]).to(x.dtype).view(q, batch, *[1] * (x.dim() - 1))
+        return (weights * noise).sum(dim=0).sign()
 
     # -- the shared algorithm ---------------------------------------------------------------------------------
     @property
@@ -204,8 +230,9 @@ class AttributionAttack:
             runs = f" worst of {self.restarts_to_run} restarts"
         else:
             runs = " 1 run (deterministic)" if self.deterministic and not self.random_start else " 1 run"
+        estimated = f" estimated({self.probes} probes)" if self.direction == "estimated" and self.ascends else ""
         return (f"{self.name} of {self.explainer.describe()} eps={self.eps:g} {self.steps}x{self.step_size:g} "
-                f"k={self.k}{start}{runs}")
+                f"k={self.k}{start}{estimated}{runs}")
 
     @property
     def name(self) -> str:

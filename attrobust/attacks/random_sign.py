@@ -23,5 +23,5 @@ class RandomSignAttack(AttributionAttack):
     deterministic = False
     ascends = False
 
-    def direction(self, model: nn.Module, x: Tensor, reference: Reference) -> Tensor:
+    def step_direction(self, model: nn.Module, x: Tensor, reference: Reference) -> Tensor:
         return torch.randn_like(x).sign()

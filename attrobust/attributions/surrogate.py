@@ -30,6 +30,10 @@ from attrobust.errors import AttrobustError
 Counterpart = Callable[[nn.Module, float], nn.Module]
 
 
+class NotSmoothable(AttrobustError):
+    """The model has an activation with no second derivative and no smooth counterpart (one line says which)."""
+
+
 class LeakySoftplus(nn.Module):
     """s*x + (1 - s) * softplus(x; beta): the smooth counterpart of LeakyReLU(negative_slope=s)."""
 
@@ -71,7 +75,7 @@ def check_smoothable(model: nn.Module, purpose: str) -> None:
                     else f"calls {called} as a function")
             remedy = ("load the network as model.source=torchvision:<name>, timm:<name> or package.module:function "
                       "with model.weights=<state dict>" if compiled is not None else "use activation modules (nn.ReLU)")
-            raise AttrobustError(
+            raise NotSmoothable(
                 f"{purpose} needs second derivatives, but the model's {name or 'network'} {what}, which cannot be "
                 f"swapped for its smooth counterpart, so every attack direction would be zero; {remedy}, or run "
                 f"attack=random_sign")
@@ -79,7 +83,7 @@ def check_smoothable(model: nn.Module, purpose: str) -> None:
             continue
         kind = type(module).__name__
         if isinstance(module, NO_SECOND_DERIVATIVE) or any(sort in kind for sort in SORTING_ACTIVATIONS):
-            raise AttrobustError(
+            raise NotSmoothable(
                 f"{purpose} needs second derivatives, but the model's activation {name} ({kind}) has none and no "
                 f"smooth counterpart, so every attack direction would be zero; register one with "
                 f"attrobust.attributions.surrogate.register_smooth_counterpart, or run attack=random_sign")

@@ -402,9 +402,9 @@ class AttackSuite:
         except NotSmoothable as error:  # GroupSort and the like: a direction that needs no second derivative
             main = dataclasses.replace(main, direction="estimated")
             controls = [baseline(main, name) for name in settings.baselines if name != main.name]
-            log.info("%s: the model has no smooth surrogate (%s); the attack estimates its direction from %d probe "
-                     "pairs per step instead (%s.direction=estimated)", key, str(error).split(", which")[0].split(
-                         "but the model's ")[-1], main.probes, key)
+            log.info("%s: the model's activation %s has no smooth counterpart; the attack estimates its direction from "
+                     "%d probe pairs per step instead (%s.direction=estimated)", key, error.activation, main.probes,
+                     key)
         metrics = protocol_metrics(settings.metrics, settings.protocol)
         for each in (main, *controls):
             each.check_model(trained.model)

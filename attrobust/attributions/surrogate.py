@@ -31,7 +31,12 @@ Counterpart = Callable[[nn.Module, float], nn.Module]
 
 
 class NotSmoothable(AttrobustError):
-    """The model has an activation with no second derivative and no smooth counterpart (one line says which)."""
+    """The model has an activation with no second derivative and no smooth counterpart (one line says which;
+    `activation` names it briefly)."""
+
+    def __init__(self, message: str, activation: str) -> None:
+        super().__init__(message)
+        self.activation = activation
 
 
 class LeakySoftplus(nn.Module):
@@ -78,7 +83,7 @@ def check_smoothable(model: nn.Module, purpose: str) -> None:
             raise NotSmoothable(
                 f"{purpose} needs second derivatives, but the model's {name or 'network'} {what}, which cannot be "
                 f"swapped for its smooth counterpart, so every attack direction would be zero; {remedy}, or run "
-                f"attack=random_sign")
+                f"attack=random_sign", f"{name or 'network'}: {compiled or called}")
         if type(module) in SMOOTH_COUNTERPARTS:
             continue
         kind = type(module).__name__
@@ -86,7 +91,8 @@ def check_smoothable(model: nn.Module, purpose: str) -> None:
             raise NotSmoothable(
                 f"{purpose} needs second derivatives, but the model's activation {name} ({kind}) has none and no "
                 f"smooth counterpart, so every attack direction would be zero; register one with "
-                f"attrobust.attributions.surrogate.register_smooth_counterpart, or run attack=random_sign")
+                f"attrobust.attributions.surrogate.register_smooth_counterpart, or run attack=random_sign",
+                f"{name} ({kind})")
 
 
 PIECEWISE_OPS = ("relu", "leaky_relu", "relu6", "hardtanh", "prelu", "rrelu", "threshold", "hardshrink", "softshrink",

@@ -13,10 +13,10 @@ The network sees what it was trained on: images in [0, 1] from the dataset, resi
 inside the model, so attacks and attributions stay in the dataset's pixels) and normalised with `model.mean` /
 `model.std` (null: the dataset's). In-place ReLUs are made out-of-place (double backprop needs their inputs). One
 forward pass of two blank images at load checks that the network runs on the dataset's images and finds activations
-it calls as functions (F.relu in a forward: GoogLeNet, Inception v3), which the second-order attacks then refuse. A
-compiled network's activations (TorchScript, torch.export) cannot be swapped for the smooth surrogate of the
-second-order attacks: those attacks refuse it (`attrobust.attributions.surrogate.check_smoothable`); first-order parts
-(NA, AA, explainers, stability, faithfulness, random baselines) run as on any model.
+it calls as functions (F.relu in a forward: GoogLeNet, Inception v3), for which the analytic attack direction (the
+gradient through the smooth surrogate) would be zero; a compiled network's activations (TorchScript, torch.export)
+cannot be swapped either (`attrobust.attributions.surrogate.check_smoothable` says which). `evaluate` and `attack`
+then estimate the direction instead (`direction=estimated`); everything else runs as on any model.
 """
 
 from __future__ import annotations

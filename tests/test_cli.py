@@ -388,8 +388,8 @@ def test_unknown_attribution_attack_in_evaluate_is_one_line(cli):
     result = cli("evaluate", "checkpoint=run", "attack@attribution_attack=topkk")
     assert result.exit_code == 2
     (line,) = result.error_lines
-    assert ("unknown attack 'topkk'; choose one of: autoattack, mass_center, pgd, random_noise, random_sign, target, "
-            "topk") in line
+    assert ("unknown attack 'topkk'; choose one of: autoattack, mass_center, pgd, pgd_l2, random_noise, random_sign, "
+            "target, topk") in line
 
 
 def test_a_failed_start_leaves_nothing_or_only_failed_txt_where_the_user_named_the_folder(cli, tmp_path):

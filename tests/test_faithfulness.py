@@ -135,3 +135,20 @@ def test_evaluate_writes_the_faithfulness_columns(cli, tmp_path):
               "hydra.run.dir=bad")
     assert bad.exit_code == 2 and "steps=1000 is more than the 784 pixels" in bad.stderr
     assert not (tmp_path / "bad" / "results.csv").exists()
+
+
+@pytest.mark.parametrize("name", FAITHFULNESS.names())
+def test_contract_of_every_faithfulness_metric(name):
+    """Generated from the registry: a curve of probabilities from the clean to the baseline image (or back), an area
+    in [0, 1], the same values whatever the rows per pass, a direction of better declared."""
+    model, x = Float64Net().eval(), images()
+    y = model(x).argmax(1)
+    a = EXPLAINERS.build({"name": "gradient"}).explain(model, x, y).detach()
+    metric = FAITHFULNESS.build({"name": name, "steps": 8})
+    whole, one_row = curves(metric, model, x, y, a, rows=10_000), curves(metric, model, x, y, a, rows=1)
+    torch.testing.assert_close(whole, one_row, rtol=1e-12, atol=1e-15)
+    assert whole.shape == (len(x), 9) and bool(((whole >= 0) & (whole <= 1)).all())
+    clean = model(x).softmax(1).gather(1, y[:, None]).squeeze(1).detach()
+    torch.testing.assert_close(whole[:, -1 if metric.inserts else 0], clean, rtol=1e-12, atol=0)
+    assert bool(((area(whole) >= 0) & (area(whole) <= 1)).all())
+    assert isinstance(type(metric).higher_is_better, bool) and metric.column == name

@@ -395,19 +395,20 @@ class AttackSuite:
         twice = sorted({name for name in settings.baselines if settings.baselines.count(name) > 1})
         if twice:
             raise AttrobustError(f"eval.baselines: {', '.join(twice)} listed twice; list each baseline once")
-        controls = [baseline(main, name) for name in settings.baselines if name != main.name]  # not itself
         main.check_fits(*trained.test.images.shape[-2:], key)
         try:
             main.check_model(trained.model)
         except NotSmoothable as error:  # GroupSort and the like: a direction that needs no second derivative
             main = dataclasses.replace(main, direction="estimated")
-            controls = [baseline(main, name) for name in settings.baselines if name != main.name]
+            main.check_model(trained.model)
             log.info("%s: the model's activation %s has no smooth counterpart; the attack estimates its direction from "
                      "%d probe pairs per step instead (%s.direction=estimated)", key, error.activation, main.probes,
                      key)
+        controls = [baseline(main, name) for name in settings.baselines if name != main.name]  # not itself
         metrics = protocol_metrics(settings.metrics, settings.protocol)
         for each in (main, *controls):
-            each.check_model(trained.model)
+            if each is not main:
+                each.check_model(trained.model)
             measure_store(run_dir, trained, each, metrics, shard).check()  # another evaluation's: refused now
         return cls((main, *controls), tuple(metrics))
 
@@ -476,6 +477,9 @@ def explain(cfg: DictConfig, run_dir: Path) -> None:
     attributions (N, C or 1, H, W), saliency (N, H, W) normalised to a pixel mean of 1) and `maps.png` (the first
     `figure_examples` images)."""
     trained = load_trained(cfg)
+    if trained.eval_settings.shard is not None or trained.eval_settings.num_shards != 1:
+        raise AttrobustError("eval.shard / eval.num_shards split `evaluate` and `attack`; `explain` draws its maps "
+                             "whole (choose images with eval.indices, eval.sample or eval.num_examples)")
     explainer = EXPLAINERS.build(trained.plain["explainer"])
     explainer.check_model(trained.model)
     test, settings = trained.test, trained.eval_settings

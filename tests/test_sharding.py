@@ -100,6 +100,8 @@ def test_a_shard_needs_its_number(cli, tmp_path):
     result = cli("evaluate", "checkpoint=run", "eval.shard=4", "eval.num_shards=4", "hydra.run.dir=bad")
     assert result.exit_code == 2 and "shard must be in 0 .. 3" in result.stderr
     assert not (tmp_path / "bad" / EVALUATION_FILE).exists()
+    result = cli("explain", "checkpoint=run", "eval.shard=0", "eval.num_shards=2", "hydra.run.dir=bad_explain")
+    assert result.exit_code == 2 and "`explain` draws its maps whole" in result.stderr
 
 
 def test_two_torchrun_processes_give_the_rows_of_one(cli, tmp_path):

@@ -56,8 +56,8 @@ def stability_per_image(model: nn.Module, data: ImageSet, explainer: Explainer, 
                     progress.advance(stop - start)
         table[metric.column] = torch.cat(values).numpy() if values else []
         log.info("%s of %s (%d draws) on %d images: mean %.6g (%.0f s)", metric.column, explainer.describe(),
-                 metric.samples, len(scored), table[metric.column].mean(), time.monotonic() - started)
-        if len(scored) and table[metric.column].isna().all():
+                 metric.samples, len(table), table[metric.column].mean(), time.monotonic() - started)
+        if len(table) and table[metric.column].isna().all():
             log.warning("%s is undefined (NaN) for every image: a draw changed each image's prediction (relative "
                         "metrics: lower the noise or set refuse_changed_predictions=false) or every map is zero",
                         metric.column)

@@ -2,9 +2,10 @@
 output as it claims? `FAITHFULNESS.build(entry)`; the contract and the batched driver are in
 `attrobust.faithfulness.base`, each metric is one file here, registered by existing.
 
-Caveat (reported beside every table with these columns): insertion and deletion curves follow the model's confidence,
-so models of different confidence (adversarially trained ones are less confident) are not comparable on them alone
-(Nourelahi et al., "How explainable are adversarially-robust CNNs?", 2022); compare explainers on one model.
+Caveat (in the README, and logged by every evaluation with these columns): insertion and deletion curves follow the
+model's confidence, so models of different confidence (adversarially trained ones are less confident) are not
+comparable on them alone (Nourelahi et al., "How explainable are adversarially-robust CNNs?", 2022); compare
+explainers on one model.
 """
 
 from __future__ import annotations

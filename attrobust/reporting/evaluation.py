@@ -233,19 +233,25 @@ def check_same_units(records: list[EvaluationRecord], folders: list[Path]) -> No
                         ", ".join(split))
 
 
-def shard_groups(directory: Path, skip_unreadable: bool = False) -> dict[tuple[str, int], dict[int, Path]]:
-    """The finished shards under `directory` by evaluation (fingerprint, number of shards) and shard number; of two
-    finished runs of the same shard, the newer. `skip_unreadable`: an unreadable `evaluation.json` is warned about
-    instead of stopping."""
-    groups: dict[tuple[str, int], dict[int, Path]] = {}
+def evaluation_records(directory: Path, skip_unreadable: bool = False) -> list[tuple[Path, EvaluationRecord]]:
+    """Every finished evaluation under `directory` (its `evaluation.json`); `skip_unreadable`: an unreadable one is
+    warned about instead of stopping."""
+    found = []
     for path in sorted(directory.rglob(EVALUATION_FILE)):
         try:
-            record = EvaluationRecord.read(path)
+            found.append((path, EvaluationRecord.read(path)))
         except AttrobustError as error:
             if not skip_unreadable:
                 raise
             log.warning("%s", error)
-            continue
+    return found
+
+
+def shard_groups(records: list[tuple[Path, EvaluationRecord]]) -> dict[tuple[str, int], dict[int, Path]]:
+    """The finished shards among `records` by evaluation (fingerprint, number of shards) and shard number; of two
+    finished runs of the same shard, the newer."""
+    groups: dict[tuple[str, int], dict[int, Path]] = {}
+    for path, record in records:
         if not record.is_shard:
             continue
         assert record.shard is not None
@@ -254,19 +260,6 @@ def shard_groups(directory: Path, skip_unreadable: bool = False) -> dict[tuple[s
         if earlier is None or path.stat().st_mtime > (earlier / EVALUATION_FILE).stat().st_mtime:
             shards[record.shard] = path.parent
     return groups
-
-
-def merged_fingerprints(directory: Path) -> set[str]:
-    """The evaluations under `directory` that a merge (or an unsharded run) already holds whole."""
-    found = set()
-    for path in directory.rglob(EVALUATION_FILE):
-        try:
-            record = EvaluationRecord.read(path)
-        except AttrobustError:
-            continue
-        if not record.is_shard:
-            found.add(record.fingerprint)
-    return found
 
 
 def merged_folder(directory: Path, fingerprint: str) -> Path:
@@ -345,9 +338,10 @@ def merge_directory(directory: Path, only_unmerged: bool = False) -> list[tuple[
     evaluation's merge, `<directory>/merged-<fingerprint>`); with `only_unmerged` (`report`), groups already held
     whole are skipped and an incomplete or unreadable group is only warned about. Returns each merged folder and its
     summary table."""
-    groups = shard_groups(directory, skip_unreadable=only_unmerged)
-    if only_unmerged:
-        done = merged_fingerprints(directory)
+    records = evaluation_records(directory, skip_unreadable=only_unmerged)
+    groups = shard_groups(records)
+    if only_unmerged:  # evaluations a merge (or an unsharded run) already holds whole
+        done = {record.fingerprint for _, record in records if not record.is_shard}
         groups = {key: shards for key, shards in groups.items() if key[0] not in done}
     merged = []
     for (fingerprint, _), shards in groups.items():

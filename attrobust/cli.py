@@ -6,6 +6,7 @@ the rest when it runs.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -175,7 +176,40 @@ def _fail(message: str) -> None:
 
 
 def main() -> None:
-    app()
+    """The `attrobust` command: a usage mistake (no command, an unknown one, a missing or extra argument) is one line
+    and exit status 2, like every other mistake."""
+    usage_errors, aborts = _click_exceptions("UsageError"), _click_exceptions("Abort")
+    try:
+        code = app(standalone_mode=False)
+    except usage_errors as error:
+        if type(error).__name__.startswith("NoArgsIsHelp"):  # bare `attrobust`, after the help
+            message = f"no command given; choose one of: {', '.join(_command_names())}"
+        else:
+            context = getattr(error, "ctx", None)
+            command = context.info_name if context is not None and context.parent is not None else ""
+            message = f"{error.format_message().strip()} (see: attrobust {command + ' ' if command else ''}--help)"
+        typer.echo(f"error: {message}", err=True)
+        raise SystemExit(2) from None
+    except aborts:
+        typer.echo("error: interrupted", err=True)
+        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _click_exceptions(name: str) -> tuple[type[BaseException], ...]:
+    """Click's exception class `name`, from the click that Typer vendors (typer._click) and from click itself."""
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+def _command_names() -> list[str]:
+    return [command.name or command.callback.__name__ for command in app.registered_commands
+            if command.callback is not None]
 
 
 if __name__ == "__main__":

@@ -60,8 +60,9 @@ def run_command(config_name: str, args: Sequence[str], multirun: bool) -> None:
     register_resolvers()
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, so user mistakes become one line
     parser = get_args_parser()
-    parsed = parser.parse_args((["--multirun"] if multirun else []) + list(args))
+    parser.error = _argument_error  # type: ignore[method-assign]  # one line, not argparse's usage text
     try:
+        parsed = parser.parse_args((["--multirun"] if multirun else []) + list(args))
         _check_group_choices(parsed.overrides, parsed.config_dir)
         os.environ[SWEPT_KEYS_ENV] = ",".join(_swept_keys(parsed.overrides)) if multirun else ""
         version.setbase("1.3")
@@ -69,16 +70,18 @@ def run_command(config_name: str, args: Sequence[str], multirun: bool) -> None:
         rundir.reset()
         _run_hydra(args=parsed, args_parser=parser, task_function=HydraTask(config_name),
                    config_path=str(config_dir()), config_name=config_name)
-    except AttrobustError as error:
+    except (AttrobustError, rundir.RefusedRunFolder) as error:
         _failures.append(str(error))
     except (HydraException, OmegaConfBaseException) as error:
         _failures.append(_describe_hydra_error(error))
     except OSError as error:  # an environment fault while Hydra sets a run up (its folder, log, .hydra/)
         _failures.append(describe_os_error(error))
-    except ValueError as error:  # Hydra's own argument checks, e.g. -m together with --cfg
-        if "can be specified" not in str(error):
+    except ValueError as error:  # Hydra's own checks: -m together with --cfg, a group override without a name (=3)
+        if not _raised_by_hydra(error):
             raise
-        _failures.append(f"{error} (print a sweep's config without -m)")
+        hint = " (print a sweep's config without -m)" if "can be specified" in str(error) else \
+            f" in {' '.join(args)} (overrides are key=value, e.g. train.epochs=3)"
+        _failures.append(f"{str(error).strip().splitlines()[0]}{hint}")
     for sweep in FINISHED_SWEEPS:  # jobs run by other processes (joblib, submitit) leave failed.txt behind
         for marker in sorted(sweep.rglob(FAILED_FILE)):
             message = marker.read_text(encoding="utf-8").strip()
@@ -86,6 +89,20 @@ def run_command(config_name: str, args: Sequence[str], multirun: bool) -> None:
                 _failures.append(message)
     if _failures:
         raise CommandFailed(list(_failures))
+
+
+def _argument_error(message: str) -> None:
+    """What argparse reports (an unknown flag such as --epochs 3), as one line."""
+    raise AttrobustError(f"{message}; attrobust takes Hydra overrides such as train.epochs=3, and -m, --cfg job, "
+                         f"-cd DIR (see: attrobust COMMAND --help)")
+
+
+def _raised_by_hydra(error: BaseException) -> bool:
+    """The exception came from Hydra's own code (its innermost frame is in the hydra package)."""
+    trace = error.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    return trace is not None and f"{os.sep}hydra{os.sep}" in trace.tb_frame.f_code.co_filename
 
 
 def _swept_keys(overrides: Sequence[str]) -> list[str]:
@@ -168,6 +185,9 @@ def _check_group_choices(overrides: Sequence[str], user_config_dir: str | None) 
     extra = (Path(user_config_dir),) if user_config_dir else ()
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         group = override.key_or_group
+        if group in GROUPS and override.is_delete():
+            raise AttrobustError(f"~{group} removes the {group} group, which the command needs; choose another "
+                                 f"with {group}=NAME: {choices(group_options(group, extra))}")
         if group not in (*GROUPS, "experiment") or override.is_delete():
             continue
         values = (list(override.sweep_string_iterator()) if override.is_sweep_override()

@@ -11,8 +11,14 @@ killed half-way left behind (see `attrobust.atomic`): no other attrobust job wri
 A job writes its snapshot (`.hydra/`, `provenance.json`) when its work begins (`mark_started`, called by each task
 just before it trains or attacks; a sweep's job at once), so a job that fails before never overwrites the snapshot of
 an earlier run in the same folder. A single job that fails before it starts, in a folder that held no earlier run,
-takes back its log and leaves nothing, or only `failed.txt` where the user named the folder; a sweep's job keeps its
-snapshot and `failed.txt`, so that `report` lists the failure.
+takes back its log and leaves nothing (not even the `outputs/` folders Hydra made for it), or only `failed.txt` where
+the user named the folder; a sweep's job keeps its snapshot and `failed.txt`, so that `report` lists the failure.
+
+Run folders travel between people (a checkpoint to evaluate, a shard to merge), and a symbolic link inside one would
+send a write elsewhere (`RUN/evaluate -> /outside`, `RUN/train.log -> victim`). `RunFolderGuard`, a Hydra callback of
+every command, refuses such a folder before Hydra makes a folder or opens a log in it: no link among the components
+of the run folder below the checkpoint's folder, none inside it. The folder itself may be a link the user made
+(`hydra.run.dir=scratch-link`).
 """
 
 from __future__ import annotations
@@ -28,12 +34,89 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
 from attrobust.errors import AttrobustError
 
 log = logging.getLogger("attrobust")
 LOCK_FILE = ".attrobust.lock"
 _on_start: dict[Path, Callable[[], None]] = {}
 _started: set[Path] = set()
+_made_for: dict[Path, list[Path]] = {}  # run folder -> the folders above it that did not exist before the command
+
+
+def symbolic_link_in(folder: Path, below: Path | None = None) -> Path | None:
+    """A symbolic link that a write into `folder` could follow: a component of `folder` under `below` (when `folder`
+    lies inside `below`), or anything inside `folder`; None when there is none."""
+    folder = folder.absolute()
+    if below is not None:
+        below = below.absolute()
+        current = below
+        for part in folder.relative_to(below).parts if folder.is_relative_to(below) else ():
+            current = current / part
+            if current.is_symlink():
+                return current
+    if folder.is_dir():
+        for root, folders, files in os.walk(folder):  # never descends into a linked folder
+            for name in sorted(folders + files):
+                if (Path(root) / name).is_symlink():
+                    return Path(root) / name
+    return None
+
+
+def refuse_links(folder: Path, below: Path | None = None) -> None:
+    """One line when `symbolic_link_in(folder, below)` finds a link: attrobust never writes through one there."""
+    link = symbolic_link_in(folder, below)
+    if link is not None:
+        raise LinkInRunFolder(f"{link} is a symbolic link (to {os.readlink(link)}) inside a run folder; attrobust "
+                             f"never writes through one: replace it with a real folder or file, or write elsewhere "
+                             f"(hydra.run.dir=DIR)")
+
+
+class LinkInRunFolder(AttrobustError):
+    """A symbolic link where attrobust would write."""
+
+
+class RefusedRunFolder(BaseException):
+    """A run folder `RunFolderGuard` refuses. Hydra turns an `Exception` raised by a callback into a warning and goes
+    on, so the guard raises this instead; `launch.run_command` reports its message as the command's one line."""
+
+
+class RunFolderGuard(Callback):
+    """Checks the run (or sweep) folder before Hydra creates it or opens its log (see the module doc), and notes
+    which folders above it the command will create (a failed start removes them again)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            named = str(config.hydra.run.dir)
+        except Exception:  # noqa: BLE001 (a missing checkpoint, say: Hydra reports it when it resolves the folder)
+            return
+        if not named.strip():
+            raise RefusedRunFolder("hydra.run.dir is empty (the run would be written into the current folder); "
+                                   "name a folder (hydra.run.dir=DIR) or leave the key out")
+        run_dir = Path(named).absolute()
+        checkpoint = OmegaConf.select(config, "checkpoint", default=None, throw_on_missing=False)
+        below = None
+        if isinstance(checkpoint, str) and checkpoint != "???":
+            from attrobust.config import run_dir_of
+
+            try:
+                below = Path(run_dir_of(checkpoint))
+            except AttrobustError:  # no such checkpoint: Hydra reports it when it resolves the run folder
+                return
+        _refuse(run_dir, below)
+        _made_for[run_dir] = [path for path in (run_dir, *run_dir.parents) if not path.exists()]
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse(Path(str(config.hydra.sweep.dir)).absolute())
+
+
+def _refuse(folder: Path, below: Path | None = None) -> None:
+    try:
+        refuse_links(folder, below)
+    except LinkInRunFolder as error:
+        raise RefusedRunFolder(str(error)) from None
 
 
 def when_started(run_dir: Path, callback: Callable[[], None]) -> None:
@@ -62,15 +145,17 @@ def is_fresh(run_dir: Path, job_log: str) -> bool:
 
 def discard_failed_start(run_dir: Path, job_name: str, job_log: str, keep_folder: bool) -> None:
     """Remove what a job that failed before it started left in a fresh folder: its log, and the folder itself (and
-    an emptied parent named after the job, such as `<run>/evaluate/`, which Hydra made for it) unless `keep_folder`
-    (the caller writes failed.txt there)."""
+    the emptied folders above it that this command made, such as `outputs/train/` or `<run>/evaluate/`) unless
+    `keep_folder` (the caller writes failed.txt there)."""
     (run_dir / job_log).unlink(missing_ok=True)
     if keep_folder or not run_dir.is_dir() or any(run_dir.iterdir()):
         return
     run_dir.rmdir()
-    parent = run_dir.parent
-    if parent.name == job_name and not any(parent.iterdir()):
-        parent.rmdir()
+    made = _made_for.get(run_dir.absolute())  # None: a config without RunFolderGuard
+    above = made[1:] if made is not None else [run_dir.parent] if run_dir.parent.name == job_name else []
+    for folder in above:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 class RunDirBusy(AttrobustError):
@@ -95,7 +180,7 @@ def _acquire(run_dir: Path) -> int | None:
     """The locked descriptor of `run_dir`'s lock file (None where the filesystem has no locks)."""
     path = run_dir / LOCK_FILE
     for _ in range(5):
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -156,3 +241,4 @@ def reset() -> None:
     """Forget which jobs started (a new command in the same process)."""
     _started.clear()
     _on_start.clear()
+    _made_for.clear()

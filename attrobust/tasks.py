@@ -111,6 +111,10 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
         raise AttrobustError(f"reg '{plain['reg']['name']}': {error}") from error
     torch.manual_seed(plain["seed"])
     model = build_model(plain["model"], spec, splits.image_shape, splits.num_classes).to(device)
+    if objective.needs_lipschitz_model and "lipschitz_constant" not in model.__dict__:
+        raise AttrobustError(f"reg={plain['reg']['name']} trains 1-Lipschitz networks and model="
+                             f"{plain['model']['name']} is not one (its margin would bound nothing); use "
+                             f"model=lipschitz_cnn (or +experiment=mnist_mini_lipschitz_hkr)")
     model = accel.prepare(model)
     distributed.broadcast_parameters(model)
     optimizer = optimizer_spec.build(model.parameters())
@@ -125,6 +129,10 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
                 "reg_cfg": plain["reg"], "seed": plain["seed"], "config_hash": config_hash(plain),
                 "resume_key": config_hash(resume_fields)}
     examples = len(splits.train.head(settings.num_examples))
+    if examples < splits.num_classes:
+        raise AttrobustError(f"train.num_examples={settings.num_examples} gives {examples} training image(s) for "
+                             f"{splits.num_classes} classes: a model cannot learn a class it never sees; train on "
+                             f"at least {splits.num_classes} images (or null for all)")
     plan = settings.plan(examples)
     if plain["optim"].get("schedule") == "cosine":  # the rate of every epoch depends on the run's length
         metadata["schedule_epochs"] = plan.epochs
@@ -190,9 +198,18 @@ class CommandSettings:
         return self.figure_images if isinstance(self.figure_images, str) else tuple(self.figure_images)
 
 
+# the top-level keys of the commands' configs besides CommandSettings' (a key that is none of these was mistyped)
+TOP_LEVEL_GROUPS = ("paths", "dataset", "model", "reg", "optim", "attack", "attribution_attack", "explainer", "eval",
+                    "train", "accel", "checkpoint", "dataset_path")
+
+
 def command_settings(plain: Mapping[str, Any]) -> CommandSettings:
     """The command's top-level settings, each of the right type and range (one line naming the key otherwise)."""
     names = CommandSettings.__dataclass_fields__
+    unknown = sorted(set(plain) - set(names) - set(TOP_LEVEL_GROUPS))
+    if unknown:
+        raise AttrobustError(f"unknown setting '{unknown[0]}' (from +{unknown[0]}=... or a config file): nothing "
+                             f"reads it; the top-level settings are {choices([*names, *TOP_LEVEL_GROUPS])}")
     return construct(CommandSettings, {key: value for key, value in plain.items() if key in names}, "settings", "")
 
 
@@ -406,6 +423,11 @@ class AttackSuite:
                      key)
         controls = [baseline(main, name) for name in settings.baselines if name != main.name]  # not itself
         metrics = protocol_metrics(settings.metrics, settings.protocol)
+        for metric in metrics:
+            try:
+                metric.check_fits(*trained.test.images.shape[-2:])
+            except ValueError as error:
+                raise AttrobustError(f"eval.metrics '{metric.column}': {error}") from error
         for each in (main, *controls):
             if each is not main:
                 each.check_model(trained.model)

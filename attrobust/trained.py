@@ -67,6 +67,10 @@ def restore_external(model_cfg: Mapping[str, Any], dataset: Mapping[str, Any]) -
         model = build_external(settings, tuple(spec.mean), tuple(spec.std), splits.image_shape, splits.num_classes)
     except ValueError as error:
         raise AttrobustError(f"model 'external': {error}") from error
+    if not any(True for _ in model.parameters()):
+        raise AttrobustError(f"model.source={settings.source}: the network has no parameters (nothing was trained); "
+                             f"give a network with its weights")
+    check_finite_weights(model.state_dict(), Path(settings.weights or settings.source))
     identity = config_hash({"model": dict(model_cfg), "files": files_digest(settings.files())})
     if settings.kind == "function":
         log.info("model.source=%s: the identity of this model (run id external-%s) covers its settings and weights, "

@@ -127,7 +127,7 @@ def test_the_attack_moves_the_alignment_objective_up_from_its_start():
         return F.softplus(cosine(z.detach().flatten(1), g_other) - cosine(z.detach().flatten(1), g_true))
 
     torch.manual_seed(1)
-    start = REGULARIZERS.build({**SETTINGS, "k": 36, "steps": 0}).alignment_attack(model, x, y)
+    start = REGULARIZERS.build({**SETTINGS, "k": 36, "steps": 1, "step_size": 1e-12}).alignment_attack(model, x, y)
     torch.manual_seed(1)
     end = art.alignment_attack(model, x, y)
     assert objective(end).mean() > objective(start).mean()

@@ -123,7 +123,7 @@ def test_two_torchrun_processes_give_the_rows_of_one(cli, tmp_path):
 def record(**fields) -> EvaluationRecord:
     identity = {"run_id": "r", "dataset": "d", "model": "m", "reg": "g", "attack": "a", "seed": 0, "git_commit": "c",
                 "config_hash": "h"}
-    return EvaluationRecord(**{"fingerprint": "f", "shard": 0, "num_shards": 2, "images": [5, 6, 7],
+    return EvaluationRecord(**{"fingerprint": "f0f0f0", "shard": 0, "num_shards": 2, "images": [5, 6, 7],
                                "eval": {"metrics": ["kendall"]}, "accuracy": identity, **fields})
 
 

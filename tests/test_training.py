@@ -317,7 +317,7 @@ def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def broken_save(payload, target):
-        open(target, "wb").write(b"half")
+        target.write(b"half")  # the temporary file's handle
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)

@@ -34,7 +34,8 @@ class PGDL2Attack:
     random_start: bool = True
 
     def __post_init__(self) -> None:
-        check_pgd_settings(self.eps, self.steps, self.step_size if self.step_size is not None else 1.0)
+        check_pgd_settings(self.eps, self.steps, self.step_size if self.step_size is not None else 1.0,
+                           linf=False)
 
     @property
     def step(self) -> float:

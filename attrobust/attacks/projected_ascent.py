@@ -40,12 +40,15 @@ class LinfBall:
         return (self.center + (2.0 * noise - 1.0) * self.eps).clamp(self.low, self.high)
 
 
-def check_pgd_settings(eps: float, steps: int, step_size: float) -> None:
-    """ValueError (naming the field) unless eps and step_size are positive and finite and steps >= 0."""
+def check_pgd_settings(eps: float, steps: int, step_size: float, linf: bool = True) -> None:
+    """ValueError (naming the field) unless eps and step_size are positive and finite, an L-inf eps is at most 1 (the
+    pixel range: more changes nothing) and steps >= 1 (no step: only the random start, no attack)."""
     if not 0 < eps < math.inf:
         raise ValueError(f"eps must be positive and finite, got {eps}")
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+    if linf and eps > 1:
+        raise ValueError(f"eps must be at most 1 (pixels are in [0, 1]: 8/255 is 0.0314), got {eps}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1 (with no step there is no attack, only its random start), got {steps}")
     if not 0 < step_size < math.inf:
         raise ValueError(f"step_size must be positive and finite, got {step_size}")
 

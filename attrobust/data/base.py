@@ -6,8 +6,10 @@ import logging
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -151,9 +153,25 @@ class DatasetSpec(ABC):
         if len(self.mean) != len(self.std) or not all(math.isfinite(m) for m in self.mean):
             raise ValueError(f"mean must be finite with as many values as std, got {list(self.mean)} and "
                              f"{list(self.std)}")
-        if not 0 < self.eps < math.inf:
-            raise ValueError(f"eps must be positive and finite, got {self.eps}")
+        if not 0 < self.eps <= 1:
+            raise ValueError(f"eps must be in (0, 1] (images are in [0, 1]: 8/255 is 0.0314), got {self.eps}")
 
     @abstractmethod
     def load(self) -> Splits:
         """Read both splits into memory (raise AttrobustError, naming the path, when files are missing)."""
+
+
+MAX_CLASSES = 100_000  # more outputs than any image classifier has: a label above it is a mistake in the file
+
+
+def class_labels(y: np.ndarray, path: Path, kind: str) -> torch.Tensor:
+    """Integer labels 0 .. C-1 as int64, C at most MAX_CLASSES (a label of 10**9 would build a model of 10**9
+    outputs); the bad value is printed as stored, never wrapped by a cast."""
+    if not np.issubdtype(y.dtype, np.integer):
+        raise AttrobustError(f"wrong {kind} layout: {path} has labels of dtype {y.dtype}; expected integers "
+                             f"0 .. C-1")
+    if y.size and (int(y.min()) < 0 or int(y.max()) >= MAX_CLASSES):
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise AttrobustError(f"wrong {kind} layout: {path} has the label {bad}; labels must be class numbers "
+                             f"0 .. C-1 (C at most {MAX_CLASSES:,})")
+    return torch.from_numpy(y.astype(np.int64))

@@ -69,7 +69,7 @@ class Flower17(DecodedDatasetSpec):
                   "train_per_class": self.train_per_class, "balance_per_class": self.balance_per_class,
                   "augment_seed": self.augment_seed, "num_classes": self.num_classes,
                   "source": source_fingerprint(self.base, files)}
-        train, test = cached_splits(self.base, "flower17", recipe, lambda: self._build(files), self.cache)
+        train, test = cached_splits(self.base, "flower17", recipe, lambda: self._build(files), self.cache, files)
         return Splits("flower17", train, test, self.num_classes)
 
     def _image_files(self) -> list[Path]:

@@ -3,6 +3,8 @@
 Classes are the folder names of `train/`, sorted (class i is the i-th name); `test/` may hold a subset of them.
 Every image is converted to RGB (`channels: 3`) or grey (`channels: 1`) and resized to `size` (height, width) with
 PIL's Lanczos filter. Decoded tensors are cached in `<path>/.attrobust_cache` (invalidated when a file changes).
+A class folder or image that is a symbolic link to a place outside `<path>` is refused (a received data folder could
+otherwise read any file of this machine into the data set) unless `follow_links: true`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class ImageFolderData(DatasetSpec):
     channels: int = 3
     cache: bool = True
     workers: int = 0
+    follow_links: bool = False  # read class folders and images that are links to places outside `path`
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -42,10 +45,14 @@ class ImageFolderData(DatasetSpec):
     def load(self) -> Splits:
         root = Path(self.path)
         classes = class_names(root / "train")
+        if not self.follow_links:
+            check_inside(root, [root / split / name for split in ("train", "test") for name in classes])
         if self.num_classes is not None and len(classes) != self.num_classes:
             raise AttrobustError(f"wrong number of classes: {root / 'train'} has {len(classes)} class folders but "
                                  f"dataset.num_classes={self.num_classes} (null counts them)")
         train_files, test_files = (split_files(root / split, classes) for split in ("train", "test"))
+        if not self.follow_links:
+            check_inside(root, [path for path, _ in train_files + test_files])
         empty = [name for label, name in enumerate(classes) if not any(y == label for _, y in train_files)]
         if empty:
             raise AttrobustError(f"wrong folder layout: class folder(s) {', '.join(empty)} in {root / 'train'} hold no "
@@ -59,8 +66,19 @@ class ImageFolderData(DatasetSpec):
             return (decode_labelled(train_files, self.size, mode, self.workers),
                     decode_labelled(test_files, self.size, mode, self.workers))
 
-        train, test = cached_splits(root, "folder", recipe, build, self.cache)
+        train, test = cached_splits(root, "folder", recipe, build, self.cache,
+                                   [path for path, _ in train_files + test_files])
         return Splits(f"folder:{root.name}", train, test, len(classes))
+
+
+def check_inside(root: Path, paths: list[Path]) -> None:
+    """Each path, links resolved, lies inside `root` (one line naming the first that does not)."""
+    inside = root.resolve()
+    for path in paths:
+        if (path.exists() or path.is_symlink()) and not path.resolve().is_relative_to(inside):
+            raise AttrobustError(f"{path} is a link to {path.resolve()}, outside the data folder {root}; attrobust "
+                                 f"reads only the data folder's own files: copy the images in, or pass "
+                                 f"dataset.follow_links=true if you trust that link")
 
 
 def class_names(train: Path) -> list[str]:

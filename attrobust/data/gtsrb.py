@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from attrobust.data import DATASETS
-from attrobust.data.base import ImageSet, Splits
+from attrobust.data.base import ImageSet, Splits, class_labels
 from attrobust.data.cache import SplitPair, cached_splits, source_fingerprint
 from attrobust.data.decoded import DecodedDatasetSpec
 from attrobust.data.safe_pickle import load_arrays
@@ -64,7 +64,8 @@ class Gtsrb(DecodedDatasetSpec):
         recipe = {"loader": LOADER_VERSION, "layout": layout, "size": self.size, "equalize": self.equalize,
                   "balance_per_class": self.balance_per_class, "augment_seed": self.augment_seed,
                   "num_classes": self.num_classes, "source": source_fingerprint(self.base, sources)}
-        train, test = cached_splits(self.base, "gtsrb", recipe, lambda: self._build(layout), self.cache)
+        train, test = cached_splits(self.base, "gtsrb", recipe, lambda: self._build(layout), self.cache,
+                                   sources)
         return Splits("gtsrb", train, test, self.num_classes)
 
     def _layout(self) -> str:
@@ -147,7 +148,7 @@ def official_samples(base: Path) -> tuple[list[tuple[Path, int]], list[tuple[Pat
     with open(annotations, newline="") as handle:
         try:
             rows = list(csv.DictReader(handle, delimiter=";", skipinitialspace=True))
-            test = [(images / row["Filename"], int(row["ClassId"])) for row in rows]
+            test = [(images / plain_name(row["Filename"], annotations), int(row["ClassId"])) for row in rows]
         except (KeyError, ValueError, TypeError) as error:
             raise AttrobustError(f"wrong gtsrb layout: {annotations} needs ';'-separated columns Filename and "
                                  f"ClassId ({error})") from error
@@ -156,6 +157,14 @@ def official_samples(base: Path) -> tuple[list[tuple[Path, int]], list[tuple[Pat
         raise AttrobustError(f"wrong gtsrb layout: {len(missing)} test image(s) listed in {annotations} are "
                              f"missing, e.g. {missing[0]}")
     return train, test
+
+
+def plain_name(name: str, listed_in: Path) -> str:
+    """A file name of the test folder as the CSV lists it: no folder part, so no row can name a file elsewhere."""
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise AttrobustError(f"wrong gtsrb layout: {listed_in} lists the test image {name!r}, which is not a plain "
+                             f"file name of {listed_in.parent / 'GTSRB/Final_Test/Images'}; fix that row")
+    return name
 
 
 def read_pickle(path: Path) -> ImageSet:
@@ -173,4 +182,4 @@ def read_pickle(path: Path) -> ImageSet:
     if labels.shape != (len(features),):
         raise AttrobustError(f"wrong gtsrb layout: {path} has {labels.shape} labels for {len(features)} images")
     images = torch.from_numpy(np.ascontiguousarray(features)).permute(0, 3, 1, 2).contiguous()
-    return ImageSet(images, torch.from_numpy(labels.astype(np.int64)))
+    return ImageSet(images, class_labels(labels, path, "gtsrb"))

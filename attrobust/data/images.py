@@ -66,3 +66,5 @@ def _decode_one(job: tuple[str, tuple[int, int], str]) -> np.ndarray | str:
             return np.asarray(image, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
         return f"corrupt or unreadable image {path}: {error}"
+    except Image.DecompressionBombError as error:  # a header declaring billions of pixels: never decoded
+        return f"image {path} is refused: {error}"

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from attrobust.data import DATASETS
-from attrobust.data.base import DatasetSpec, ImageSet, Splits
+from attrobust.data.base import DatasetSpec, ImageSet, Splits, class_labels
 from attrobust.errors import AttrobustError, choices
 
 LAYOUTS = ("auto", "nhwc", "nchw")
@@ -59,7 +59,8 @@ def read_split(path: Path, layout: str) -> ImageSet:
         raise AttrobustError(f"the {path.stem} split is empty: {path} has no images")
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
         raise AttrobustError(f"wrong npz layout: {path} has y {y.dtype} {y.shape}; expected {len(x)} integer labels")
-    return ImageSet(to_uint8_nchw(x, layout, path), torch.from_numpy(y.astype(np.int64)))
+    return ImageSet(to_uint8_nchw(x, layout, path), class_labels(y, path, "npz"))
+
 
 
 def to_uint8_nchw(x: np.ndarray, layout: str, path: Path) -> torch.Tensor:

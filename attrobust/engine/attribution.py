@@ -19,6 +19,7 @@ which the store records).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -62,13 +63,17 @@ class AttributionEvaluation:
 @dataclass
 class MeasureStore:
     """The finished chunks of one attack: `<first position>.csv` (rows) and `.pt` (kept iterates, float32) in
-    `folder`, each written atomically, and `manifest.json` (what was evaluated, the chunk size). `folder=None` keeps
-    them in memory (no resume). `fingerprint` says what must match for a later run to resume these chunks."""
+    `folder`, each written atomically, and `manifest.json` (what was evaluated, the chunk size, and the SHA-256 of
+    each finished chunk's two files). `folder=None` keeps them in memory (no resume). `fingerprint` says what must
+    match for a later run to resume these chunks; a chunk is listed before its rows are written (the rows mark it
+    done), and one whose files differ from the digests listed (cut short, changed, not listed) is refused."""
 
     folder: Path | None
     fingerprint: str = ""
     _rows: dict[int, pd.DataFrame] = field(default_factory=dict)
     _perturbed: dict[int, Tensor] = field(default_factory=dict)
+    _done: dict[str, str] = field(default_factory=dict)  # first position -> SHA-256 of its .csv and .pt
+    _sizes: tuple[int, int] = (0, 0)  # chunk, piece
 
     def check(self) -> tuple[int, int] | None:
         """The chunk and piece sizes of an earlier run of this evaluation here (None: none); chunks of another
@@ -76,12 +81,21 @@ class MeasureStore:
         manifest = None if self.folder is None else self.folder / "manifest.json"
         if manifest is None or not manifest.is_file():
             return None
-        saved = json.loads(manifest.read_text(encoding="utf-8"))
+        try:
+            saved = json.loads(manifest.read_text(encoding="utf-8"))
+            sizes = int(saved["chunk"]), int(saved.get("piece", saved["chunk"]))
+            done = saved.get("done")
+            if not isinstance(saved.get("fingerprint"), str) or min(sizes) < 1 or not (
+                    done is None or isinstance(done, dict) and all(isinstance(v, str) for v in done.values())):
+                raise ValueError("a field of the wrong type")
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise AttrobustError(f"unreadable {manifest} ({type(error).__name__}): remove {self.folder} to compute "
+                                 f"its chunks again") from None
         if saved.get("fingerprint") != self.fingerprint:
             raise AttrobustError(f"{self.folder} holds the unfinished measures of another evaluation (other settings, "
                                  f"images, checkpoint, device, shard or accel.amp); resume it with the command that "
                                  f"started it, run in a new folder, or remove {self.folder} to start over")
-        return int(saved["chunk"]), int(saved.get("piece", saved["chunk"]))
+        return sizes
 
     def begin(self, chunk: int) -> tuple[int, int, dict[int, pd.DataFrame]]:
         """The chunk size to use (an earlier run's, when resuming), the piece size (smaller after running out of
@@ -98,13 +112,38 @@ class MeasureStore:
         else:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.record(chunk, piece)
-        done = {int(path.stem): read_csv_exact(path)
-                for path in self.folder.glob("*.csv")}
-        return chunk, piece, done
+        self._sizes = (chunk, piece)
+        return chunk, piece, self._finished()
+
+    def _finished(self) -> dict[int, pd.DataFrame]:
+        """The rows of the chunks the manifest lists, each checked against its digest (manifests written before the
+        digests were kept list none: every chunk on disk counts)."""
+        assert self.folder is not None
+        listed = json.loads((self.folder / "manifest.json").read_text(encoding="utf-8")).get("done")
+        done = {}
+        for path in sorted(self.folder.glob("*.csv")):
+            if not path.stem.isdigit():
+                continue
+            if listed is not None:
+                if self._digest(int(path.stem)) != listed.get(path.stem):
+                    raise AttrobustError(f"{path} (or its .pt) is not the chunk this evaluation wrote (cut short or "
+                                         f"changed since); remove it to compute that chunk again")
+                self._done[path.stem] = listed[path.stem]
+            done[int(path.stem)] = read_csv_exact(path)
+        return done
+
+    def _digest(self, start: int, rows: bytes | None = None) -> str:
+        """SHA-256 of a chunk's rows (`rows`, or its .csv) and its .pt."""
+        assert self.folder is not None
+        csv, pt = (self.folder / f"{start}{suffix}" for suffix in (".csv", ".pt"))
+        digest = hashlib.sha256(rows if rows is not None else csv.read_bytes())
+        digest.update(pt.read_bytes() if pt.is_file() else b"")
+        return digest.hexdigest()
 
     def record(self, chunk: int, piece: int) -> None:
+        self._sizes = (chunk, piece)
         if self.folder is not None:
-            text = json.dumps({"fingerprint": self.fingerprint, "chunk": chunk, "piece": piece})
+            text = json.dumps({"fingerprint": self.fingerprint, "chunk": chunk, "piece": piece, "done": self._done})
             write_text_atomic(self.folder / "manifest.json", text)
 
     def save(self, start: int, rows: pd.DataFrame, perturbed: Tensor) -> None:
@@ -113,7 +152,10 @@ class MeasureStore:
             self._rows[start], self._perturbed[start] = rows, perturbed
             return
         save_torch_atomic(perturbed, self.folder / f"{start}.pt")
-        write_text_atomic(self.folder / f"{start}.csv", rows.to_csv(index=False))
+        text = rows.to_csv(index=False)
+        self._done[str(start)] = self._digest(start, text.encode("utf-8"))
+        self.record(*self._sizes)  # listed before its rows exist: a chunk with rows on disk is always listed
+        write_text_atomic(self.folder / f"{start}.csv", text)
 
     def perturbed(self, positions: list[int]) -> Tensor:
         """The kept iterates of the scored images at `positions` (0-based, in this run's scoring order: its chunks in

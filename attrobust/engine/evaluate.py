@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
@@ -131,8 +133,8 @@ class EvalSettings:
                 raise ValueError(f"{key} must be positive or null, got {value}")
         if self.indices is not None and not self.indices:
             raise ValueError("indices must list at least one test image, or be null for all")
-        if not self.certify_l2 > 0:
-            raise ValueError(f"certify_l2 must be a positive L2 radius, got {self.certify_l2}")
+        if not 0 < self.certify_l2 < math.inf:
+            raise ValueError(f"certify_l2 must be a positive, finite L2 radius, got {self.certify_l2}")
         if self.num_shards < 1:
             raise ValueError(f"num_shards must be >= 1, got {self.num_shards}")
         if self.shard is not None and not 0 <= self.shard < self.num_shards:

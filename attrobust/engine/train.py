@@ -100,10 +100,10 @@ class TrainSettings:
             both = "both" if self.epochs is not None else "neither"
             raise ValueError(f"count the run in train.epochs or in train.steps, not {both} (got epochs={self.epochs}, "
                              f"steps={self.steps}); set the other to null, e.g. train.epochs=null train.steps=N")
-        if self.epochs is not None and self.epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
-        if self.steps is not None and self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1 (0 would report an untrained model), got {self.epochs}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1 (0 would report an untrained model), got {self.steps}")
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.num_examples is not None and self.num_examples <= 0:

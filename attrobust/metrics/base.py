@@ -38,6 +38,9 @@ class Metric:
     higher_is_better: ClassVar[bool] = True
     identical: ClassVar[float] = 1.0
 
+    def check_fits(self, height: int, width: int) -> None:
+        """ValueError when the metric cannot measure maps of `height` x `width` pixels (none by default)."""
+
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
         raise NotImplementedError
 

@@ -105,5 +105,10 @@ class LensMetric(Metric):
         if self.candidates_per_k < 1:
             raise ValueError(f"candidates_per_k must be >= 1, got {self.candidates_per_k}")
 
+    def check_fits(self, height: int, width: int) -> None:
+        if self.window > max(height, width):
+            raise ValueError(f"window {self.window} is larger than the {height} x {width} maps (every window would "
+                             f"hold the whole map: LENS would be 100 %); choose an odd window <= {max(height, width)}")
+
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
         return lens_scores(original, perturbed, maps, self.window, self.diverse, self.candidates_per_k)[self.side]

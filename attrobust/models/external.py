@@ -7,7 +7,11 @@
   `.pth`, `.ts`, `.torchscript`, saved with `torch.jit.save`; deprecated by PyTorch, still read);
 - `package.module:function`, an importable function returning an `nn.Module` (called with `model.kwargs`), and
   optionally `model.weights` as above.
-The source is code the user chose to run (a TorchScript program, their own function); a weights file never is.
+The source is code the user chose to run (a TorchScript program, their own function); a weights file never is, and
+neither is a `.pt2` file: `torch.export.load` unpickles some entries with `weights_only=False` (weights or constants
+marked `use_pickle`, opaque objects, sample inputs that fail the safe load, archives of the older format) and an
+AOTInductor entry holds compiled code, so `check_exported_archive` reads the archive first and accepts only a graph
+(JSON), raw tensor payloads, their JSON configs, strings, and sample inputs that load with `weights_only=True`.
 
 The network sees what it was trained on: images in [0, 1] from the dataset, resized to `model.image_size` (bilinear,
 inside the model, so attacks and attributions stay in the dataset's pixels) and normalised with `model.mean` /
@@ -23,6 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
+import json
+import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,9 +137,10 @@ class ExternalModel:
                                  f"({error}); is its package installed or on PYTHONPATH?") from error
         try:
             net = function(**dict(self.kwargs or {}))
-        except TypeError as error:
-            raise AttrobustError(f"model.source={self.source} with model.kwargs={dict(self.kwargs or {})}: "
-                                 f"{error}") from error
+        except Exception as error:  # noqa: BLE001 (the user's own code failed: say how, in one line)
+            first = (str(error).splitlines() or [""])[0]
+            raise AttrobustError(f"model.source={self.source} with model.kwargs={dict(self.kwargs or {})} raised "
+                                 f"{type(error).__name__}: {first}") from error
         if not isinstance(net, nn.Module):
             raise AttrobustError(f"model.source={self.source} returned a {type(net).__name__}, not a torch.nn.Module")
         return net
@@ -153,9 +162,54 @@ def load_torchscript(path: Path) -> nn.Module:
                              f"model.weights=<state dict>") from error
 
 
+# the entries of a torch.export archive that load without unpickling anything (names inside its top folder)
+SAFE_EXPORT_ENTRIES = re.compile(r"archive_format|archive_version|byteorder|\.data/[\w.]+|models/[\w.]+\.json|"
+                                 r"data/weights/(weight_\d+|[\w.]+_weights_config\.json)|"
+                                 r"data/constants/(tensor_\d+|[\w.]+_constants_config\.json)|"
+                                 r"data/sample_inputs/[\w.]+\.pt|extra/[\w./-]+")
+
+
+def check_exported_archive(path: Path) -> None:
+    """Refuse, with one line, a `.pt2` file that `torch.export.load` would unpickle anything from (see the module
+    doc); what passes is read by torch as JSON, raw tensors, strings and a `weights_only` load."""
+    def refuse(why: str) -> AttrobustError:
+        return AttrobustError(f"model.source={path} is refused: {why}; attrobust loads only torch.export programs "
+                              f"whose weights are plain tensors (torch.export.save of an exported nn.Module)")
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [name for name in archive.namelist() if not name.endswith("/")]
+            tops = {name.split("/", 1)[0] for name in names}
+            if len(tops) != 1 or any("/" not in name for name in names):
+                raise refuse("not a torch.export archive (one top folder holding its entries)")
+            inner = {name.split("/", 1)[1]: name for name in names}
+            if "archive_format" not in inner:
+                raise refuse("an archive of the older torch.export format, whose loader unpickles it (save it again "
+                             "with this torch)")
+            for entry, name in inner.items():
+                if not SAFE_EXPORT_ENTRIES.fullmatch(entry):
+                    raise refuse(f"its entry {entry} is not a graph, a tensor or a string (compiled code or a "
+                                 f"pickled object)")
+                if entry.endswith("_config.json"):
+                    config = json.loads(archive.read(name)).get("config", {})
+                    for key, meta in config.items():
+                        if meta.get("use_pickle") is not False or not re.fullmatch(r"(weight|tensor)_\d+",
+                                                                                    str(meta.get("path_name"))):
+                            raise refuse(f"{entry} stores '{key}' as a pickled object")
+                elif entry.startswith("data/sample_inputs/"):
+                    torch.load(io.BytesIO(archive.read(name)), map_location="cpu", weights_only=True)
+    except AttrobustError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, AttributeError, RuntimeError) as error:
+        raise refuse(f"not a readable torch.export archive ({type(error).__name__})") from None
+    except Exception as error:  # noqa: BLE001 (the safe unpickler refusing an object: pickle.UnpicklingError & co)
+        raise refuse(f"its sample inputs hold more than tensors ({type(error).__name__})") from None
+
+
 def load_exported(path: Path) -> nn.Module:
     if not path.is_file():
         raise AttrobustError(f"model.source={path}: no such file")
+    check_exported_archive(path)
     try:
         return Exported(torch.export.load(str(path)).module())
     except Exception as error:  # noqa: BLE001 (a foreign or broken file fails in many ways: all mean one thing)

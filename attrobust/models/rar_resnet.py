@@ -37,6 +37,9 @@ class PerImageStandardization(nn.Module):
 
     def __init__(self, pixel_scale: float = 255.0) -> None:
         super().__init__()
+        if not 0 < pixel_scale < math.inf:
+            raise ValueError(f"pixel_scale must be positive and finite (255: the reference's [0, 255] pixels), got "
+                             f"{pixel_scale}")
         self.pixel_scale = pixel_scale
 
     def forward(self, x: Tensor) -> Tensor:

@@ -27,6 +27,8 @@ class SGD:
         check_rates(self.lr, self.weight_decay)
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=true needs momentum > 0 (Nesterov momentum with no momentum is plain SGD)")
 
     def lr_at(self, epoch: int, epochs: int, step: int = 0) -> float:
         return learning_rate(self.lr, self.schedule, epoch, epochs, step, self.milestones)

@@ -36,6 +36,7 @@ class Objective:
 
     reduction: Reduction = "sum"
     second_order: ClassVar[bool] = False
+    needs_lipschitz_model: ClassVar[bool] = False  # meaningful only on a 1-Lipschitz network (HKR's margin)
 
     def __post_init__(self) -> None:
         check_reduction(self.reduction)

@@ -11,12 +11,14 @@ computes it (`HKRMulticlassLoss`, `functional.hkr_multiclass_loss`):
 
 alpha in [0, 1] (the package's convention; alpha = 1: hinge only, 0: KR only). The KR term's weights are batch
 shares, so the loss couples the batch (not split over processes). Reduced over the batch by `reduction` (the
-package: mean). Meant for 1-Lipschitz networks (`model=lipschitz_cnn`); on others it trains, without the certificate.
+package: mean). Meant for 1-Lipschitz networks (`model=lipschitz_cnn`): on any other network its margin bounds
+nothing, so `train` refuses the pair.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +55,7 @@ class HKR(Objective):
     alpha: float = 0.98
     min_margin: float = 1.0
     reduction: Reduction = "mean"
+    needs_lipschitz_model: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -48,6 +48,8 @@ class IGObjective(AdversarialObjective):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.ig_steps < 1:
+            raise ValueError(f"ig_steps must be >= 1, got {self.ig_steps}")
         approximate_steps(self.ig_steps, self.approx_factor)
         if self.weight < 0:
             raise ValueError(f"weight must be >= 0, got {self.weight}")

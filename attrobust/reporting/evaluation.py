@@ -9,12 +9,19 @@ the per-image rows by `evaluation_rows`, so the shards of an evaluation, merged 
 in the unsharded order), give exactly the table of the unsharded run. A merge refuses shards that cut the work
 into other units (device type, chunk sizes) or that do not add up to every image once. A shard without
 `evaluation.json` did not finish: run its command again (its `provenance.json` has it).
+
+Shards arrive from other machines and people, so `evaluation.json` is read as data: every field of its type, the
+fingerprint a hexadecimal digest (it names the merge's folder), and the SHA-256 of each per-image file it lists, so a
+file cut short or changed after its evaluation wrote it is refused, never merged. A merge never writes through a
+symbolic link inside its folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,7 @@ import yaml
 
 from attrobust.atomic import read_csv_exact, write_text_atomic
 from attrobust.errors import AttrobustError
+from attrobust.rundir import refuse_links
 from attrobust.metrics import protocol_metrics
 from attrobust.reporting.rows import ROW_COLUMNS, RunIdentity, accuracy_rows, attribution_rows, image_mean_rows
 from attrobust.reporting.tables import RESULTS_FILE, write_results
@@ -55,6 +63,36 @@ class EvaluationRecord:
     device: str = "cpu"                 # the device type: it sizes the units (auto chunk sizes)
     chunks: dict[str, list[int]] = field(default_factory=dict)  # attack name -> [chunk, piece] sizes it ran with
     certificate: dict[str, float] | None = None  # Lipschitz models: lipschitz, l2 radius, linf eps, dimension
+    files: dict[str, str] = field(default_factory=dict)  # per-image file name -> its SHA-256 (empty: older records)
+
+    def __post_init__(self) -> None:
+        """Each field of its type (a record may come from someone else: nothing in it names a path)."""
+        def fail(name: str, what: str) -> None:
+            raise ValueError(f"'{name}' must be {what}, got {getattr(self, name)!r}"[:300])
+
+        def ints(values: Any) -> bool:
+            return isinstance(values, list) and all(type(v) is int for v in values)
+
+        if not isinstance(self.fingerprint, str) or not re.fullmatch(r"[0-9a-f]{6,64}", self.fingerprint):
+            fail("fingerprint", "a hexadecimal digest")
+        if type(self.num_shards) is not int or self.num_shards < 1:
+            fail("num_shards", "a whole number >= 1")
+        if self.shard is not None and (type(self.shard) is not int or not 0 <= self.shard < self.num_shards):
+            fail("shard", f"null or a whole number in 0 .. {self.num_shards - 1}")
+        if not ints(self.images) or len(set(self.images)) != len(self.images):
+            fail("images", "a list of distinct test indices")
+        if not isinstance(self.eval, dict):
+            fail("eval", "a mapping of eval settings")
+        for name in ("command", "merged_from"):
+            if not isinstance(getattr(self, name), list) or not all(isinstance(v, str) for v in getattr(self, name)):
+                fail(name, "a list of strings")
+        if not isinstance(self.device, str) or not re.fullmatch(r"[a-z]+", self.device):
+            fail("device", "a device type such as cpu or cuda")
+        if not isinstance(self.chunks, dict) or not all(ints(v) and len(v) == 2 for v in self.chunks.values()):
+            fail("chunks", "a mapping of attack names to [chunk, piece] sizes")
+        if not isinstance(self.files, dict) or not all(name in PER_IMAGE_FILES.values() and isinstance(digest, str)
+                                                       for name, digest in self.files.items()):
+            fail("files", f"a mapping of per-image files ({', '.join(PER_IMAGE_FILES.values())}) to digests")
 
     @property
     def is_shard(self) -> bool:
@@ -74,8 +112,8 @@ class EvaluationRecord:
                     RunIdentity(**identity)  # every field, no other
             return record
         except (OSError, ValueError, TypeError, AttributeError) as error:
-            raise AttrobustError(f"unreadable {path}: {str(error).splitlines()[0] if str(error) else error!r}; run "
-                                 f"that evaluation again") from error
+            raise AttrobustError(f"unreadable {path}: {(str(error).splitlines() or [repr(error)])[0]}; run that "
+                                 f"evaluation again") from error
 
 
 @dataclass
@@ -92,16 +130,20 @@ def write_evaluation(folder: Path, record: EvaluationRecord, per_image: PerImage
     """The per-image files, each atomically; of a whole evaluation its result rows and tables (`write_results`);
     then `evaluation.json`, which marks them complete. Returns the summary table (None for a shard)."""
     (folder / EVALUATION_FILE).unlink(missing_ok=True)  # an earlier run's: these files are not complete yet
+    digests = {}
     for part, name in PER_IMAGE_FILES.items():
         frame = getattr(per_image, part)
         if frame is not None:
-            write_text_atomic(folder / name, frame.to_csv(index=False))
+            text = frame.to_csv(index=False)
+            write_text_atomic(folder / name, text)
+            digests[name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
         else:
             (folder / name).unlink(missing_ok=True)  # an earlier run's, of another evaluation
     if record.is_shard:  # an earlier whole run's tables here would read as this folder's results
         for name in (RESULTS_FILE, "table.csv", "table.md"):
             (folder / name).unlink(missing_ok=True)
     table = None if record.is_shard else write_results(evaluation_rows(record, per_image), folder)
+    record = EvaluationRecord(**{**asdict(record), "files": digests})
     write_text_atomic(folder / EVALUATION_FILE, json.dumps(asdict(record), indent=1) + "\n")
     return table
 
@@ -116,6 +158,10 @@ def read_evaluation(folder: Path) -> tuple[EvaluationRecord, PerImage]:
             path = folder / name
             if not path.is_file():
                 raise AttrobustError(f"{path} is missing (its evaluation.json lists it); run that evaluation again")
+            expected = record.files.get(name)
+            if expected is not None and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+                raise AttrobustError(f"{path} is not the file its evaluation wrote (cut short or changed since: its "
+                                     f"SHA-256 differs from evaluation.json's); run that evaluation again")
             try:
                 frames[part] = read_csv_exact(path)
             except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
@@ -300,6 +346,7 @@ def merge_shards(folders: list[Path], out: Path, copy_overrides: bool = False) -
                                  "eval": {**first.eval, "shard": None},
                                  "merged_from": [str(folder) for folder in folders]})
     check_coverage(merged, per_image)
+    refuse_links(out, out.parent)
     out.mkdir(parents=True, exist_ok=True)
     if copy_overrides:
         _copy_overrides(folders[0], out)

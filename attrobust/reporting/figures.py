@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from attrobust.atomic import _write_atomic
+from attrobust.atomic import write_bytes_atomic
 
 ORIGINAL_MARK = {"marker": "x", "color": "deepskyblue", "s": 40}
 PERTURBED_MARK = {"marker": "+", "color": "lime", "s": 60}
@@ -64,7 +64,7 @@ def attribution_figure(examples: dict[str, Any], path: Path, title: str) -> None
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    _write_atomic(path, lambda target: target.write_bytes(buffer.getvalue()))
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _legend(examples: dict[str, Any]) -> str:
@@ -104,4 +104,4 @@ def explanation_figure(images: torch.Tensor, maps: dict[str, Any], count: int, p
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    _write_atomic(path, lambda target: target.write_bytes(buffer.getvalue()))
+    write_bytes_atomic(path, buffer.getvalue())

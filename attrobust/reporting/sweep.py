@@ -303,7 +303,7 @@ def sweep_plot(report: SweepReport, x: str, path: Path) -> None:
         axis.set_title(name)
     axes[0][0].legend(fontsize=7)
     figure.tight_layout()
-    _write_atomic(path, lambda target: figure.savefig(target, format="png", dpi=120))
+    _write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
     plt.close(figure)
 
 

@@ -4,6 +4,8 @@ attributions flattened per image (no normalisation, no absolute value; radius: Q
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -22,8 +24,8 @@ class Sensitivity(StabilityMetric):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.radius > 0:
-            raise ValueError(f"radius must be positive, got {self.radius}")
+        if not 0 < self.radius < math.inf:
+            raise ValueError(f"radius must be positive and finite (pixels are in [0, 1]), got {self.radius}")
 
     def draw_noise(self, shape: Sequence[int], generator: torch.Generator) -> Tensor:
         return (2 * torch.rand(tuple(shape), generator=generator, dtype=torch.float64) - 1) * self.radius

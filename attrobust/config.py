@@ -48,7 +48,15 @@ def run_dir_of(checkpoint: str | None) -> str:
     path = Path(checkpoint)
     if not path.exists():
         raise AttrobustError(f"checkpoint not found: {path}; pass checkpoint=RUN_DIR (outputs/train/...) or a .pt")
+    if not (path.is_dir() or path.is_file()):
+        raise AttrobustError(not_a_checkpoint(path))
     return str(path if path.is_dir() else path.parent)
+
+
+def not_a_checkpoint(path: Path) -> str:
+    """The message for a checkpoint path that exists but is neither a run folder nor a file (a device, a pipe)."""
+    return (f"checkpoint={path} is neither a run folder nor a file; pass checkpoint=RUN_DIR (outputs/train/...) or "
+            f"a .pt file")
 
 
 def swept_values(task_overrides: Iterable[str], *shown: str) -> str:

@@ -64,6 +64,7 @@ def run_command(config_name: str, args: Sequence[str], multirun: bool) -> None:
     try:
         parsed = parser.parse_args((["--multirun"] if multirun else []) + list(args))
         _check_group_choices(parsed.overrides, parsed.config_dir)
+        _check_dataset_keys(config_name, parsed.overrides)
         os.environ[SWEPT_KEYS_ENV] = ",".join(_swept_keys(parsed.overrides)) if multirun else ""
         version.setbase("1.3")
         FINISHED_SWEEPS.clear()
@@ -197,6 +198,23 @@ def _check_group_choices(overrides: Sequence[str], user_config_dir: str | None) 
             if value not in valid:
                 kind = "preset (+experiment=NAME)" if group == "experiment" else group
                 raise AttrobustError(f"unknown {kind} '{value}'; choose one of: {choices(valid)}")
+
+
+def _check_dataset_keys(config_name: str, overrides: Sequence[str]) -> None:
+    """evaluate, attack, explain: without dataset=NAME the dataset (and its settings) come from the checkpoint, so a
+    dataset.KEY override has nothing to change; say how to change it, before Hydra's 'unknown key' or a '+' that
+    breaks the interpolations reading the dataset."""
+    if config_name == "train":
+        return
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    if any(override.key_or_group == "dataset" for override in parsed):
+        return
+    for override in parsed:
+        if override.key_or_group.startswith("dataset."):
+            key = override.key_or_group
+            raise AttrobustError(f"{key}: without dataset=NAME the dataset and its settings come from the checkpoint; "
+                                 f"to change {key}, name the dataset too (dataset=NAME {key}=..., NAME as the "
+                                 f"checkpoint's, e.g. dataset=mnist_mini)")
 
 
 def _describe_hydra_error(error: Exception) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -44,13 +45,14 @@ class Registry(Generic[T]):
             raise AttrobustError(f"unknown {self.group} '{name}'; choose one of: {choices(self._builders)}")
         return self._builders[name]
 
-    def build(self, cfg: Mapping[str, Any], **context: Any) -> T:
-        """Build the component named `cfg['name']` from the other keys of `cfg` plus `context` (e.g. num_classes)."""
+    def build(self, cfg: Mapping[str, Any], key: str | None = None, **context: Any) -> T:
+        """Build the component named `cfg['name']` from the other keys of `cfg` plus `context` (e.g. num_classes);
+        errors name its settings as `key.FIELD` (default: the group, `reg.weight`)."""
         if "name" not in cfg:
             raise AttrobustError(f"the {self.group} config has no 'name'; choose one of: {choices(self._builders)}")
         name = str(cfg["name"])
-        kwargs = {key: value for key, value in cfg.items() if key != "name"}
-        return construct(self.get(name), kwargs, f"{self.group} '{name}'", self.group, context)
+        kwargs = {field: value for field, value in cfg.items() if field != "name"}
+        return construct(self.get(name), kwargs, f"{self.group} '{name}'", key or self.group, context)
 
 
 def construct(builder: Callable[..., T], values: Mapping[str, Any], where: str, prefix: str,
@@ -104,6 +106,8 @@ def _checked(value: Any, hint: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise AttrobustError(f"{key} must be a number, got {value!r}")
+        if not math.isfinite(value):  # no setting of any component means anything at NaN or infinity
+            raise AttrobustError(f"{key} must be a finite number, got {value}")
         return float(value)
     if hint in (int, bool, str) and (not isinstance(value, hint) or (hint is int and isinstance(value, bool))):
         raise AttrobustError(f"{key} must be {'an' if hint is int else 'a'} {hint.__name__}, got {value!r}")

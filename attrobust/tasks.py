@@ -59,7 +59,8 @@ from attrobust.reporting.rows import RunIdentity, accuracy_rows
 from attrobust.reporting.tables import RESULTS_FILE, write_results
 from attrobust.rundir import mark_started
 from attrobust.stability import StabilityMetric, build_stability
-from attrobust.trained import DATA_LOCATION_KEYS, checkpoint_dataset, read_trained, restore_external, restore_model
+from attrobust.trained import (DATA_LOCATION_KEYS, check_stored_dataset, checkpoint_dataset, read_trained,
+                               restore_external, restore_model)
 
 log = logging.getLogger("attrobust")
 S = TypeVar("S")
@@ -115,6 +116,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
         raise AttrobustError(f"reg={plain['reg']['name']} trains 1-Lipschitz networks and model="
                              f"{plain['model']['name']} is not one (its margin would bound nothing); use "
                              f"model=lipschitz_cnn (or +experiment=mnist_mini_lipschitz_hkr)")
+    objective.check_model(model)
     model = accel.prepare(model)
     distributed.broadcast_parameters(model)
     optimizer = optimizer_spec.build(model.parameters())
@@ -251,10 +253,13 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
                              "(a model of your own: model=external)")
     else:
         path, payload = read_trained(str(checkpoint))
-        if cfg.get("dataset") is None:
+        dataset_stored = cfg.get("dataset") is None
+        if dataset_stored:
             with open_dict(cfg):
                 cfg.dataset = checkpoint_dataset(payload["dataset_cfg"], cfg.get("dataset_path"))
     plain = to_plain(cfg)
+    if not external and dataset_stored:
+        check_stored_dataset(path, plain["dataset"])
     settings = command_settings(plain)
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
     accel = _settings(Accel, plain.get("accel", {}), "accel")
@@ -506,6 +511,10 @@ def explain(cfg: DictConfig, run_dir: Path) -> None:
     explainer.check_model(trained.model)
     test, settings = trained.test, trained.eval_settings
     if all(getattr(settings, key) is None for key in ("indices", "classes", "sample", "num_examples")):
+        if trained.settings.figure_examples == 0:
+            raise AttrobustError("figure_examples=0 with no images chosen leaves explain nothing to explain; set "
+                                 "figure_examples=N, or choose images with eval.indices, eval.classes, eval.sample or "
+                                 "eval.num_examples")
         test = test.head(trained.settings.figure_examples)
         log.info("explaining the first %d test images (choose others with eval.indices, eval.classes, eval.sample or "
                  "eval.num_examples)", len(test))
@@ -526,8 +535,8 @@ def explain(cfg: DictConfig, run_dir: Path) -> None:
     shown = min(trained.settings.figure_examples, len(test))
     explanation_figure(test.images[:shown].float() / 255, maps, shown, run_dir / "maps.png",
                        f"{trained.payload['run_id']}: {explainer.describe()} of the true class")
-    log.info("wrote the %s maps of %d test images to %s (maps.pt, maps.png)", explainer.describe(), len(test),
-             run_dir)
+    log.info("wrote the %s maps of %d test images to %s (maps.pt%s)", explainer.describe(), len(test), run_dir,
+             ", maps.png" if shown else "; no maps.png with figure_examples=0")
 
 
 def _draw(trained: TrainedModel, attribution: AttributionAttack, evaluation: AttributionEvaluation,
@@ -606,7 +615,7 @@ def attribution_attack(cfg: Mapping[str, Any], explainer: Any, key: str,
     if name in PREDICTION_ATTACKS.names():
         raise AttrobustError(f"{key}={name} attacks predictions, not explanations; choose one of: "
                              f"{choices(ATTRIBUTION_ATTACKS.names())} (accuracy under attack: attrobust evaluate)")
-    attack = ATTRIBUTION_ATTACKS.build(cfg, explainer=explainer)
+    attack = ATTRIBUTION_ATTACKS.build(cfg, key, explainer=explainer)
     if protocol == "robust" and not attack.random_start:
         log.info("eval.protocol=robust: %s starts from a random point of the eps-ball", key)
         attack = dataclasses.replace(attack, random_start=True)

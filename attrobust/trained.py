@@ -12,7 +12,8 @@ Example (a script): `path, payload = read_trained("outputs/train/<run>")`,
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from attrobust.data import DATASETS
 from attrobust.data.base import Splits
 from attrobust.engine.checkpoint import check_finite_weights, check_model_fields, find_model_checkpoint, load_checkpoint
 from attrobust.errors import AttrobustError, choices
-from attrobust.models import build_model, export_plain
+from attrobust.models import build_model, check_normalisation, export_plain
 from attrobust.models.external import ExternalModel, build_external, files_digest
 from attrobust.provenance import config_hash
 from attrobust.registry import construct
@@ -43,11 +44,30 @@ def read_trained(checkpoint: str | Path) -> tuple[Path, dict[str, Any]]:
     return path, payload
 
 
+@contextmanager
+def stored_in(path: Path, what: str) -> Iterator[None]:
+    """Errors raised while building from settings read out of checkpoint `path` say so: the user did not type them."""
+    try:
+        yield
+    except AttrobustError as error:
+        raise AttrobustError(f"{path} stores {what} that cannot be used: {error} (the value comes from the "
+                             f"checkpoint, not the command line: it was written by another attrobust version or "
+                             f"edited; train it again)") from error
+
+
+def check_stored_dataset(path: Path, dataset: Mapping[str, Any]) -> None:
+    """The dataset settings taken from checkpoint `path` (resolved) build, or one line that blames the checkpoint."""
+    with stored_in(path, "dataset settings"):
+        DATASETS.build(dataset)
+
+
 def restore_model(path: Path, payload: Mapping[str, Any], dataset: Mapping[str, Any]) -> tuple[nn.Module, Splits]:
     """The checkpoint's model with its weights, built for `dataset` (plain settings), and that dataset's splits."""
     spec = DATASETS.build(dataset)
     splits = spec.load()
-    model = build_model(payload["model_cfg"], spec, splits.image_shape, splits.num_classes)
+    check_normalisation(spec, splits.image_shape[0])
+    with stored_in(path, "model settings"):
+        model = build_model(payload["model_cfg"], spec, splits.image_shape, splits.num_classes)
     try:
         model.load_state_dict(payload["model_state"])
     except RuntimeError as error:

@@ -6,7 +6,10 @@ Each case runs `python -m attrobust ...` in a fresh folder (a subprocess, as a u
 - `traceback`: a Python traceback reached the user;
 - `accepted`: exit 0 for an input that makes the measurement impossible (a silent acceptance);
 - `other`: anything else (no message, several error lines, a timeout).
-- `rebuilt`: (cache cases) exit 0 after a warning that the cache entry was rebuilt.
+- `rebuilt`: (cache cases) exit 0 after a warning that the cache entry was rebuilt;
+- `works`: (a documented input once refused) exit 0;
+- `weak`: one line that does not name what it must (the key, the file, where the value came from: `mentions`) or
+  says what it must not (advice that would run code, a key this command does not have: `never`).
 Security cases also fail when their marker file appears (code ran from a data file or checkpoint) or when anything
 in the case's `outside/` folder (a stand-in for the rest of the machine) changed.
 Leftovers: the files and folders the command left in its folder (what a failed start should not leave, `outputs/`
@@ -58,8 +61,10 @@ class Case:
     name: str
     args: list[str]
     setup: Callable[[Path, Path], None] | None = None  # (case folder, trained checkpoint folder)
-    expect: str = "one line"                           # or "listed" (report), "rebuilt" (cache)
+    expect: str = "one line"                           # or "listed" (report), "rebuilt" (cache), "works"
     security: bool = False
+    mentions: tuple[str, ...] = ()                     # the one line must contain each of these
+    never: tuple[str, ...] = ()                        # ... and none of these
 
 
 def _npz(folder: Path, labels: np.ndarray | None = None, nan: bool = False) -> None:
@@ -368,7 +373,7 @@ def cases() -> list[Case]:
             case, trained, lambda run: ((run / "results.csv").unlink(), (run / "failed.txt").write_text(""))),
             expect="listed"),
     ]
-    out += received_file_cases() + more_bad_settings()
+    out += received_file_cases() + more_bad_settings() + weak_messages()
     return out
 
 
@@ -457,6 +462,69 @@ def more_bad_settings() -> list[Case]:
     return out
 
 
+def weak_messages() -> list[Case]:
+    """Issue 25's weak messages: each line must name the key or file, where the value came from and the fix."""
+    evaluate = ["evaluate", "checkpoint=ckpt", *FAST_EVAL]
+    lipschitz_gradcam = ["model=lipschitz_cnn", "reg=attribution_distance", "reg.explainer=gradcam"]
+
+    def edited(change: Callable[[dict], None]) -> Callable[[Path, Path], None]:
+        return lambda case, trained: _edited_checkpoint(case, trained, change)
+
+    return [
+        Case("checkpoint dataset eps of the wrong type", ["evaluate", "checkpoint=edited.pt", *FAST_EVAL],
+             edited(lambda p: p["dataset_cfg"].update(eps="abc")), mentions=("edited.pt stores", "dataset.eps")),
+        Case("checkpoint naming model external", ["evaluate", "checkpoint=edited.pt", *FAST_EVAL],
+             edited(lambda p: p["model_cfg"].update(name="external")), mentions=("edited.pt stores", "'external'")),
+        Case("checkpoint that is a device", ["evaluate", "checkpoint=/dev/null"],
+             mentions=("/dev/null", "neither a run folder nor a file")),
+        Case("dataset key without the dataset", [*evaluate, "dataset.eps=0.1"], mentions=("dataset=NAME",),
+             never=("+dataset",)),
+        Case("dataset key appended without the dataset", [*evaluate, "+dataset.eps=0.1"],
+             mentions=("dataset=NAME",), never=("nterpolation",)),
+        Case("dataset pgd steps negative", ["train", *TINY, "dataset.pgd.steps=-1"], mentions=("dataset.pgd",)),
+        Case("smoothgrad wrapping ig with its settings", ["evaluate", "checkpoint=ckpt", *FAST_EVAL[:-1],
+                                                          "explainer=smoothgrad", "explainer.wraps={name:ig,steps:2}",
+                                                          "explainer.samples=2"], expect="works"),
+        Case("figure_examples 0 in explain", ["explain", "checkpoint=ckpt", "figure_examples=0"],
+             mentions=("figure_examples",), never=("num_examples must",)),
+        Case("gradcam regulariser on a model without its layer", ["train", *TINY, *lipschitz_gradcam],
+             mentions=("reg.explainer",), never=("explainer.layer",)),
+        Case("reg weight infinite", ["train", *TINY, "reg=ig_norm", "reg.weight=inf"], mentions=("reg.weight",),
+             never=("diverged",)),
+        Case("reg curvature_weight NaN", ["train", *TINY, "reg=r2et", "reg.curvature_weight=nan"],
+             mentions=("reg.curvature_weight",), never=("diverged",)),
+        Case("reg extra_weight infinite", ["train", *TINY, "reg=attribution_distance", "reg.extra_distance=cosine",
+                                           "reg.extra_weight=inf"], mentions=("reg.extra_weight",),
+             never=("diverged",)),
+        Case("diverged before any save", ["train", *TINY, "optim.lr=1e30"], mentions=("no state was saved",),
+             never=("last.pt keeps",)),
+        Case("npz of Python objects", ["train", *TINY, "dataset=npz", "dataset.path=d"],
+             lambda case, _: _object_npz(case / "d", case / "marker"), security=True, mentions=("d/train.npz",),
+             never=("allow_pickle",)),
+        Case("npz with NaN labels", ["train", *TINY, "dataset=npz", "dataset.path=d"],
+             lambda case, _: _npz(case / "d", labels=np.array([0.0, 1.0, np.nan] * 4))),
+        Case("shard whose images is a string", ["merge", "shards"],
+             lambda c, t: _shards(c, lambda s: _edit_record(s / "1", images="0,1")),
+             mentions=("shards/1/evaluation.json", "images")),
+    ]
+
+
+def _object_npz(folder: Path, marker: Path) -> None:
+    """Splits whose `x` is an object array (a pickle: loading it with allow_pickle=True would run RunsCode)."""
+    folder.mkdir(parents=True)
+    x = np.empty(12, dtype=object)
+    x[0] = RunsCode(str(marker))
+    for split in ("train", "test"):
+        np.savez(folder / f"{split}.npz", x=x, y=np.arange(12) % 3)
+
+
+def _edit_record(shard: Path, **fields: object) -> None:
+    import json
+
+    record = json.loads((shard / "evaluation.json").read_text())
+    (shard / "evaluation.json").write_text(json.dumps({**record, **fields}))
+
+
 def attrobust(args: list[str], cwd: Path, code: Path | None, timeout_s: float) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if code is not None:
@@ -488,9 +556,10 @@ def classify(case: Case, result: subprocess.CompletedProcess, folder: Path, befo
         rebuilt = case.expect == "rebuilt" and any("does not match its source files" in line for line in
                                                    (result.stderr + result.stdout).splitlines())
         outcome = ("listed" if case.expect == "listed" and any("sweep/b" in w for w in warnings) else
-                   "rebuilt" if rebuilt else "accepted")
+                   "rebuilt" if rebuilt else "works" if case.expect == "works" else "accepted")
     elif len(errors) == 1:
-        outcome = "one line"
+        weak = (any(text not in errors[0] for text in case.mentions) or any(text in errors[0] for text in case.never))
+        outcome = "weak" if weak else "one line"
     else:
         outcome = "other"
     left = sorted(files_in(folder) - before - {"marker"})

@@ -195,11 +195,16 @@ BAD_INPUTS = [
     (["device=meta"], "device=meta is not supported (attrobust runs on CPUs and CUDA GPUs); choose auto, cpu"),
     (["device=mps"], "device=mps is not supported"),
     (["eval_at_end=no"], "eval_at_end must be a bool, got 'no'"),
-    (["optim.lr=inf"], "optim 'adam': lr must be positive and finite, got inf"),
+    (["optim.lr=inf"], "optim.lr must be a finite number, got inf"),
     (["optim.betas=[2,0.5]"], "optim 'adam': betas must each be in [0, 1), got [2.0, 0.5]"),
     (["optim=sgd", "optim.momentum=1"], "optim 'sgd': momentum must be in [0, 1), got 1.0"),
     (["dataset.std=[0]"], "dataset 'mnist_mini': std must be positive and finite"),
-    (["dataset.eps=inf"], "dataset 'mnist_mini': eps must be in (0, 1]"),
+    (["dataset.eps=inf"], "dataset.eps must be a finite number, got inf"),
+    (["dataset.pgd.steps=-1"], "'dataset.pgd': steps must be >= 1, got -1"),
+    (["reg=ig_norm", "reg.weight=inf"], "reg.weight must be a finite number, got inf"),
+    (["reg=r2et", "reg.curvature_weight=nan"], "reg.curvature_weight must be a finite number, got nan"),
+    (["model=lipschitz_cnn", "reg=attribution_distance", "reg.explainer=gradcam"],
+     "reg.explainer=gradcam reads the layer the model names, and this model names none"),
     (["reg=input_grad", "reg.gradient_of=batch"], "reg.gradient_of must be one of per_example, mean_loss"),
     (["reg=r2et", "reg.k=400"], "reg 'r2et': k must be at most half the 784 pixels of an image"),
     (["reg=art", "reg.k=900"], "reg 'art': k must be at most the 784 entries of an image, got 900"),
@@ -236,7 +241,7 @@ BAD_EVALUATION_INPUTS = [
     (["attribution_attack.eval_k=785"], "attribution_attack.eval_k=785 is more than the 784 pixels"),
     (["attribution_attack.eval_k=784"], "attribution_attack.eval_k=784 is all of the 784 pixels"),
     (["attribution_attack.steps=0"], "attack 'topk': steps must be >= 1, got 0"),
-    (["attribution_attack.eps=inf"], "eps and step_size must be positive and finite, got inf"),
+    (["attribution_attack.eps=inf"], "attribution_attack.eps must be a finite number, got inf"),
     (["device=cuda:7"], "cuda:7"),  # CUDA missing here; on a GPU machine, fewer than 8 devices
     (["explainer=saliency"], "unknown explainer 'saliency'; choose one of: grad_x_input, gradcam, gradient, ig, "
                              "smoothgrad"),
@@ -247,6 +252,8 @@ BAD_EVALUATION_INPUTS = [
                                        "random_noise, random_sign"),
     (["explainer=gradcam", "explainer.layer=net.nope"], "explainer.layer=net.nope is not a module"),
     (["+attribution_attack.explainer=ig"], "unknown key(s) explainer for attack 'topk'"),
+    (["dataset.eps=0.1"], "dataset.eps: without dataset=NAME the dataset and its settings come from the checkpoint"),
+    (["+dataset.eps=0.1"], "dataset.eps: without dataset=NAME the dataset and its settings come from the checkpoint"),
 ]
 
 

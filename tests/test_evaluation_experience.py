@@ -127,6 +127,10 @@ def test_explain_writes_the_maps_of_chosen_images(cli, tmp_path):
     bad = cli("explain", "checkpoint=run", "eval.classes=[12]", "hydra.run.dir=bad")
     assert bad.exit_code == 2 and "eval.classes: [12] not among the 10 classes" in bad.error_lines[0]
     assert {p.name for p in (tmp_path / "bad").iterdir()} == {"failed.txt"}  # a named folder keeps only that
+    nothing = cli("explain", "checkpoint=run", "figure_examples=0", "hydra.run.dir=nothing")
+    assert nothing.exit_code == 2 and "figure_examples=0 with no images chosen" in nothing.error_lines[0]
+    unshown = cli("explain", "checkpoint=run", "figure_examples=0", "eval.indices=[1]", "hydra.run.dir=unshown")
+    assert unshown.exit_code == 0 and not (tmp_path / "unshown" / "maps.png").exists(), unshown.stderr
 
 
 def test_test_accuracy_every_n_epochs_is_the_natural_accuracy_of_the_evaluation(cli, tmp_path):

@@ -168,3 +168,6 @@ def test_smoothgrad_wraps_any_explainer_and_refuses_itself():
         explainer("smoothgrad", wraps={"name": "smoothgrad"})
     with pytest.raises(AttrobustError, match="unknown explainer 'igg'"):
         explainer("smoothgrad", wraps={"name": "igg"})
+    assert explainer("smoothgrad", wraps="ig").describe() == explainer("smoothgrad", wraps={"name": "ig"}).describe()
+    with pytest.raises(AttrobustError, match="wraps must be an explainer's name or settings"):
+        explainer("smoothgrad", wraps=3)

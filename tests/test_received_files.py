@@ -245,3 +245,36 @@ def test_a_swapped_cache_entry_is_rebuilt(cli, tmp_path):
     assert "does not match its source files or its own tensors" in (tmp_path / "second" / "train.log").read_text()
     rows = [(tmp_path / run / "table.csv").read_text() for run in ("first", "second")]
     assert rows[0] == rows[1]
+
+
+# --- what a received file said, named as the file's -----------------------------------------------------------
+
+def test_an_npz_of_python_objects_runs_no_code_and_gets_no_unsafe_advice(cli, tmp_path):
+    import numpy as np
+
+    (tmp_path / "d").mkdir()
+    x = np.empty(12, dtype=object)
+    x[0] = RunsCode(tmp_path / "marker")
+    for split in ("train", "test"):
+        np.savez(tmp_path / "d" / f"{split}.npz", x=x, y=np.arange(12) % 3)
+    result = cli("train", *TINY_RUN, "dataset=npz", "dataset.path=d", "hydra.run.dir=run")
+    one_line(result, "refused npz file d/train.npz", "array of Python objects")
+    assert "allow_pickle" not in result.stderr and not (tmp_path / "marker").exists()
+
+
+@pytest.mark.parametrize("field,edit,words", [
+    ("dataset_cfg", {"eps": "abc"}, ("edited.pt stores dataset settings", "dataset.eps must be a number")),
+    ("model_cfg", {"name": "external"}, ("edited.pt stores model settings", "unknown model 'external'")),
+])
+def test_a_bad_value_stored_in_a_checkpoint_is_named_as_the_checkpoints(cli, tmp_path, trained, field, edit, words):
+    payload = torch.load(trained / "model.pt", weights_only=True)
+    payload[field] = {**payload[field], **edit}
+    torch.save(payload, tmp_path / "edited.pt")
+    result = cli("evaluate", "checkpoint=edited.pt", "eval.num_examples=4", "hydra.run.dir=eval")
+    one_line(result, *words, "comes from the checkpoint, not the command line")
+    assert {path.name for path in (tmp_path / "eval").iterdir()} == {"failed.txt"}  # the user named the folder
+
+
+def test_a_checkpoint_path_that_is_no_file_says_so(cli, tmp_path):
+    one_line(cli("evaluate", "checkpoint=/dev/null"), "checkpoint=/dev/null is neither a run folder nor a file")
+    assert not (tmp_path / "outputs").exists()

@@ -105,6 +105,10 @@ class PGDSettings:
     steps: int
     step_size: float
 
+    def __post_init__(self) -> None:
+        check_counts(steps=self.steps)
+        check_step_size(self.step_size)
+
 
 @dataclass(frozen=True)
 class AttributionAttackSettings:
@@ -116,6 +120,10 @@ class AttributionAttackSettings:
     eval_k: int     # top-k pixels reported (reference eval_k_top)
     ig_steps: int   # IG points of the saliency maps (reference num_IG_steps)
 
+    def __post_init__(self) -> None:
+        check_counts(steps=self.steps, k=self.k, eval_k=self.eval_k, ig_steps=self.ig_steps)
+        check_step_size(self.step_size)
+
 
 @dataclass(frozen=True)
 class AttributionTrainingSettings:
@@ -123,6 +131,21 @@ class AttributionTrainingSettings:
 
     ig_steps: int        # m: IG points of the outer attribution term
     approx_factor: int   # the inner maximisation uses m / approx_factor points
+
+    def __post_init__(self) -> None:
+        check_counts(ig_steps=self.ig_steps, approx_factor=self.approx_factor)
+
+
+def check_counts(**counts: int) -> None:
+    """ValueError naming the first count below 1 (no attack step, no IG point, no attacked pixel: no measurement)."""
+    for key, value in counts.items():
+        if value < 1:
+            raise ValueError(f"{key} must be >= 1, got {value}")
+
+
+def check_step_size(step_size: float) -> None:
+    if not 0 < step_size < math.inf:
+        raise ValueError(f"step_size must be positive and finite, got {step_size}")
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,13 @@ def read_split(path: Path, layout: str) -> ImageSet:
                 raise AttrobustError(f"wrong npz layout: {path} needs arrays 'x' and 'y', has "
                                      f"{', '.join(arrays.files) or 'none'}")
             x, y = arrays["x"], arrays["y"]
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+    except ValueError as error:
+        if "allow_pickle" in str(error):  # numpy's own advice (load with allow_pickle=True) would run its code
+            raise AttrobustError(f"refused npz file {path}: it stores an array of Python objects (a pickle, which can "
+                                 f"run code); save x and y as numeric arrays (np.savez(path, x=uint8 or float32 "
+                                 f"images, y=integer labels))") from error
+        raise AttrobustError(f"corrupt npz file {path}: {error}") from error
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
         raise AttrobustError(f"corrupt npz file {path}: {error}") from error
     if len(x) == 0:
         raise AttrobustError(f"the {path.stem} split is empty: {path} has no images")

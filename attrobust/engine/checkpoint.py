@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from attrobust.atomic import save_torch_atomic
+from attrobust.config import not_a_checkpoint
 from attrobust.errors import AttrobustError
 
 FORMAT = "attrobust-checkpoint"
@@ -31,7 +32,7 @@ def save_checkpoint(payload: dict[str, Any], path: Path, kind: str) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint of either kind; missing, corrupt or foreign files are one clear AttrobustError."""
     if not path.is_file():
-        raise AttrobustError(f"checkpoint not found: {path}")
+        raise AttrobustError(f"checkpoint not found: {path}" if not path.exists() else not_a_checkpoint(path))
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError,
@@ -99,4 +100,6 @@ def find_model_checkpoint(path: Path) -> Path:
                              f"(outputs/train/...) or a .pt file")
     if not path.exists():
         raise AttrobustError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise AttrobustError(not_a_checkpoint(path))
     return path

@@ -130,6 +130,13 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+def kept(state_path: Path) -> str:
+    """What a diverged run leaves: its last saved state, if one was saved before the bad step."""
+    if state_path.exists():
+        return f"{state_path} keeps the last saved state and no model.pt is written"
+    return "no state was saved before it (nothing to resume) and no model.pt is written"
+
+
 def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, lr_at: Callable[[int, int], float],
         data: ImageSet, settings: TrainSettings, seed: int, run_dir: Path,
         metadata: Mapping[str, Any], accel: Accel = NO_ACCEL, on_start: Callable[[], None] | None = None,
@@ -156,8 +163,7 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
             when = f"in epoch {epoch + 1} after batch {progress.batch}" if progress else f"by the end of epoch {epoch}"
             more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
             raise AttrobustError(f"training diverged: the weights became non-finite ({bad[0]}{more}) {when}; "
-                                 f"{state_path} keeps the last saved state and no model.pt is written; try a smaller "
-                                 f"optim.lr or reg.weight")
+                                 f"{kept(state_path)}; try a smaller optim.lr or reg.weight")
         if not distributed.world().is_main:
             return
         position = {} if progress is None else {"partial": {"batch": progress.batch, "seen": progress.seen,
@@ -189,8 +195,8 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
             except NonFiniteStep as bad:
                 raise AttrobustError(
                     f"training diverged: non-finite {bad} in epoch {bad.epoch + 1} at batch {bad.batch + 1} (step "
-                    f"{bad.step + 1}, learning rate {bad.lr:g}); the step was not applied, {state_path} keeps the last "
-                    f"saved state and no model.pt is written; try a smaller optim.lr or reg.weight") from None
+                    f"{bad.step + 1}, learning rate {bad.lr:g}); the step was not applied, {kept(state_path)}; try a "
+                    f"smaller optim.lr or reg.weight") from None
             except torch.cuda.OutOfMemoryError:
                 raise AttrobustError(
                     f"out of device memory in epoch {epoch + 1} at train.batch_size={settings.batch_size}; run again "

@@ -47,7 +47,7 @@ def smooth(explain: ExplainFn, x: Tensor, target: Tensor, noise: Tensor, samples
 @dataclass(frozen=True)
 class SmoothGradExplainer(Explainer):
     registry_name = "smoothgrad"
-    wraps: Mapping[str, Any] = field(default_factory=lambda: {"name": "gradient"})
+    wraps: str | Mapping[str, Any] = "gradient"   # an explainer's name, or its settings ({name: ig, steps: 20})
     samples: int = 50
     noise_level: float = 0.15
     seed: int = 0
@@ -55,11 +55,13 @@ class SmoothGradExplainer(Explainer):
     inner: Explainer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.wraps, Mapping):
-            raise ValueError(f"wraps must be an explainer's settings such as {{name: gradient}}, got {self.wraps!r}")
-        if str(self.wraps.get("name")) == "smoothgrad":
+        wrapped = {"name": self.wraps} if isinstance(self.wraps, str) else self.wraps
+        if not isinstance(wrapped, Mapping):
+            raise ValueError(f"wraps must be an explainer's name or settings such as {{name: ig, steps: 20}}, got "
+                             f"{self.wraps!r}")
+        if str(wrapped.get("name")) == "smoothgrad":
             raise ValueError("wraps must name another explainer than smoothgrad")
-        object.__setattr__(self, "inner", EXPLAINERS.build(self.wraps))
+        object.__setattr__(self, "inner", EXPLAINERS.build(wrapped))
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
         if not 0 <= self.noise_level < math.inf:

@@ -22,14 +22,19 @@ def build_model(cfg: Mapping[str, Any], spec: DatasetSpec, image_shape: tuple[in
                 num_classes: int) -> NormalizedModel:
     """The registered network for `cfg`, wrapped with the dataset's normalisation."""
     channels, height, width = image_shape
-    if {len(spec.mean), len(spec.std)} - {1, channels}:
-        raise AttrobustError(f"dataset mean/std have {len(spec.mean)}/{len(spec.std)} entries "
-                             f"but the images have {channels} channel(s) (give 1 value or {channels})")
+    check_normalisation(spec, channels)
     net = MODELS.build(cfg, in_channels=channels, image_size=(height, width), num_classes=num_classes)
     model = NormalizedModel(net, spec.mean, spec.std)
     if is_lipschitz(net):  # 1-Lipschitz by construction: the normalisation scales it by 1 / std
         model.lipschitz_constant = 1.0 / min(spec.std)
     return model
+
+
+def check_normalisation(spec: DatasetSpec, channels: int) -> None:
+    """The dataset's mean and std give one value, or one per channel of its images."""
+    if {len(spec.mean), len(spec.std)} - {1, channels}:
+        raise AttrobustError(f"dataset mean/std have {len(spec.mean)}/{len(spec.std)} entries "
+                             f"but the images have {channels} channel(s) (give 1 value or {channels})")
 
 
 def is_lipschitz(net: nn.Module) -> bool:
@@ -48,4 +53,4 @@ def export_plain(model: NormalizedModel) -> NormalizedModel:
     return model
 
 
-__all__ = ["MODELS", "Normalize", "NormalizedModel", "build_model", "export_plain", "is_lipschitz"]
+__all__ = ["MODELS", "Normalize", "NormalizedModel", "build_model", "check_normalisation", "export_plain", "is_lipschitz"]

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from attrobust.attacks.projected_ascent import LinfBall
 from attrobust.attributions import softplus_surrogate
+from attrobust.errors import AttrobustError
 from attrobust.explainers import EXPLAINERS, Explainer
 from attrobust.regularizers import REGULARIZERS
 from attrobust.regularizers.adversarial import AdversarialObjective
@@ -106,6 +107,15 @@ class AttributionDistance(AdversarialObjective):
                 raise ValueError(f"explainer_steps: the {self.explainer} explainer has no steps or samples")
             settings[key] = self.explainer_steps
         return EXPLAINERS.build(settings)
+
+    def check_model(self, model: nn.Module) -> None:
+        """A layer-reading explainer (Grad-CAM) trains only a model that names its layer: training has no key to name
+        one (`explainer.layer` belongs to evaluate, attack and explain)."""
+        if getattr(self.built_explainer, "layer", "") is None and getattr(model, "gradcam_layer", None) is None:
+            raise AttrobustError(f"reg.explainer={self.explainer} reads the layer the model names, and this model "
+                                 f"names none; train it with another reg.explainer (e.g. gradient), or a model that "
+                                 f"names its layer (madry_cnn, rar_resnet, resnet18)")
+        self.built_explainer.check_model(model)
 
     def maps(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """A(x) flattened per example, differentiable with respect to the weights and to x."""

@@ -50,6 +50,10 @@ class Objective:
         """Raise ValueError (one line) if this objective cannot train on images of `image_shape` (C, H, W); the
         trainer calls it before any work, so a top-k larger than an image is refused at once."""
 
+    def check_model(self, model: nn.Module) -> None:
+        """Raise AttrobustError (one line) if this objective cannot train `model` (an explainer it uses cannot read
+        it); the trainer calls it once the model is built, before any step."""
+
     def for_epoch(self, epoch: int) -> Self:
         """The objective to use during `epoch` (0-based): schedules such as an eps warm-up live here."""
         return self

@@ -56,6 +56,7 @@ from attrobust.reporting.caveats import headline_caveats, training_caveats, warm
 from attrobust.reporting.figures import attribution_figure, explanation_figure
 from attrobust.reporting.evaluation import EVALUATION_FILE, EvaluationRecord, PerImage, merge_shards, write_evaluation
 from attrobust.reporting.rows import RunIdentity, accuracy_rows
+from attrobust.reporting.settings import Flat, digest, evaluation_setting, stored_setting, training_setting
 from attrobust.reporting.tables import RESULTS_FILE, write_results
 from attrobust.rundir import mark_started
 from attrobust.stability import StabilityMetric, build_stability
@@ -129,7 +130,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
         resume_fields["full_batches"] = True
     metadata = {"run_id": run_id(run_dir), "model_cfg": plain["model"], "dataset_cfg": plain["dataset"],
                 "reg_cfg": plain["reg"], "seed": plain["seed"], "config_hash": config_hash(plain),
-                "resume_key": config_hash(resume_fields)}
+                "resume_key": config_hash(resume_fields), "setting": training_setting(plain, chosen_preset())}
     examples = len(splits.train.head(settings.num_examples))
     if examples < splits.num_classes:
         raise AttrobustError(f"train.num_examples={settings.num_examples} gives {examples} training image(s) for "
@@ -168,10 +169,13 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
                     "model")
     if attack is None:
         return None
+    setting = metadata["setting"]
+    evaluation = evaluation_setting(plain, setting, accuracy=True, attribution_key=None, explainer=False)
     identity = RunIdentity(metadata["run_id"], splits.name, plain["model"]["name"], plain["reg"]["name"],
-                           attack.describe(), plain["seed"], git_commit(), metadata["config_hash"])
+                           attack.describe(), plain["seed"], git_commit(), metadata["config_hash"], digest(setting),
+                           digest(evaluation))
     rows = _accuracy_rows(model, test, attack, eval_settings.batch_size, identity, plain["seed"], accel)
-    return write_results(rows, run_dir)
+    return write_results(rows, run_dir, (setting, evaluation))
 
 
 @dataclass(frozen=True)
@@ -228,10 +232,15 @@ class TrainedModel:
     accel: Accel
     dataset_name: str            # as the training rows name it (`folder:<dir>`, `npz:<dir>` for your own data)
 
-    def identity(self, attack: str) -> RunIdentity:
+    @property
+    def setting(self) -> Flat:
+        """The trained model's settings but its seed (reporting/settings.py)."""
+        return stored_setting(self.payload)
+
+    def identity(self, attack: str, evaluation: Flat) -> RunIdentity:
         return RunIdentity(self.payload["run_id"], self.dataset_name, self.payload["model_cfg"]["name"],
                            self.payload["reg_cfg"]["name"], attack, self.plain["seed"], git_commit(),
-                           self.payload["config_hash"])
+                           self.payload["config_hash"], digest(self.setting), digest(evaluation))
 
 
 def load_trained(cfg: DictConfig) -> TrainedModel:
@@ -318,15 +327,18 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
         log.info("evaluating %s of the work (engine/sharding.py)", shard.describe())
     per_image = PerImage()
     identities: dict[str, Any] = {}
+    evaluation = evaluation_setting(trained.plain, trained.setting, accuracy=accuracy_attack is not None,
+                                    attribution_key=attack_key, explainer=bool(stability or faithfulness))
     certificate = _certificate(trained)
     if accuracy_attack is not None:
         per_image.accuracy = _accuracy(trained, accuracy_attack, shard, margins=certificate is not None)
         certified = "" if certificate is None else (f"; certified at L2 {certificate['l2']:g} and L-inf "
                                                     f"{certificate['linf']:g} (Lipschitz {certificate['lipschitz']:g})")
-        identities["accuracy"] = asdict(trained.identity(accuracy_attack.describe() + certified))
+        identities["accuracy"] = asdict(trained.identity(accuracy_attack.describe() + certified, evaluation))
     if suite is not None:
         per_image.measures = suite.run(trained, work_dir, shard)
-        identities["attacks"] = [(each.name, asdict(trained.identity(each.describe()))) for each in suite.attacks]
+        identities["attacks"] = [(each.name, asdict(trained.identity(each.describe(), evaluation)))
+                                 for each in suite.attacks]
     if explainer is not None and stability:
         per_image.stability = stability_per_image(trained.model, trained.test, explainer, stability, seed,
                                                   trained.eval_settings.batch_size, shard)
@@ -339,13 +351,15 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
     if explainer is not None and (stability or faithfulness):
         parts = " and ".join(part for part, metrics in (("stability", stability), ("faithfulness", faithfulness))
                              if metrics)
-        line = asdict(trained.identity(f"{parts} of {explainer.describe()}"))  # one line of the table for both
+        # one line of the table for both
+        line = asdict(trained.identity(f"{parts} of {explainer.describe()}", evaluation))
         identities.update({part: line for part, metrics in (("stability", stability),
                                                             ("faithfulness", faithfulness)) if metrics})
     record = EvaluationRecord(evaluation_fingerprint(trained), None if shard.whole else shard.index, shard.count,
                               trained.test.index.tolist(), dict(trained.plain["eval"]), command=_command(run_dir),
                               device=next(trained.model.parameters()).device.type,
                               chunks=suite.chunks if suite is not None else {}, certificate=certificate,
+                              settings={"setting": trained.setting, "evaluation": evaluation},
                               **{"accuracy": None, **identities})
     table = write_evaluation(work_dir, record, per_image)
     if suite is not None:
@@ -361,6 +375,15 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
         return None
     warn_about(pd.read_csv(run_dir / RESULTS_FILE), trained.eval_settings.protocol)
     return table
+
+
+def chosen_preset() -> str | None:
+    """The `+experiment=NAME` preset of this Hydra job (None outside Hydra or without one)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get("experiment")
 
 
 def evaluation_fingerprint(trained: TrainedModel) -> str:

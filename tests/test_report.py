@@ -108,12 +108,16 @@ def test_report_joins_a_separate_evaluate_sweep_to_its_training_runs(cli, tmp_pa
     assert result.exit_code == 0, result.stderr
     assert cli("report", "paper").exit_code == 0
     table = pd.read_csv(tmp_path / "paper" / "report.csv")
-    assert list(table["attack"]) == ["topk of ig(4)", "random_sign of ig(4)", "random_noise of ig(4)"]  # and baselines
-    assert (table["seeds"] == 2).all() and table["NA (%) mean"].nunique() == 1  # natural, over both seeds
+    # the evaluation's three lines (its attack and baselines) and, apart, the end-of-training evaluation
+    table = table.set_index("attack")
+    assert list(table.index) == ["topk of ig(4)", "random_sign of ig(4)", "random_noise of ig(4)", "pgd"]
+    assert (table["seeds"] == 2).all() and table["NA (%) mean"].nunique() == 2  # each evaluation over both seeds
     assert {"NA (%) mean", "AA (%) mean", "IN (%) mean", "CO mean"} <= set(table.columns)
+    assert list(table["eval.num_examples"].astype(str)) == ["4", "4", "4", "50"]  # what tells them apart
+    assert list(table["attack.steps"].astype(str)) == ["1", "1", "1", "2"]
     train_na = [pd.read_csv(p).query("metric == 'natural_accuracy'")["value"].item()
                 for p in sorted((tmp_path / "paper/train").glob("*/results.csv"))]
-    assert abs(table.loc[0, "NA (%) mean"] - sum(train_na) / 2) < 1e-4  # NA over all test images, not the 4 attacked
+    assert abs(table.loc["pgd", "NA (%) mean"] - sum(train_na) / 2) < 1e-4  # never pooled with the 4 attacked
 
 
 def test_aggregate_keeps_only_the_groups_that_ran():
@@ -223,3 +227,50 @@ def test_a_swept_path_names_the_folder_by_its_last_part(monkeypatch):
     monkeypatch.setenv(SWEPT_KEYS_ENV, "checkpoint,seed")
     assert swept_values(["checkpoint=/runs/train/3_mnist_mini_lga/", "seed=1"]) == "_checkpoint_3_mnist_mini_lga_seed_1"
     assert swept_values(["checkpoint=a b"]) == "_checkpoint_a-b"
+
+
+FAST_EVALUATION = ["eval.num_examples=4", "attack.steps=1", "attributions=false"]
+
+
+def _checkpoints(tmp_path, sweep: str) -> str:
+    return ",".join(sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / sweep).iterdir() if p.is_dir()))
+
+
+def test_report_pools_only_seeds_of_one_setting_and_one_evaluation(cli, tmp_path):
+    """Issue 26's cases: two weights at one seed evaluated in one sweep, one run evaluated twice with other images,
+    and accuracy under L-inf and L2 attacks of one model: each its own line, named by what differs."""
+    assert cli("train", "-m", "reg=input_grad", "reg.weight=0.1,100", *TINY_RUN, "eval_at_end=false",
+               "hydra.sweep.dir=models").exit_code == 0
+    weights = cli("evaluate", "-m", f"checkpoint={_checkpoints(tmp_path, 'models')}", *FAST_EVALUATION,
+                  "hydra.sweep.dir=weights")
+    assert weights.exit_code == 0, weights.stderr
+    table = pd.read_csv(tmp_path / "weights" / "report.csv")  # the training runs are not in this folder
+    assert sorted(table["reg.weight"]) == [0.1, 100.0] and (table["seeds"] == 1).all()
+    assert "±" not in (tmp_path / "weights" / "report.md").read_text()  # one seed: no spread to show
+
+    run = sorted((tmp_path / "models").iterdir())[0].relative_to(tmp_path)
+    for images in (4, 8):
+        assert cli("evaluate", f"checkpoint={run}", *FAST_EVALUATION, f"eval.num_examples={images}",
+                   f"hydra.run.dir=twice/{images}").exit_code == 0
+    assert cli("evaluate", "-m", f"checkpoint={run}", *FAST_EVALUATION, "attack=pgd,pgd_l2",
+               "hydra.sweep.dir=norms").exit_code == 0
+    for folder, key, values in (("twice", "eval.num_examples", ["4", "8"]), ("norms", "attack.name",
+                                                                            ["pgd", "pgd_l2"])):
+        assert cli("report", folder).exit_code == 0
+        table = pd.read_csv(tmp_path / folder / "report.csv")
+        assert sorted(table[key].astype(str)) == values and (table["seeds"] == 1).all(), table
+    norms = pd.read_csv(tmp_path / "norms" / "report.csv").set_index("attack.name")
+    rows = [pd.read_csv(path) for path in sorted((tmp_path / "norms").glob("*/results.csv"))]
+    measured = {frame["attack"][0].split()[0]: frame.query("metric == 'adversarial_accuracy'")["value"].item()
+                for frame in rows}
+    assert norms.loc["pgd", "AA (%) mean"] == measured["pgd"] and norms.loc["pgd_l2", "AA (%) mean"] == \
+        measured["pgd_l2"]  # never averaged together
+
+
+def test_report_keeps_presets_of_one_regulariser_apart_by_name(cli, tmp_path):
+    """LGA and IGR are both reg=attribution_distance: the lines are named by their presets."""
+    assert cli("train", "-m", "+experiment=mnist_mini_lga,mnist_mini_igr", *TINY_RUN, "train.epochs=1",
+               "hydra.sweep.dir=presets").exit_code == 0
+    table = pd.read_csv(tmp_path / "presets" / "report.csv")
+    assert sorted(table["experiment"]) == ["mnist_mini_igr", "mnist_mini_lga"] and (table["seeds"] == 1).all()
+    assert list(table.columns).index("experiment") < list(table.columns).index("attack")  # named first

@@ -64,6 +64,7 @@ class EvaluationRecord:
     chunks: dict[str, list[int]] = field(default_factory=dict)  # attack name -> [chunk, piece] sizes it ran with
     certificate: dict[str, float] | None = None  # Lipschitz models: lipschitz, l2 radius, linf eps, dimension
     files: dict[str, str] = field(default_factory=dict)  # per-image file name -> its SHA-256 (empty: older records)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # "setting", "evaluation": reporting/settings.py
 
     def __post_init__(self) -> None:
         """Each field of its type (a record may come from someone else: nothing in it names a path)."""
@@ -93,6 +94,11 @@ class EvaluationRecord:
         if not isinstance(self.files, dict) or not all(name in PER_IMAGE_FILES.values() and isinstance(digest, str)
                                                        for name, digest in self.files.items()):
             fail("files", f"a mapping of per-image files ({', '.join(PER_IMAGE_FILES.values())}) to digests")
+        scalars = (str, int, float, bool, type(None))
+        if not isinstance(self.settings, dict) or not set(self.settings) <= {"setting", "evaluation"} or not all(
+                isinstance(part, dict) and all(isinstance(v, scalars) for v in part.values())
+                for part in self.settings.values()):
+            fail("settings", "a mapping of 'setting' and 'evaluation' to flat key: value maps")
 
     @property
     def is_shard(self) -> bool:
@@ -142,7 +148,8 @@ def write_evaluation(folder: Path, record: EvaluationRecord, per_image: PerImage
     if record.is_shard:  # an earlier whole run's tables here would read as this folder's results
         for name in (RESULTS_FILE, "table.csv", "table.md"):
             (folder / name).unlink(missing_ok=True)
-    table = None if record.is_shard else write_results(evaluation_rows(record, per_image), folder)
+    settings = (record.settings["setting"], record.settings["evaluation"]) if len(record.settings) == 2 else None
+    table = None if record.is_shard else write_results(evaluation_rows(record, per_image), folder, settings)
     record = EvaluationRecord(**{**asdict(record), "files": digests})
     write_text_atomic(folder / EVALUATION_FILE, json.dumps(asdict(record), indent=1) + "\n")
     return table

@@ -11,7 +11,8 @@ import pandas as pd
 from attrobust.metrics import Metric
 
 ROW_COLUMNS = ["run_id", "dataset", "model", "reg", "attack", "metric", "value", "unit", "n", "seed",
-               "git_commit", "config_hash"]
+               "git_commit", "config_hash", "setting", "evaluation"]
+OLD_ROW_COLUMNS = ROW_COLUMNS[:-2]  # result files written before the setting and evaluation hashes
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class RunIdentity:
     seed: int
     git_commit: str
     config_hash: str
+    setting: str = ""       # hash of the trained model's settings but its seed (reporting/settings.py)
+    evaluation: str = ""    # hash of what the evaluation measured with
 
 
 # one value per model, whatever attribution attack (certified: Lipschitz models only)

@@ -9,15 +9,19 @@ job of a sweep, so a sweep job killed before it started is still found). Its sta
 - `missing`: none of these (killed, preempted and not requeued, or still running);
 - `unreadable`: a file it needs cannot be read (an empty or truncated `results.csv`, a broken `overrides.yaml`); the
   reason names the file. Such a run is listed, never counted as done.
-Rows are grouped by dataset, model, reg and every overridden key that takes more than one value across the
-runs (except `seed`): each metric becomes mean, std (sample standard deviation; NaN for one seed) and the number of
-seeds. Failed and missing runs are listed under the table, never dropped silently.
+Rows are grouped by what they measured, so that only seeds are pooled: the dataset, model and reg, the trained
+model's settings but its seed (`setting`) and the evaluation's own (`evaluation`: attacks, explainer, images,
+protocol; reporting/settings.py), and the attack. Each metric becomes mean, std (sample standard deviation; none for
+one seed) and the number of seeds. The settings that differ between lines (among the lines that have them) become
+columns named by their keys (`reg.weight`, `attack.name`, `eval.num_examples`, `experiment`). Rows written before
+these identities are grouped by their overrides instead. Failed and missing runs are listed under the table, never
+dropped silently.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -25,9 +29,10 @@ import yaml
 from rich.console import Console
 
 from attrobust.errors import AttrobustError
-from attrobust.provenance import run_id
+from attrobust.provenance import config_hash, run_id
 from attrobust.reporting.evaluation import is_finished_shard, merge_directory
-from attrobust.reporting.rows import ACCURACY_METRICS, ROW_COLUMNS, attack_key
+from attrobust.reporting.rows import ACCURACY_METRICS, OLD_ROW_COLUMNS, ROW_COLUMNS, attack_key
+from attrobust.reporting.settings import Flat, read_settings
 from attrobust.reporting.tables import FIXED_HEADINGS, RESULTS_FILE, ordered_metrics, rich_table, unit_heading
 
 FAILED_FILE = "failed.txt"
@@ -37,6 +42,8 @@ PLOTTED_HEADINGS = ("NA (%)", "AA (%)", "IN (%)", "CO")  # the paper's columns, 
 IGNORED_KEYS = ("seed", "hydra.run.dir", "hydra.sweep.dir", "checkpoint", "eval.shard", "eval.num_shards")
 SHARD = "shard"
 GROUP_KEYS = ["dataset", "model", "reg"]  # rows of the paper's table; the attack settings are in each run's rows
+IDENTITY_KEYS = ["setting", "evaluation"]  # hashes: what else tells two lines apart (reporting/settings.py)
+NAMED_BY_COLUMNS = ("dataset.name", "model.name", "reg.name")  # already columns of their own
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class RunRecord:
     state: str            # done | failed | not evaluated | missing | unreadable | shard (its rows are in a merge)
     reason: str = ""
     results: tuple[pd.DataFrame, ...] = ()  # the rows of every results.csv of a done run
+    described: dict[str, Flat] = field(default_factory=dict)  # setting / evaluation hash -> its settings
 
 
 @dataclass(frozen=True)
@@ -81,13 +89,14 @@ def _record(run: Path, overrides_file: Path) -> RunRecord:
     overrides = dict(_split(item) for item in listed)
     result_files = sorted(run.rglob(RESULTS_FILE))
     if result_files:
-        frames = []
+        frames, described = [], {}
         for path in result_files:
             frame, problem = read_results(path)
             if frame is None:
                 return RunRecord(run, overrides, "unreadable", problem)
             frames.append(frame)
-        return RunRecord(run, overrides, "done", results=tuple(frames))
+            described.update(read_settings(path.parent))
+        return RunRecord(run, overrides, "done", results=tuple(frames), described=described)
     if is_finished_shard(run):
         return RunRecord(run, overrides, SHARD)
     failed = run / FAILED_FILE
@@ -108,6 +117,8 @@ def read_results(path: Path) -> tuple[pd.DataFrame | None, str]:
         frame = pd.read_csv(path)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         return None, f"unreadable {path}: {_first_line(error)}"
+    if list(frame.columns) == OLD_ROW_COLUMNS:  # written before the setting and evaluation hashes
+        frame = frame.assign(setting="", evaluation="")
     if list(frame.columns) != ROW_COLUMNS:
         return None, f"unreadable {path}: not an attrobust result file (unexpected columns)"
     # every row names its run, metric and count and ends with the config hash (a value may be empty: no images)
@@ -132,30 +143,60 @@ def sweep_report(folder: Path) -> SweepReport:
     runs = find_runs(folder)
     if not runs:
         raise AttrobustError(f"no runs under {folder} (no .hydra/overrides.yaml); run `attrobust train` first")
-    # rows of an `evaluate` job belong to the training run they evaluated (its run_id): they take its overrides
+    # older rows (no identity hashes) of an `evaluate` job belong to the training run they evaluated (its run_id):
+    # they are named by its overrides
     by_run_id = {run_id(run.folder): run.overrides for run in runs}
-    frames = []
+    frames, described = [], {}
     for run in (r for r in runs if r.state == "done"):
+        described.update(run.described)
         for frame in run.results:
             for owner, part in frame.groupby("run_id", sort=False):
-                overrides = by_run_id.get(str(owner), run.overrides)
-                frames.append(part.assign(**{k: v for k, v in overrides.items() if k not in ROW_COLUMNS}))
-    keys = sorted({key for run in runs for key in run.overrides if key not in IGNORED_KEYS and key not in ROW_COLUMNS})
+                part = part.assign(**{key: part[key].fillna("").astype(str) for key in IDENTITY_KEYS})
+                older = part["setting"] == ""
+                if older.any():
+                    overrides = by_run_id.get(str(owner), run.overrides)
+                    kept = {k: v for k, v in overrides.items() if k not in IGNORED_KEYS and k not in ROW_COLUMNS}
+                    name = f"overrides-{config_hash(kept)}"
+                    described[name] = kept
+                    part.loc[older, "setting"] = name
+                frames.append(part)
     if not frames:
         return SweepReport(pd.DataFrame(), runs, [])
     rows = pd.concat(frames, ignore_index=True)
-    for key in keys:
-        rows[key] = rows[key].fillna("-") if key in rows else "-"
-    swept = [key for key in keys if rows[key].nunique() > 1]
+    swept, values = differing_settings(rows, described)
+    for key in swept:
+        rows[key] = [_shown(values[(setting, evaluation)].get(key, "-"))
+                     for setting, evaluation in zip(rows["setting"], rows["evaluation"], strict=True)]
     return SweepReport(aggregate(rows, swept), runs, swept)
+
+
+def _shown(value: object) -> str:
+    """A setting as the user types it (null, true, 0.1)."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def differing_settings(rows: pd.DataFrame, described: dict[str, Flat]) -> tuple[list[str], dict[tuple[str, str], Flat]]:
+    """The keys whose values differ between the lines' settings (among the lines that have the key; `experiment`
+    first, then in the order the settings list them), and each (setting, evaluation) pair's settings."""
+    pairs = rows[IDENTITY_KEYS].drop_duplicates().itertuples(index=False, name=None)
+    values = {(setting, evaluation): {**described.get(setting, {}), **described.get(evaluation, {})}
+              for setting, evaluation in pairs}
+    keys: list[str] = []
+    for settings in values.values():
+        keys += [key for key in settings if key not in keys and key not in NAMED_BY_COLUMNS]
+    differing = [key for key in keys
+                 if len({repr(settings[key]) for settings in values.values() if key in settings}) > 1]
+    differing.sort(key=lambda key: key != "experiment")  # stable: the preset's name first
+    return differing, values
 
 
 def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
     """Mean and std over seeds of each metric, one line per group and attack (latest evaluation of a run wins per
     metric). `attack` names the attack and its explainer (`attack_key`: pgd, topk of ig(100), random_sign of gradcam,
     ...); accuracy, a property of the model, stands on the line of each attribution attack of its group."""
-    group = GROUP_KEYS + swept
-    rows = rows.assign(attack=rows["attack"].astype(str).map(attack_key))
+    group = GROUP_KEYS + IDENTITY_KEYS + swept
+    rows = rows.assign(attack=rows["attack"].astype(str).map(attack_key),
+                       **{key: rows[key].fillna("") if key in rows else "" for key in IDENTITY_KEYS})
     order = rows[group + ["attack"]].drop_duplicates()  # lines in the order the runs wrote them
     rows = rows.sort_values("n", kind="stable")  # per run and metric, the row over the most images wins
     per_run = rows.groupby(group + ["attack", "run_id", "metric"], sort=False)["value"].last().reset_index()

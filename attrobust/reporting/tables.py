@@ -12,6 +12,7 @@ from attrobust.metrics import heading_of
 from attrobust.faithfulness import heading_of as faithfulness_heading_of
 from attrobust.stability import heading_of as stability_heading_of
 from attrobust.reporting.rows import ACCURACY_METRICS, COUNT_METRICS, attack_key
+from attrobust.reporting.settings import Flat, write_settings
 
 RESULTS_FILE = "results.csv"
 # Headings of the paper's Table 1 (NA natural accuracy, AA accuracy under attack) and of the image counts; an
@@ -80,9 +81,12 @@ def unit_heading(metric: str, unit: str) -> str:
     return f"{name} ({unit})" if unit and unit != "count" else name
 
 
-def write_results(rows: pd.DataFrame, folder: Path) -> pd.DataFrame:
-    """Write `results.csv` (rows), `table.csv` and `table.md` (the summary) atomically; return the summary."""
+def write_results(rows: pd.DataFrame, folder: Path, settings: tuple[Flat, Flat] | None = None) -> pd.DataFrame:
+    """Write `results.csv` (rows), `table.csv` and `table.md` (the summary) atomically, and `settings.json` (the
+    rows' training and evaluation settings, when given) before them; return the summary."""
     table = summary_table(rows)
+    if settings is not None:
+        write_settings(folder, *settings)
     write_text_atomic(folder / RESULTS_FILE, rows.to_csv(index=False))
     write_text_atomic(folder / "table.csv", table.to_csv(index=False, float_format="%.6g"))
     write_text_atomic(folder / "table.md", displayed(table).to_markdown(index=False, disable_numparse=True) + "\n")

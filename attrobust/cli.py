@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from attrobust.errors import AttrobustError, describe_os_error
@@ -28,6 +29,7 @@ app = typer.Typer(
          "Each command composes its config from conf/ with Hydra: pass key=value overrides, -m to sweep. "
          "Runs land in outputs/<command>/<time>_<dataset>_<reg>/ with a .hydra/ config snapshot.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: eval.metrics=[name,...] stays as written
 )
 _console = console()
 
@@ -84,7 +86,7 @@ def list_components() -> None:
     for group in (*GROUPS, "experiment"):
         for name in group_options(group):
             table.add_row(group if group != "experiment" else "+experiment", name,
-                          _description(config_dir() / group / f"{name}.yaml"))
+                          escape(_description(config_dir() / group / f"{name}.yaml")))
     _console.print(table)  # before the metrics, which need torch (a second or more to import)
     from attrobust.faithfulness import FAITHFULNESS
     from attrobust.metrics import METRICS
@@ -95,8 +97,13 @@ def list_components() -> None:
                           ("eval.faithfulness", FAITHFULNESS)):
         for name in registry.names():
             doc = sys.modules[registry.get(name).__module__].__doc__ or ""
-            metrics.add_row(key, name, doc.strip().splitlines()[0] if doc.strip() else "")
+            metrics.add_row(key, name, escape(first_paragraph(doc)))
     _console.print(metrics)
+
+
+def first_paragraph(doc: str) -> str:
+    """A docstring's first paragraph on one line (its first line alone may stop mid-sentence)."""
+    return " ".join(doc.strip().split("\n\n")[0].split())
 
 
 def _component_table(title: str) -> Table:

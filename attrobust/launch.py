@@ -171,7 +171,10 @@ def _write_snapshot(run_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig) -> No
     write_text_atomic(snapshot / "config.yaml", OmegaConf.to_yaml(cfg))
     write_text_atomic(snapshot / "hydra.yaml", OmegaConf.to_yaml(HydraConfig.instance().cfg))
     write_text_atomic(snapshot / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
-    plain = OmegaConf.to_container(cfg, resolve=False)
+    try:  # resolved, as the result rows' config_hash of a training run is
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException:
+        plain = OmegaConf.to_container(cfg, resolve=False)
     command = ["attrobust", str(hydra_cfg.job.name), *hydra_cfg.overrides.task]  # this job alone, no -m
     write_text_atomic(run_dir / PROVENANCE_FILE, json.dumps(provenance(plain, command), indent=1) + "\n")
 

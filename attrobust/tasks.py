@@ -373,7 +373,7 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
         log.info("wrote %s; when every shard is done, merge them: attrobust merge <the folder above the shards' "
                  "folders> (or attrobust report)", shard.describe())
         return None
-    warn_about(pd.read_csv(run_dir / RESULTS_FILE), trained.eval_settings.protocol)
+    warn_about(pd.read_csv(run_dir / RESULTS_FILE))
     return table
 
 
@@ -484,9 +484,9 @@ class AttackSuite:
             store.discard()
 
 
-def warn_about(results: pd.DataFrame, protocol: str = "reference") -> None:
+def warn_about(results: pd.DataFrame) -> None:
     """A warning line for each way the headline of these rows could mislead (attrobust.reporting.caveats)."""
-    for line in headline_caveats(results, tuple(random_baselines()), strict=protocol == "robust"):
+    for line in headline_caveats(results, tuple(random_baselines())):
         log.warning(line)
 
 
@@ -583,12 +583,31 @@ def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack, 
                                            trained.eval_settings.attribution_batch_size,
                                            trained.eval_settings.batch_size, store, trained.plain["seed"],
                                            shard=shard)
-    scored = evaluation.per_image
-    means = ", ".join(f"{m.title} {m.scale * scored[m.column].mean():.4g}{m.unit}" for m in metrics)
-    log.info("%s on %d of %d images (correctly classified): %s; %d without a counted iterate, %d unmoved",
-             attribution.describe(), len(scored), evaluation.n_images, means,
-             int((~scored["qualified"].astype(bool)).sum()), int((~scored["moved"].astype(bool)).sum()))
+    log_attack_summary(attribution.describe(), evaluation.per_image, evaluation.n_images, metrics, shard)
     return evaluation
+
+
+def log_attack_summary(attack: str, scored: pd.DataFrame, images: int, metrics: list[Metric],
+                       shard: Shard = WHOLE) -> None:
+    """One line: the strict accounting first (images with a counted iterate: it cannot overstate robustness), then
+    the reference's (every scored image), and the counts; never a NaN."""
+    if images == 0:
+        log.info("%s: no image of this evaluation falls to %s", attack, shard.describe())
+        return
+    if len(scored) == 0:
+        log.warning("%s: none of the %d images is classified correctly, so no explanation was attacked (the attack's "
+                    "measures are n/a)", attack, images)
+        return
+    qualified = scored[scored["qualified"].astype(bool)]
+
+    def means(frame: pd.DataFrame) -> str:
+        return ", ".join(f"{m.title} {m.scale * frame[m.column].mean():.4g}{m.unit}" for m in metrics)
+
+    strict = f"{means(qualified)} over the {len(qualified)} with a counted iterate" if len(qualified) else \
+        "no image with a counted iterate (strict measures n/a)"
+    log.info("%s on %d of %d images (correctly classified): %s; reference accounting (all %d scored): %s; %d unmoved",
+             attack, len(scored), images, strict, len(scored), means(scored),
+             int((~scored["moved"].astype(bool)).sum()))
 
 
 def _accuracy_rows(model: torch.nn.Module, test: ImageSet, attack: PredictionAttack, batch_size: int,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +150,14 @@ def test_list_shows_every_group(cli):
         assert name in result.stdout
     text = " ".join(result.stdout.replace("│", " ").split())
     assert "test.p." in text  # the end of gtsrb's two-line description: descriptions are whole
+    assert "[lipschitz]" in text and "[autoattack]" in text  # the install commands keep their extras (no markup)
+    assert "(with ties, no Python loop)." in text  # a metric's description ends where its first paragraph does
+
+
+def test_help_texts_keep_their_brackets():
+    out = subprocess.run([sys.executable, "-m", "attrobust", "list", "--help"], capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert "eval.metrics=[name,...]" in out.stdout, out.stdout
 
 
 def test_console_script_help():
@@ -426,12 +434,13 @@ def test_a_failed_start_in_a_folder_of_an_earlier_run_leaves_that_run_as_it_was(
 
 
 def test_run_dir_records_provenance(cli, tmp_path):
-    assert cli("train", *TINY_RUN, RUN, "seed=3", "eval_at_end=false").exit_code == 0
+    assert cli("train", *TINY_RUN, RUN, "seed=3").exit_code == 0
     record = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert set(pd.read_csv(tmp_path / "run" / "results.csv")["config_hash"]) == {record["config_hash"]}  # one hash
     assert record["seed"] == 3 and "seed=3" in record["command"] and record["git_commit"]
     assert record["packages"]["torch"] and record["packages"]["hydra-core"] and record["packages"]["python"]
     assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()  # the composed config, as Hydra writes it
-    assert yaml.safe_load((tmp_path / "run/.hydra/overrides.yaml").read_text())[-1] == "eval_at_end=false"
+    assert yaml.safe_load((tmp_path / "run/.hydra/overrides.yaml").read_text())[-1] == "seed=3"
     assert yaml.safe_load((tmp_path / "run/.hydra/hydra.yaml").read_text())["hydra"]["job"]["name"] == "train"
     assert not (tmp_path / "run" / ".attrobust.lock").exists()  # released at the end
 

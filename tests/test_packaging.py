@@ -30,3 +30,15 @@ def test_installed_wheel_runs_outside_the_checkout(tmp_path):
     shown = subprocess.run([sys.executable, "-m", "attrobust", "train", "dataset=fashion_mnist", "--cfg", "job"],
                            cwd=tmp_path, env=env, check=True, capture_output=True, text=True).stdout
     assert "name: fashion_mnist" in shown
+
+
+def test_license_and_citation_match_the_package():
+    import tomllib
+
+    import yaml
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["version"] == project["version"]
+    assert citation["license"] == project["license"]["text"] == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")

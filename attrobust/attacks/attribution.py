@@ -45,6 +45,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from attrobust.attacks.projected_ascent import pixel_amount
 from attrobust.attributions import check_smoothable, saliency_map, softplus_surrogate
 from attrobust.errors import AttrobustError
 from attrobust.explainers.base import Explainer
@@ -231,7 +232,8 @@ class AttributionAttack:
         else:
             runs = " 1 run (deterministic)" if self.deterministic and not self.random_start else " 1 run"
         estimated = f" estimated({self.probes} probes)" if self.direction == "estimated" and self.ascends else ""
-        return (f"{self.name} of {self.explainer.describe()} eps={self.eps:g} {self.steps}x{self.step_size:g} "
+        return (f"{self.name} of {self.explainer.describe()} eps={pixel_amount(self.eps)} {self.steps}x"
+                f"{pixel_amount(self.step_size)} "
                 f"k={self.k}{start}{estimated}{runs}")
 
     @property

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from attrobust.attacks import PREDICTION_ATTACKS
+from attrobust.attacks.projected_ascent import pixel_amount
 from attrobust.errors import AttrobustError
 
 INSTALL = 'attack=autoattack needs the pyautoattack package: pip install "attrobust[autoattack]"'
@@ -51,7 +52,7 @@ class AutoAttackPrediction:
         autoattack_class()  # a missing package is one line before any work
 
     def describe(self) -> str:
-        return f"autoattack {self.version} eps={self.eps:g}"
+        return f"autoattack {self.version} eps={pixel_amount(self.eps)}"
 
     def robust(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """Per-example bool: classified correctly when clean and at AutoAttack's adversarial example."""

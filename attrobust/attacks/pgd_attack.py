@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attrobust.attacks import PREDICTION_ATTACKS
-from attrobust.attacks.projected_ascent import LinfBall, check_pgd_settings, pgd
+from attrobust.attacks.projected_ascent import LinfBall, check_pgd_settings, pgd, pixel_amount
 
 
 @PREDICTION_ATTACKS.register("pgd")
@@ -37,7 +37,7 @@ class PGDAttack:
 
     def describe(self) -> str:
         restarts = f" x{self.restarts} restarts" if self.restarts > 1 else ""
-        return f"pgd eps={self.eps:g} {self.steps}x{self.step_size:g}{restarts}"
+        return f"pgd eps={pixel_amount(self.eps)} {self.steps}x{pixel_amount(self.step_size)}{restarts}"
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """One PGD run maximising the per-example cross-entropy of `model` at the labels `y`."""

@@ -40,6 +40,15 @@ class LinfBall:
         return (self.center + (2.0 * noise - 1.0) * self.eps).clamp(self.low, self.high)
 
 
+def pixel_amount(value: float) -> str:
+    """A radius or step in [0, 1] pixel units as the user would write it: 8/255 for 0.0313725..., 0.3 for 0.3."""
+    plain = f"{value:g}"
+    levels = round(value * 255)
+    if len(plain) > 5 and 0 < levels < 255 and abs(value * 255 - levels) < 1e-4:
+        return f"{levels}/255"
+    return plain
+
+
 def check_pgd_settings(eps: float, steps: int, step_size: float, linf: bool = True) -> None:
     """ValueError (naming the field) unless eps and step_size are positive and finite, an L-inf eps is at most 1 (the
     pixel range: more changes nothing) and steps >= 1 (no step: only the random start, no attack)."""

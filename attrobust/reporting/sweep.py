@@ -245,14 +245,17 @@ def paper_table(report: SweepReport) -> pd.DataFrame:
 
 
 def _shown_headings(table: pd.DataFrame) -> list[str]:
-    """Accuracy, every attribution metric, the strict accounting of the first two (the paper's IN and CO by
-    default), and the scored and unmoved counts; report.csv keeps every column."""
+    """Accuracy, every measure in its headline (strict) accounting, the reference accounting of the first two
+    attribution metrics (the paper's IN and CO by default, labelled "ref"), and the scored, unqualified and unmoved
+    counts that tell the two apart; report.csv keeps every column."""
     names = [column.removesuffix(" mean") for column in table.columns if column.endswith(" mean")]
-    hidden = set(FIXED_HEADINGS.values()) - {"unmoved", "scored"}
-    metrics = [name for name in names if " strict" not in name and name not in hidden
-               and name not in ("NA (%)", "AA (%)")]
-    strict = {name.replace(" (", " strict (", 1) if " (" in name else f"{name} strict" for name in metrics[:2]}
-    return [name for name in names if (" strict" not in name or name in strict) and name not in hidden]
+    hidden = set(FIXED_HEADINGS.values()) - {"scored", "unqualified", "unmoved"}
+    reference = [name for name in names if _is_reference(name)]
+    return [name for name in names if name not in hidden and (not _is_reference(name) or name in reference[:2])]
+
+
+def _is_reference(heading: str) -> bool:
+    return heading.endswith(" ref") or " ref (" in heading
 
 
 def _mean_std(mean: float, std: float, digits: int) -> str:

@@ -30,8 +30,8 @@ def shard_command(i: int, n: int = 4) -> list[str]:
     return ["evaluate", *EVALUATE, f"eval.shard={i}", f"eval.num_shards={n}", f"hydra.run.dir=shards/{i}"]
 
 
-def same_files(a: Path, b: Path) -> None:
-    for name in COMPARED:
+def same_files(a: Path, b: Path, names: list[str] = COMPARED) -> None:
+    for name in names:
         left, right = (folder / name for folder in (a, b))
         if name == "results.csv":  # the rows name the commit of the code that wrote them: equal here
             assert pd.read_csv(left).equals(pd.read_csv(right)), name
@@ -77,6 +77,24 @@ def test_four_shards_and_a_killed_one_merge_to_the_unsharded_run(cli, tmp_path):
     merged = cli("merge", "shards")
     assert merged.exit_code == 0, merged.stderr
     same_files(tmp_path / "whole", tmp_path / "shards" / "merged")
+
+
+def test_every_shard_of_a_20_image_evaluation_does_work_and_the_merge_is_the_whole_run(cli, tmp_path):
+    """Default units (eval.batch_size 250, auto attack chunks): a small part is cut in at least 8 units."""
+    assert cli("train", *TINY_RUN, "hydra.run.dir=run", "eval_at_end=false").exit_code == 0
+    small = ["evaluate", "checkpoint=run", "eval.num_examples=20", "attack.steps=2", "attribution_attack.steps=2",
+             "explainer.steps=4", "eval.baselines=[]"]
+    assert cli(*small, "hydra.run.dir=whole").exit_code == 0
+    for count in (2, 4):
+        for i in range(count):
+            result = cli(*small, f"eval.shard={i}", f"eval.num_shards={count}", f"hydra.run.dir=by{count}/{i}")
+            assert result.exit_code == 0, result.stderr
+            for name in ("accuracy.csv", "measures.csv"):  # every shard has images of each part
+                assert len(pd.read_csv(tmp_path / f"by{count}" / str(i) / name)) > 0, (count, i, name)
+            assert "nan%" not in (tmp_path / f"by{count}" / str(i) / "evaluate.log").read_text()
+        assert cli("merge", f"by{count}").exit_code == 0
+        same_files(tmp_path / "whole", tmp_path / f"by{count}" / "merged",
+                   ["accuracy.csv", "measures.csv", "results.csv", "table.csv", "table.md"])
 
 
 def test_report_merges_the_shards_of_a_sweep(cli, tmp_path):

@@ -1,7 +1,8 @@
 """Sharded evaluation: which units of work (accuracy batches, attack chunks, stability calls) one shard does.
 
 An evaluation is split into the same units whether it runs whole or in shards: accuracy batches of
-`eval.batch_size` test images, attack chunks of the correctly classified images, stability calls. Shard i of n takes
+`eval.batch_size` test images, attack chunks of the correctly classified images, stability calls; a small part is cut
+in at least `MIN_UNITS` units (of one image at least), so that every shard of a small evaluation gets work. Shard i of n takes
 the units i, i + n, i + 2n, ... of each part. Every unit draws its random numbers from a seed of its own (the run's
 seed and the unit's first position, `unit_seed`) and sees the same images in the same batch, so the per-image rows
 of n shards, put back in the unsharded order, are the rows of the unsharded run: bitwise on one device with the same
@@ -34,7 +35,9 @@ class Shard:
         return self.count == 1
 
     def units(self, total: int, size: int) -> Iterator[tuple[int, int]]:
-        """This shard's units of `size` positions among `total`: (first, end) of units index, index + count, ..."""
+        """This shard's units among `total` positions: (first, end) of units index, index + count, ... Units hold
+        `size` positions, fewer when that would give fewer than MIN_UNITS units (`unit_size`), whole or sharded."""
+        size = unit_size(total, size)
         starts = range(0, total, size)
         for unit in range(self.index, len(starts), self.count):
             yield starts[unit], min(starts[unit] + size, total)
@@ -44,6 +47,13 @@ class Shard:
 
 
 WHOLE = Shard()
+MIN_UNITS = 8  # a part of a small evaluation is cut in at least this many units, so 8 shards all get work
+
+
+def unit_size(total: int, size: int) -> int:
+    """`size`, or less for a small part: at most ceil(total / MIN_UNITS), at least 1. It depends on the part's size
+    alone, never on the shard count, so the units (and their seeds) of a sharded run are the whole run's."""
+    return max(1, min(size, -(-total // MIN_UNITS)))
 
 
 def unit_seed(seed: int, start: int, part: str = "") -> int:

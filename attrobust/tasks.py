@@ -470,7 +470,7 @@ class AttackSuite:
         self.stores = []
         for each in self.attacks:
             store = measure_store(run_dir, trained, each, metrics, shard)
-            evaluation = _attack_attributions(trained, each, metrics, store, shard)
+            evaluation = _attack_attributions(trained, each, metrics, store, shard, warn=each is self.attacks[0])
             if each is self.attacks[0]:
                 _draw(trained, each, evaluation, store, metrics, run_dir)
             per_image.append(evaluation.per_image.assign(attack=each.name))
@@ -577,26 +577,28 @@ def _draw(trained: TrainedModel, attribution: AttributionAttack, evaluation: Att
 
 
 def _attack_attributions(trained: TrainedModel, attribution: AttributionAttack, metrics: list[Metric],
-                         store: MeasureStore, shard: Shard = WHOLE) -> AttributionEvaluation:
+                         store: MeasureStore, shard: Shard = WHOLE, warn: bool = True) -> AttributionEvaluation:
     with trained.accel.autocast(next(trained.model.parameters()).device):  # metrics stay float32
         evaluation = evaluate_attributions(trained.model, trained.test, attribution, metrics,
                                            trained.eval_settings.attribution_batch_size,
                                            trained.eval_settings.batch_size, store, trained.plain["seed"],
                                            shard=shard)
-    log_attack_summary(attribution.describe(), evaluation.per_image, evaluation.n_images, metrics, shard)
+    log_attack_summary(attribution.describe(), evaluation.per_image, evaluation.n_images, metrics, shard, warn)
     return evaluation
 
 
 def log_attack_summary(attack: str, scored: pd.DataFrame, images: int, metrics: list[Metric],
-                       shard: Shard = WHOLE) -> None:
+                       shard: Shard = WHOLE, warn: bool = True) -> None:
     """One line: the strict accounting first (images with a counted iterate: it cannot overstate robustness), then
-    the reference's (every scored image), and the counts; never a NaN."""
+    the reference's (every scored image), and the counts; never a NaN. No image to score is a warning once (`warn`:
+    the first attack of the suite), an info line for its controls."""
     if images == 0:
         log.info("%s: no image of this evaluation falls to %s", attack, shard.describe())
         return
     if len(scored) == 0:
-        log.warning("%s: none of the %d images is classified correctly, so no explanation was attacked (the attack's "
-                    "measures are n/a)", attack, images)
+        (log.warning if warn else log.info)(
+            "%s: none of the %d images is classified correctly, so no explanation was attacked (its measures are n/a "
+            "in the table)", attack, images)
         return
     qualified = scored[scored["qualified"].astype(bool)]
 

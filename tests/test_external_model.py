@@ -165,3 +165,31 @@ def test_activations_called_as_functions_get_an_estimated_direction(cli, tmp_pat
     with pytest.raises(NotSmoothable, match="calls torch.nn.functional.relu as a function"):
         check_smoothable(model, "attack topk")  # what the analytic direction would have refused
     sys.modules.pop("functional_nets", None)
+
+
+def test_a_pickled_module_as_source_says_what_is_accepted(cli, tmp_path):
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")
+    result = cli("evaluate", "dataset=mnist_mini", "model=external", "model.source=module.pt", "attributions=false",
+                 "hydra.run.dir=bad")
+    assert result.exit_code == 2 and len(result.error_lines) == 1, result.stderr
+    assert "module.pt is a torch.save file" in result.error_lines[0] and "torch.export" in result.error_lines[0]
+
+
+def test_a_fixed_batch_program_runs_and_a_model_that_gets_nothing_right_has_na_cells(cli, tmp_path):
+    """A torch.export program exported for batches of 3 runs on any batch; a network that predicts class 9 for every
+    image of class 0 is evaluated with one warning and n/a (not dropped) measure columns."""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
+    with torch.no_grad():
+        net[1].weight.normal_(0, 1e-3)
+        net[1].bias.copy_(torch.arange(10.0))  # class 9 always wins
+    torch.export.save(torch.export.export(net.eval(), (torch.rand(3, 1, 28, 28),)), tmp_path / "fixed.pt2")
+    result = cli("evaluate", "dataset=mnist_mini", "model=external", "model.source=fixed.pt2", "eval.classes=[0]",
+                 "eval.num_examples=5", "attack.steps=1", "attribution_attack.steps=2", "explainer.steps=4",
+                 "hydra.run.dir=wrong")
+    assert result.exit_code == 0, result.stderr
+    log = (tmp_path / "wrong" / "evaluate.log").read_text()
+    assert log.count("none of the 5 images is classified correctly") == 3 and log.count("WARNING") == 1, log
+    assert "nan%" not in log
+    table = pd.read_csv(tmp_path / "wrong" / "table.csv")
+    assert {"IN (%)", "IN ref (%)", "CO", "scored"} <= set(table.columns) and table["IN (%)"].isna().all()
+    assert "n/a" in (tmp_path / "wrong" / "table.md").read_text()

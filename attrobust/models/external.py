@@ -154,12 +154,28 @@ class ExternalModel:
 def load_torchscript(path: Path) -> nn.Module:
     if not path.is_file():
         raise AttrobustError(f"model.source={path}: no such file")
+    if saved_by_torch_save(path):
+        raise AttrobustError(f"model.source={path} is a torch.save file (a pickled module or a state dict), which "
+                             f"attrobust never unpickles as a network; give a torch.export program (.pt2: "
+                             f"torch.export.save(torch.export.export(net, (x,)), path)), or the network's code "
+                             f"(package.module:function, torchvision:<name>, timm:<name>) with model.weights={path} "
+                             f"holding its state dict")
     try:
         return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError) as error:
         raise AttrobustError(f"model.source={path} is not a TorchScript file ({str(error).splitlines()[0]}); save "
                              f"one with torch.jit.save, or give torchvision:<name> / timm:<name> with "
                              f"model.weights=<state dict>") from error
+
+
+def saved_by_torch_save(path: Path) -> bool:
+    """A zip written by torch.save (data.pkl, no TorchScript code/ folder)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = {name.split("/", 1)[-1] for name in archive.namelist()}
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return "data.pkl" in entries and not any(entry.startswith("code/") for entry in entries)
 
 
 # the entries of a torch.export archive that load without unpickling anything (names inside its top folder)
@@ -211,10 +227,22 @@ def load_exported(path: Path) -> nn.Module:
         raise AttrobustError(f"model.source={path}: no such file")
     check_exported_archive(path)
     try:
-        return Exported(torch.export.load(str(path)).module())
+        program = torch.export.load(str(path))
+        return Exported(program.module(), fixed_batch(program))
     except Exception as error:  # noqa: BLE001 (a foreign or broken file fails in many ways: all mean one thing)
         raise AttrobustError(f"model.source={path} is not a torch.export program ({type(error).__name__}); save one "
                              f"with torch.export.save(torch.export.export(net, (x,)), path)") from error
+
+
+def fixed_batch(program: torch.export.ExportedProgram) -> int | None:
+    """The batch size a program was exported for when it is fixed (no `dynamic_shapes` for dimension 0), else None."""
+    inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in inputs:
+            value = node.meta.get("val")
+            first = value.shape[0] if isinstance(value, Tensor) and value.dim() else None
+            return first if isinstance(first, int) else None
+    return None
 
 
 def load_weights(net: nn.Module, path: Path, source: str) -> None:
@@ -242,18 +270,30 @@ def load_weights(net: nn.Module, path: Path, source: str) -> None:
 
 class Exported(nn.Module):
     """A `torch.export` program's module: it runs as exported (batch norm, dropout in the mode it was exported in,
-    eval for a trained network), so `.train()` / `.eval()` stop here instead of failing inside it."""
+    eval for a trained network), so `.train()` / `.eval()` stop here instead of failing inside it. A program exported
+    for a fixed batch size B is fed batches of exactly B: a batch is cut in pieces of B, the last one filled up with
+    copies of its last image, and the extra outputs dropped (differentiable, so attacks and explainers run as on any
+    model, in more passes)."""
 
-    def __init__(self, program: nn.Module) -> None:
+    def __init__(self, program: nn.Module, batch: int | None = None) -> None:
         super().__init__()
-        self.program = program
+        self.program, self.batch = program, batch
 
     def train(self, mode: bool = True) -> Exported:
         self.training = mode
         return self
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.program(x)
+        if self.batch is None or len(x) == self.batch:
+            return self.program(x)
+        outputs = []
+        for start in range(0, len(x), self.batch):  # pieces of the program's one batch size
+            piece = x[start:start + self.batch]
+            short = self.batch - len(piece)
+            if short:
+                piece = torch.cat([piece, piece[-1:].expand(short, *piece.shape[1:])])
+            outputs.append(self.program(piece)[:self.batch - short])
+        return torch.cat(outputs)
 
 
 class Resized(nn.Module):

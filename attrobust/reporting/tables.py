@@ -73,8 +73,9 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
         rows = pd.concat([accuracy[rows.columns], others[rows.columns]], ignore_index=True)
     grouped = rows.groupby(TABLE_INDEX + ["metric", "unit"], sort=False)
     stats = grouped.agg(value=("value", "mean"), runs=("run_id", "nunique")).reset_index()
-    table = stats.pivot_table(index=TABLE_INDEX, columns="metric", values="value", sort=False)
-    ordered = [m for m in ordered_metrics(list(stats["metric"])) if m in table.columns]  # all-NaN ones are dropped
+    table = stats.pivot_table(index=TABLE_INDEX, columns="metric", values="value", sort=False, dropna=False)
+    table = table.dropna(how="all")  # lines of index combinations that never ran; a measure with no value stays (n/a)
+    ordered = [m for m in ordered_metrics(list(stats["metric"])) if m in table.columns]
     units = dict(zip(stats["metric"], stats["unit"], strict=False))
     table = table[ordered].rename(columns={m: unit_heading(m, units.get(m, "")) for m in ordered})
     runs = stats.groupby(TABLE_INDEX, sort=False)["runs"].max()
@@ -111,7 +112,7 @@ def displayed(table: pd.DataFrame) -> pd.DataFrame:
             continue
         name = str(column)
         digits = 0 if name in COUNT_HEADINGS else 2 if name.endswith(("(%)", "(px)")) else 4
-        out[column] = [("-" if pd.isna(v) else f"{v:.{digits}f}") for v in out[column]]
+        out[column] = [("n/a" if pd.isna(v) else f"{v:.{digits}f}") for v in out[column]]
     return out
 
 

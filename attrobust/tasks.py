@@ -36,7 +36,7 @@ from attrobust.engine.faithfulness import faithfulness_per_image
 from attrobust.engine.stability import stability_per_image
 from attrobust.engine import distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
-from attrobust.engine.checkpoint import MODEL_FILE, save_checkpoint
+from attrobust.engine.checkpoint import MODEL_FILE, TRAIN_STATE_FILE, save_checkpoint
 from attrobust.engine.evaluate import (AccuracyCounts, EvalSettings, PredictionAttack, accuracy_counts,
                                        accuracy_per_image, evaluate_accuracy)
 from attrobust.engine.sharding import WHOLE, Shard
@@ -167,6 +167,8 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
         log.warning(line)
     save_checkpoint({**metadata, "history": history, "model_state": model.state_dict()}, run_dir / MODEL_FILE,
                     "model")
+    if not settings.keep_last:  # model.pt holds the result; the training state (2-3x its size) is only for resuming
+        (run_dir / TRAIN_STATE_FILE).unlink(missing_ok=True)
     if attack is None:
         return None
     setting = metadata["setting"]
@@ -340,6 +342,12 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
         identities["attacks"] = [(each.name, asdict(trained.identity(each.describe(), evaluation)))
                                  for each in suite.attacks]
     if explainer is not None and stability:
+        for metric in (m for m in stability if m.divides_by_pixels):
+            dark = float((trained.test.images < 3).float().mean())  # uint8: below 0.01 of the [0, 1] range
+            log.info("%s divides the input's change by each pixel's value: %.0f%% of these images' pixels are below "
+                     "0.01, so they dominate it and it can rank models unlike the other stability measures (see the "
+                     "README's 'Stability under random noise'); compare with max_sensitivity or local_lipschitz",
+                     metric.column, 100 * dark)
         per_image.stability = stability_per_image(trained.model, trained.test, explainer, stability, seed,
                                                   trained.eval_settings.batch_size, shard)
     if explainer is not None and faithfulness:
@@ -437,6 +445,11 @@ class AttackSuite:
         settings = trained.eval_settings
         explainer = EXPLAINERS.build(trained.plain["explainer"])
         main = attribution_attack(trained.plain[key], explainer, key, settings.protocol)
+        height, width = trained.test.images.shape[-2:]
+        if main.k is None or main.eval_k is None:
+            main = main.sized_for(height, width)
+            log.info("%s: k=%d and eval_k=%d of the %d pixels of a saliency map (null: an eighth, at most 100)", key,
+                     main.k, main.eval_k, height * width)
         twice = sorted({name for name in settings.baselines if settings.baselines.count(name) > 1})
         if twice:
             raise AttrobustError(f"eval.baselines: {', '.join(twice)} listed twice; list each baseline once")

@@ -257,13 +257,13 @@ class OutOfMemoryAbove:
 
 def test_a_chunk_out_of_device_memory_is_retried_in_halves(caplog):
     model = smooth_net()
-    x, y = correctly_classified(model, n=7)
+    x, y = correctly_classified(model, n=56)  # 8 units of 7 (a smaller part would be cut in smaller units)
     data = ImageSet((x * 255).round().to(torch.uint8), y)
     attack = build({"name": "topk", **FAST})
-    expected = evaluate_attributions(model, data, attack, METRICS, batch_size=2, predict_batch_size=7).per_image
+    expected = evaluate_attributions(model, data, attack, METRICS, batch_size=2, predict_batch_size=56).per_image
     failing = OutOfMemoryAbove(attack, limit=2)
     with caplog.at_level(logging.WARNING, logger="attrobust"):
-        got = evaluate_attributions(model, data, failing, METRICS, batch_size=7, predict_batch_size=7).per_image
+        got = evaluate_attributions(model, data, failing, METRICS, batch_size=7, predict_batch_size=56).per_image
     assert failing.sizes[:3] == [7, 3, 1] and "continuing with 3" in caplog.text
     pd.testing.assert_frame_equal(got, expected)
     with pytest.raises(torch.cuda.OutOfMemoryError):  # one image that does not fit is an error, not a loop

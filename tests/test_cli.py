@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -29,7 +30,8 @@ def test_train_writes_checkpoints_logs_and_tables(cli, tmp_path):
     result = cli("train", *TINY_RUN, RUN)
     assert result.exit_code == 0, result.stderr
     run = tmp_path / "run"
-    assert {"last.pt", "model.pt", "train_log.csv", "results.csv", "table.csv", "table.md", ".hydra"} <= run_files(run)
+    assert {"model.pt", "train_log.csv", "results.csv", "table.csv", "table.md", ".hydra"} <= run_files(run)
+    assert "last.pt" not in run_files(run)  # the training state goes once model.pt holds the result
     rows = pd.read_csv(run / "results.csv")
     assert set(rows["metric"]) == {"natural_accuracy", "adversarial_accuracy"}
     assert (rows["n"] == 50).all() and rows["value"].between(0, 100).all() and (rows["unit"] == "%").all()
@@ -228,6 +230,25 @@ def test_bad_training_input_is_one_line_and_nothing_is_written(cli, tmp_path, ar
     assert run_files(tmp_path / "run") <= {"failed.txt"}  # a failed start in a folder the user named
 
 
+def test_a_finished_run_started_again_is_evaluated_not_trained_and_keep_last_keeps_its_state(cli, tmp_path):
+    assert cli("train", *TINY_RUN, RUN).exit_code == 0
+    first = (tmp_path / "run" / "model.pt").read_bytes()
+    again = cli("train", *TINY_RUN, RUN)  # e.g. a sweep run again to finish its failed jobs
+    assert again.exit_code == 0, again.stderr
+    assert "is finished (1 epochs): nothing to train" in (tmp_path / "run" / "train.log").read_text()
+    assert len(pd.read_csv(tmp_path / "run" / "train_log.csv")) == 1
+    assert load_checkpoint(tmp_path / "run" / "model.pt")["model_state"].keys() == \
+        torch.load(io.BytesIO(first), weights_only=True)["model_state"].keys()
+    longer = cli("train", *[a for a in TINY_RUN if not a.startswith("train.epochs")], "train.epochs=2", RUN)
+    assert longer.exit_code == 2 and "finished after 1 epoch(s) and its training state (last.pt) was not kept" in \
+        longer.error_lines[0]
+    constant = ["optim.schedule=constant", "train.keep_last=true", "hydra.run.dir=kept"]  # cosine would change
+    kept = cli("train", *TINY_RUN, *constant)
+    assert kept.exit_code == 0 and (tmp_path / "kept" / "last.pt").is_file()
+    extended = cli("train", *[a for a in TINY_RUN if not a.startswith("train.epochs")], "train.epochs=2", *constant)
+    assert extended.exit_code == 0 and len(pd.read_csv(tmp_path / "kept" / "train_log.csv")) == 2
+
+
 def test_a_run_counted_in_steps(cli, tmp_path):
     """100 images in batches of 30: 3 full batches per epoch; 7 steps are epochs of 3, 3 and 1 steps."""
     result = cli("train", *TINY_RUN, "train.epochs=null", "train.steps=7", "train.batch_size=30", "eval_at_end=false",
@@ -260,6 +281,10 @@ BAD_EVALUATION_INPUTS = [
                                        "random_noise, random_sign"),
     (["explainer=gradcam", "explainer.layer=net.nope"], "explainer.layer=net.nope is not a module"),
     (["+attribution_attack.explainer=ig"], "unknown key(s) explainer for attack 'topk'"),
+    (["attribution_attack.k=900", "attribution_attack.eval_k=800"],
+     "attribution_attack.k=900 is more than the 784 pixels of a 28x28 saliency map, so the top-k objective would be "
+     "the whole map's constant total and the attack would not move; attribution_attack.eval_k=800 is more than the "
+     "784 pixels"),  # every bad top-k in one line
     (["dataset.eps=0.1"], "dataset.eps: without dataset=NAME the dataset and its settings come from the checkpoint"),
     (["+dataset.eps=0.1"], "dataset.eps: without dataset=NAME the dataset and its settings come from the checkpoint"),
 ]
@@ -456,7 +481,8 @@ def test_a_rerun_of_the_recorded_command_reproduces_the_numbers(cli, tmp_path):
 
 def test_out_of_device_memory_is_one_line_and_resumes_with_smaller_passes(cli, tmp_path, monkeypatch):
     ig = ["reg=ig_norm", "reg.ig_steps=4", "reg.approx_factor=2", "reg.eps_warmup_epochs=0", "eval_at_end=false",
-          "optim.schedule=constant"]  # a run extended to a second epoch: its rates must not depend on its length
+          "optim.schedule=constant", "train.keep_last=true"]  # a run extended to a second epoch: its rates must not
+    # depend on its length, and it keeps its training state
     assert cli("train", *TINY_RUN, *ig, RUN).exit_code == 0
     first_epoch = pd.read_csv(tmp_path / "run" / "train_log.csv")
 
@@ -593,12 +619,29 @@ def test_a_permission_fault_is_one_line_naming_the_path(cli, tmp_path, monkeypat
 
 
 def test_a_finished_cosine_run_is_not_silently_extended(cli, tmp_path):
-    assert cli("train", *TINY_RUN, "train.epochs=2", "eval_at_end=false", RUN).exit_code == 0
-    result = cli("train", *TINY_RUN, "train.epochs=3", "eval_at_end=false", RUN)
+    kept = ["eval_at_end=false", "train.keep_last=true", RUN]
+    assert cli("train", *TINY_RUN, "train.epochs=2", *kept).exit_code == 0
+    result = cli("train", *TINY_RUN, "train.epochs=3", *kept)
     assert result.exit_code == 2
     (line,) = result.error_lines
     assert "schedule over 2 epochs; 3 epochs would change the rate of the epochs already run" in line
-    constant = [*TINY_RUN, "optim.schedule=constant", "eval_at_end=false", "hydra.run.dir=constant"]
+    constant = [*TINY_RUN, "optim.schedule=constant", "eval_at_end=false", "train.keep_last=true",
+                "hydra.run.dir=constant"]
     assert cli("train", *constant, "train.epochs=2").exit_code == 0
     assert cli("train", *constant, "train.epochs=3").exit_code == 0  # a constant rate: extending is that run
     assert len(pd.read_csv(tmp_path / "constant" / "train_log.csv")) == 3
+
+
+def test_own_data_of_small_images_gets_a_top_k_that_fits(cli, tmp_path):
+    """npz and folder data default to k = eval_k = an eighth of the map (at most 100): 8 of an 8x8 image's 64."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "d8").mkdir()
+    for split in ("train", "test"):
+        np.savez(tmp_path / "d8" / f"{split}.npz", x=rng.random((30, 8, 8), dtype=np.float32), y=np.arange(30) % 3)
+    assert cli("train", "dataset=npz", "dataset.path=d8", *TINY_RUN[:2], "eval_at_end=false", RUN).exit_code == 0
+    result = cli("evaluate", "checkpoint=run", "dataset_path=d8", "eval.num_examples=6", "attack.steps=1",
+                 "attribution_attack.steps=2", "explainer.steps=4", "eval.baselines=[]", "hydra.run.dir=eval")
+    assert result.exit_code == 0, result.stderr
+    assert "k=8 and eval_k=8 of the 64 pixels" in (tmp_path / "eval" / "evaluate.log").read_text()

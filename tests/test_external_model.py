@@ -118,7 +118,7 @@ def test_timm_name_with_weights_gives_the_rows_of_the_same_network_built_by_a_fu
      "model.weights=weights.pt does not fit torchvision:resnet18"),
     (["model.source=no_such_package.nets:resnet"], "cannot import resnet from no_such_package.nets"),
     (["model.source=resnet"], "source=resnet: not torchvision:<name>"),
-    (["model.source=weights.pt"], "weights.pt is not a TorchScript file"),
+    (["model.source=weights.pt"], "weights.pt is a torch.save file (a pickled module or a state dict)"),
     (["model.source=torchvision:resnet18", "model.weights=weights.pt", "checkpoint=run"],
      "checkpoint=run and model=external both name the model"),
 ])

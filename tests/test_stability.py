@@ -122,6 +122,14 @@ def test_evaluate_adds_the_stability_metrics_as_one_table_line(cli, tmp_path):
     line = table[table["attack"].str.contains("stability of gradient")]
     assert len(line) == 1 and int(line["scored"].iloc[0]) == len(per_image) > 0
     assert line["max-sens"].iloc[0] == pytest.approx(per_image["max_sensitivity"].mean(), rel=1e-5)  # 6 digits
+    assert "divides the input's change" not in (evaluation / "evaluate.log").read_text()
+    relative = cli("evaluate", "checkpoint=run", "eval.num_examples=6", "attack.steps=1", "attributions=false",
+                   "explainer=gradient", "eval.stability=[{name:relative_input_stability,samples:2}]",
+                   "hydra.run.dir=relative")
+    assert relative.exit_code == 0, relative.stderr
+    log = (tmp_path / "relative" / "evaluate.log").read_text()
+    assert "relative_input_stability divides the input's change by each pixel's value:" in log
+    assert "% of these images' pixels are below 0.01" in log
     bad = cli("evaluate", "checkpoint=run", "attributions=false", "eval.stability=[max_sens]", "hydra.run.dir=bad")
     assert bad.exit_code == 2 and "unknown stability 'max_sens'" in bad.stderr
     assert not (tmp_path / "bad" / "results.csv").exists()

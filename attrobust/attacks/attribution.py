@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from contextlib import nullcontext
+import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -113,6 +114,11 @@ class AttributionAttackResult:
     restarts_run: int = 1
 
 
+def auto_top_k(pixels: int) -> int:
+    """The top-k of a `k: null` setting: an eighth of the map, as the reference's 100 of 784, at most 100."""
+    return max(1, min(100, pixels // 8))
+
+
 @dataclass(frozen=True)
 class AttributionAttack:
     """Settings shared by every attribution attack; subclasses define the objective the step ascends."""
@@ -120,8 +126,8 @@ class AttributionAttack:
     eps: float
     steps: int
     step_size: float
-    k: int = 200
-    eval_k: int = 100
+    k: int | None = 200          # None: `auto_top_k` of the map (resolved by `sized_for`)
+    eval_k: int | None = 100
     measure: Measure = "kendall"
     restarts: int = 3
     random_start: bool = False
@@ -138,8 +144,9 @@ class AttributionAttack:
         if not isinstance(self.explainer, Explainer):
             raise ValueError("the explainer is chosen with explainer=NAME, not as a setting of the attack")
         for key in ("steps", "restarts", "k", "eval_k"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1{' (or null)' if key in ('k', 'eval_k') else ''}, got "
+                                 f"{getattr(self, key)}")
         if not 0 < self.surrogate_beta < math.inf:
             raise ValueError(f"surrogate_beta must be positive and finite, got {self.surrogate_beta}")
         if self.direction not in ("analytic", "estimated"):
@@ -150,20 +157,31 @@ class AttributionAttack:
         if self.measure not in MEASURES:
             raise ValueError(f"measure must be one of {', '.join(MEASURES)}, got '{self.measure}'")
 
+    def sized_for(self, height: int, width: int) -> AttributionAttack:
+        """This attack with a `k` / `eval_k` of None set to `auto_top_k` of a `height` x `width` map."""
+        auto = auto_top_k(height * width)
+        return dataclasses.replace(self, k=auto if self.k is None else self.k,
+                                   eval_k=auto if self.eval_k is None else self.eval_k)
+
     def check_fits(self, height: int, width: int, key: str) -> None:
-        """Refuse a top-k that holds the whole map (`key`: where the attack is configured, e.g. attack): with `eval_k`
-        every pixel would be in both top-k sets and each image would score an IN of 1 whatever the attack did; with
-        `k` the top-k objective would be the map's constant total, so the attack would have no direction."""
+        """Refuse a top-k that holds the whole map (`key`: where the attack is configured, e.g. attack), both settings
+        in one line: with `eval_k` every pixel would be in both top-k sets and each image would score an IN of 1
+        whatever the attack did; with `k` the top-k objective would be the map's constant total, so the attack would
+        have no direction."""
         pixels = height * width
         why = {"k": "the top-k objective would be the whole map's constant total and the attack would not move",
                "eval_k": "every image would score 1 whatever the attack did"}
+        problems = []
         for name in ("k", "eval_k"):
             value = getattr(self, name)
-            if value >= pixels:
+            if value is not None and value >= pixels:
                 relation = "more than" if value > pixels else "all of"
-                raise AttrobustError(f"{key}.{name}={value} is {relation} the {pixels} pixels of a {height}x{width} "
-                                     f"saliency map, so {why[name]}; choose {key}.{name} < {pixels} (the reference "
-                                     f"uses about an eighth: 100 of 784)")
+                problems.append(f"{key}.{name}={value} is {relation} the {pixels} pixels of a {height}x{width} "
+                                f"saliency map, so {why[name]}")
+        if problems:
+            names = " and ".join(f"{key}.{name}" for name in ("k", "eval_k") if f"{key}.{name}=" in "".join(problems))
+            raise AttrobustError(f"{'; '.join(problems)}; choose {names} < {pixels}, or null for an eighth of the map "
+                                 f"({auto_top_k(pixels)}; the reference uses 100 of 784)")
 
     def check_model(self, model: nn.Module) -> None:
         """Refuse, with one line and before any work, a model this attack cannot differentiate through: the

@@ -116,8 +116,8 @@ class AttributionAttackSettings:
 
     steps: int
     step_size: float
-    k: int          # top-k pixels attacked (reference k_top)
-    eval_k: int     # top-k pixels reported (reference eval_k_top)
+    k: int | None       # top-k pixels attacked (reference k_top); null: an eighth of the map, at most 100
+    eval_k: int | None  # top-k pixels reported (reference eval_k_top); null as k
     ig_steps: int   # IG points of the saliency maps (reference num_IG_steps)
 
     def __post_init__(self) -> None:
@@ -136,10 +136,11 @@ class AttributionTrainingSettings:
         check_counts(ig_steps=self.ig_steps, approx_factor=self.approx_factor)
 
 
-def check_counts(**counts: int) -> None:
-    """ValueError naming the first count below 1 (no attack step, no IG point, no attacked pixel: no measurement)."""
+def check_counts(**counts: int | None) -> None:
+    """ValueError naming the first count below 1 (no attack step, no IG point, no attacked pixel: no measurement);
+    None (an automatic value) passes."""
     for key, value in counts.items():
-        if value < 1:
+        if value is not None and value < 1:
             raise ValueError(f"{key} must be >= 1, got {value}")
 
 

@@ -32,7 +32,7 @@ from attrobust.atomic import write_text_atomic
 from attrobust.data.base import ImageSet
 from attrobust.engine import distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
-from attrobust.engine.checkpoint import TRAIN_STATE_FILE, load_checkpoint, save_checkpoint
+from attrobust.engine.checkpoint import MODEL_FILE, TRAIN_STATE_FILE, load_checkpoint, save_checkpoint
 from attrobust.engine.progress import ProgressReporter
 from attrobust.engine.stopping import StopFlag, catch_stop_signals
 from attrobust.errors import AttrobustError
@@ -91,6 +91,7 @@ class TrainSettings:
     steps: int | None = None
     num_examples: int | None = None
     resume: bool = True
+    keep_last: bool = False        # keep last.pt (optimizer and RNG state) after the run finishes: it can be extended
     checkpoint_every: int | None = None
     log_every_s: float = 30.0
     test_every: int | None = None  # natural test accuracy (`test_acc`) in the log every N epochs; None: never
@@ -179,6 +180,12 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
         raise AttrobustError(f"{state_path} ended after step {done}, inside epoch {start_epoch}: a run counted in "
                              f"steps cannot go on past a cut epoch and still equal an uninterrupted run; use a new run "
                              f"dir or train.resume=false")
+    finished = run_dir / MODEL_FILE
+    if settings.resume and not state_path.exists() and finished.exists():  # done, its training state not kept
+        history = _finished(finished, model, metadata, plan.epochs)
+        if on_start is not None:
+            on_start()
+        return history
     if on_start is not None:
         on_start()
     with catch_stop_signals() as stop:
@@ -328,6 +335,24 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
         return int(state["epoch"]), list(state["history"]), None
     log.info("resuming from %s in epoch %d at batch %d", path, state["epoch"] + 1, partial["batch"])
     return int(state["epoch"]), list(state["history"]), EpochProgress(**partial)
+
+
+def _finished(path: Path, model: nn.Module, metadata: Mapping[str, Any], epochs: int) -> list[dict[str, float]]:
+    """The history of the finished run whose `model.pt` is at `path` (its weights loaded into `model`): a second
+    start of the same run does not train again. Its training state is gone (train.keep_last=false), so a longer
+    run cannot continue from it."""
+    state = load_checkpoint(path)
+    if state.get("resume_key") != metadata.get("resume_key"):
+        raise AttrobustError(f"{path} was written with a different dataset/model/reg/optim/seed; use a new run dir "
+                             f"or train.resume=false to start over")
+    history = list(state.get("history", []))
+    if len(history) != epochs:
+        raise AttrobustError(f"{path} finished after {len(history)} epoch(s) and its training state (last.pt) was not "
+                             f"kept, so it cannot go on to {epochs}; use a new run dir or train.resume=false (to "
+                             f"extend runs later, train them with train.keep_last=true)")
+    model.load_state_dict(state["model_state"])
+    log.info("%s is finished (%d epochs): nothing to train; evaluating it again", path, epochs)
+    return history
 
 
 def _rng_state() -> dict[str, Any]:

@@ -37,6 +37,7 @@ class StabilityMetric:
     unit: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = False  # every stability metric here measures change: lower is more stable
     reduction: ClassVar[Reduction] = "max"
+    divides_by_pixels: ClassVar[bool] = False  # the input's change is taken relative to each pixel's value
 
     def __post_init__(self) -> None:
         if self.samples < 1:

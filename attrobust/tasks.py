@@ -36,6 +36,7 @@ from attrobust.engine.faithfulness import faithfulness_per_image
 from attrobust.engine.stability import stability_per_image
 from attrobust.engine import distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
+from attrobust.engine import cost
 from attrobust.engine.checkpoint import MODEL_FILE, TRAIN_STATE_FILE, save_checkpoint
 from attrobust.engine.evaluate import (AccuracyCounts, EvalSettings, PredictionAttack, accuracy_counts,
                                        accuracy_per_image, evaluate_accuracy)
@@ -321,6 +322,8 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
             raise AttrobustError(f"eval.faithfulness '{metric.column}': {error}") from error
     if explainer is not None:
         explainer.check_model(trained.model)
+    parts = evaluation_cost(trained, accuracy_attack, suite, explainer, stability or [], faithfulness or [], shard)
+    cost.announce(parts, next(trained.model.parameters()).device, cheaper_evaluation(attack_key))
     mark_started(run_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / EVALUATION_FILE).unlink(missing_ok=True)  # an earlier run's: this folder's rows are being replaced
@@ -383,6 +386,42 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
         return None
     warn_about(pd.read_csv(run_dir / RESULTS_FILE))
     return table
+
+
+def evaluation_cost(trained: TrainedModel, accuracy_attack: PredictionAttack | None, suite: AttackSuite | None,
+                    explainer: Explainer | None, stability: list[StabilityMetric],
+                    faithfulness: list[FaithfulnessMetric], shard: Shard) -> list[cost.Part]:
+    """Each part's estimated seconds (engine/cost.py) for this shard's share of the selected images."""
+    images = len(trained.test) / shard.count
+    x, y = trained.test.head(cost.CALIBRATION_IMAGES).batch(slice(0, cost.CALIBRATION_IMAGES),
+                                                            next(trained.model.parameters()).device)
+    main_explainer = suite.attacks[0].explainer if suite is not None else explainer
+    with trained.accel.autocast(x.device):
+        times = cost.calibrate(trained.model, x, y, main_explainer)
+    parts = []
+    if accuracy_attack is not None:
+        steps = getattr(accuracy_attack, "passes_per_image", None) or \
+            getattr(accuracy_attack, "steps", 1) * getattr(accuracy_attack, "restarts", 1)
+        parts.append(cost.Part("accuracy", images * (steps + 1 / 3) * times.first_order, "evaluate"))
+    for each in suite.attacks if suite is not None else ():
+        runs = each.restarts_to_run
+        per_image = runs * (each.steps * times.attack_step + 2 * times.explainer) if each.ascends else \
+            runs * (each.steps + 1) * times.explainer
+        parts.append(cost.Part(each.name, images * per_image, f"attack {each.name}"))
+    for metric in stability:
+        parts.append(cost.Part(metric.column, images * metric.samples * times.explainer, f"stability {metric.column}"))
+    if faithfulness:
+        points = sum(metric.steps + 1 for metric in faithfulness)
+        parts.append(cost.Part("faithfulness", images * (times.explainer + points * times.first_order / 3),
+                               "faithfulness"))
+    return parts
+
+
+def cheaper_evaluation(attack_key: str | None) -> str:
+    """What makes an evaluation cheaper on a CPU (the estimate scales with each of these)."""
+    key = attack_key or "attribution_attack"
+    return (f"fewer images (eval.num_examples=100), one run of the attack ({key}.restarts=1), fewer steps "
+            f"({key}.steps=20), one control (eval.baselines=[random_noise]), or fewer IG points (explainer.steps=20)")
 
 
 def chosen_preset() -> str | None:

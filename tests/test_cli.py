@@ -38,6 +38,7 @@ def test_train_writes_checkpoints_logs_and_tables(cli, tmp_path):
     assert "NA (%)" in (run / "table.md").read_text()
     assert "NA (%)" in result.stdout  # the table is printed
     assert len(pd.read_csv(run / "train_log.csv")) == 1
+    assert "estimated cost on cpu: 2 steps of about" in (run / "train.log").read_text()  # from the second step
 
 
 def test_default_run_dir_is_under_outputs(cli, tmp_path):

@@ -21,3 +21,37 @@ def test_rich_progress_runs(capsys):
         progress.advance(1, lambda: "x")
         progress.advance(1, lambda: "y")
     assert progress.done == 2
+
+
+def test_a_part_eta_covers_the_parts_after_it(caplog):
+    from attrobust.engine.progress import set_command_plan
+
+    caplog.set_level(logging.INFO, logger="attrobust")
+    set_command_plan([("evaluate", 10.0), ("attack topk", 500.0), ("attack random_sign", 250.0)])
+    try:
+        with ProgressReporter("attack topk", total=4, log_every_s=0.0, interactive=False) as progress:
+            progress.advance(1)
+        with ProgressReporter("attack random_sign", total=4, log_every_s=0.0, interactive=False) as progress:
+            progress.advance(1)
+    finally:
+        set_command_plan([])
+    lines = [r.getMessage() for r in caplog.records]
+    assert "s for the whole command)" in lines[0]  # 250 s of random_sign after top-k's own ETA
+    assert "whole command" not in lines[1]  # the last part: its own ETA is the command's
+
+
+def test_cost_lines_say_the_total_and_the_cheaper_way_when_long_on_a_cpu():
+    import torch
+
+    from attrobust.engine.cost import Part, describe
+    from attrobust.engine.train import training_cost
+
+    line = describe([Part("accuracy", 0.4), Part("topk", 2460.0), Part("random_sign", 6000.0)], torch.device("cpu"),
+                    "fewer images")
+    assert line.startswith("estimated cost on cpu") and "accuracy <1 s, topk 41 min, random_sign 100 min" in line
+    assert line.endswith("about 2.4 h in all; long for a CPU: fewer images")
+    assert "long for" not in describe([Part("topk", 2460.0), Part("x", 6000.0)], torch.device("cuda"), "fewer")
+    assert training_cost(24.5, 800, torch.device("cpu")).startswith("estimated cost on cpu: 800 steps of about "
+                                                                     "24.5 s (measured on the run's second step): "
+                                                                     "about 5.4 h; long for a CPU")
+    assert training_cost(0.0111, 800, torch.device("cpu")).endswith("about 9 s")

@@ -123,6 +123,8 @@ def test_evaluate_adds_the_stability_metrics_as_one_table_line(cli, tmp_path):
     assert len(line) == 1 and int(line["scored"].iloc[0]) == len(per_image) > 0
     assert line["max-sens"].iloc[0] == pytest.approx(per_image["max_sensitivity"].mean(), rel=1e-5)  # 6 digits
     assert "divides the input's change" not in (evaluation / "evaluate.log").read_text()
+    assert "estimated cost on cpu (an upper bound from a short calibration): accuracy" in \
+        (evaluation / "evaluate.log").read_text()  # before the work, every part: accuracy, then stability
     relative = cli("evaluate", "checkpoint=run", "eval.num_examples=6", "attack.steps=1", "attributions=false",
                    "explainer=gradient", "eval.stability=[{name:relative_input_stability,samples:2}]",
                    "hydra.run.dir=relative")

@@ -12,6 +12,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 log = logging.getLogger("attrobust")
+_PLAN: list[tuple[str, float]] = []  # (progress description, estimated seconds) of the command's parts, in order
+
+
+def set_command_plan(parts: list[tuple[str, float]]) -> None:
+    """The command's parts and their estimated seconds (`engine.cost`): a part's ETA adds the parts after it."""
+    _PLAN[:] = parts
+
+
+def later_parts_s(description: str) -> float:
+    """Estimated seconds of the parts after the one reporting as `description` (0 when it is not planned)."""
+    names = [name for name, _ in _PLAN]
+    return sum(seconds for _, seconds in _PLAN[names.index(description) + 1:]) if description in names else 0.0
 
 
 class ProgressReporter:
@@ -61,7 +73,10 @@ class ProgressReporter:
             text = f" {status()}" if status is not None else ""
             elapsed = now - self._started
             rate = (done - self._already_done) / elapsed if elapsed > 0 else 0.0
-            eta = f", about {(self.total - done) / rate:.0f} s left" if rate > 0 and done < self.total else ""
+            left = (self.total - done) / rate if rate > 0 and done < self.total else None
+            later = later_parts_s(self.description)
+            eta = "" if left is None else f", about {left:.0f} s left" + (
+                f" (about {left + later:.0f} s for the whole command)" if later else "")
             log.info("%s: %d/%d (%.0f s%s)%s", self.description, int(done), self.total, elapsed, eta, text)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,24 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+LONG_RUN_ON_CPU_S = 3600.0
+
+
+def training_cost(step_s: float, steps: int, device: torch.device) -> str:
+    """'estimated cost on cpu: 800 steps of about 70.3 s (measured on the second): about 15.6 h' (+ the cheaper way
+    when that is long on a CPU)."""
+    total = step_s * steps
+    line = (f"estimated cost on {device.type}: {steps} steps of about {step_s:.3g} s (measured on the run's second "
+            f"step): about {total / 3600:.1f} h" if total >= 7200 else
+            f"estimated cost on {device.type}: {steps} steps of about {step_s:.3g} s (measured on the run's second "
+            f"step): about {total:.0f} s")
+    if device.type == "cpu" and total > LONG_RUN_ON_CPU_S:
+        line += ("; long for a CPU: the mnist_mini presets are sized for one (+experiment=mnist_mini_<method>, "
+                 "attrobust list), or train fewer images (train.num_examples) or epochs, or fewer IG points "
+                 "(reg.ig_steps)")
+    return line
+
+
 def kept(state_path: Path) -> str:
     """What a diverged run leaves: its last saved state, if one was saved before the bad step."""
     if state_path.exists():
@@ -188,12 +207,20 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
         return history
     if on_start is not None:
         on_start()
+    steps_left = plan.total - (start_epoch * plan.steps_per_epoch + (partial.batch if partial else 0))
+    timed: list[float] = []
+
+    def on_step(seconds: float) -> None:  # the run's second step (the first pays one-time costs): its cost, once
+        timed.append(seconds)
+        if len(timed) == 2:
+            log.info("%s", training_cost(seconds, steps_left, next(model.parameters()).device))
+
     with catch_stop_signals() as stop:
         for epoch in range(start_epoch, plan.epochs):
             try:
                 row = train_one_epoch(model, objective.for_epoch(epoch), optimizer, data, settings, seed, epoch,
                                       lambda step, epoch=epoch: lr_at(epoch, step), partial, stop, accel, net, plan,
-                                      lambda progress, epoch=epoch: save(epoch, progress))
+                                      lambda progress, epoch=epoch: save(epoch, progress), on_step)
             except StopRequested as request:
                 save(epoch, request.progress)
                 raise AttrobustError(f"stopped by {request} in epoch {epoch + 1} after batch "
@@ -225,11 +252,12 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
                     settings: TrainSettings, seed: int, epoch: int, lr_of_step: Callable[[int], float],
                     resume_at: EpochProgress | None = None, stop: StopFlag | None = None, accel: Accel = NO_ACCEL,
                     net: nn.Module | None = None, plan: StepPlan | None = None,
-                    checkpoint: Callable[[EpochProgress], None] | None = None) -> dict[str, float]:
+                    checkpoint: Callable[[EpochProgress], None] | None = None,
+                    on_step: Callable[[float], None] | None = None) -> dict[str, float]:
     """The batches of one epoch of `plan` over the (shuffled) data, from `resume_at` when resuming inside the epoch;
     raises StopRequested after the batch during which `stop` was set. `net` is what the objective calls (default
     `model`; a compiled copy for first-order objectives). `checkpoint(progress)` is called every
-    `settings.checkpoint_every` optimizer steps inside the epoch."""
+    `settings.checkpoint_every` optimizer steps inside the epoch; `on_step(seconds)` after every step."""
     net = model if net is None else net
     device = next(model.parameters()).device
     examples = data.head(settings.num_examples)
@@ -248,6 +276,7 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
     with ProgressReporter(f"epoch {epoch + 1}/{plan.epochs}", batches, settings.log_every_s) as progress:
         progress.advance(resume_at.batch)
         for batch in range(resume_at.batch, batches):
+            step_started = time.perf_counter()
             start = batch * settings.batch_size
             for group in optimizer.param_groups:
                 group["lr"] = lr_of_step(first_step + batch)
@@ -270,6 +299,8 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
                     sums[key] = sums.get(key, torch.zeros((), device=device)) + value.to(device) * len(local)
                 seen += len(local)
             optimizer.step()
+            if on_step is not None:
+                on_step(time.perf_counter() - step_started)
             progress.advance(1, status)
             if batch + 1 == batches:  # the epoch's end is saved by the caller
                 continue

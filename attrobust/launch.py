@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,8 @@ def run_command(config_name: str, args: Sequence[str], multirun: bool) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, so user mistakes become one line
     parser = get_args_parser()
     parser.error = _argument_error  # type: ignore[method-assign]  # one line, not argparse's usage text
+    if config_name in ("evaluate", "attack"):
+        args = attack_spelling(args, old=config_name == "attack")
     try:
         parsed = parser.parse_args((["--multirun"] if multirun else []) + list(args))
         _check_group_choices(parsed.overrides, parsed.config_dir)
@@ -201,6 +204,42 @@ def _check_group_choices(overrides: Sequence[str], user_config_dir: str | None) 
             if value not in valid:
                 kind = "preset (+experiment=NAME)" if group == "experiment" else group
                 raise AttrobustError(f"unknown {kind} '{value}'; choose one of: {choices(valid)}")
+
+
+VALUE_OPTIONS = ("-cd", "--config-dir", "-cp", "--config-path", "-cn", "--config-name", "-c", "--cfg", "-p",
+                 "--package", "-i", "--info")  # Hydra options whose next argument is a value, not an override
+OLD_ATTACK = re.compile(r"([+~]*)attack(\.[^=]+)?(=.*)?", re.DOTALL)
+
+
+CHOSEN_BY_KEY = re.compile(r"([+~]*)attribution_attack=([\w,]+)")  # a choice spelled as a key: a group option
+
+
+def attack_spelling(args: Sequence[str], old: bool) -> list[str]:
+    """`evaluate` and `attack` both name the attack on explanations `attribution_attack`, chosen with
+    `attack@attribution_attack=NAME` (or `attribution_attack=NAME`). With `old` (the attack command), the earlier
+    `attack=NAME` / `attack.KEY=...` are read as `attack@attribution_attack=NAME` / `attribution_attack.KEY=...`,
+    with a one-line note."""
+    out, renamed = [], []
+    for index, arg in enumerate(args):
+        if index and args[index - 1] in VALUE_OPTIONS:
+            out.append(arg)
+            continue
+        chosen = CHOSEN_BY_KEY.fullmatch(arg)
+        if chosen is not None:
+            out.append(f"{chosen.group(1)}attack@attribution_attack={chosen.group(2)}")
+            continue
+        match = OLD_ATTACK.fullmatch(arg) if old else None
+        if match is None:
+            out.append(arg)
+            continue
+        prefix, key, value = match.group(1), match.group(2), match.group(3) or ""
+        out.append(f"{prefix}attribution_attack{key}{value}" if key else f"{prefix}attack@attribution_attack{value}")
+        renamed.append(arg.split("=", 1)[0])
+    if renamed:
+        print(f"note: in attrobust attack the attack on explanations is attribution_attack, as in evaluate: read "
+              f"{', '.join(renamed)} as {', '.join(n.replace('attack', 'attribution_attack', 1) for n in renamed)}",
+              file=sys.stderr)
+    return out
 
 
 def _check_dataset_keys(config_name: str, overrides: Sequence[str]) -> None:

@@ -570,7 +570,7 @@ def attack(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     Writes `measures.csv` (one row per image and attack), result rows and tables, `examples.pt` and `figure.png`; a
     killed run resumes in the same folder; sharded like `evaluate`.
     """
-    return run_evaluation(load_trained(cfg), run_dir, "attack", None)
+    return run_evaluation(load_trained(cfg), run_dir, "attribution_attack", None)
 
 
 def explain(cfg: DictConfig, run_dir: Path) -> None:

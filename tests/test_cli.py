@@ -83,8 +83,8 @@ def test_evaluate_gives_the_papers_columns_and_the_random_baselines(cli, tmp_pat
 @pytest.mark.parametrize("name", ["topk", "random_sign", "mass_center", "target"])
 def test_attack_command_writes_measures_examples_and_figure(cli, tmp_path, name):
     assert cli("train", *TINY_RUN, RUN, "eval_at_end=false").exit_code == 0
-    result = cli("attack", "checkpoint=run", f"attack={name}", "eval.num_examples=6", "attack.steps=2",
-                 "explainer.steps=4", "attack.restarts=2")
+    result = cli("attack", "checkpoint=run", f"attack@attribution_attack={name}", "eval.num_examples=6",
+                 "attribution_attack.steps=2", "explainer.steps=4", "attribution_attack.restarts=2")
     assert result.exit_code == 0, result.stderr
     (folder,) = (tmp_path / "run" / "attack").iterdir()
     assert folder.name.endswith(f"{name}_ig")
@@ -302,10 +302,25 @@ def test_bad_evaluation_input_is_one_line_and_nothing_is_written(cli, tmp_path, 
 
 def test_an_attack_with_k_beyond_the_map_is_refused(cli, tmp_path):
     assert cli("train", *TINY_RUN, "eval_at_end=false", RUN).exit_code == 0
-    result = cli("attack", "checkpoint=run", "attack.k=100000", "hydra.run.dir=attacked")
-    assert result.exit_code == 2
+    result = cli("attack", "checkpoint=run", "attack.k=100000", "hydra.run.dir=attacked")  # the older spelling
+    assert result.exit_code == 2 and "note: in attrobust attack the attack on explanations is attribution_attack" \
+        in result.stderr
     (line,) = result.error_lines
-    assert "attack.k=100000 is more than the 784 pixels" in line
+    assert "attribution_attack.k=100000 is more than the 784 pixels" in line
+
+
+def test_both_commands_spell_the_attack_on_explanations_alike(cli, tmp_path):
+    assert cli("train", *TINY_RUN, "eval_at_end=false", RUN).exit_code == 0
+    fast = ["eval.num_examples=4", "attribution_attack.steps=2", "explainer.steps=4", "eval.baselines=[]"]
+    for command, spelling in (("attack", "attack=random_sign"), ("attack", "attribution_attack=random_sign"),
+                              ("evaluate", "attack@attribution_attack=random_sign")):
+        result = cli(command, "checkpoint=run", spelling, *fast, "attack.steps=1" if command == "evaluate" else
+                     "seed=0", f"hydra.run.dir={command}_{spelling.split('=')[0]}")
+        assert result.exit_code == 0, result.stderr
+        assert ("note:" in result.stderr) == (spelling == "attack=random_sign")
+    rows = [pd.read_csv(tmp_path / folder / "measures.csv") for folder in
+            ("attack_attack", "attack_attribution_attack", "evaluate_attack@attribution_attack")]
+    assert rows[0].equals(rows[1]) and rows[0].equals(rows[2])
 
 
 def test_missing_data_folder_names_it_and_the_fix(cli, tmp_path):

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attrobust.attacks import ATTRIBUTION_ATTACKS, PREDICTION_ATTACKS, random_baselines
 from attrobust.attacks.attribution import AttributionAttack
+from attrobust.attacks.projected_ascent import pixel_amount
 from attrobust.config import to_plain
 from attrobust.data import DATASETS
 from attrobust.data.base import ImageSet
@@ -424,6 +425,13 @@ def cheaper_evaluation(attack_key: str | None) -> str:
             f"({key}.steps=20), one control (eval.baselines=[random_noise]), or fewer IG points (explainer.steps=20)")
 
 
+def figure_title(trained: TrainedModel, what: str) -> str:
+    """A figure's title in a reader's words: the method (preset or regulariser), the model, the dataset, then `what`
+    ('topk attack on ig(100), eps 0.3, 100 steps')."""
+    method = trained.setting.get("experiment") or trained.payload["reg_cfg"]["name"]
+    return f"{method} ({trained.payload['model_cfg']['name']}) on {trained.dataset_name}: {what}"
+
+
 def chosen_preset() -> str | None:
     """The `+experiment=NAME` preset of this Hydra job (None outside Hydra or without one)."""
     from hydra.core.hydra_config import HydraConfig
@@ -609,7 +617,8 @@ def explain(cfg: DictConfig, run_dir: Path) -> None:
     save_torch_atomic(maps, run_dir / "maps.pt")
     shown = min(trained.settings.figure_examples, len(test))
     explanation_figure(test.images[:shown].float() / 255, maps, shown, run_dir / "maps.png",
-                       f"{trained.payload['run_id']}: {explainer.describe()} of the true class")
+                       figure_title(trained, f"{explainer.describe()} of the true class"),
+                       overlay=explainer.registry_name == "gradcam")
     log.info("wrote the %s maps of %d test images to %s (maps.pt%s)", explainer.describe(), len(test), run_dir,
              ", maps.png" if shown else "; no maps.png with figure_examples=0")
 
@@ -619,12 +628,15 @@ def _draw(trained: TrainedModel, attribution: AttributionAttack, evaluation: Att
     """`examples.pt` and `figure.png` of the images `figure_images` chooses."""
     rows = figure_rows(evaluation.per_image, metrics[0], trained.settings.figure_choice,
                        trained.settings.figure_examples)
-    examples = figure_examples(trained.model, attribution, trained.test, evaluation.per_image, rows, store, metrics)
+    examples = figure_examples(trained.model, attribution, trained.test, evaluation.per_image, rows, store, metrics,
+                               trained.settings.figure_choice)
     if examples:
         save_torch_atomic(examples, run_dir / "examples.pt")
-        attribution_figure(examples, run_dir / "figure.png", f"{trained.payload['run_id']}: {attribution.describe()}")
+        what = (f"{attribution.name} attack on {attribution.explainer.describe()}, eps "
+                f"{pixel_amount(attribution.eps)}, {attribution.steps} steps")
+        attribution_figure(examples, run_dir / "figure.png", figure_title(trained, what))
     else:  # nothing to draw: no figure of an earlier run in this folder may stand beside these results
-        for name in ("examples.pt", "figure.png"):
+        for name in ("examples.pt", "figure.png", "figure.pdf"):
             (run_dir / name).unlink(missing_ok=True)
 
 

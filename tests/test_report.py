@@ -275,3 +275,6 @@ def test_report_keeps_presets_of_one_regulariser_apart_by_name(cli, tmp_path):
     table = pd.read_csv(tmp_path / "presets" / "report.csv")
     assert sorted(table["experiment"]) == ["mnist_mini_igr", "mnist_mini_lga"] and (table["seeds"] == 1).all()
     assert list(table.columns).index("experiment") < list(table.columns).index("attack")  # named first
+    for name in ("compare.png", "compare.pdf"):  # the measures side by side, a line per preset
+        assert (tmp_path / "presets" / name).stat().st_size > 1000
+    assert (tmp_path / "presets" / "compare.pdf").read_bytes()[:5] == b"%PDF-"

@@ -51,7 +51,8 @@ def figure_rows(per_image: pd.DataFrame, headline: Metric, choice: FigureChoice,
 
 
 def figure_examples(model: nn.Module, attack: AttributionAttack, data: ImageSet, per_image: pd.DataFrame,
-                    rows: list[int], store: MeasureStore, metrics: list[Metric]) -> dict[str, object]:
+                    rows: list[int], store: MeasureStore, metrics: list[Metric],
+                    choice: FigureChoice = "changed") -> dict[str, object]:
     """What `attribution_figure` draws for the images at `rows`: images, kept iterates, both maps, their top-k masks
     (`attack.eval_k`), the centres of mass, the attack's target region, and the first two metrics."""
     if not rows:
@@ -75,5 +76,23 @@ def figure_examples(model: nn.Module, attack: AttributionAttack, data: ImageSet,
             "original_top_k": top_k_mask(original_map, k), "perturbed_top_k": top_k_mask(perturbed_map, k), "k": k,
             "original_center": center_of_mass(original_map, size).float(),
             "perturbed_center": center_of_mass(perturbed_map, size).float(),
-            "draw_centers": attack.draws_centers, "region": attack.region_pixels(size),
-            "scores": {m.title: torch.tensor(chosen[m.column].to_numpy()) for m in metrics[:2]}}
+            "draw_centers": attack.draws_centers, "region": attack.region_pixels(size), "eps": float(attack.eps),
+            "scores": {_score_name(m): torch.tensor(chosen[m.column].to_numpy()) * m.scale for m in metrics[:2]},
+            "row_labels": row_labels(len(rows), choice)}
+
+
+def _score_name(metric: Metric) -> str:
+    """'IN (%)', 'CO': a score's name as the tables head it (values in the same unit)."""
+    return f"{metric.title} ({metric.unit})" if metric.unit else metric.title
+
+
+def row_labels(count: int, choice: FigureChoice) -> list[str]:
+    """What each row of the figure is: for `changed`, the most / median / least changed (evenly spaced ranks)."""
+    if choice != "changed":
+        return ["first" if choice == "first" else "chosen"] * count
+    if count == 1:
+        return ["most changed"]
+    names = {0: "most changed", count - 1: "least changed"}
+    if count % 2 == 1:
+        names[count // 2] = "median"
+    return [names.get(row, f"rank {row + 1} of {count}") for row in range(count)]

@@ -232,7 +232,7 @@ def paper_table(report: SweepReport) -> pd.DataFrame:
     """'mean ± std' strings for Markdown and LaTeX: NA and AA, then every attribution metric of the runs (in the
     order computed) and the count of unmoved images; strict values and the other counts are in report.csv."""
     table = report.table
-    keys = GROUP_KEYS + report.swept + ["attack"]
+    keys = GROUP_KEYS + shown_keys(report) + ["attack"]
     out = table[keys].copy()
     for name in _shown_headings(table):
         digits = 0 if name in FIXED_HEADINGS.values() else 2 if name.endswith(("(%)", "(px)")) else 4
@@ -287,9 +287,60 @@ def write_report(report: SweepReport, folder: Path) -> list[Path]:
     write_text_atomic(written[2], latex + note)
     x = sweep_axis(report)
     if x is not None:
-        written.append(folder / "report.png")
-        sweep_plot(report, x, written[-1])
+        written += [folder / "report.png", folder / "report.pdf"]
+        sweep_plot(report, x, written[-2])
+    if len(report.table) >= 2 and any(f"{name} mean" in report.table for name in PLOTTED_HEADINGS):
+        written += [folder / "compare.png", folder / "compare.pdf"]
+        comparison_plot(report, written[-2])
     return written
+
+
+def shown_keys(report: SweepReport) -> list[str]:
+    """The differing settings a reader needs: all of them, except those a preset's name already says (values that
+    never differ between lines of one `+experiment` preset); report.csv keeps every one."""
+    table = report.table
+    if "experiment" not in report.swept or table.empty:
+        return list(report.swept)
+    return [key for key in report.swept if key == "experiment" or table.groupby("experiment")[key].nunique().max() > 1]
+
+
+def line_label(report: SweepReport, line: pd.Series) -> str:
+    """A line of the report in a reader's words: its preset (or reg and model), the values that tell it apart, and
+    its attack."""
+    method = str(line["experiment"]) if "experiment" in line and line["experiment"] != "-" else \
+        f"{line['reg']} ({line['model']})"
+    values = ", ".join(f"{key}={line[key]}" for key in shown_keys(report) if key != "experiment" and line[key] != "-")
+    return f"{method}{' [' + values + ']' if values else ''}: {line['attack']}"
+
+
+def comparison_plot(report: SweepReport, path: Path) -> None:
+    """One panel per paper measure (NA, AA, IN, CO; the headline accounting), one row per line of the report: the
+    mean over seeds with a bar of +-1 sample standard deviation (none for one seed), and the seed count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from attrobust.reporting.figures import save_figure
+
+    table = report.table
+    metrics = [name for name in PLOTTED_HEADINGS if f"{name} mean" in table]
+    labels = [f"{line_label(report, line)} (seeds {int(line['seeds'])})" for _, line in table.iterrows()]
+    label_width = 0.075 * max(len(label) for label in labels)  # inches of 8-point text
+    figure, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + label_width + 0.5,
+                                                          0.45 * len(table) + 1.6), squeeze=False, sharey=True)
+    rows = list(range(len(table)))[::-1]  # the report's first line on top
+    for axis, name in zip(axes[0], metrics, strict=True):
+        means, spreads = table[f"{name} mean"], table[f"{name} std"].fillna(0)
+        axis.errorbar(means, rows, xerr=spreads, fmt="o", capsize=3, color="black", ecolor="gray")
+        axis.set_title(name, fontsize=10)
+        axis.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(rows)
+    axes[0][0].set_yticklabels(labels, fontsize=8)
+    figure.suptitle("mean over seeds, bars: +-1 sample standard deviation (none for one seed)", fontsize=9)
+    figure.tight_layout()
+    save_figure(figure, path)
+    plt.close(figure)
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -331,23 +382,28 @@ def sweep_plot(report: SweepReport, x: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from attrobust.atomic import _write_atomic
+    from attrobust.reporting.figures import save_figure
 
     table = report.table.assign(**{x: pd.to_numeric(report.table[x])}).sort_values(x)
     metrics = [name for name in PLOTTED_HEADINGS if f"{name} mean" in table]
-    figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
+    figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6), squeeze=False)
+    others = [key for key in report.swept if key != x]
     for axis, name in zip(axes[0], metrics, strict=True):
-        for label, lines in table.groupby(GROUP_KEYS + ["attack"], sort=False):
+        for _, lines in table.groupby(GROUP_KEYS + others + ["attack"], sort=False):
+            first = lines.iloc[0]
+            method = str(first["experiment"]) if "experiment" in first and first["experiment"] != "-" else \
+                f"{first['reg']} ({first['model']})"
             axis.errorbar(lines[x], lines[f"{name} mean"], yerr=lines[f"{name} std"].fillna(0), marker="o",
-                          capsize=3, label="/".join(map(str, label)))
+                          capsize=3, label=f"{method}: {first['attack']}")
         if log_axis(table[x]):
             axis.set_xscale("log")
         axis.set_xlabel(x)
         axis.set_ylabel(name)
         axis.set_title(name)
     axes[0][0].legend(fontsize=7)
+    figure.suptitle("mean over seeds, bars: +-1 sample standard deviation", fontsize=9)
     figure.tight_layout()
-    _write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
+    save_figure(figure, path)
     plt.close(figure)
 
 

@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -91,6 +91,12 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     if plain["eval"].get("shard") is not None or plain["eval"].get("num_shards", 1) != 1:
         raise AttrobustError("eval.shard / eval.num_shards split `attrobust evaluate`; train evaluates its model whole "
                              "(train with eval_at_end=false, then evaluate the shards)")
+    every_problem([lambda: _settings(TrainSettings, plain["train"], "train"),
+                   lambda: _settings(EvalSettings, plain["eval"], "eval"),
+                   lambda: _settings(Accel, plain.get("accel", {}), "accel"),
+                   lambda: DATASETS.build(plain["dataset"]), lambda: REGULARIZERS.build(plain["reg"]),
+                   lambda: OPTIMIZERS.build(plain["optim"]),
+                   lambda: prediction_attack(plain["attack"]) if plain["eval_at_end"] else None])
     settings = _settings(TrainSettings, plain["train"], "train")
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
     accel = _settings(Accel, plain.get("accel", {}), "accel")
@@ -273,6 +279,7 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
     plain = to_plain(cfg)
     if not external and dataset_stored:
         check_stored_dataset(path, plain["dataset"])
+    every_problem(evaluation_checks(plain))
     settings = command_settings(plain)
     eval_settings = _settings(EvalSettings, plain["eval"], "eval")
     accel = _settings(Accel, plain.get("accel", {}), "accel")
@@ -757,6 +764,37 @@ def resolve_device(name: str) -> torch.device:
         raise AttrobustError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s); choose "
                              f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
     return device
+
+
+def evaluation_checks(plain: Mapping[str, Any]) -> list[Callable[[], object]]:
+    """The independent parts of an evaluate / attack / explain config, each built once to find every bad setting."""
+    checks: list[Callable[[], object]] = [lambda: command_settings(plain),
+                                          lambda: _settings(EvalSettings, plain["eval"], "eval"),
+                                          lambda: _settings(Accel, plain.get("accel", {}), "accel")]
+    if "explainer" in plain:
+        checks.append(lambda: EXPLAINERS.build(plain["explainer"]))
+    if "attribution_attack" in plain and plain.get("attributions", True):
+        checks.append(lambda: attribution_attack(plain["attribution_attack"], EXPLAINERS.build({"name": "gradient"}),
+                                                 "attribution_attack"))
+    if "attack" in plain and "attributions" in plain:  # evaluate: its prediction attack
+        checks.append(lambda: prediction_attack(plain["attack"]))
+    return checks
+
+
+def every_problem(checks: list[Callable[[], object]]) -> None:
+    """Run independent checks (each builds one part of the config) and refuse them all in one line: a user fixing
+    their command sees every bad setting at once, not one per attempt."""
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except AttrobustError as error:
+            problems.append(str(error))
+    if len(problems) == 1:
+        raise AttrobustError(problems[0])
+    if problems:
+        raise AttrobustError(f"{len(problems)} problems: " + "; ".join(f"({i}) {p}" for i, p in
+                                                                       enumerate(problems, 1)))
 
 
 def _settings(cls: type[S], values: Mapping[str, Any], key: str) -> S:

@@ -250,6 +250,15 @@ def test_a_finished_run_started_again_is_evaluated_not_trained_and_keep_last_kee
     assert extended.exit_code == 0 and len(pd.read_csv(tmp_path / "kept" / "train_log.csv")) == 2
 
 
+def test_every_bad_setting_is_named_at_once(cli, tmp_path):
+    result = cli("train", *TINY_RUN, "train.epochs=0", "optim.lr=-1", "dataset.eps=2", RUN)
+    assert result.exit_code == 2 and len(result.error_lines) == 1, result.stderr
+    line = result.error_lines[0]
+    assert line.startswith("error: 4 problems: (1) 'train' settings: epochs must be >= 1")
+    assert "dataset 'mnist_mini': eps must be in (0, 1]" in line and "optim 'adam': lr must be positive" in line
+    assert "(4) attack 'pgd': eps must be at most 1" in line
+
+
 def test_a_run_counted_in_steps(cli, tmp_path):
     """100 images in batches of 30: 3 full batches per epoch; 7 steps are epochs of 3, 3 and 1 steps."""
     result = cli("train", *TINY_RUN, "train.epochs=null", "train.steps=7", "train.batch_size=30", "eval_at_end=false",

@@ -341,7 +341,8 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
     per_image = PerImage()
     identities: dict[str, Any] = {}
     evaluation = evaluation_setting(trained.plain, trained.setting, accuracy=accuracy_attack is not None,
-                                    attribution_key=attack_key, explainer=bool(stability or faithfulness))
+                                    attribution_key=attack_key, explainer=bool(stability or faithfulness),
+                                    stability=bool(stability), faithfulness=bool(faithfulness))
     certificate = _certificate(trained)
     if accuracy_attack is not None:
         per_image.accuracy = _accuracy(trained, accuracy_attack, shard, margins=certificate is not None)

@@ -30,7 +30,6 @@ NOT_TRAINING = ("seed", "device", "paths", "dataset_path", "checkpoint", "eval",
 TRAIN_RUN_KEYS = ("resume", "keep_last", "checkpoint_every", "log_every_s", "test_every")  # train.*: when to save and log
 DATA_LOCATION_KEYS = ("root", "path", "download", "cache")  # dataset.*: where the files are, not what they hold
 ACCEL_KEPT = ("amp",)  # accel.*: bf16 changes the numbers; layout, compilation and pinned memory do not
-EVAL_RUN_KEYS = ("batch_size", "attribution_batch_size", "shard", "num_shards")  # eval.*: how the work is cut
 
 
 def flat(tree: Mapping[str, Any], prefix: str = "") -> Flat:
@@ -76,13 +75,23 @@ def stored_setting(payload: Mapping[str, Any]) -> Flat:
                  "reg": payload.get("reg_cfg", {})})
 
 
+SELECTION_KEYS = ("num_examples", "indices", "classes", "sample")  # eval.*: which test images
+
+
 def evaluation_setting(plain: Mapping[str, Any], setting: Flat, accuracy: bool, attribution_key: str | None,
-                       explainer: bool) -> Flat:
+                       explainer: bool, stability: bool = False, faithfulness: bool = False) -> Flat:
     """What an evaluation measured with: the prediction attack (`accuracy`), the attribution attack configured at
-    `attribution_key` (named `attribution_attack.*` in every command), the explainer, the eval settings, and the
-    dataset settings that differ from the trained model's."""
-    parts: dict[str, Any] = {"eval": {key: value for key, value in plain.get("eval", {}).items()
-                                      if key not in EVAL_RUN_KEYS}}
+    `attribution_key` (named `attribution_attack.*` in every command), the explainer, the eval settings of the parts
+    that ran (the images always; protocol, metrics and baselines with an attribution attack; the stability and
+    faithfulness lists with theirs; the certified radius with accuracy), and the dataset settings that differ from
+    the trained model's."""
+    given = plain.get("eval", {})
+    used = list(SELECTION_KEYS)
+    used += ["certify_l2"] if accuracy else []
+    used += ["protocol", "metrics", "baselines"] if attribution_key is not None else []
+    used += ["stability"] if stability else []
+    used += ["faithfulness"] if faithfulness else []
+    parts: dict[str, Any] = {"eval": {key: given[key] for key in used if key in given}}
     if accuracy:
         parts["attack"] = plain["attack"]
     if attribution_key is not None:

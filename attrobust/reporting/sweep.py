@@ -360,8 +360,10 @@ def latex_table(table: pd.DataFrame) -> str:
 
 
 def sweep_axis(report: SweepReport) -> str | None:
-    """The first swept key whose values are all numbers (e.g. reg.weight), the x axis of the sweep plot."""
-    for key in report.swept:
+    """The first differing training setting whose values are all numbers (e.g. reg.weight), the x axis of the sweep
+    plot (an evaluation's settings, such as its number of images, are not a sweep of the method)."""
+    for key in (key for key in report.swept if not key.startswith(("eval.", "attack.", "attribution_attack.",
+                                                                    "explainer."))):
         values = report.table[key] if key in report.table else []
         if len(values) and pd.to_numeric(values, errors="coerce").notna().all():
             return key

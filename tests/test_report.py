@@ -255,12 +255,15 @@ def test_report_pools_only_seeds_of_one_setting_and_one_evaluation(cli, tmp_path
                    f"hydra.run.dir=twice/{images}").exit_code == 0
     assert cli("evaluate", "-m", f"checkpoint={run}", *FAST_EVALUATION, "attack=pgd,pgd_l2",
                "hydra.sweep.dir=norms").exit_code == 0
+    both = cli("report", ".")  # the models' folder beside their evaluations: a model evaluated elsewhere is no note
+    assert both.exit_code == 0 and "note: not evaluated" not in both.stderr, both.stderr
     for folder, key, values in (("twice", "eval.num_examples", ["4", "8"]), ("norms", "attack.name",
                                                                             ["pgd", "pgd_l2"])):
         assert cli("report", folder).exit_code == 0
         table = pd.read_csv(tmp_path / folder / "report.csv")
         assert sorted(table[key].astype(str)) == values and (table["seeds"] == 1).all(), table
     norms = pd.read_csv(tmp_path / "norms" / "report.csv").set_index("attack.name")
+    assert list(norms["attack"]) == ["pgd", "pgd_l2"]
     rows = [pd.read_csv(path) for path in sorted((tmp_path / "norms").glob("*/results.csv"))]
     measured = {frame["attack"][0].split()[0]: frame.query("metric == 'adversarial_accuracy'")["value"].item()
                 for frame in rows}

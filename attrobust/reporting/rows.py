@@ -73,7 +73,8 @@ def attribution_rows(identity: RunIdentity, per_image: pd.DataFrame, metrics: li
 def attack_key(description: str) -> str:
     """What tells two attacks apart in a report: the attack's description up to its settings ('topk of ig(100)',
     'random_sign of gradcam', 'pgd'); of an older combined description ('pgd ...; topk ...') its last part."""
-    return description.split("; ")[-1].split(" eps=")[0].strip()
+    parts = [part for part in description.split("; ") if not part.startswith("certified at")]  # a certificate
+    return (parts or [description])[-1].split(" eps=")[0].strip()                                # is not an attack
 
 
 class MeanMetric(Protocol):

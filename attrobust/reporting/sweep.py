@@ -61,10 +61,12 @@ class SweepReport:
     table: pd.DataFrame          # one line per group: keys, then "<metric> mean", "<metric> std", seeds
     runs: list[RunRecord]
     swept: list[str]
+    evaluated: frozenset[str] = frozenset()  # run ids with rows in this report (a model evaluated in another folder)
 
     @property
     def problems(self) -> list[RunRecord]:
-        return [run for run in self.runs if run.state not in ("done", SHARD)]
+        return [run for run in self.runs if run.state not in ("done", SHARD) and not
+                (run.state == NOT_EVALUATED and run_id(run.folder) in self.evaluated)]
 
 
 def find_runs(folder: Path) -> list[RunRecord]:
@@ -167,7 +169,7 @@ def sweep_report(folder: Path) -> SweepReport:
     for key in swept:
         rows[key] = [_shown(values[(setting, evaluation)].get(key, "-"))
                      for setting, evaluation in zip(rows["setting"], rows["evaluation"], strict=True)]
-    return SweepReport(aggregate(rows, swept), runs, swept)
+    return SweepReport(aggregate(rows, swept), runs, swept, frozenset(rows["run_id"].astype(str)))
 
 
 def _shown(value: object) -> str:

@@ -37,6 +37,13 @@ def test_a_part_eta_covers_the_parts_after_it(caplog):
         set_command_plan([])
     lines = [r.getMessage() for r in caplog.records]
     assert "s for the whole command)" in lines[0]  # 250 s of random_sign after top-k's own ETA
+    set_command_plan([("a", 1.0), ("b", 100.0)])
+    try:
+        with ProgressReporter("a", total=2, interactive=True) as bar:  # the bar shows the command's time too
+            bar.advance(1)
+            bar.advance(1)
+    finally:
+        set_command_plan([])
     assert "whole command" not in lines[1]  # the last part: its own ETA is the command's
 
 

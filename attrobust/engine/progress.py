@@ -48,10 +48,11 @@ class ProgressReporter:
     def __enter__(self) -> ProgressReporter:
         if self.interactive:
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-                                 console=Console(stderr=True), transient=True)
+                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[command]}"),
+                                 TextColumn("{task.fields[status]}"), console=Console(stderr=True), transient=True)
             self._bar.start()
-            self._task = self._bar.add_task(self.description, total=self.total, completed=self.done, status="")
+            self._task = self._bar.add_task(self.description, total=self.total, completed=self.done, status="",
+                                            command="")
         return self
 
     def advance(self, steps: float = 1, status: Callable[[], str] | None = None) -> None:
@@ -64,20 +65,29 @@ class ProgressReporter:
         now = time.monotonic()
         if self._bar is not None:
             fields = {}
-            if status is not None and (now - self._last_refresh >= 1.0 or self.done >= self.total):
-                fields["status"] = status()
+            if now - self._last_refresh >= 1.0 or self.done >= self.total:
+                if status is not None:
+                    fields["status"] = status()
+                left, later = self._left(now)
+                fields["command"] = f"(command: ~{left + later:.0f} s)" if left is not None and later else ""
                 self._last_refresh = now
             self._bar.update(self._task, completed=done, **fields)
         elif now - self._last_log >= self.log_every_s:
             self._last_log = now
             text = f" {status()}" if status is not None else ""
-            elapsed = now - self._started
-            rate = (done - self._already_done) / elapsed if elapsed > 0 else 0.0
-            left = (self.total - done) / rate if rate > 0 and done < self.total else None
-            later = later_parts_s(self.description)
+            left, later = self._left(now)
             eta = "" if left is None else f", about {left:.0f} s left" + (
                 f" (about {left + later:.0f} s for the whole command)" if later else "")
-            log.info("%s: %d/%d (%.0f s%s)%s", self.description, int(done), self.total, elapsed, eta, text)
+            log.info("%s: %d/%d (%.0f s%s)%s", self.description, int(done), self.total, now - self._started, eta,
+                     text)
+
+    def _left(self, now: float) -> tuple[float | None, float]:
+        """Seconds left in this part at its rate so far (None: unknown yet or done), and the estimate of the command's
+        later parts (`set_command_plan`)."""
+        elapsed = now - self._started
+        rate = (self.done - self._already_done) / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 and self.done < self.total else None
+        return left, later_parts_s(self.description)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

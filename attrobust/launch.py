@@ -234,11 +234,10 @@ def attack_spelling(args: Sequence[str], old: bool) -> list[str]:
             continue
         prefix, key, value = match.group(1), match.group(2), match.group(3) or ""
         out.append(f"{prefix}attribution_attack{key}{value}" if key else f"{prefix}attack@attribution_attack{value}")
-        renamed.append(arg.split("=", 1)[0])
+        renamed.append((arg.split("=", 1)[0], out[-1].split("=", 1)[0]))
     if renamed:
         print(f"note: in attrobust attack the attack on explanations is attribution_attack, as in evaluate: read "
-              f"{', '.join(renamed)} as {', '.join(n.replace('attack', 'attribution_attack', 1) for n in renamed)}",
-              file=sys.stderr)
+              f"{', '.join(f'{old} as {new}' for old, new in renamed)}", file=sys.stderr)
     return out
 
 

@@ -58,7 +58,8 @@ from attrobust.reporting.caveats import headline_caveats, training_caveats, warm
 from attrobust.reporting.figures import attribution_figure, explanation_figure
 from attrobust.reporting.evaluation import EVALUATION_FILE, EvaluationRecord, PerImage, merge_shards, write_evaluation
 from attrobust.reporting.rows import RunIdentity, accuracy_rows
-from attrobust.reporting.settings import Flat, digest, evaluation_setting, stored_setting, training_setting
+from attrobust.reporting.settings import (Flat, digest, evaluation_setting, setting_digest, stored_setting,
+                                         training_setting)
 from attrobust.reporting.tables import RESULTS_FILE, write_results
 from attrobust.rundir import mark_started
 from attrobust.stability import StabilityMetric, build_stability
@@ -250,7 +251,7 @@ class TrainedModel:
     def identity(self, attack: str, evaluation: Flat) -> RunIdentity:
         return RunIdentity(self.payload["run_id"], self.dataset_name, self.payload["model_cfg"]["name"],
                            self.payload["reg_cfg"]["name"], attack, self.plain["seed"], git_commit(),
-                           self.payload["config_hash"], digest(self.setting), digest(evaluation))
+                           self.payload["config_hash"], setting_digest(self.setting), digest(evaluation))
 
 
 def load_trained(cfg: DictConfig) -> TrainedModel:
@@ -330,8 +331,11 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
             raise AttrobustError(f"eval.faithfulness '{metric.column}': {error}") from error
     if explainer is not None:
         explainer.check_model(trained.model)
-    parts = evaluation_cost(trained, accuracy_attack, suite, explainer, stability or [], faithfulness or [], shard)
-    cost.announce(parts, next(trained.model.parameters()).device, cheaper_evaluation(attack_key))
+    try:
+        parts = evaluation_cost(trained, accuracy_attack, suite, explainer, stability or [], faithfulness or [], shard)
+        cost.announce(parts, next(trained.model.parameters()).device, cheaper_evaluation(attack_key))
+    except (RuntimeError, torch.cuda.OutOfMemoryError) as error:  # the estimate is a courtesy: never a failure
+        log.info("no cost estimate (its calibration failed: %s)", type(error).__name__)
     mark_started(run_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / EVALUATION_FILE).unlink(missing_ok=True)  # an earlier run's: this folder's rows are being replaced
@@ -624,6 +628,8 @@ def explain(cfg: DictConfig, run_dir: Path) -> None:
             **{key: torch.cat(value) for key, value in pieces.items()}}
     save_torch_atomic(maps, run_dir / "maps.pt")
     shown = min(trained.settings.figure_examples, len(test))
+    for name in ("maps.png", "maps.pdf"):  # an earlier run's figure must not stand beside these maps
+        (run_dir / name).unlink(missing_ok=True)
     explanation_figure(test.images[:shown].float() / 255, maps, shown, run_dir / "maps.png",
                        figure_title(trained, f"{explainer.describe()} of the true class"),
                        overlay=explainer.registry_name == "gradcam")
@@ -664,8 +670,11 @@ def log_attack_summary(attack: str, scored: pd.DataFrame, images: int, metrics: 
     """One line: the strict accounting first (images with a counted iterate: it cannot overstate robustness), then
     the reference's (every scored image), and the counts; never a NaN. No image to score is a warning once (`warn`:
     the first attack of the suite), an info line for its controls."""
+    if len(scored) == 0 and not shard.whole:  # `images` counts the whole selection, not this shard's share
+        log.info("%s: no correctly classified image of this evaluation falls to %s", attack, shard.describe())
+        return
     if images == 0:
-        log.info("%s: no image of this evaluation falls to %s", attack, shard.describe())
+        log.info("%s: no image selected", attack)
         return
     if len(scored) == 0:
         (log.warning if warn else log.info)(

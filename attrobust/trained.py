@@ -29,6 +29,7 @@ from attrobust.models import build_model, check_normalisation, export_plain
 from attrobust.models.external import ExternalModel, build_external, files_digest
 from attrobust.provenance import config_hash
 from attrobust.registry import construct
+from attrobust.reporting.settings import flat
 
 log = logging.getLogger("attrobust")
 # dataset keys that say where files are: taken from this run's config, never from a checkpoint
@@ -98,7 +99,8 @@ def restore_external(model_cfg: Mapping[str, Any], dataset: Mapping[str, Any]) -
                  settings.source, identity)
     described = settings.source + (f" + {Path(settings.weights).name}" if settings.weights else "")
     payload = {"run_id": f"external-{identity}", "model_cfg": {**dict(model_cfg), "name": described},
-               "reg_cfg": {"name": "external"}, "config_hash": identity, "epoch": None}
+               "reg_cfg": {"name": "external"}, "config_hash": identity, "epoch": None,
+               "setting": {**flat({"model": dict(model_cfg)}), "model.files": identity}}
     return model, splits, payload
 
 

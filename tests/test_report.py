@@ -281,3 +281,18 @@ def test_report_keeps_presets_of_one_regulariser_apart_by_name(cli, tmp_path):
     for name in ("compare.png", "compare.pdf"):  # the measures side by side, a line per preset
         assert (tmp_path / "presets" / name).stat().st_size > 1000
     assert (tmp_path / "presets" / "compare.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_hashes_are_read_as_text_and_an_older_checkpoint_has_no_setting_hash(tmp_path):
+    from attrobust.reporting.rows import ROW_COLUMNS
+    from attrobust.reporting.settings import setting_digest, stored_setting
+    from attrobust.reporting.sweep import read_results
+
+    row = {"run_id": "r", "dataset": "d", "model": "m", "reg": "natural", "attack": "pgd", "metric":
+           "natural_accuracy", "value": 90.0, "unit": "%", "n": 4, "seed": 0, "git_commit": "c",
+           "config_hash": "5e1234567890", "setting": "012345678901", "evaluation": "5e1234567890"}
+    pd.DataFrame([row], columns=ROW_COLUMNS).to_csv(tmp_path / "results.csv", index=False)
+    frame, problem = read_results(tmp_path / "results.csv")
+    assert problem == "" and frame.loc[0, "setting"] == "012345678901" and frame.loc[0, "evaluation"] == "5e1234567890"
+    older = {"model_cfg": {"name": "m"}, "dataset_cfg": {"name": "d"}, "reg_cfg": {"name": "natural"}}
+    assert stored_setting(older) == {} and setting_digest(stored_setting(older)) == ""  # named by its overrides

@@ -179,3 +179,17 @@ def test_two_evaluations_merge_into_two_folders(cli, tmp_path):
     assert len(folders) == 2 and folders[0] == "merged"  # the second evaluation's merge beside the first's
     seeds = {int(pd.read_csv(tmp_path / "big" / name / "results.csv")["seed"].iloc[0]) for name in folders}
     assert seeds == {0, 1}
+
+
+def test_a_shard_without_images_to_attack_says_so_without_a_warning(caplog):
+    import logging
+
+    from attrobust.tasks import log_attack_summary
+
+    caplog.set_level(logging.INFO, logger="attrobust")
+    log_attack_summary("topk of ig(4)", pd.DataFrame(), 20, [], Shard(3, 4))
+    (record,) = caplog.records
+    assert record.levelno == logging.INFO and "no correctly classified image of this evaluation falls to shard 3 of 4" \
+        in record.getMessage()
+    log_attack_summary("topk of ig(4)", pd.DataFrame(), 20, [], Shard())
+    assert caplog.records[-1].levelno == logging.WARNING  # a whole evaluation with nothing right: one warning

@@ -67,12 +67,15 @@ def training_setting(plain: Mapping[str, Any], preset: str | None = None) -> Fla
 
 
 def stored_setting(payload: Mapping[str, Any]) -> Flat:
-    """A checkpoint's training identity: the one it stores, or (older checkpoints) what its configs say."""
+    """A checkpoint's training identity, or {} for a checkpoint written before it was stored: its configs lack the
+    optimiser and training settings, so its rows get no `setting` hash and `report` names them by their overrides."""
     stored = payload.get("setting")
-    if isinstance(stored, Mapping):
-        return dict(stored)
-    return flat({"model": payload.get("model_cfg", {}), "dataset": dataset_settings(payload.get("dataset_cfg", {})),
-                 "reg": payload.get("reg_cfg", {})})
+    return dict(stored) if isinstance(stored, Mapping) else {}
+
+
+def setting_digest(setting: Flat) -> str:
+    """The `setting` hash of a row ('' when unknown: an older checkpoint)."""
+    return digest(setting) if setting else ""
 
 
 SELECTION_KEYS = ("num_examples", "indices", "classes", "sample")  # eval.*: which test images

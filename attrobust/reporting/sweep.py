@@ -44,6 +44,7 @@ SHARD = "shard"
 GROUP_KEYS = ["dataset", "model", "reg"]  # rows of the paper's table; the attack settings are in each run's rows
 IDENTITY_KEYS = ["setting", "evaluation"]  # hashes: what else tells two lines apart (reporting/settings.py)
 NAMED_BY_COLUMNS = ("dataset.name", "model.name", "reg.name")  # already columns of their own
+MAX_COMPARED = 200  # lines of compare.png at most (more would not be read, and passes matplotlib's pixel limit)
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,8 @@ def _record(run: Path, overrides_file: Path) -> RunRecord:
 
 def read_results(path: Path) -> tuple[pd.DataFrame | None, str]:
     """The rows of one results.csv, or None and why it cannot be used (empty, truncated, foreign)."""
-    try:
-        frame = pd.read_csv(path)
+    try:  # hashes and ids as text: '012345678901' or '5e1234567890' must not be read as numbers
+        frame = pd.read_csv(path, dtype={"run_id": str, "config_hash": str, "setting": str, "evaluation": str})
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         return None, f"unreadable {path}: {_first_line(error)}"
     if list(frame.columns) == OLD_ROW_COLUMNS:  # written before the setting and evaluation hashes
@@ -231,8 +232,9 @@ def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
 
 
 def paper_table(report: SweepReport) -> pd.DataFrame:
-    """'mean ± std' strings for Markdown and LaTeX: NA and AA, then every attribution metric of the runs (in the
-    order computed) and the count of unmoved images; strict values and the other counts are in report.csv."""
+    """'mean ± std' strings for Markdown and LaTeX: NA and AA, every measure in its headline (strict) accounting,
+    the reference accounting of the first two, and the scored, unqualified and unmoved counts (`_shown_headings`);
+    report.csv holds every column."""
     table = report.table
     keys = GROUP_KEYS + shown_keys(report) + ["attack"]
     out = table[keys].copy()
@@ -287,11 +289,13 @@ def write_report(report: SweepReport, folder: Path) -> list[Path]:
     latex = latex_table(table) if len(table) else ""
     note = "".join(f"% {run.state}: {latex_escape(str(run.folder))}\n" for run in report.problems)
     write_text_atomic(written[2], latex + note)
+    for name in ("report.png", "report.pdf", "compare.png", "compare.pdf"):  # an earlier report's figures
+        (folder / name).unlink(missing_ok=True)
     x = sweep_axis(report)
     if x is not None:
         written += [folder / "report.png", folder / "report.pdf"]
         sweep_plot(report, x, written[-2])
-    if len(report.table) >= 2 and any(f"{name} mean" in report.table for name in PLOTTED_HEADINGS):
+    if 2 <= len(report.table) <= MAX_COMPARED and any(f"{name} mean" in report.table for name in PLOTTED_HEADINGS):
         written += [folder / "compare.png", folder / "compare.pdf"]
         comparison_plot(report, written[-2])
     return written
@@ -362,8 +366,9 @@ def latex_table(table: pd.DataFrame) -> str:
 
 
 def sweep_axis(report: SweepReport) -> str | None:
-    """The first differing training setting whose values are all numbers (e.g. reg.weight), the x axis of the sweep
-    plot (an evaluation's settings, such as its number of images, are not a sweep of the method)."""
+    """The first differing setting of the method or its threat model whose values are all numbers (reg.weight,
+    dataset.eps), the x axis of the sweep plot (the attacks', explainer's and eval settings, such as the number of
+    images, are not a sweep of the method)."""
     for key in (key for key in report.swept if not key.startswith(("eval.", "attack.", "attribution_attack.",
                                                                     "explainer."))):
         values = report.table[key] if key in report.table else []

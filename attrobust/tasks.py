@@ -362,7 +362,7 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
             dark = float((trained.test.images < 3).float().mean())  # uint8: below 0.01 of the [0, 1] range
             log.info("%s divides the input's change by each pixel's value: %.0f%% of these images' pixels are below "
                      "0.01, so they dominate it and it can rank models unlike the other stability measures (see the "
-                     "README's 'Stability under random noise'); compare with max_sensitivity or local_lipschitz",
+                     "docs/stability-and-faithfulness.md); compare with max_sensitivity or local_lipschitz",
                      metric.column, 100 * dark)
         per_image.stability = stability_per_image(trained.model, trained.test, explainer, stability, seed,
                                                   trained.eval_settings.batch_size, shard)
@@ -371,7 +371,7 @@ def run_evaluation(trained: TrainedModel, run_dir: Path, attack_key: str | None,
                                                         trained.eval_settings.batch_size,
                                                         trained.eval_settings.attribution_batch_size, shard)
         log.info("insertion and deletion follow the model's confidence: compare explainers on one model, not models "
-                 "of different confidence (see the README's 'Faithfulness')")
+                 "of different confidence (see docs/stability-and-faithfulness.md)")
     if explainer is not None and (stability or faithfulness):
         parts = " and ".join(part for part, metrics in (("stability", stability), ("faithfulness", faithfulness))
                              if metrics)

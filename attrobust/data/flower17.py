@@ -12,7 +12,7 @@ rest (8 per class) test: 1,224 / 136, each in permuted order. Resizing is PIL's 
 reference. The training set can be grown to `balance_per_class` images per class by the reference's random
 distortions (1,000 in the paper).
 
-A deliberate, documented difference (README, "Fidelity"): the reference lists the files inside each class folder in
+A deliberate, documented difference (docs/fidelity.md): the reference lists the files inside each class folder in
 `os.walk` order, which is the filesystem's directory order (hash order on ext4; other filesystems have their own), not
 sorted. The permutation is applied to that listing, so which 136 images the reference tested on depends on the
 machine that ran it and cannot be recovered from its code. attrobust lists each class's files sorted by name, a

@@ -2,7 +2,7 @@
 
 - `amp`: forward passes under `torch.autocast(dtype=bfloat16)` (training objectives, accuracy, attribution attacks).
   Gradients with respect to the float32 inputs, saliency maps and every metric stay float32. What it changes in IN
-  and CO is measured, not assumed: see the README's Performance section.
+  and CO is measured, not assumed: see docs/tests-and-benchmarks.md (GPU switches).
 - `channels_last`: the model's convolution weights in NHWC layout (faster convolutions on recent GPUs).
 - `compile`: `torch.compile` for first-order uses only (natural and PGD training steps, accuracy and its PGD);
   double backward (IG objectives, input gradients, attribution attacks) runs the eager model, which compiled

@@ -72,7 +72,7 @@ class ExternalModel:
             raise ValueError(f"weights: {self.source} holds its weights; leave model.weights unset")
         if kind == "hub" and self.weights is None:
             raise ValueError(f"weights is missing for source={self.source}: give a state-dict file (attrobust never "
-                             f"downloads; see the README's 'Bring your own model')")
+                             f"downloads; see docs/models.md, 'Bring your own model')")
         if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):
             raise ValueError(f"image_size must be [height, width], got {list(self.image_size)}")
         if (self.mean is None) != (self.std is None):

@@ -11,7 +11,7 @@ Initialisation (`init`):
   `rar_mnist_*` and `rar_fashion_mnist_*` presets.
 - `pytorch` (the default of the model config): PyTorch's layer defaults (Kaiming-uniform weights with a = sqrt(5),
   uniform biases, both within 1/sqrt(fan_in)): the fc 1024 layer's weights have std about 0.010 instead of 0.088.
-  It trains the quick start (Adam 1e-3, cosine, 10 epochs) slightly better; the README's fidelity section has the
+  It trains the quick start (Adam 1e-3, cosine, 10 epochs) slightly better; docs/fidelity.md has the
   measured comparison.
 """
 

@@ -92,9 +92,9 @@ def describe(parts: list[Part], device: torch.device, cheaper: str) -> str:
     """'estimated cost on cpu: accuracy 12 s, topk 8,600 s, ...: about 2.4 h in all' (+ `cheaper` when long on a
     CPU)."""
     total = sum(part.seconds for part in parts)
-    listed = ", ".join(f"{part.name} {_duration(part.seconds)}" for part in parts)
+    listed = ", ".join(f"{part.name} {duration(part.seconds)}" for part in parts)
     line = f"estimated cost on {device.type} (an upper bound from a short calibration): {listed}: about " \
-           f"{_duration(total)} in all"
+           f"{duration(total)} in all"
     if device.type == "cpu" and total > LONG_ON_CPU_S and cheaper:
         line += f"; long for a CPU: {cheaper}"
     return line
@@ -106,7 +106,7 @@ def announce(parts: list[Part], device: torch.device, cheaper: str) -> None:
     set_command_plan([(part.progress, part.seconds) for part in parts if part.progress])
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 1:
         return "<1 s"
     if seconds < 120:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from attrobust.atomic import write_text_atomic
 from attrobust.data.base import ImageSet
-from attrobust.engine import distributed
+from attrobust.engine import cost, distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
 from attrobust.engine.checkpoint import MODEL_FILE, TRAIN_STATE_FILE, load_checkpoint, save_checkpoint
 from attrobust.engine.progress import ProgressReporter
@@ -132,18 +132,13 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-LONG_RUN_ON_CPU_S = 3600.0
-
-
 def training_cost(step_s: float, steps: int, device: torch.device) -> str:
-    """'estimated cost on cpu: 800 steps of about 70.3 s (measured on the second): about 15.6 h' (+ the cheaper way
-    when that is long on a CPU)."""
+    """'estimated cost on cpu: 800 steps of about 24.5 s (measured on the run's second step): about 5.4 h' (+ the
+    cheaper way when that is long on a CPU, as `engine.cost` says it for evaluations)."""
     total = step_s * steps
     line = (f"estimated cost on {device.type}: {steps} steps of about {step_s:.3g} s (measured on the run's second "
-            f"step): about {total / 3600:.1f} h" if total >= 7200 else
-            f"estimated cost on {device.type}: {steps} steps of about {step_s:.3g} s (measured on the run's second "
-            f"step): about {total:.0f} s")
-    if device.type == "cpu" and total > LONG_RUN_ON_CPU_S:
+            f"step): about {cost.duration(total)}")
+    if device.type == "cpu" and total > cost.LONG_ON_CPU_S:
         line += ("; long for a CPU: the mnist_mini presets are sized for one (+experiment=mnist_mini_<method>, "
                  "attrobust list), or train fewer images (train.num_examples) or epochs, or fewer IG points "
                  "(reg.ig_steps)")

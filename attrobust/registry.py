@@ -32,6 +32,8 @@ class Registry(Generic[T]):
         def decorator(builder: Callable[..., T]) -> Callable[..., T]:
             if name in self._builders:
                 raise ValueError(f"{self.group} '{name}' is registered twice")
+            if inspect.isclass(builder) and hasattr(builder, "registry_name"):
+                builder.registry_name = name  # a component states its name once, here
             self._builders[name] = builder
             return builder
 

@@ -19,7 +19,6 @@ from attrobust.attacks.attribution import AttributionAttack, Reference
 @ATTRIBUTION_ATTACKS.register("mass_center")
 @dataclass(frozen=True)
 class MassCenterAttack(AttributionAttack):
-    registry_name = "mass_center"
     needs_surrogate_center = True
     draws_centers = True
 

@@ -20,7 +20,6 @@ from attrobust.attacks.attribution import AttributionAttack, Reference
 @ATTRIBUTION_ATTACKS.register("random_noise")
 @dataclass(frozen=True)
 class RandomNoiseAttack(AttributionAttack):
-    registry_name = "random_noise"
     deterministic = False
     ascends = False
 

@@ -19,7 +19,6 @@ from attrobust.attacks.attribution import AttributionAttack, Reference
 @ATTRIBUTION_ATTACKS.register("random_sign")
 @dataclass(frozen=True)
 class RandomSignAttack(AttributionAttack):
-    registry_name = "random_sign"
     deterministic = False
     ascends = False
 

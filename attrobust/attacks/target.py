@@ -19,7 +19,6 @@ from attrobust.attacks.attribution import AttributionAttack, Reference
 @ATTRIBUTION_ATTACKS.register("target")
 @dataclass(frozen=True)
 class TargetAttack(AttributionAttack):
-    registry_name = "target"
     region: tuple[float, float, float, float] = (0.0, 0.5, 0.0, 0.5)
 
     def __post_init__(self) -> None:

@@ -21,7 +21,6 @@ from attrobust.attacks.attribution import AttributionAttack, Reference
 @ATTRIBUTION_ATTACKS.register("topk")
 @dataclass(frozen=True)
 class TopKAttack(AttributionAttack):
-    registry_name = "topk"
 
     def objective(self, surrogate_saliency: Tensor, reference: Reference) -> Tensor:
         return -(surrogate_saliency * reference.top_k).sum(1)

@@ -30,7 +30,6 @@ Interpolation = Literal["bilinear", "nearest"]
 @EXPLAINERS.register("gradcam")
 @dataclass(frozen=True)
 class GradCAMExplainer(Explainer):
-    registry_name = "gradcam"
     layer: str | None = None
     relu: bool = True
     interpolation: Interpolation = "bilinear"

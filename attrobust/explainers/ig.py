@@ -23,7 +23,6 @@ from attrobust.explainers.base import Explainer, check_max_points, rows_per_pass
 @EXPLAINERS.register("ig")
 @dataclass(frozen=True)
 class IntegratedGradientsExplainer(Explainer):
-    registry_name = "ig"
     steps: int = 100
     rule: Rule = "riemann_right"
     max_points: int | None = None

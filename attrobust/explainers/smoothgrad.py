@@ -46,7 +46,6 @@ def smooth(explain: ExplainFn, x: Tensor, target: Tensor, noise: Tensor, samples
 @EXPLAINERS.register("smoothgrad")
 @dataclass(frozen=True)
 class SmoothGradExplainer(Explainer):
-    registry_name = "smoothgrad"
     wraps: str | Mapping[str, Any] = "gradient"   # an explainer's name, or its settings ({name: ig, steps: 20})
     samples: int = 50
     noise_level: float = 0.15

@@ -30,28 +30,23 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from torch import Tensor, nn
 
+from attrobust.measures import Measure
+
 Baseline = Literal["zero", "blur", "mean"]
 BLUR_SIZE, BLUR_SIGMA = 11, 5.0  # RISE's `gkern(klen=11, nsig=5)` substrate for insertion
 
 
 @dataclass(frozen=True)
-class FaithfulnessMetric:
+class FaithfulnessMetric(Measure):
     steps: int = 28                 # points of the curve after the first (MNIST: 28 pixels per step)
     baseline: Baseline = "zero"     # what removed pixels become (deletion) or hidden ones are (insertion)
     absolute: bool = False          # rank pixels by sum_c |a| instead of sum_c a
-    registry_name: ClassVar[str] = ""
-    heading: ClassVar[str] = ""
-    unit: ClassVar[str] = ""        # an area under a probability curve on [0, 1]
-    higher_is_better: ClassVar[bool] = True
+    family: ClassVar[str] = "faithfulness"  # unit "": an area under a probability curve on [0, 1]
     inserts: ClassVar[bool] = False  # the curve goes from the baseline to the image
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-
-    @property
-    def column(self) -> str:
-        return self.registry_name
 
     def check_fits(self, pixels: int) -> None:
         if self.steps > pixels:

@@ -14,7 +14,6 @@ from attrobust.faithfulness.base import Baseline, FaithfulnessMetric
 @dataclass(frozen=True)
 class Deletion(FaithfulnessMetric):
     baseline: Baseline = "zero"
-    registry_name: ClassVar[str] = "deletion"
     heading: ClassVar[str] = "deletion"
     higher_is_better: ClassVar[bool] = False
     inserts: ClassVar[bool] = False

@@ -14,7 +14,6 @@ from attrobust.faithfulness.base import Baseline, FaithfulnessMetric
 @dataclass(frozen=True)
 class Insertion(FaithfulnessMetric):
     baseline: Baseline = "blur"
-    registry_name: ClassVar[str] = "insertion"
     heading: ClassVar[str] = "insertion"
     higher_is_better: ClassVar[bool] = True
     inserts: ClassVar[bool] = True

@@ -1,6 +1,6 @@
 """The metric contract: a function from two batches of saliency maps (and their image size) to one value per image.
 
-A metric is a small frozen dataclass (its fields are its settings) registered with `@METRICS.register(name)` in
+A metric is a measure (`attrobust.measures.Measure`), a small frozen dataclass (its fields are its settings) registered with `@METRICS.register(name)` in
 its own file under `attrobust/metrics/`; every module there is imported by the package, so adding a metric is one
 Python file. It declares what tables and reports need: a `heading`, a `unit` ("%": a fraction in [0, 1] shown in
 percent in result rows and tables; "" or "px"), whether higher values mean a more robust explanation
@@ -15,11 +15,12 @@ window: 5}`); the per-image CSV, result rows, tables and reports follow that lis
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
 from torch import Tensor
+
+from attrobust.measures import Measure
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,8 @@ class MapSpec:
 
 
 @dataclass(frozen=True)
-class Metric:
-    registry_name: ClassVar[str] = ""
-    heading: ClassVar[str] = ""
-    unit: ClassVar[str] = ""
-    higher_is_better: ClassVar[bool] = True
+class Metric(Measure):
+    family: ClassVar[str] = "attribution"
     identical: ClassVar[float] = 1.0
 
     def check_fits(self, height: int, width: int) -> None:
@@ -45,24 +43,15 @@ class Metric:
         raise NotImplementedError
 
     @property
-    def scale(self) -> float:
-        """The factor from a per-image value to what rows and tables show: 100 for a metric in %."""
-        return 100.0 if self.unit == "%" else 1.0
-
-    @property
     def column(self) -> str:
         """The name of this metric's column and result rows: the registry name, plus each setting that differs from
         its default (`lens_recall_window5`), so two settings of one metric never share a column."""
-        return self.registry_name + "".join(f"_{_setting(name, value)}" for name, value in self._changed())
+        return self.registry_name + "".join(f"_{_setting(name, value)}" for name, value in self.changed_settings())
 
     @property
     def title(self) -> str:
         """The table heading, with the settings that differ from their defaults."""
-        return self.heading + "".join(f" {_setting(name, value)}" for name, value in self._changed())
-
-    def _changed(self) -> list[tuple[str, object]]:
-        return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)
-                if f.default is not dataclasses.MISSING and getattr(self, f.name) != f.default]
+        return self.heading + "".join(f" {_setting(name, value)}" for name, value in self.changed_settings())
 
 
 def _setting(name: str, value: object) -> str:

@@ -38,7 +38,6 @@ def center_shift(original: Tensor, perturbed: Tensor, image_size: tuple[int, int
 class CenterShift(Metric):
     """How far the saliency's centre of mass moved, in pixels (lower: more robust)."""
 
-    registry_name = "center_shift"
     heading = "shift"
     unit = "px"
     higher_is_better = False

@@ -15,7 +15,6 @@ from attrobust.metrics.base import MapSpec, Metric
 @METRICS.register("cosine")
 @dataclass(frozen=True)
 class Cosine(Metric):
-    registry_name = "cosine"
     heading = "cos"
 
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:

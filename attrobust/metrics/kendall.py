@@ -16,7 +16,6 @@ from attrobust.metrics.ranks import kendall_of_maps
 @METRICS.register("kendall")
 @dataclass(frozen=True)
 class Kendall(Metric):
-    registry_name = "kendall"
     heading = "CO"
 
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:

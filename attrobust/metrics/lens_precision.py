@@ -16,6 +16,5 @@ from attrobust.metrics.lens import LensMetric
 @METRICS.register("lens_precision")
 @dataclass(frozen=True)
 class LensPrecision(LensMetric):
-    registry_name = "lens_precision"
     heading = "LENS-P"
     side = 1

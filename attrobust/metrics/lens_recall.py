@@ -16,6 +16,5 @@ from attrobust.metrics.lens import LensMetric
 @METRICS.register("lens_recall")
 @dataclass(frozen=True)
 class LensRecall(LensMetric):
-    registry_name = "lens_recall"
     heading = "LENS-R"
     side = 0

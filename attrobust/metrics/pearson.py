@@ -18,7 +18,6 @@ from attrobust.metrics.ranks import defined_for_constant_maps
 @METRICS.register("pearson")
 @dataclass(frozen=True)
 class Pearson(Metric):
-    registry_name = "pearson"
     heading = "Pearson"
 
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:

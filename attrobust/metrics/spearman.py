@@ -16,7 +16,6 @@ from attrobust.metrics.ranks import spearman_of_maps
 @METRICS.register("spearman")
 @dataclass(frozen=True)
 class Spearman(Metric):
-    registry_name = "spearman"
     heading = "Spearman"
 
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:

@@ -40,7 +40,6 @@ def topk_intersection(original: Tensor, perturbed: Tensor, k: int) -> Tensor:
 class TopKIntersection(Metric):
     """IN: the share of the original top-k pixels still in the perturbed top-k (k = the attack's eval_k)."""
 
-    registry_name = "topk_intersection"
     heading = "IN"
     unit = "%"
 

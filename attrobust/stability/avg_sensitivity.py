@@ -14,6 +14,5 @@ from attrobust.stability.max_sensitivity import Sensitivity
 @STABILITY.register("avg_sensitivity")
 @dataclass(frozen=True)
 class AvgSensitivity(Sensitivity):
-    registry_name: ClassVar[str] = "avg_sensitivity"
     heading: ClassVar[str] = "avg-sens"
     reduction: ClassVar[Reduction] = "mean"

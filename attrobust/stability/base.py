@@ -25,16 +25,15 @@ import torch
 from torch import Tensor, nn
 
 from attrobust.explainers.base import Explainer
+from attrobust.measures import Measure
 
 Reduction = Literal["max", "mean"]
 
 
 @dataclass(frozen=True)
-class StabilityMetric:
+class StabilityMetric(Measure):
     samples: int = 200
-    registry_name: ClassVar[str] = ""
-    heading: ClassVar[str] = ""
-    unit: ClassVar[str] = ""
+    family: ClassVar[str] = "stability"
     higher_is_better: ClassVar[bool] = False  # every stability metric here measures change: lower is more stable
     reduction: ClassVar[Reduction] = "max"
     divides_by_pixels: ClassVar[bool] = False  # the input's change is taken relative to each pixel's value
@@ -42,10 +41,6 @@ class StabilityMetric:
     def __post_init__(self) -> None:
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
-
-    @property
-    def column(self) -> str:
-        return self.registry_name
 
     @property
     def nan_on_prediction_change(self) -> bool:

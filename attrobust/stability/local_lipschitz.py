@@ -24,7 +24,6 @@ QUANTUS_DENOMINATOR_GUARD = 1e-10
 @dataclass(frozen=True)
 class LocalLipschitz(StabilityMetric):
     std: float = 0.1
-    registry_name: ClassVar[str] = "local_lipschitz"
     heading: ClassVar[str] = "local Lipschitz"
     reduction: ClassVar[Reduction] = "max"
 

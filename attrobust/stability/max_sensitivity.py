@@ -38,6 +38,5 @@ class Sensitivity(StabilityMetric):
 @STABILITY.register("max_sensitivity")
 @dataclass(frozen=True)
 class MaxSensitivity(Sensitivity):
-    registry_name: ClassVar[str] = "max_sensitivity"
     heading: ClassVar[str] = "max-sens"
     reduction: ClassVar[Reduction] = "max"

@@ -60,7 +60,6 @@ class RelativeStability(StabilityMetric):
 @STABILITY.register("relative_input_stability")
 @dataclass(frozen=True)
 class RelativeInputStability(RelativeStability):
-    registry_name: ClassVar[str] = "relative_input_stability"
     heading: ClassVar[str] = "RIS"
     reduction: ClassVar[Reduction] = "max"
     divides_by_pixels: ClassVar[bool] = True

@@ -17,7 +17,6 @@ from attrobust.stability.relative_input_stability import RelativeStability, guar
 @STABILITY.register("relative_output_stability")
 @dataclass(frozen=True)
 class RelativeOutputStability(RelativeStability):
-    registry_name: ClassVar[str] = "relative_output_stability"
     heading: ClassVar[str] = "ROS"
     reduction: ClassVar[Reduction] = "max"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -79,7 +79,8 @@ def explain(overrides: Overrides = None, multirun: Multirun = False) -> None:
 @app.command("list")
 def list_components() -> None:
     """List the datasets, models, regularisers, attacks, optimisers, explainers (group=name), presets
-    (+experiment=name) and metrics (eval.metrics=[name,...], eval.stability=[...], eval.faithfulness=[...])."""
+    (+experiment=name) and measures (eval.metrics=[name,...] and each evaluation part's list: eval.stability=[...],
+    eval.faithfulness=[...], ...)."""
     from attrobust.config import GROUPS, config_dir, group_options
 
     table = _component_table(f"attrobust components (configs in {config_dir()})")
@@ -88,13 +89,15 @@ def list_components() -> None:
             table.add_row(group if group != "experiment" else "+experiment", name,
                           escape(_description(config_dir() / group / f"{name}.yaml")))
     _console.print(table)  # before the metrics, which need torch (a second or more to import)
-    from attrobust.faithfulness import FAITHFULNESS
     from attrobust.metrics import METRICS
-    from attrobust.stability import STABILITY
+    from attrobust.parts import part_settings
 
+    keys: dict[int, tuple[list[str], Any]] = {id(METRICS): (["eval.metrics"], METRICS)}
+    for setting, part in part_settings().items():  # the measure lists the evaluation parts own
+        keys.setdefault(id(part.measures), ([], part.measures))[0].append(f"eval.{setting}")
     metrics = _component_table("metrics (no YAML: their docstrings describe them)")
-    for key, registry in (("eval.metrics", METRICS), ("eval.stability", STABILITY),
-                          ("eval.faithfulness", FAITHFULNESS)):
+    for listed, registry in keys.values():
+        key = ", ".join(listed)
         for name in registry.names():
             doc = sys.modules[registry.get(name).__module__].__doc__ or ""
             metrics.add_row(key, name, escape(first_paragraph(doc)))

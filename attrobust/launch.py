@@ -119,10 +119,11 @@ def _swept_keys(overrides: Sequence[str]) -> list[str]:
 class HydraTask:
     """The job function Hydra runs: a module-level class, so launchers that pickle it (joblib, submitit) can."""
 
-    task_name: str  # a function of attrobust.tasks, found by name (imported in the job's own process)
+    task_name: str  # the function of the module attrobust.tasks.<task_name> (imported in the job's own process)
 
     def __call__(self, cfg: DictConfig) -> Any:
-        task: Callable[[DictConfig, Path], Any] = getattr(importlib.import_module("attrobust.tasks"), self.task_name)
+        task: Callable[[DictConfig, Path], Any] = getattr(importlib.import_module(f"attrobust.tasks.{self.task_name}"),
+                                                         self.task_name)
         hydra_cfg = HydraConfig.get()
         run_dir = Path(hydra_cfg.runtime.output_dir)
         multirun = hydra_cfg.mode == RunMode.MULTIRUN

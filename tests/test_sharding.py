@@ -142,7 +142,8 @@ def record(**fields) -> EvaluationRecord:
     identity = {"run_id": "r", "dataset": "d", "model": "m", "reg": "g", "attack": "a", "seed": 0, "git_commit": "c",
                 "config_hash": "h"}
     return EvaluationRecord(**{"fingerprint": "f0f0f0", "shard": 0, "num_shards": 2, "images": [5, 6, 7],
-                               "eval": {"metrics": ["kendall"]}, "accuracy": identity, **fields})
+                               "eval": {"metrics": ["kendall"]}, "parts": {"accuracy": [("accuracy", identity)]},
+                               **fields})
 
 
 def test_a_merge_refuses_shards_that_do_not_add_up():
@@ -184,7 +185,7 @@ def test_two_evaluations_merge_into_two_folders(cli, tmp_path):
 def test_a_shard_without_images_to_attack_says_so_without_a_warning(caplog):
     import logging
 
-    from attrobust.tasks import log_attack_summary
+    from attrobust.parts.attacks import log_attack_summary
 
     caplog.set_level(logging.INFO, logger="attrobust")
     log_attack_summary("topk of ig(4)", pd.DataFrame(), 20, [], Shard(3, 4))

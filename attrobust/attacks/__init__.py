@@ -9,9 +9,11 @@ Every module of this package registers itself on import; the shared loop is `att
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from attrobust.attacks.projected_ascent import AttackObjective, LinfBall, pgd
+from attrobust.errors import AttrobustError, choices
 from attrobust.registry import Registry, import_components
 
 if TYPE_CHECKING:
@@ -28,4 +30,27 @@ def random_baselines() -> list[str]:
     return [name for name in ATTRIBUTION_ATTACKS.names()
             if not ATTRIBUTION_ATTACKS.get(name).ascends]  # type: ignore[attr-defined]
 
-__all__ = ["ATTRIBUTION_ATTACKS", "PREDICTION_ATTACKS", "AttackObjective", "LinfBall", "pgd", "random_baselines"]
+
+def attribution_attack(cfg: Mapping[str, Any], explainer: Any, key: str) -> AttributionAttack:
+    """The attack on the explanations of `explainer` configured at `key`; prediction attacks are refused with the
+    command that runs them."""
+    name = str(cfg.get("name"))
+    if name in PREDICTION_ATTACKS.names():
+        raise AttrobustError(f"{key}={name} attacks predictions, not explanations; choose one of: "
+                             f"{choices(ATTRIBUTION_ATTACKS.names())} (accuracy under attack: attrobust evaluate)")
+    return ATTRIBUTION_ATTACKS.build(cfg, key, explainer=explainer)
+
+
+def prediction_attack(cfg: Mapping[str, Any]) -> Any:
+    """The attack of accuracy under attack (`attack=`); attacks on explanations are refused with the command that
+    runs them."""
+    name = str(cfg.get("name"))
+    if name in ATTRIBUTION_ATTACKS.names():
+        raise AttrobustError(f"attack={name} attacks explanations, not predictions; accuracy under attack needs "
+                             f"attack={' or '.join(PREDICTION_ATTACKS.names())} (run attacks on explanations with: "
+                             f"attrobust attack attack={name})")
+    return PREDICTION_ATTACKS.build(cfg)
+
+
+__all__ = ["ATTRIBUTION_ATTACKS", "PREDICTION_ATTACKS", "AttackObjective", "LinfBall", "attribution_attack", "pgd",
+           "prediction_attack", "random_baselines"]

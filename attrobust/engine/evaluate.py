@@ -118,8 +118,6 @@ class EvalSettings:
     indices: tuple[int, ...] | None = None   # these test images (indices into the test split), in this order
     classes: tuple[int, ...] | None = None   # only test images of these labels
     sample: int | None = None                # a random sample of this many (seeded by `seed`), in index order
-    stability: tuple[str | Mapping[str, Any], ...] = ()  # stability metrics `evaluate` adds (attrobust list stability)
-    faithfulness: tuple[str | Mapping[str, Any], ...] = ()  # faithfulness metrics `evaluate` adds (list faithfulness)
     certify_l2: float = 1.58   # L2 radius of the certified accuracy of Lipschitz models (pixels in [0, 1])
     shard: int | None = None   # this shard of the evaluation's work (engine/sharding.py); None: all of it
     num_shards: int = 1        # shards the work is split into (merge their folders with `attrobust merge`)

@@ -28,14 +28,6 @@ def build_metrics(entries: Sequence[str | Mapping[str, Any]], key: str = "eval.m
     return build_listed(METRICS, entries, key, "[topk_intersection,kendall]")
 
 
-def protocol_metrics(entries: Sequence[str | Mapping[str, Any]], protocol: str = "reference") -> list[Metric]:
-    """`eval.metrics`, with LENS recall added under `eval.protocol=robust` when it is not listed."""
-    metrics = build_metrics(entries)
-    if protocol == "robust" and not any(m.column.startswith("lens_recall") for m in metrics):
-        metrics += build_metrics(["lens_recall"])
-    return metrics
-
-
 def metric_name_of(column: str) -> str | None:
     """The registered metric whose column (or a setting of it) `column` is (None: not a metric column)."""
     return next((n for n in sorted(METRICS.names(), key=len, reverse=True)
@@ -52,5 +44,5 @@ def heading_of(column: str) -> str | None:
 
 
 __all__ = ["METRICS", "MapSpec", "Metric", "average_ranks", "build_metrics", "center_of_mass", "center_shift",
-           "heading_of", "kendall_tau_b", "metric_name_of", "protocol_metrics", "spearman_rho", "top_k_indices",
+           "heading_of", "kendall_tau_b", "metric_name_of", "spearman_rho", "top_k_indices",
            "top_k_mask", "topk_intersection"]

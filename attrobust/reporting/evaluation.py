@@ -1,10 +1,11 @@
 """An evaluation's per-image rows on disk, the result rows made from them, and the merge of a sharded evaluation.
 
-Every `evaluate` and `attack` run writes its per-image rows (`accuracy.csv`: one row per test image; `measures.csv`:
-one row per scored image and attack on explanations; `stability.csv`, `faithfulness.csv`: one row per scored image)
-and then, last, `evaluation.json`: what was evaluated (a fingerprint of the config without the shard keys and the
-settings that only say where or how it runs), which shard, the images in their order, the units the work was cut
-into, and the identity of each part's result rows. The result rows (`results.csv`, the tables) are always made from
+Every `evaluate` and `attack` run writes the per-image rows of each of its parts (attrobust/parts: `accuracy.csv`,
+one row per test image; `measures.csv`, one row per scored image and attack on explanations; `stability.csv`,
+`faithfulness.csv`, `randomisation.csv`: one row per scored image) and then, last, `evaluation.json`: what was
+evaluated (a fingerprint of the config without the shard keys and the settings that only say where or how it runs),
+which shard, the images in their order, the units the work was cut into, and the identity of each line of result
+rows of each part. The result rows (`results.csv`, the tables) are always made from
 the per-image rows by `evaluation_rows`, so the shards of an evaluation, merged (`merge_shards`: their rows put back
 in the unsharded order), give exactly the table of the unsharded run. A merge refuses shards that cut the work
 into other units (device type, chunk sizes) or that do not add up to every image once. A shard without
@@ -32,16 +33,14 @@ import yaml
 from attrobust.atomic import read_csv_exact, write_text_atomic
 from attrobust.errors import AttrobustError
 from attrobust.rundir import refuse_links
-from attrobust.metrics import protocol_metrics
-from attrobust.reporting.rows import ROW_COLUMNS, RunIdentity, accuracy_rows, attribution_rows, image_mean_rows
+from attrobust.parts import PARTS, part_classes, per_image_files
+from attrobust.reporting.rows import ROW_COLUMNS, RunIdentity
 from attrobust.reporting.tables import RESULTS_FILE, write_results
-from attrobust.faithfulness import build_faithfulness
-from attrobust.stability import build_stability
 
 log = logging.getLogger("attrobust")
 EVALUATION_FILE = "evaluation.json"
-PER_IMAGE_FILES = {"accuracy": "accuracy.csv", "measures": "measures.csv", "stability": "stability.csv",
-                   "faithfulness": "faithfulness.csv"}
+PER_IMAGE_FILES = per_image_files()  # part name -> its per-image file
+OLD_PARTS = {"accuracy": "accuracy", "attacks": "attacks", "stability": "stability", "faithfulness": "faithfulness"}
 MERGED_FOLDER = "merged"
 
 
@@ -54,10 +53,8 @@ class EvaluationRecord:
     num_shards: int
     images: list[int]                   # the selected test images (test-split indices), in evaluation order
     eval: dict[str, Any]                # the `eval` settings (which metrics, the protocol)
-    accuracy: dict[str, Any] | None     # RunIdentity of the NA / AA rows (None: not measured)
-    attacks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # attack name, RunIdentity of its rows
-    stability: dict[str, Any] | None = None  # RunIdentity of the stability rows
-    faithfulness: dict[str, Any] | None = None  # RunIdentity of the faithfulness rows
+    # part name -> its lines in order: (line name, RunIdentity of its rows); a part not measured is absent
+    parts: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
     command: list[str] = field(default_factory=list)  # the command that runs this shard again
     merged_from: list[str] = field(default_factory=list)
     device: str = "cpu"                 # the device type: it sizes the units (auto chunk sizes)
@@ -84,6 +81,11 @@ class EvaluationRecord:
             fail("images", "a list of distinct test indices")
         if not isinstance(self.eval, dict):
             fail("eval", "a mapping of eval settings")
+        if not isinstance(self.parts, dict) or not all(
+                name in PER_IMAGE_FILES and isinstance(lines, list) and all(
+                    isinstance(line, tuple) and len(line) == 2 and isinstance(line[0], str) for line in lines)
+                for name, lines in self.parts.items()):
+            fail("parts", f"a mapping of parts ({', '.join(PER_IMAGE_FILES)}) to lists of [name, identity]")
         for name in ("command", "merged_from"):
             if not isinstance(getattr(self, name), list) or not all(isinstance(v, str) for v in getattr(self, name)):
                 fail(name, "a list of strings")
@@ -110,11 +112,9 @@ class EvaluationRecord:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-            data["attacks"] = [(name, identity) for name, identity in data.get("attacks", [])]
-            record = cls(**data)
-            for identity in (record.accuracy, record.stability, record.faithfulness,
-                             *(identity for _, identity in record.attacks)):
-                if identity is not None:
+            record = cls(**upgraded(data))
+            for lines in record.parts.values():
+                for _, identity in lines:
                     RunIdentity(**identity)  # every field, no other
             return record
         except (OSError, ValueError, TypeError, AttributeError) as error:
@@ -122,14 +122,30 @@ class EvaluationRecord:
                                  f"evaluation again") from error
 
 
-@dataclass
-class PerImage:
-    """The per-image rows of one evaluation (or shard); a part not measured is None."""
+def upgraded(data: dict[str, Any]) -> dict[str, Any]:
+    """A record's fields, with the per-part identities of records written before evaluation parts were registered
+    (`accuracy`, `attacks`, `stability`, `faithfulness`) moved into `parts`, and each line a tuple."""
+    data = dict(data)
+    parts = data.pop("parts", {})
+    if not isinstance(parts, dict):
+        raise ValueError("'parts' must be a mapping of parts to lines")
+    parts = dict(parts)
+    for name in ("accuracy", "stability", "faithfulness"):
+        identity = data.pop(name, None)
+        if identity is not None:
+            parts[name] = [(name, identity)]
+    attacks = data.pop("attacks", [])
+    if attacks:
+        parts["attacks"] = attacks
+    ordered = {part.registry_name: parts.pop(part.registry_name) for part in part_classes()
+               if part.registry_name in parts}
+    ordered.update(parts)  # an unknown part: refused by the record's check
+    data["parts"] = {name: [tuple(line) if isinstance(line, list) else line for line in lines]
+                     if isinstance(lines, list) else lines for name, lines in ordered.items()}
+    return data
 
-    accuracy: pd.DataFrame | None = None   # index, label, correct[, robust]
-    measures: pd.DataFrame | None = None   # engine.attribution's columns, then `attack`
-    stability: pd.DataFrame | None = None  # index, label, one column per stability metric
-    faithfulness: pd.DataFrame | None = None  # index, label, one column per faithfulness metric
+
+PerImage = dict[str, pd.DataFrame]  # part name -> its per-image rows (a part not measured is absent)
 
 
 def write_evaluation(folder: Path, record: EvaluationRecord, per_image: PerImage) -> pd.DataFrame | None:
@@ -138,7 +154,7 @@ def write_evaluation(folder: Path, record: EvaluationRecord, per_image: PerImage
     (folder / EVALUATION_FILE).unlink(missing_ok=True)  # an earlier run's: these files are not complete yet
     digests = {}
     for part, name in PER_IMAGE_FILES.items():
-        frame = getattr(per_image, part)
+        frame = per_image.get(part)
         if frame is not None:
             text = frame.to_csv(index=False)
             write_text_atomic(folder / name, text)
@@ -157,11 +173,9 @@ def write_evaluation(folder: Path, record: EvaluationRecord, per_image: PerImage
 
 def read_evaluation(folder: Path) -> tuple[EvaluationRecord, PerImage]:
     record = EvaluationRecord.read(folder / EVALUATION_FILE)
-    parts = {"accuracy": record.accuracy, "measures": record.attacks, "stability": record.stability,
-             "faithfulness": record.faithfulness}
     frames = {}
     for part, name in PER_IMAGE_FILES.items():
-        if parts[part]:
+        if record.parts.get(part):
             path = folder / name
             if not path.is_file():
                 raise AttrobustError(f"{path} is missing (its evaluation.json lists it); run that evaluation again")
@@ -174,68 +188,34 @@ def read_evaluation(folder: Path) -> tuple[EvaluationRecord, PerImage]:
             except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
                 raise AttrobustError(f"unreadable {path}: {str(error).splitlines()[0]}; run that evaluation "
                                      f"again") from error
-    return record, PerImage(**frames)
+    return record, frames
 
 
 def evaluation_rows(record: EvaluationRecord, per_image: PerImage) -> pd.DataFrame:
-    """The result rows of an evaluation: NA / AA, each attack's metrics and counts, each stability metric."""
-    rows = []
-    if record.accuracy is not None and per_image.accuracy is not None:
-        table = per_image.accuracy
-        n = len(table)
-        natural = 100.0 * int(table["correct"].astype(bool).sum()) / n if n else float("nan")
-        robust = 100.0 * int(table["robust"].astype(bool).sum()) / n if "robust" in table and n else None
-        rows.append(accuracy_rows(RunIdentity(**record.accuracy), n, natural, robust))
-        if record.certificate is not None and "margin" in table:
-            rows.append(certified_rows(RunIdentity(**record.accuracy), table, record.certificate))
-    if record.attacks and per_image.measures is not None:
-        metrics = protocol_metrics(record.eval["metrics"], record.eval.get("protocol", "reference"))
-        for name, identity in record.attacks:
-            part = per_image.measures[per_image.measures["attack"] == name].drop(columns="attack")
-            rows.append(attribution_rows(RunIdentity(**identity), part.reset_index(drop=True), metrics))
-    if record.stability is not None and per_image.stability is not None:
-        metrics = build_stability(record.eval.get("stability", []))
-        rows.append(image_mean_rows(RunIdentity(**record.stability), per_image.stability, metrics))
-    if record.faithfulness is not None and per_image.faithfulness is not None:
-        faithful = build_faithfulness(record.eval.get("faithfulness", []))
-        rows.append(image_mean_rows(RunIdentity(**record.faithfulness), per_image.faithfulness, faithful))
+    """The result rows of an evaluation: each part's, in the parts' order (attrobust/parts)."""
+    rows = [PARTS.get(name).rows(record, [(line, RunIdentity(**identity)) for line, identity in lines],  # type: ignore
+                                 per_image[name])
+            for name, lines in record.parts.items() if lines and name in per_image]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=ROW_COLUMNS)
 
 
-def certified_rows(identity: RunIdentity, accuracy: pd.DataFrame, certificate: dict[str, float]) -> pd.DataFrame:
-    """Certified accuracy of a Lipschitz model (constant L in L2): an image is certified at L2 radius r when it is
-    classified correctly and its logit margin exceeds sqrt(2) L r (each logit difference is sqrt(2) L-Lipschitz). At
-    the L-inf eps the certificate uses the L2 ball holding the L-inf ball, radius eps * sqrt(dimension)."""
-    margin, correct = accuracy["margin"].to_numpy(), accuracy["correct"].astype(bool).to_numpy()
-    n = len(accuracy)
-    values = []
-    for metric, radius in (("certified_accuracy_l2", certificate["l2"]),
-                           ("certified_accuracy_linf", certificate["linf"] * certificate["dimension"] ** 0.5)):
-        certified = correct & (margin > 2 ** 0.5 * certificate["lipschitz"] * radius)
-        values.append({**asdict(identity), "metric": metric, "value": 100.0 * int(certified.sum()) / n if n else
-                       float("nan"), "unit": "%", "n": n})
-    return pd.DataFrame(values, columns=ROW_COLUMNS)
-
-
 def merge_per_image(records: list[EvaluationRecord], parts: list[PerImage]) -> PerImage:
-    """The shards' rows in the unsharded order: attacks in their order, images in evaluation order."""
+    """The shards' rows in the unsharded order: each part's lines in their order, images in evaluation order."""
     position = {index: at for at, index in enumerate(records[0].images)}
-    attack_rank = {name: rank for rank, (name, _) in enumerate(records[0].attacks)}
-
-    def ordered(frames: list[pd.DataFrame | None], by_attack: bool = False) -> pd.DataFrame | None:
-        present = [frame for frame in frames if frame is not None]
+    merged = {}
+    for part in part_classes():
+        name = part.registry_name
+        present = [frames[name] for frames in parts if name in frames]
         if not present:
-            return None
+            continue
         whole = pd.concat(present, ignore_index=True)
         keys = {"_position": whole["index"].map(position)}
-        if by_attack:
-            keys["_attack"] = whole["attack"].map(attack_rank)
+        if part.line_column is not None:
+            rank = {line: at for at, (line, _) in enumerate(records[0].parts.get(name, []))}
+            keys = {"_line": whole[part.line_column].map(rank), **keys}
         whole = whole.assign(**keys)
-        order = ["_attack", "_position"] if by_attack else ["_position"]
-        return whole.sort_values(order, kind="stable").drop(columns=list(keys)).reset_index(drop=True)
-
-    return PerImage(ordered([p.accuracy for p in parts]), ordered([p.measures for p in parts], by_attack=True),
-                    ordered([p.stability for p in parts]), ordered([p.faithfulness for p in parts]))
+        merged[name] = whole.sort_values(list(keys), kind="stable").drop(columns=list(keys)).reset_index(drop=True)
+    return merged
 
 
 def is_finished_shard(folder: Path) -> bool:
@@ -245,19 +225,24 @@ def is_finished_shard(folder: Path) -> bool:
 
 
 def check_coverage(record: EvaluationRecord, per_image: PerImage) -> None:
-    """The merged rows hold every image once: accuracy every selected image, each attack and the stability and
-    faithfulness parts the same scored images. Shards that cut the work differently fail here."""
+    """The merged rows hold every image once: a part with a row per selected image every one of them, and every
+    other part (each of its lines) the same scored images. Shards that cut the work differently fail here."""
     problems = []
-    if per_image.accuracy is not None and per_image.accuracy["index"].tolist() != record.images:
-        problems.append("accuracy rows do not cover each selected image once")
     scored: list[tuple[str, pd.Series]] = []
-    if per_image.measures is not None:
-        if per_image.measures.duplicated(["attack", "index"]).any():
-            problems.append("an attack scores an image twice")
-        scored += [(f"attack {name}", part["index"]) for name, part in per_image.measures.groupby("attack")]
-    scored += [(part, frame["index"]) for part, frame in (("stability", per_image.stability),
-                                                            ("faithfulness", per_image.faithfulness))
-               if frame is not None]
+    for part in part_classes():
+        frame = per_image.get(part.registry_name)
+        if frame is None:
+            continue
+        if part.every_image:
+            if frame["index"].tolist() != record.images:
+                problems.append(f"{part.registry_name} rows do not cover each selected image once")
+        elif part.line_column is not None:
+            if frame.duplicated([part.line_column, "index"]).any():
+                problems.append(f"a line of {part.registry_name} scores an image twice")
+            scored += [(f"{part.registry_name} {line}", rows["index"])
+                       for line, rows in frame.groupby(part.line_column)]
+        else:
+            scored.append((part.registry_name, frame["index"]))
     sets = {name: set(indices) for name, indices in scored}
     if any(len(set(indices)) != len(indices) for _, indices in scored):
         problems.append("an image is scored twice")

@@ -13,7 +13,7 @@ these columns carry empty hashes; `report` groups them by their overrides, as it
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,26 +81,15 @@ def setting_digest(setting: Flat) -> str:
 SELECTION_KEYS = ("num_examples", "indices", "classes", "sample")  # eval.*: which test images
 
 
-def evaluation_setting(plain: Mapping[str, Any], setting: Flat, accuracy: bool, attribution_key: str | None,
-                       explainer: bool, stability: bool = False, faithfulness: bool = False) -> Flat:
-    """What an evaluation measured with: the prediction attack (`accuracy`), the attribution attack configured at
-    `attribution_key` (named `attribution_attack.*` in every command), the explainer, the eval settings of the parts
-    that ran (the images always; protocol, metrics and baselines with an attribution attack; the stability and
-    faithfulness lists with theirs; the certified radius with accuracy), and the dataset settings that differ from
-    the trained model's."""
+def evaluation_setting(plain: Mapping[str, Any], setting: Flat, eval_keys: Sequence[str],
+                       groups: Mapping[str, str]) -> Flat:
+    """What an evaluation measured with: the `eval` settings its parts read (`eval_keys`; the images always), the
+    config groups they read (`groups`: {name: key in the config}, e.g. the attack on explanations configured at
+    `attribution_attack`, the explainer), and the dataset settings that differ from the trained model's."""
     given = plain.get("eval", {})
-    used = list(SELECTION_KEYS)
-    used += ["certify_l2"] if accuracy else []
-    used += ["protocol", "metrics", "baselines"] if attribution_key is not None else []
-    used += ["stability"] if stability else []
-    used += ["faithfulness"] if faithfulness else []
+    used = [*SELECTION_KEYS, *eval_keys]
     parts: dict[str, Any] = {"eval": {key: given[key] for key in used if key in given}}
-    if accuracy:
-        parts["attack"] = plain["attack"]
-    if attribution_key is not None:
-        parts["attribution_attack"] = plain[attribution_key]
-    if explainer or attribution_key is not None:
-        parts["explainer"] = plain["explainer"]
+    parts.update({name: plain[key] for name, key in groups.items()})
     evaluation = flat(parts)
     dataset = flat({"dataset": dataset_settings(plain.get("dataset", {}))})
     evaluation.update({key: value for key, value in dataset.items() if key not in setting or setting[key] != value})

@@ -31,6 +31,10 @@ def heading(metric: str) -> str:
     """The table heading of a result row's metric name."""
     if metric in FIXED_HEADINGS:
         return FIXED_HEADINGS[metric]
+    if "@" in metric:  # a measure at a stage of a part (`<measure>@<stage>`, e.g. parts/randomisation.py)
+        measure, stage = metric.split("@", 1)
+        named = heading_of(measure) or stability_heading_of(measure) or faithfulness_heading_of(measure)
+        return f"{named or measure} @{stage}"
     base = metric.removesuffix("_strict")
     attribution = heading_of(base)
     if attribution is not None:

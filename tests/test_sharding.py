@@ -16,13 +16,17 @@ from conftest import TINY_RUN, wait_for
 
 from attrobust.engine.sharding import Shard
 from attrobust.errors import AttrobustError
+from attrobust.parts import part_settings
 from attrobust.reporting.evaluation import (EVALUATION_FILE, PER_IMAGE_FILES, EvaluationRecord, PerImage,
                                             check_coverage, check_same_units)
 
+# every evaluation part's measure list (attrobust/parts), cheap where its first measure would be slow
+CHEAP = {"stability": "[{name:max_sensitivity,samples:3}]",
+         "faithfulness": "[{name:deletion,steps:7},{name:insertion,steps:7}]"}
 EVALUATE = ["checkpoint=run", "eval.num_examples=40", "attack.steps=2", "attribution_attack.steps=2",
             "explainer.steps=4", "eval.attribution_batch_size=1", "eval.batch_size=16",
-            "eval.baselines=[random_sign]", "eval.stability=[{name:max_sensitivity,samples:3}]",
-            "eval.faithfulness=[{name:deletion,steps:7},{name:insertion,steps:7}]"]
+            "eval.baselines=[random_sign]",
+            *(f"eval.{key}={CHEAP.get(key, f'[{part.measures.names()[0]}]')}" for key, part in part_settings().items())]
 COMPARED = [*PER_IMAGE_FILES.values(), "results.csv", "table.csv", "table.md"]
 
 

@@ -78,7 +78,8 @@ def test_sum_reduction_is_batch_size_times_mean(name, tiny_net):
 def test_pgd_eps_warmup_ramps_linearly_then_holds():
     reg = build_reg("pgd", eps_warmup_epochs=3)
     assert [round(reg.for_epoch(e).eps, 6) for e in range(5)] == [0.1, 0.2, 0.3, 0.3, 0.3]
-    assert build_reg("pgd").for_epoch(0).eps == 0.3
+    assert build_reg("pgd", eps_warmup_epochs=0).for_epoch(0).eps == 0.3  # the reference: full eps at once
+    assert build_reg("pgd").eps_warmup_epochs == 3  # the default is the CLI's (conf/reg/pgd.yaml)
 
 
 def test_bad_reduction_is_rejected():

@@ -18,7 +18,7 @@ class Adam:
     lr: float = 1e-3
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
-    schedule: str = "constant"
+    schedule: str = "cosine"      # the reference: constant (optim.schedule=constant, with optim.lr=1e-4)
     milestones: Milestones = ()   # schedule piecewise: [[step, lr], ...]
 
     def __post_init__(self) -> None:

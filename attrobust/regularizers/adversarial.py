@@ -2,8 +2,8 @@
 
 PGD training, IG-NORM and IG-SUM-NORM each find x* in B(x, eps) with the one PGD loop
 (`attrobust.attacks.projected_ascent.pgd`) and differ only in what x* maximises and in the outer loss.
-`eps_warmup_epochs` (not in the reference, which trains 100k steps) ramps eps linearly over the first epochs:
-eps * (epoch + 1) / warmup.
+`eps_warmup_epochs` (3 by default; not in the reference, which trains 100k steps: `reg.eps_warmup_epochs=0` restores
+it) ramps eps linearly over the first epochs: eps * (epoch + 1) / warmup.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class AdversarialObjective(Objective):
     steps: int
     step_size: float
     random_start: bool = True
-    eps_warmup_epochs: int = 0
+    eps_warmup_epochs: int = 3  # the reference: 0 (it trains 100k steps; the rar_* presets set 0)
 
     def __post_init__(self) -> None:
         super().__post_init__()

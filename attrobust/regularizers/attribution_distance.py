@@ -74,7 +74,7 @@ class AttributionDistance(AdversarialObjective):
     inner_maximises: Literal["distance", "loss"] = "distance"
     ce_at: Literal["clean", "perturbed"] = "clean"
     detach_clean_map: bool = False     # LGA's default: A(x) is a fixed target, only A(x') is trained
-    surrogate_beta: float | None = None  # the inner maximisation on the softplus copy (None: the network itself)
+    surrogate_beta: float | None = 1.0  # the inner maximisation on the softplus copy (None: the network itself)
     second_order: ClassVar[bool] = True
 
     def __post_init__(self) -> None:

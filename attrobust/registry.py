@@ -27,17 +27,26 @@ class Registry(Generic[T]):
     def __init__(self, group: str) -> None:
         self.group = group
         self._builders: dict[str, Callable[..., T]] = {}
+        self._declared: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(self, name: str, **declared: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Register a builder under `name`, with what it declares about what it builds (`declared`, e.g. a model's
+        `cam_layer`), read back with `declared(name)`."""
         def decorator(builder: Callable[..., T]) -> Callable[..., T]:
             if name in self._builders:
                 raise ValueError(f"{self.group} '{name}' is registered twice")
             if inspect.isclass(builder) and hasattr(builder, "registry_name"):
                 builder.registry_name = name  # a component states its name once, here
             self._builders[name] = builder
+            self._declared[name] = dict(declared)
             return builder
 
         return decorator
+
+    def declared(self, name: str) -> dict[str, Any]:
+        """What the builder `name` declared when it was registered."""
+        self.get(name)
+        return dict(self._declared[name])
 
     def names(self) -> list[str]:
         return sorted(self._builders)

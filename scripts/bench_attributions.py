@@ -258,7 +258,7 @@ def explainer_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, rep
 
         compare("smoothgrad", "NoiseTunnel(Saliency) nt_samples_batch_size=",
                 {str(b): lambda b=b: noise_tunnel(b) for b in (None, 10, 25)}, same_draws)
-    layer = model.get_submodule(model.gradcam_layer)
+    layer = model.get_submodule(model.traits.cam_layer)
 
     def gradcam() -> torch.Tensor:
         cam = LayerGradCam(model, layer).attribute(x, target=y, relu_attributions=True)

@@ -19,10 +19,14 @@ from attrobust.errors import AttrobustError
 from attrobust.explainers import EXPLAINERS
 from attrobust.explainers.smoothgrad import smooth
 from attrobust.models.madry_cnn import MadryCNN
-from attrobust.models.normalize import NormalizedModel
+from attrobust.models import MODELS
+from attrobust.models.normalize import ModelTraits, NormalizedModel
 
 FAST = {"ig": {"steps": 8}, "smoothgrad": {"samples": 4}}  # settings that keep the contract tests quick
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
+
+
+MADRY_TRAITS = ModelTraits(cam_layer="net." + MODELS.declared("madry_cnn")["cam_layer"])  # as build_model declares
 
 
 def small_cnn(seed: int = 0, activation: type[nn.Module] = nn.ReLU, size: int = 12) -> nn.Module:
@@ -32,12 +36,12 @@ def small_cnn(seed: int = 0, activation: type[nn.Module] = nn.ReLU, size: int = 
         for name, child in parent.named_children():
             if isinstance(child, nn.ReLU):
                 setattr(parent, name, activation())
-    return NormalizedModel(net, [0.5], [0.25]).double().eval()
+    return NormalizedModel(net, [0.5], [0.25], MADRY_TRAITS).double().eval()
 
 
 def madry_cnn(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return NormalizedModel(MadryCNN(1, (28, 28), 10), [0.0], [1.0]).double().eval()
+    return NormalizedModel(MadryCNN(1, (28, 28), 10), [0.0], [1.0], MADRY_TRAITS).double().eval()
 
 
 def images(n: int, size: int, seed: int = 1) -> torch.Tensor:
@@ -108,7 +112,7 @@ def test_gradcam_equals_captum_layer_gradcam_and_interpolate(make, size, relu, m
     model, x = make(), images(3, size)
     y = torch.tensor([2, 0, 1])
     ours = explainer("gradcam", relu=relu, interpolation=mode).explain(model, x, y)
-    layer = model.get_submodule(model.gradcam_layer)
+    layer = model.get_submodule(model.traits.cam_layer)
     cam = LayerGradCam(model, layer).attribute(x, target=y, relu_attributions=relu)
     expected = LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode=mode)
     torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)

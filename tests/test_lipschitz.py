@@ -67,7 +67,7 @@ def test_the_exported_network_is_1_lipschitz():
     model, splits = trained_lipschitz()
     net = model.net
     assert not any("torchlip.modules.conv" in type(m).__module__ for m in net.modules())  # plain layers
-    assert model.lipschitz_constant == 1.0
+    assert model.traits.lipschitz_constant == 1.0
     shape: tuple[int, ...] = splits.image_shape
     product = 1.0
     for layer in net:

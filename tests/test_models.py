@@ -94,3 +94,40 @@ def test_second_order_gradients_flow(name):
         (grad,) = torch.autograd.grad(model(x)[:, 0].sum(), x, create_graph=True)
         (second,) = torch.autograd.grad(grad.abs().sum(), x)
     assert torch.isfinite(second).all() and second.abs().sum() > 0
+
+
+def declared_model(name: str) -> nn.Module:
+    """`name` built as the commands build it (normalisation and declared traits), for 3-channel 32 x 32 images."""
+    from attrobust.models import build_model
+
+    if MODELS.declared(name).get("lipschitz"):
+        pytest.importorskip("deel.torchlip")
+    spec = type("Spec", (), {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)})()
+    torch.manual_seed(0)
+    return build_model({"name": name}, spec, (3, 32, 32), 5).eval()
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_model_contract(name):
+    """Every registered model: logits of the right shape, its declared layer resolvable, the smooth surrogate swaps
+    its activations (or it refuses in one line), and where it does, second-order gradients reach every weight."""
+    from attrobust.attributions.surrogate import NotSmoothable, check_smoothable
+    from attrobust.models import traits_of
+
+    model = declared_model(name)
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    logits = model(x)
+    assert logits.shape == (2, 5) and torch.isfinite(logits).all()
+    traits = traits_of(model)
+    if traits.cam_layer is not None:
+        assert isinstance(model.get_submodule(traits.cam_layer), nn.Module)
+    assert (traits.lipschitz_constant is not None) == bool(MODELS.declared(name).get("lipschitz"))
+    try:
+        check_smoothable(model, f"model {name}")
+    except NotSmoothable:  # declared refusal: a one-line reason, and the attacks estimate their direction instead
+        return
+    with softplus_surrogate(model):
+        (grad,) = torch.autograd.grad(model(x)[:, 0].sum(), x, create_graph=True)
+        weights = [p for p in model.parameters() if p.dim() > 1]
+        second = torch.autograd.grad(grad.square().sum(), weights, allow_unused=True)
+    assert all(g is not None and g.abs().sum() > 0 for g in second)

@@ -364,3 +364,22 @@ def test_a_run_on_a_schedule_over_its_length_is_not_extended_to_another_length(t
     assert len(fit_for(2)) == 2 and len(fit_for(2)) == 2
     with pytest.raises(AttrobustError, match="schedule over 2 epochs; 3 epochs would change the rate"):
         fit_for(3)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_optimiser_contract(name):
+    """Every registered optimiser, from its YAML: a rate for every epoch, and a step that lowers a quadratic."""
+    import yaml
+
+    from attrobust.config import config_dir
+
+    spec = OPTIMIZERS.build(yaml.safe_load((config_dir() / "optim" / f"{name}.yaml").read_text()))
+    assert all(0 <= spec.lr_at(epoch, 10) <= spec.lr for epoch in range(10))
+    weight = torch.nn.Parameter(torch.tensor([3.0, -2.0]))
+    optimizer = spec.build([weight])
+    for group in optimizer.param_groups:
+        group["lr"] = spec.lr_at(0, 10)
+    loss = weight.square().sum()
+    loss.backward()
+    optimizer.step()
+    assert weight.square().sum() < loss

@@ -12,7 +12,8 @@ by class name) that have no counterpart make `check_smoothable` refuse the model
 direction would be exactly zero and every image would stay unmoved, scored as robust. Activations called as
 functions (F.relu in a forward) cannot be swapped; attrobust's models use modules, and a model you bring
 (`model=external`) is probed once with `functional_piecewise` (a forward pass of its surrogate that records such calls)
-and marked `unswappable_activation`, which `check_smoothable` refuses like a compiled program's activations.
+and the result declared in the model's traits (`unswappable_activation`), which `check_smoothable` refuses like a
+compiled program's activations.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from attrobust.errors import AttrobustError
+from attrobust.models.normalize import traits_of
 
 Counterpart = Callable[[nn.Module, float], nn.Module]
 
@@ -74,7 +76,7 @@ def check_smoothable(model: nn.Module, purpose: str) -> None:
     """One line naming the first activation of `model` with no second derivative and no smooth counterpart (inside a
     TorchScript program no activation can be swapped)."""
     for name, module in model.named_modules():
-        compiled, called = compiled_piecewise(module), module.__dict__.get("unswappable_activation")
+        compiled, called = compiled_piecewise(module), traits_of(module).unswappable_activation
         if compiled is not None or called is not None:
             what = (f"is a compiled program (TorchScript or torch.export) with {compiled}" if compiled is not None
                     else f"calls {called} as a function")

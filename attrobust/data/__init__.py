@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from attrobust.data.base import DatasetSpec, ImageSet, PGDSettings, Splits
-from attrobust.registry import Registry
+from attrobust.registry import Registry, import_components
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
-# Importing a component module registers it.
-from attrobust.data import fashion_mnist, flower17, folder, gtsrb, mnist, mnist_mini, npz  # noqa: E402,F401
+import_components(__name__, __path__)  # every module: a dataset registers itself, a helper registers nothing
 
 __all__ = ["DATASETS", "DatasetSpec", "ImageSet", "PGDSettings", "Splits"]

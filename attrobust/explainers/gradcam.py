@@ -5,7 +5,7 @@ Captum's `LayerGradCam` leaves it off by default: `relu_attributions`) and `F.in
 (`interpolation`: bilinear or nearest, as Captum's `LayerAttribution.interpolate`). One map per image: (B, 1, H, W).
 
 `layer` is a module path in the model (e.g. `net.features.4`); null takes the layer the model names as its last
-convolutional block (`gradcam_layer` of attrobust's models: madry_cnn / small_cnn `features.4`, rar_resnet
+convolutional block (the `cam_layer` attrobust's models declare: madry_cnn / small_cnn `features.4`, rar_resnet
 `act_last`, resnet18 `layer4`). The layer is looked up at every call, so under the smooth surrogate a swapped
 activation module is the one read. One forward and one backward pass per image.
 Oracle: Captum's `LayerGradCam` + `LayerAttribution.interpolate`.
@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from attrobust.errors import AttrobustError
 from attrobust.explainers import EXPLAINERS
 from attrobust.explainers.base import Explainer
+from attrobust.models.normalize import traits_of
 
 Interpolation = Literal["bilinear", "nearest"]
 
@@ -39,7 +40,7 @@ class GradCAMExplainer(Explainer):
             raise ValueError(f"interpolation must be one of bilinear, nearest, got '{self.interpolation}'")
 
     def layer_name(self, model: nn.Module) -> str:
-        name = self.layer if self.layer is not None else getattr(model, "gradcam_layer", None)
+        name = self.layer if self.layer is not None else traits_of(model).cam_layer
         if name is None:
             raise AttrobustError(f"explainer gradcam: model {type(model).__name__} names no layer to read; set "
                                  f"explainer.layer=MODULE_PATH (one of: {', '.join(_conv_blocks(model)) or 'none'})")

@@ -9,13 +9,14 @@ from torch import nn
 
 from attrobust.data.base import DatasetSpec
 from attrobust.errors import AttrobustError
-from attrobust.models.normalize import Normalize, NormalizedModel
-from attrobust.registry import Registry
+from attrobust.models.normalize import ModelTraits, Normalize, NormalizedModel, traits_of
+from attrobust.registry import Registry, import_components
 
+# A builder `(in_channels, image_size, num_classes, **settings) -> nn.Module` registered with what it declares:
+# `cam_layer` (the module path in the network that Grad-CAM reads) and `lipschitz` (1-Lipschitz by construction).
 MODELS: Registry[nn.Module] = Registry("model")
 
-from attrobust.models import (  # noqa: E402,F401
-    lipschitz_cnn, madry_cnn, rar_resnet, rar_resnet_flower, resnet18, small_cnn)
+import_components(__name__, __path__, skip=("external", "normalize"))  # external: a model you bring, not built here
 
 
 def build_model(cfg: Mapping[str, Any], spec: DatasetSpec, image_shape: tuple[int, int, int],
@@ -24,10 +25,12 @@ def build_model(cfg: Mapping[str, Any], spec: DatasetSpec, image_shape: tuple[in
     channels, height, width = image_shape
     check_normalisation(spec, channels)
     net = MODELS.build(cfg, in_channels=channels, image_size=(height, width), num_classes=num_classes)
-    model = NormalizedModel(net, spec.mean, spec.std)
-    if is_lipschitz(net):  # 1-Lipschitz by construction: the normalisation scales it by 1 / std
-        model.lipschitz_constant = 1.0 / min(spec.std)
-    return model
+    declared = MODELS.declared(str(cfg["name"]))
+    layer = declared.get("cam_layer")
+    traits = ModelTraits(cam_layer=None if layer is None else f"net.{layer}",
+                         # 1-Lipschitz by construction: the normalisation scales it by 1 / std
+                         lipschitz_constant=1.0 / min(spec.std) if declared.get("lipschitz") else None)
+    return NormalizedModel(net, spec.mean, spec.std, traits)
 
 
 def check_normalisation(spec: DatasetSpec, channels: int) -> None:
@@ -46,11 +49,9 @@ def export_plain(model: NormalizedModel) -> NormalizedModel:
     """The model with a deel-torchlip network exported to plain layers (`vanilla_export`: fixed weights, no
     re-normalisation at every pass), for evaluation; other models unchanged."""
     if is_lipschitz(model.net) and hasattr(model.net, "vanilla_export"):
-        constant = model.__dict__.get("lipschitz_constant")
-        model.net = model.net.vanilla_export()
-        if constant is not None:
-            model.lipschitz_constant = constant
+        model.net = model.net.vanilla_export()  # the traits stay: the same function
     return model
 
 
-__all__ = ["MODELS", "Normalize", "NormalizedModel", "build_model", "check_normalisation", "export_plain", "is_lipschitz"]
+__all__ = ["MODELS", "ModelTraits", "Normalize", "NormalizedModel", "build_model", "check_normalisation",
+           "export_plain", "is_lipschitz", "traits_of"]

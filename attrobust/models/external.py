@@ -32,6 +32,7 @@ import json
 import re
 import zipfile
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from torch import Tensor, nn
 
 from attrobust.attributions.surrogate import functional_piecewise
 from attrobust.errors import AttrobustError
-from attrobust.models.normalize import NormalizedModel
+from attrobust.models.normalize import ModelTraits, NormalizedModel
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
 EXPORT_SUFFIX = ".pt2"
@@ -319,16 +320,16 @@ def build_external(settings: ExternalModel, mean: tuple[float, ...], std: tuple[
     if settings.image_size is not None and tuple(settings.image_size) != tuple(image_shape[1:]):
         inner, prefix = Resized(net, settings.image_size), "net."
     layer = settings.gradcam_layer or last_conv_block(net)
-    if layer is not None:
-        inner.gradcam_layer = prefix + layer  # type: ignore[assignment]
-    model = NormalizedModel(inner, settings.mean or mean, settings.std or std).eval()
+    traits = ModelTraits(cam_layer=None if layer is None else f"net.{prefix}{layer}")
+    model = NormalizedModel(inner, settings.mean or mean, settings.std or std, traits).eval()
     try:
-        model.unswappable_activation = functional_piecewise(model, torch.zeros(2, *image_shape))
+        called = functional_piecewise(model, torch.zeros(2, *image_shape))
     except Exception as error:  # noqa: BLE001 (the user's network fails on the dataset's images: say which)
         raise AttrobustError(f"model.source={settings.source} fails on this dataset's images (2 x "
                              f"{' x '.join(map(str, image_shape))}): {type(error).__name__}: "
                              f"{str(error).splitlines()[0] if str(error) else ''}; check model.image_size, "
                              f"model.mean / model.std and the number of channels") from error
+    model.traits = dataclasses.replace(traits, unswappable_activation=called)
     return model
 
 

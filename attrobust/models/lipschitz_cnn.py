@@ -22,7 +22,7 @@ from attrobust.models import MODELS
 INSTALL = 'model=lipschitz_cnn needs deel-torchlip: pip install "attrobust[lipschitz]"'
 
 
-@MODELS.register("lipschitz_cnn")
+@MODELS.register("lipschitz_cnn", lipschitz=True)
 def lipschitz_cnn(in_channels: int, image_size: tuple[int, int], num_classes: int, channels: tuple[int, int] = (16, 32),
                   hidden_units: int = 128) -> nn.Module:
     try:

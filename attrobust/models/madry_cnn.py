@@ -31,7 +31,6 @@ REFERENCE_BIAS = 0.1
 
 
 class MadryCNN(nn.Module):
-    gradcam_layer = "features.4"  # the last convolutional block's output (second conv + ReLU, before pooling)
 
     def __init__(self, in_channels: int, image_size: tuple[int, int], num_classes: int,
                  conv_channels: Sequence[int] = (32, 64), hidden_units: int = 1024, init: Init = "pytorch") -> None:
@@ -72,7 +71,7 @@ def reference_init_(model: nn.Module) -> None:
                 nn.init.constant_(layer.bias, REFERENCE_BIAS)
 
 
-@MODELS.register("madry_cnn")
+@MODELS.register("madry_cnn", cam_layer="features.4")  # the second conv + ReLU, before pooling
 def madry_cnn(in_channels: int, image_size: tuple[int, int], num_classes: int,
               conv_channels: Sequence[int] = (32, 64), hidden_units: int = 1024, init: Init = "pytorch") -> nn.Module:
     """The reference architecture (32/64 channels, 1024 hidden units)."""

@@ -89,7 +89,6 @@ class ResidualUnit(nn.Module):
 
 
 class RarResNet(nn.Module):
-    gradcam_layer = "act_last"  # the last residual unit's activated output, before global pooling
 
     def __init__(self, in_channels: int, num_classes: int, units_per_stage: int, pixel_scale: float) -> None:
         super().__init__()
@@ -114,7 +113,7 @@ class RarResNet(nn.Module):
         return self.logit(torch.mean(self.act_last(x), dim=(2, 3)))
 
 
-@MODELS.register("rar_resnet")
+@MODELS.register("rar_resnet", cam_layer="act_last")  # the last unit's activated output, before pooling
 def rar_resnet(in_channels: int, image_size: tuple[int, int], num_classes: int, units_per_stage: int = 2,
                pixel_scale: float = 255.0) -> nn.Module:
     """The reference ResNet (2 units per stage for GTSRB, 1 for Flower-17); any image size (global pooling)."""

@@ -12,7 +12,7 @@ from torch import nn
 from attrobust.models import MODELS
 
 
-@MODELS.register("resnet18")
+@MODELS.register("resnet18", cam_layer="layer4")  # the last convolutional block (Grad-CAM's usual choice)
 def resnet18(in_channels: int, image_size: tuple[int, int], num_classes: int) -> nn.Module:
     from torchvision.models import resnet18 as torchvision_resnet18  # imported when used (a second to import)
 
@@ -22,5 +22,4 @@ def resnet18(in_channels: int, image_size: tuple[int, int], num_classes: int) ->
     for module in net.modules():
         if isinstance(module, nn.ReLU):
             module.inplace = False
-    net.gradcam_layer = "layer4"  # the last convolutional block (Grad-CAM's usual choice for ResNets)
     return net

@@ -10,7 +10,7 @@ from attrobust.models import MODELS
 from attrobust.models.madry_cnn import Init, MadryCNN
 
 
-@MODELS.register("small_cnn")
+@MODELS.register("small_cnn", cam_layer="features.4")  # the second conv + ReLU, before pooling
 def small_cnn(in_channels: int, image_size: tuple[int, int], num_classes: int,
               conv_channels: Sequence[int] = (16, 32), hidden_units: int = 256, init: Init = "pytorch") -> nn.Module:
     return MadryCNN(in_channels, image_size, num_classes, conv_channels, hidden_units, init)

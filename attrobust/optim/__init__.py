@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from attrobust.registry import Registry
+from attrobust.optim.schedules import lr_factor
+from attrobust.registry import Registry, import_components
 
 OPTIMIZERS: Registry[Any] = Registry("optim")
 
-from attrobust.optim import adam, sgd  # noqa: E402,F401
-from attrobust.optim.schedules import lr_factor  # noqa: E402
+import_components(__name__, __path__, skip=("schedules",))
 
 __all__ = ["OPTIMIZERS", "lr_factor"]

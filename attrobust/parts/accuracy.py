@@ -14,6 +14,7 @@ import pandas as pd
 from attrobust.engine import cost
 from attrobust.engine.evaluate import AccuracyCounts, PredictionAttack, accuracy_counts, accuracy_per_image
 from attrobust.engine.sharding import Shard
+from attrobust.models.normalize import traits_of
 from attrobust.parts import PARTS
 from attrobust.parts.base import EvaluationPart, Measured, Request
 from attrobust.reporting.rows import ROW_COLUMNS, RunIdentity, accuracy_rows
@@ -73,9 +74,9 @@ class Accuracy(EvaluationPart):
 
 
 def certificate_of(trained: TrainedModel) -> dict[str, float] | None:
-    """What certified accuracy needs for a Lipschitz model (`lipschitz_constant`: L2, set by `build_model`); None for
-    other models."""
-    constant = trained.model.__dict__.get("lipschitz_constant")
+    """What certified accuracy needs for a Lipschitz model (its traits' `lipschitz_constant`: L2); None for other
+    models."""
+    constant = traits_of(trained.model).lipschitz_constant
     if constant is None:
         return None
     return {"lipschitz": float(constant), "l2": float(trained.eval_settings.certify_l2),

@@ -37,6 +37,7 @@ from attrobust.explainers import EXPLAINERS, Explainer
 from attrobust.regularizers import REGULARIZERS
 from attrobust.regularizers.adversarial import AdversarialObjective
 from attrobust.regularizers.base import LossOutput, reduce
+from attrobust.models.normalize import traits_of
 
 Distance = Literal["cosine", "pearson", "l1", "squared_l2", "kl"]
 Inner = Literal["pgd", "random"]
@@ -111,7 +112,7 @@ class AttributionDistance(AdversarialObjective):
     def check_model(self, model: nn.Module) -> None:
         """A layer-reading explainer (Grad-CAM) trains only a model that names its layer: training has no key to name
         one (`explainer.layer` belongs to evaluate, attack and explain)."""
-        if getattr(self.built_explainer, "layer", "") is None and getattr(model, "gradcam_layer", None) is None:
+        if getattr(self.built_explainer, "layer", "") is None and traits_of(model).cam_layer is None:
             raise AttrobustError(f"reg.explainer={self.explainer} reads the layer the model names, and this model "
                                  f"names none; train it with another reg.explainer (e.g. gradient), or a model that "
                                  f"names its layer (madry_cnn, rar_resnet, resnet18)")

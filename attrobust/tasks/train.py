@@ -24,7 +24,7 @@ from attrobust.engine.evaluate import EvalSettings, PredictionAttack, evaluate_a
 from attrobust.engine.selection import choose_images
 from attrobust.engine.train import TrainSettings, fit
 from attrobust.errors import AttrobustError, choices
-from attrobust.models import MODELS, build_model
+from attrobust.models import MODELS, build_model, traits_of
 from attrobust.optim import OPTIMIZERS
 from attrobust.parts.accuracy import log_accuracy
 from attrobust.provenance import config_hash, git_commit, run_id
@@ -146,7 +146,7 @@ def built_model(plain: dict[str, Any], objective: Any, splits: Splits, device: t
     """The model to train, on `device`, checked against the objective, with the same weights on every process."""
     model = build_model(plain["model"], DATASETS.build(plain["dataset"]), splits.image_shape,
                         splits.num_classes).to(device)
-    if objective.needs_lipschitz_model and "lipschitz_constant" not in model.__dict__:
+    if objective.needs_lipschitz_model and traits_of(model).lipschitz_constant is None:
         raise AttrobustError(f"reg={plain['reg']['name']} trains 1-Lipschitz networks and model="
                              f"{plain['model']['name']} is not one (its margin would bound nothing); use "
                              f"model=lipschitz_cnn (or +experiment=mnist_mini_lipschitz_hkr)")

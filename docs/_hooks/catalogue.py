@@ -1,0 +1,67 @@
+"""MkDocs hook: the component catalogue (docs/catalogue.md) is generated from attrobust's registries and config
+folders when the site is built, so it lists exactly what `attrobust list` does and cannot go stale."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any
+
+MARKER = "<!-- catalogue -->"
+
+
+def first_paragraph(text: str) -> str:
+    return " ".join((text or "").strip().split("\n\n")[0].split()).replace("|", "\\|")
+
+
+def table(rows: list[tuple[str, str, str]]) -> str:
+    lines = ["| option | settings (defaults) | what it is |", "|---|---|---|"]
+    lines += [f"| `{name}` | {settings} | {about} |" for name, settings, about in rows]
+    return "\n".join(lines)
+
+
+def settings_of(builder: Any, context: tuple[str, ...] = ()) -> str:
+    parameters = [p for p in inspect.signature(builder).parameters.values() if p.name not in context]
+    shown = [f"`{p.name}`" + ("" if p.default is inspect.Parameter.empty else f"={p.default!r}".replace("|", "\\|"))
+             for p in parameters]
+    return ", ".join(shown) or "none"
+
+
+def catalogue() -> str:
+    from attrobust.attacks import ATTRIBUTION_ATTACKS, PREDICTION_ATTACKS
+    from attrobust.config import GROUPS, config_dir, group_options
+    from attrobust.data import DATASETS
+    from attrobust.explainers import EXPLAINERS
+    from attrobust.metrics import METRICS
+    from attrobust.models import MODELS
+    from attrobust.optim import OPTIMIZERS
+    from attrobust.parts import part_classes
+    from attrobust.regularizers import REGULARIZERS
+
+    registries = {"dataset": [DATASETS], "model": [MODELS], "reg": [REGULARIZERS], "explainer": [EXPLAINERS],
+                  "optim": [OPTIMIZERS], "attack": [PREDICTION_ATTACKS, ATTRIBUTION_ATTACKS]}
+    context = ("in_channels", "image_size", "num_classes", "explainer")
+    out = []
+    for group in GROUPS:
+        rows = []
+        for name in group_options(group):
+            yaml_text = (config_dir() / group / f"{name}.yaml").read_text(encoding="utf-8")
+            about = yaml_text.splitlines()[0].lstrip("# ") if yaml_text.startswith("#") else ""
+            builder = next((r.get(name) for r in registries[group] if name in r.names()), None)
+            rows.append((name, settings_of(builder, context) if builder is not None else "see its YAML",
+                         first_paragraph(about)))
+        out.append(f"## `{group}=`\n\n{table(rows)}\n")
+    families = [("eval.metrics", METRICS)] + [(f"eval.{part.setting}", part.measures) for part in part_classes()
+                                              if part.setting is not None and part.measures is not METRICS]
+    for key, registry in families:
+        rows = [(name, settings_of(registry.get(name)),
+                 first_paragraph(sys.modules[registry.get(name).__module__].__doc__ or "")) for name in registry.names()]
+        out.append(f"## `{key}=[...]`\n\n{table(rows)}\n")
+    parts = [(part.registry_name, f"`eval.{part.setting}`" if part.setting else "by the command",
+              first_paragraph(sys.modules[part.__module__].__doc__ or "")) for part in part_classes()]
+    out.append("## Evaluation parts\n\n" + table(parts).replace("settings (defaults)", "asked for by") + "\n")
+    return "\n".join(out)
+
+
+def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
+    return markdown.replace(MARKER, catalogue()) if MARKER in markdown else markdown

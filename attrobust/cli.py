@@ -140,7 +140,7 @@ def merge(directory: Annotated[Path, typer.Argument(help="A folder holding the s
     run. Every shard must have finished; a missing one is named with the command that runs it."""
     if not directory.is_dir():
         _fail(f"no such directory: {directory}")
-    from attrobust.reporting.evaluation import merge_directory
+    from attrobust.reporting.merge import merge_directory
     from attrobust.reporting.tables import rich_table
 
     try:

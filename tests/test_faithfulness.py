@@ -51,8 +51,25 @@ def rise_curve(model: nn.Module, x: torch.Tensor, y: int, saliency: np.ndarray, 
     return np.array(scores)
 
 
-def test_registry_and_config():
-    assert sorted(FAITHFULNESS.names()) == ["deletion", "insertion"]
+@pytest.mark.parametrize("name", FAITHFULNESS.names())
+def test_faithfulness_metric_contract(name):
+    """Every registered metric: built by name, declares its heading and direction, refuses more steps than pixels, and
+    scores a batch as it scores each image alone."""
+    metric = build_faithfulness([name])[0]
+    assert metric.registry_name == name and metric.column == name and metric.heading and metric.family
+    with pytest.raises(ValueError, match="more than the 4 pixels"):
+        metric.__class__(steps=5).check_fits(4)
+    model, x = Float64Net().eval(), images()
+    y = model(x).argmax(1)
+    attributions = EXPLAINERS.build({"name": "gradient"}).explain(model, x, y)
+    small = metric.__class__(steps=6)
+    batched = area(curves(small, model, x, y, attributions, rows=7))
+    alone = torch.cat([area(curves(small, model, x[i:i + 1], y[i:i + 1], attributions[i:i + 1]))
+                       for i in range(len(x))])
+    torch.testing.assert_close(batched, alone, atol=1e-12, rtol=0)
+
+
+def test_settings_and_config():
     metrics = build_faithfulness(["deletion", {"name": "insertion", "steps": 16, "baseline": "zero"}])
     assert (metrics[0].baseline, metrics[1].steps, metrics[1].baseline) == ("zero", 16, "zero")
     assert not metrics[0].higher_is_better and metrics[1].higher_is_better

@@ -17,8 +17,8 @@ from conftest import TINY_RUN, wait_for
 from attrobust.engine.sharding import Shard
 from attrobust.errors import AttrobustError
 from attrobust.parts import part_settings
-from attrobust.reporting.evaluation import (EVALUATION_FILE, PER_IMAGE_FILES, EvaluationRecord, PerImage,
-                                            check_coverage, check_same_units)
+from attrobust.reporting.evaluation import EVALUATION_FILE, PER_IMAGE_FILES, EvaluationRecord, PerImage
+from attrobust.reporting.merge import check_coverage, check_same_units
 
 # every evaluation part's measure list (attrobust/parts), cheap where its first measure would be slow
 CHEAP = {"stability": "[{name:max_sensitivity,samples:3}]",

@@ -35,8 +35,25 @@ class Float64Net(nn.Module):
         return self.body(x.double())
 
 
-def test_registry_covers_every_metric_with_an_oracle():
-    assert sorted(STABILITY.names()) == sorted(QUANTUS_CLASSES)
+@pytest.mark.parametrize("name", STABILITY.names())
+def test_stability_metric_contract(name):
+    """Every registered metric (those with a Quantus counterpart are also checked against it below): built by name,
+    declares its heading, direction and reduction, and gives each image the value it gets alone."""
+    metric = STABILITY.build({"name": name, "samples": 4})
+    assert metric.registry_name == name and metric.column == name and metric.heading and metric.family == "stability"
+    assert metric.reduction in ("max", "mean")
+    model = Float64Net().eval()
+    x = 0.2 + 0.6 * torch.rand(3, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    y = model(x).argmax(1)
+    explainer = EXPLAINERS.build({"name": "gradient"})
+    batched = estimate(metric, model, explainer, x, y, [4, 5, 6], seed=1, rows=5).values
+    alone = torch.cat([estimate(metric, model, explainer, x[i:i + 1], y[i:i + 1], [4 + i], seed=1).values
+                       for i in range(3)])
+    torch.testing.assert_close(batched, alone, atol=1e-12, rtol=0, equal_nan=True)
+
+
+def test_quantus_oracles_name_registered_metrics():
+    assert set(QUANTUS_CLASSES) <= set(STABILITY.names())
 
 
 @pytest.mark.parametrize("name", sorted(QUANTUS_CLASSES))

@@ -1,16 +1,17 @@
 """The metric contract: a function from two batches of saliency maps (and their image size) to one value per image.
 
-A metric is a measure (`attrobust.measures.Measure`), a small frozen dataclass (its fields are its settings) registered with `@METRICS.register(name)` in
-its own file under `attrobust/metrics/`; every module there is imported by the package, so adding a metric is one
-Python file. It declares what tables and reports need: a `heading`, a `unit` ("%": a fraction in [0, 1] shown in
-percent in result rows and tables; "" or "px"), whether higher values mean a more robust explanation
-(`higher_is_better`), and the value of identical maps (`identical`), which is also the score of an image that no
-iterate of an attack counted (the reference's accounting: such an image keeps its original map).
+A metric is a measure (`attrobust.measures.Measure`), a small frozen dataclass (its fields are its settings)
+registered with `@METRICS.register(name)` in its own file under `attrobust/metrics/`; every module there is imported
+by the package, so adding a metric is one Python file. It declares what tables and reports need: a `heading`, a
+`unit` ("%": a fraction in [0, 1] shown in percent in result rows and tables; "" or "px"), whether higher values
+mean a more robust explanation (`higher_is_better`), and the value of identical maps (`identical`), which is also
+the score of an image that no iterate of an attack counted (the reference's accounting: such an image keeps its
+original map).
 
-Call: `metric(original, perturbed, maps)` with `original`, `perturbed` (N, H*W) maps and `maps` a `MapSpec`
-(image size and the number k of pixels that top-k measures compare) -> (N,) float64.
-Which metrics a command computes is the list `eval.metrics` (names, or mappings with settings: `{name: lens_recall,
-window: 5}`); the per-image CSV, result rows, tables and reports follow that list.
+Call: `metric(original, perturbed, maps)` with `original`, `perturbed` (N, H*W) maps and `maps` a `MapSpec` (image
+size and the number k of pixels that top-k measures compare) -> (N,) float64. Which metrics a command computes is
+the list `eval.metrics` (names, or mappings with settings: `{name: lens_recall, window: 5}`); the per-image CSV,
+result rows, tables and reports follow that list.
 """
 
 from __future__ import annotations

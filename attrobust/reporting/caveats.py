@@ -56,7 +56,8 @@ def _compare(metric: str, attack: float, control: float) -> str:
     """'IN (77.46 vs 78.64)' when the control is at least as strong as the attack on `metric`, else ''."""
     if pd.isna(attack) or pd.isna(control):
         return ""
-    better = METRICS.get(metric_name_of(metric.removesuffix("_strict")) or "").higher_is_better  # type: ignore[attr-defined]
+    measure = METRICS.get(metric_name_of(metric.removesuffix("_strict")) or "")
+    better = measure.higher_is_better  # type: ignore[attr-defined]
     stronger = control <= attack if better else control >= attack
     return f"{metric} ({control:.4g} vs {attack:.4g})" if stronger else ""
 

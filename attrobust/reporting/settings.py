@@ -27,7 +27,8 @@ Flat = dict[str, Any]  # "reg.weight" -> 1.0; lists and mappings below a leaf ar
 # and the evaluation at its end (that is the `evaluation` identity)
 NOT_TRAINING = ("seed", "device", "paths", "dataset_path", "checkpoint", "eval", "eval_at_end", "attack",
                 "attribution_attack", "explainer", "attributions", "figure_examples", "figure_images")
-TRAIN_RUN_KEYS = ("resume", "keep_last", "checkpoint_every", "log_every_s", "test_every")  # train.*: when to save and log
+# train.*: when to save and log
+TRAIN_RUN_KEYS = ("resume", "keep_last", "checkpoint_every", "log_every_s", "test_every")
 DATA_LOCATION_KEYS = ("root", "path", "download", "cache")  # dataset.*: where the files are, not what they hold
 ACCEL_KEPT = ("amp",)  # accel.*: bf16 changes the numbers; layout, compilation and pinned memory do not
 

@@ -30,7 +30,7 @@ from rich.console import Console
 
 from attrobust.errors import AttrobustError
 from attrobust.provenance import config_hash, run_id
-from attrobust.reporting.evaluation import is_finished_shard, merge_directory
+from attrobust.reporting.merge import is_finished_shard, merge_directory
 from attrobust.reporting.rows import ACCURACY_METRICS, OLD_ROW_COLUMNS, ROW_COLUMNS, attack_key
 from attrobust.reporting.settings import Flat, read_settings
 from attrobust.reporting.tables import FIXED_HEADINGS, RESULTS_FILE, ordered_metrics, rich_table, unit_heading

@@ -23,7 +23,8 @@ from attrobust.errors import AttrobustError
 from attrobust.parts import EvaluationPart, Measured, Request, configured_parts
 from attrobust.provenance import PROVENANCE_FILE, config_hash
 from attrobust.reporting.caveats import headline_caveats
-from attrobust.reporting.evaluation import EVALUATION_FILE, EvaluationRecord, merge_shards, write_evaluation
+from attrobust.reporting.evaluation import EVALUATION_FILE, EvaluationRecord, write_evaluation
+from attrobust.reporting.merge import merge_shards
 from attrobust.reporting.settings import Flat, evaluation_setting
 from attrobust.rundir import mark_started
 from attrobust.tasks.restore import TrainedModel, load_trained

@@ -27,6 +27,11 @@ def settings_of(builder: Any, context: tuple[str, ...] = ()) -> str:
     return ", ".join(shown) or "none"
 
 
+def module_summary(builder: Any) -> str:
+    """The first paragraph of the docstring of the module that defines `builder`."""
+    return first_paragraph(sys.modules[builder.__module__].__doc__ or "")
+
+
 def catalogue() -> str:
     from attrobust.attacks import ATTRIBUTION_ATTACKS, PREDICTION_ATTACKS
     from attrobust.config import GROUPS, config_dir, group_options
@@ -54,11 +59,11 @@ def catalogue() -> str:
     families = [("eval.metrics", METRICS)] + [(f"eval.{part.setting}", part.measures) for part in part_classes()
                                               if part.setting is not None and part.measures is not METRICS]
     for key, registry in families:
-        rows = [(name, settings_of(registry.get(name)),
-                 first_paragraph(sys.modules[registry.get(name).__module__].__doc__ or "")) for name in registry.names()]
+        rows = [(name, settings_of(registry.get(name)), module_summary(registry.get(name)))
+                for name in registry.names()]
         out.append(f"## `{key}=[...]`\n\n{table(rows)}\n")
     parts = [(part.registry_name, f"`eval.{part.setting}`" if part.setting else "by the command",
-              first_paragraph(sys.modules[part.__module__].__doc__ or "")) for part in part_classes()]
+              module_summary(part)) for part in part_classes()]
     out.append("## Evaluation parts\n\n" + table(parts).replace("settings (defaults)", "asked for by") + "\n")
     return "\n".join(out)
 

@@ -90,3 +90,31 @@ def test_pgd_attack_rejects_bad_values(field, value):
     cfg = {"name": "pgd", "eps": 0.3, "steps": 5, "step_size": 0.05, field: value}
     with pytest.raises(AttrobustError, match=field):
         PREDICTION_ATTACKS.build(cfg)
+
+
+def yaml_settings(name: str) -> dict:
+    """The attack's YAML with the threat model's interpolations replaced by small test values."""
+    import re
+
+    import yaml
+
+    from attrobust.config import config_dir
+
+    text = (config_dir() / "attack" / f"{name}.yaml").read_text(encoding="utf-8")
+    for key, value in (("step_size", "0.05"), ("steps", "3"), ("eps", "0.3")):
+        text = re.sub(r"\$\{[a-z_.]*\." + key + r"\}", value, text)
+    return yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("name", PREDICTION_ATTACKS.names())
+def test_prediction_attack_contract(name, tiny_net):
+    """Every registered prediction attack, from its YAML: a description, and for each image a bool that is never true
+    for an image the model gets wrong when clean."""
+    attack = PREDICTION_ATTACKS.build(yaml_settings(name))
+    x, y = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(6) % 3
+    torch.manual_seed(0)
+    robust = attack.robust(tiny_net.eval(), x, y)
+    assert robust.shape == (6,) and robust.dtype == torch.bool and isinstance(attack.describe(), str)
+    with torch.no_grad():
+        correct = tiny_net(x).argmax(1) == y
+    assert not (robust & ~correct).any()

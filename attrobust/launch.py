@@ -64,6 +64,7 @@ def run_command(config_name: str, args: Sequence[str], multirun: bool) -> None:
     parser.error = _argument_error  # type: ignore[method-assign]  # one line, not argparse's usage text
     if config_name in ("evaluate", "attack"):
         args = attack_spelling(args, old=config_name == "attack")
+    args = threat_spelling(args)
     try:
         parsed = parser.parse_args((["--multirun"] if multirun else []) + list(args))
         _check_group_choices(parsed.overrides, parsed.config_dir)
@@ -242,6 +243,28 @@ def attack_spelling(args: Sequence[str], old: bool) -> list[str]:
     return out
 
 
+OLD_THREAT = re.compile(r"([+~]*)dataset\.((?:eps|pgd|attribution_attack|attribution_training)(?:\.[^=]*)?(?:=.*)?)",
+                        re.DOTALL)
+
+
+def threat_spelling(args: Sequence[str]) -> list[str]:
+    """The threat model has its own group (`threat`, attrobust/attacks/threat.py): the earlier `dataset.eps=...`,
+    `dataset.pgd.*`, `dataset.attribution_attack.*` and `dataset.attribution_training.*` are read as `threat.*`, with
+    a one-line note."""
+    out, renamed = [], []
+    for index, arg in enumerate(args):
+        match = None if index and args[index - 1] in VALUE_OPTIONS else OLD_THREAT.fullmatch(arg)
+        if match is None:
+            out.append(arg)
+            continue
+        out.append(f"{match.group(1)}threat.{match.group(2)}")
+        renamed.append((arg.split("=", 1)[0], out[-1].split("=", 1)[0]))
+    if renamed:
+        print(f"note: the threat model has its own group: read {', '.join(f'{a} as {b}' for a, b in renamed)}",
+              file=sys.stderr)
+    return out
+
+
 def _check_dataset_keys(config_name: str, overrides: Sequence[str]) -> None:
     """evaluate, attack, explain: without dataset=NAME the dataset (and its settings) come from the checkpoint, so a
     dataset.KEY override has nothing to change; say how to change it, before Hydra's 'unknown key' or a '+' that
@@ -252,11 +275,15 @@ def _check_dataset_keys(config_name: str, overrides: Sequence[str]) -> None:
     if any(override.key_or_group == "dataset" for override in parsed):
         return
     for override in parsed:
-        if override.key_or_group.startswith("dataset."):
-            key = override.key_or_group
+        key = override.key_or_group
+        if key.startswith("dataset."):
             raise AttrobustError(f"{key}: without dataset=NAME the dataset and its settings come from the checkpoint; "
                                  f"to change {key}, name the dataset too (dataset=NAME {key}=..., NAME as the "
                                  f"checkpoint's, e.g. dataset=mnist_mini)")
+        if key == "threat" or key.startswith("threat."):
+            raise AttrobustError(f"{key}: without dataset=NAME the threat model comes from the checkpoint; change the "
+                                 f"attacks themselves (attack.eps=..., attribution_attack.eps=..., "
+                                 f"attribution_attack.steps=...), or name the dataset too (dataset=NAME {key}=...)")
 
 
 def _describe_hydra_error(error: Exception) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from attrobust.attacks.threat import THREAT_KEYS, ThreatModel
 from attrobust.config import config_dir
 from attrobust.data import DATASETS
 from attrobust.data.base import Splits
@@ -56,10 +57,14 @@ def stored_in(path: Path, what: str) -> Iterator[None]:
                              f"edited; train it again)") from error
 
 
-def check_stored_dataset(path: Path, dataset: Mapping[str, Any]) -> None:
-    """The dataset settings taken from checkpoint `path` (resolved) build, or one line that blames the checkpoint."""
+def check_stored_dataset(path: Path, dataset: Mapping[str, Any], threat: Mapping[str, Any] | None = None) -> None:
+    """The dataset settings (and threat model) taken from checkpoint `path` (resolved) build, or one line that blames
+    the checkpoint."""
     with stored_in(path, "dataset settings"):
         DATASETS.build(dataset)
+    if threat is not None:
+        with stored_in(path, "threat settings"):
+            construct(ThreatModel, threat, "'threat' settings", "threat")
 
 
 def restore_model(path: Path, payload: Mapping[str, Any], dataset: Mapping[str, Any]) -> tuple[nn.Module, Splits]:
@@ -114,7 +119,7 @@ def checkpoint_dataset(stored: Mapping[str, Any], dataset_path: str | None = Non
     if name not in DATASETS.names():
         raise AttrobustError(f"the checkpoint was trained on dataset '{name}', which this attrobust does not know; "
                              f"choose one with dataset=NAME ({choices(DATASETS.names())})")
-    settings = {key: value for key, value in stored.items() if key not in DATA_LOCATION_KEYS}
+    settings = {key: value for key, value in stored.items() if key not in (*DATA_LOCATION_KEYS, *THREAT_KEYS)}
     if "${" in repr(settings):  # plain values only: an interpolation (${oc.env:...}) would be resolved here
         raise AttrobustError(f"the checkpoint's dataset settings hold an interpolation ('${{...}}'); pass the dataset "
                              f"with dataset={name} instead")
@@ -129,6 +134,17 @@ def checkpoint_dataset(stored: Mapping[str, Any], dataset_path: str | None = Non
                                  f"dataset_path=DIR (a checkpoint never chooses which files are read)")
         merged.path = dataset_path
     return merged
+
+
+def checkpoint_threat(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The threat model a checkpoint was trained with: `threat_cfg`, or in a checkpoint written before the threat model
+    had its own group, the threat keys of its `dataset_cfg` (None: a checkpoint that records none)."""
+    stored = payload.get("threat_cfg")
+    if isinstance(stored, Mapping):
+        return dict(stored)
+    dataset = payload.get("dataset_cfg", {})
+    found = {key: dataset[key] for key in THREAT_KEYS if isinstance(dataset, Mapping) and key in dataset}
+    return found if len(found) == len(THREAT_KEYS) else None
 
 
 def plain_dataset(stored: Mapping[str, Any], dataset_path: str | None = None) -> dict[str, Any]:

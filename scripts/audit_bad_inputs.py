@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 TINY = ["model=small_cnn", "train.epochs=1", "train.num_examples=100", "train.batch_size=50", "eval.num_examples=50",
-        "dataset.pgd.steps=2"]
+        "threat.pgd.steps=2"]
 FAST_EVAL = ["eval.num_examples=4", "attack.steps=1", "attribution_attack.steps=2", "explainer.steps=4"]
 
 
@@ -290,8 +290,8 @@ def cases() -> list[Case]:
         ("device mps", ["device=mps"]), ("device unknown", ["device=tpu"]),
         ("adam betas out of range", ["optim.betas=[2,0.5]"]), ("lr infinite", ["optim.lr=inf"]),
         ("lr negative", ["optim.lr=-1"]), ("sgd momentum 1", ["optim=sgd", "optim.momentum=1"]),
-        ("std zero", ["dataset.std=[0]"]), ("eps infinite", ["dataset.eps=inf"]),
-        ("eps negative", ["dataset.eps=-0.1"]),
+        ("std zero", ["dataset.std=[0]"]), ("eps infinite", ["threat.eps=inf"]),
+        ("eps negative", ["threat.eps=-0.1"]),
         ("bool as word", ["eval_at_end=no"]), ("batch size 0", ["train.batch_size=0"]),
         ("epochs negative", ["train.epochs=-1"]), ("steps and epochs", ["train.steps=5"]),
         ("steps batch beyond data", ["train.epochs=null", "train.steps=5", "train.batch_size=500"]),
@@ -429,7 +429,7 @@ def more_bad_settings() -> list[Case]:
         ("steps 0", ["train.epochs=null", "train.steps=0"]), ("one training image", ["train.num_examples=1"]),
         ("unknown top-level key", ["+foo=1"]), ("empty run folder name", ["hydra.run.dir="]),
         ("pgd training with 0 steps", ["reg=pgd", "reg.steps=0"]), ("art with 0 steps", ["reg=art", "reg.steps=0"]),
-        ("dataset eps 5", ["dataset.eps=5"]), ("pixel_scale 0", ["model=rar_resnet", "model.pixel_scale=0"]),
+        ("dataset eps 5 (the earlier spelling)", ["dataset.eps=5"]), ("pixel_scale 0", ["model=rar_resnet", "model.pixel_scale=0"]),
         ("hkr on a network that is not 1-Lipschitz", ["reg=hkr"]), ("unknown flag", ["--epochs", "3"]),
     ]
     out = [Case(name, ["train", *TINY, *args]) for name, args in train]
@@ -471,8 +471,8 @@ def weak_messages() -> list[Case]:
         return lambda case, trained: _edited_checkpoint(case, trained, change)
 
     return [
-        Case("checkpoint dataset eps of the wrong type", ["evaluate", "checkpoint=edited.pt", *FAST_EVAL],
-             edited(lambda p: p["dataset_cfg"].update(eps="abc")), mentions=("edited.pt stores", "dataset.eps")),
+        Case("checkpoint threat eps of the wrong type", ["evaluate", "checkpoint=edited.pt", *FAST_EVAL],
+             edited(lambda p: p["threat_cfg"].update(eps="abc")), mentions=("edited.pt stores", "threat.eps")),
         Case("checkpoint naming model external", ["evaluate", "checkpoint=edited.pt", *FAST_EVAL],
              edited(lambda p: p["model_cfg"].update(name="external")), mentions=("edited.pt stores", "'external'")),
         Case("checkpoint that is a device", ["evaluate", "checkpoint=/dev/null"],

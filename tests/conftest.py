@@ -18,13 +18,11 @@ from typer.testing import CliRunner
 from attrobust.cli import app
 
 # The fields every dataset config has (as conf/dataset/mnist_mini.yaml), for building datasets directly.
-DATASET_FIELDS = {"num_classes": 10, "mean": [0.0], "std": [1.0], "eps": 0.3, "pgd": {"steps": 40, "step_size": 0.01},
-                  "attribution_attack": {"steps": 100, "step_size": 0.01, "k": 200, "eval_k": 100, "ig_steps": 100},
-                  "attribution_training": {"ig_steps": 50, "approx_factor": 5}}
+DATASET_FIELDS = {"num_classes": 10, "mean": [0.0], "std": [1.0]}
 
 # Settings that make a CLI training run take about a second on a CPU.
 TINY_RUN = ["model=small_cnn", "train.epochs=1", "train.num_examples=100", "train.batch_size=50",
-            "eval.num_examples=50", "dataset.pgd.steps=2"]
+            "eval.num_examples=50", "threat.pgd.steps=2"]
 
 
 @pytest.fixture

@@ -131,7 +131,7 @@ def test_ig_norm_preset_trains_end_to_end(cli, tmp_path):
 def test_cfg_job_prints_the_config_and_runs_nothing(cli, tmp_path):
     result = cli("train", "reg=pgd", "--cfg", "job")
     assert result.exit_code == 0
-    assert "name: pgd" in result.stdout and "eps: ${dataset.eps}" in result.stdout
+    assert "name: pgd" in result.stdout and "eps: ${threat.eps}" in result.stdout
     assert not (tmp_path / "outputs").exists()
 
 
@@ -189,7 +189,7 @@ BAD_INPUTS = [
     (["attack=topk"], "attack=topk attacks explanations, not predictions"),
     (["reg.wieght=1"], "unknown config key 'reg.wieght'"),
     (["trian.epochs=1"], "unknown config key 'trian.epochs'"),
-    (["dataset.eps=-0.1"], "dataset 'mnist_mini': eps must be in (0, 1]"),
+    (["dataset.eps=-0.1"], "'threat' settings: eps must be in (0, 1]"),  # the earlier spelling, read as threat.eps
     (["reg=pgd", "reg.eps=0"], "reg 'pgd': eps must be positive and finite, got 0"),
     (["train.batch_size=0"], "'train' settings: batch_size must be positive, got 0"),
     (["eval.batch_size=-5"], "'eval' settings: batch_size must be positive, got -5"),
@@ -210,8 +210,8 @@ BAD_INPUTS = [
     (["optim.betas=[2,0.5]"], "optim 'adam': betas must each be in [0, 1), got [2.0, 0.5]"),
     (["optim=sgd", "optim.momentum=1"], "optim 'sgd': momentum must be in [0, 1), got 1.0"),
     (["dataset.std=[0]"], "dataset 'mnist_mini': std must be positive and finite"),
-    (["dataset.eps=inf"], "dataset.eps must be a finite number, got inf"),
-    (["dataset.pgd.steps=-1"], "'dataset.pgd': steps must be >= 1, got -1"),
+    (["threat.eps=inf"], "threat.eps must be a finite number, got inf"),
+    (["threat.pgd.steps=-1"], "'threat.pgd': steps must be >= 1, got -1"),
     (["reg=ig_norm", "reg.weight=inf"], "reg.weight must be a finite number, got inf"),
     (["reg=r2et", "reg.curvature_weight=nan"], "reg.curvature_weight must be a finite number, got nan"),
     (["model=lipschitz_cnn", "reg=attribution_distance", "reg.explainer=gradcam"],
@@ -251,11 +251,11 @@ def test_a_finished_run_started_again_is_evaluated_not_trained_and_keep_last_kee
 
 
 def test_every_bad_setting_is_named_at_once(cli, tmp_path):
-    result = cli("train", *TINY_RUN, "train.epochs=0", "optim.lr=-1", "dataset.eps=2", RUN)
+    result = cli("train", *TINY_RUN, "train.epochs=0", "optim.lr=-1", "threat.eps=2", RUN)
     assert result.exit_code == 2 and len(result.error_lines) == 1, result.stderr
     line = result.error_lines[0]
     assert line.startswith("error: 4 problems: (1) 'train' settings: epochs must be >= 1")
-    assert "dataset 'mnist_mini': eps must be in (0, 1]" in line and "optim 'adam': lr must be positive" in line
+    assert "'threat' settings: eps must be in (0, 1]" in line and "optim 'adam': lr must be positive" in line
     assert "(4) attack 'pgd': eps must be at most 1" in line
 
 
@@ -295,8 +295,10 @@ BAD_EVALUATION_INPUTS = [
      "attribution_attack.k=900 is more than the 784 pixels of a 28x28 saliency map, so the top-k objective would be "
      "the whole map's constant total and the attack would not move; attribution_attack.eval_k=800 is more than the "
      "784 pixels"),  # every bad top-k in one line
-    (["dataset.eps=0.1"], "dataset.eps: without dataset=NAME the dataset and its settings come from the checkpoint"),
-    (["+dataset.eps=0.1"], "dataset.eps: without dataset=NAME the dataset and its settings come from the checkpoint"),
+    (["dataset.mean=[0.1]"], "dataset.mean: without dataset=NAME the dataset and its settings come from the checkpoint"),
+    (["+dataset.mean=[0.1]"], "dataset.mean: without dataset=NAME the dataset and its settings come from the checkpoint"),
+    (["dataset.eps=0.1"], "threat.eps: without dataset=NAME the threat model comes from the checkpoint"),
+    (["threat.eps=0.1"], "threat.eps: without dataset=NAME the threat model comes from the checkpoint"),
 ]
 
 
@@ -442,11 +444,11 @@ def test_evaluate_without_checkpoint_says_how(cli):
 
 
 def test_a_failing_sweep_job_does_not_stop_the_others(cli, tmp_path):
-    result = cli("train", "-m", "dataset.eps=0.3,-1", *TINY_RUN, "hydra.sweep.dir=sweep")
+    result = cli("train", "-m", "threat.eps=0.3,-1", *TINY_RUN, "hydra.sweep.dir=sweep")
     assert result.exit_code == 2
     (line,) = result.error_lines
-    assert "job 1" in line and "dataset.eps=-1" in line and "eps must be in (0, 1]" in line
-    assert (tmp_path / "sweep" / "0_mnist_mini_natural_seed0_dataset.eps_0.3" / "table.md").exists()
+    assert "job 1" in line and "threat.eps=-1" in line and "eps must be in (0, 1]" in line
+    assert (tmp_path / "sweep" / "0_mnist_mini_natural_seed0_threat.eps_0.3" / "table.md").exists()
 
 
 def test_unknown_attribution_attack_in_evaluate_is_one_line(cli):

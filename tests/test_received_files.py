@@ -263,7 +263,8 @@ def test_an_npz_of_python_objects_runs_no_code_and_gets_no_unsafe_advice(cli, tm
 
 
 @pytest.mark.parametrize("field,edit,words", [
-    ("dataset_cfg", {"eps": "abc"}, ("edited.pt stores dataset settings", "dataset.eps must be a number")),
+    ("dataset_cfg", {"mean": "abc"}, ("edited.pt stores dataset settings", "dataset.mean must be a list")),
+    ("threat_cfg", {"eps": "abc"}, ("edited.pt stores threat settings", "threat.eps must be a number")),
     ("model_cfg", {"name": "external"}, ("edited.pt stores model settings", "unknown model 'external'")),
 ])
 def test_a_bad_value_stored_in_a_checkpoint_is_named_as_the_checkpoints(cli, tmp_path, trained, field, edit, words):

@@ -86,7 +86,7 @@ def evaluation_setting(plain: Mapping[str, Any], setting: Flat, eval_keys: Seque
                        groups: Mapping[str, str]) -> Flat:
     """What an evaluation measured with: the `eval` settings its parts read (`eval_keys`; the images always), the
     config groups they read (`groups`: {name: key in the config}, e.g. the attack on explanations configured at
-    `attribution_attack`, the explainer), and the dataset settings that differ from the trained model's."""
+    `attribution_attack`, the explainer), and the dataset and threat settings that differ from the trained model's."""
     given = plain.get("eval", {})
     used = [*SELECTION_KEYS, *eval_keys]
     parts: dict[str, Any] = {"eval": {key: given[key] for key in used if key in given}}
@@ -94,6 +94,9 @@ def evaluation_setting(plain: Mapping[str, Any], setting: Flat, eval_keys: Seque
     evaluation = flat(parts)
     dataset = flat({"dataset": dataset_settings(plain.get("dataset", {}))})
     evaluation.update({key: value for key, value in dataset.items() if key not in setting or setting[key] != value})
+    threat = flat({"threat": plain.get("threat") or {}})  # a model trained before the threat group: dataset.eps, ...
+    evaluation.update({key: value for key, value in threat.items()
+                       if setting.get(key, setting.get("dataset." + key.removeprefix("threat."))) != value})
     return evaluation
 
 

@@ -367,7 +367,7 @@ def latex_table(table: pd.DataFrame) -> str:
 
 def sweep_axis(report: SweepReport) -> str | None:
     """The first differing setting of the method or its threat model whose values are all numbers (reg.weight,
-    dataset.eps), the x axis of the sweep plot (the attacks', explainer's and eval settings, such as the number of
+    threat.eps), the x axis of the sweep plot (the attacks', explainer's and eval settings, such as the number of
     images, are not a sweep of the method)."""
     for key in (key for key in report.swept if not key.startswith(("eval.", "attack.", "attribution_attack.",
                                                                     "explainer."))):

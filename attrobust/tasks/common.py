@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 import torch
 
 from attrobust.attacks import attribution_attack, prediction_attack
+from attrobust.attacks.threat import ThreatModel
+from attrobust.config import group_options
 from attrobust.engine.accel import Accel
 from attrobust.engine.evaluate import EvalSettings
 from attrobust.engine.examples import FigureChoice
@@ -48,8 +50,8 @@ class CommandSettings:
 
 
 # the top-level keys of the commands' configs besides CommandSettings' (a key that is none of these was mistyped)
-TOP_LEVEL_GROUPS = ("paths", "dataset", "model", "reg", "optim", "attack", "attribution_attack", "explainer", "eval",
-                    "train", "accel", "checkpoint", "dataset_path")
+TOP_LEVEL_GROUPS = ("paths", "dataset", "threat", "model", "reg", "optim", "attack", "attribution_attack", "explainer",
+                    "eval", "train", "accel", "checkpoint", "dataset_path")
 
 
 def command_settings(plain: Mapping[str, Any]) -> CommandSettings:
@@ -78,6 +80,15 @@ def eval_settings(values: Mapping[str, Any]) -> EvalSettings:
     return settings_block(EvalSettings, {key: value for key, value in values.items() if key not in owned}, "eval")
 
 
+def threat_model(plain: Mapping[str, Any]) -> ThreatModel:
+    """The `threat:` block (attrobust/attacks/threat.py), checked; one line when the dataset chose none."""
+    if not isinstance(plain.get("threat"), Mapping):
+        raise AttrobustError("no threat model: a dataset's YAML chooses one in its defaults "
+                             "(- /threat@_global_.threat: NAME); choose one with threat=NAME "
+                             f"({', '.join(group_options('threat'))})")
+    return settings_block(ThreatModel, plain["threat"], "threat")
+
+
 def every_problem(checks: list[Callable[[], object]]) -> None:
     """Run independent checks (each builds one part of the config) and refuse them all in one line: a user fixing
     their command sees every bad setting at once, not one per attempt."""
@@ -100,6 +111,8 @@ def evaluation_checks(plain: Mapping[str, Any]) -> list[Callable[[], object]]:
                                           lambda: eval_settings(plain["eval"]),
                                           lambda: settings_block(Accel, plain.get("accel", {}), "accel")]
     checks += [lambda part=part: part.listed(plain["eval"]) for part in part_settings().values()]
+    if "threat" in plain:
+        checks.append(lambda: threat_model(plain))
     if "explainer" in plain:
         checks.append(lambda: EXPLAINERS.build(plain["explainer"]))
     if "attribution_attack" in plain and plain.get("attributions", True):

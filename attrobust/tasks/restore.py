@@ -22,8 +22,8 @@ from attrobust.reporting.rows import RunIdentity
 from attrobust.reporting.settings import Flat, digest, setting_digest, stored_setting
 from attrobust.tasks.common import (CommandSettings, command_settings, eval_settings, evaluation_checks,
                                     every_problem, resolve_device, settings_block)
-from attrobust.trained import (check_stored_dataset, checkpoint_dataset, read_trained, restore_external,
-                               restore_model)
+from attrobust.trained import (check_stored_dataset, checkpoint_dataset, checkpoint_threat, read_trained,
+                               restore_external, restore_model)
 
 log = logging.getLogger("attrobust")
 
@@ -89,9 +89,11 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
         if dataset_stored:
             with open_dict(cfg):
                 cfg.dataset = checkpoint_dataset(payload["dataset_cfg"], cfg.get("dataset_path"))
+                if cfg.get("threat") is None:  # the threat model it was trained under (attrobust/attacks/threat.py)
+                    cfg.threat = checkpoint_threat(payload)
     plain = to_plain(cfg)
     if not external and dataset_stored:
-        check_stored_dataset(path, plain["dataset"])
+        check_stored_dataset(path, plain["dataset"], plain.get("threat"))
     every_problem(evaluation_checks(plain))
     settings = command_settings(plain)
     evaluation = eval_settings(plain["eval"])

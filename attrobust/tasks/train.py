@@ -36,7 +36,7 @@ from attrobust.reporting.settings import digest, evaluation_setting, training_se
 from attrobust.reporting.tables import write_results
 from attrobust.rundir import mark_started
 from attrobust.tasks.common import (chosen_preset, command_settings, eval_settings, every_problem, resolve_device,
-                                    settings_block)
+                                    settings_block, threat_model)
 
 log = logging.getLogger("attrobust")
 
@@ -130,7 +130,7 @@ def checked_config(plain: dict[str, Any]) -> TrainConfig:
         raise AttrobustError("eval.shard / eval.num_shards split `attrobust evaluate`; train evaluates its model whole "
                              "(train with eval_at_end=false, then evaluate the shards)")
     every_problem([lambda: settings_block(TrainSettings, plain["train"], "train"),
-                   lambda: eval_settings(plain["eval"]),
+                   lambda: eval_settings(plain["eval"]), lambda: threat_model(plain),
                    lambda: settings_block(Accel, plain.get("accel", {}), "accel"),
                    lambda: DATASETS.build(plain["dataset"]), lambda: REGULARIZERS.build(plain["reg"]),
                    lambda: OPTIMIZERS.build(plain["optim"]),
@@ -165,7 +165,7 @@ def run_metadata(plain: dict[str, Any], settings: TrainSettings, run_dir: Path) 
     if settings.steps is not None:  # full batches: a run counted in epochs cannot continue it (nor the reverse)
         resume_fields["full_batches"] = True
     return {"run_id": run_id(run_dir), "model_cfg": plain["model"], "dataset_cfg": plain["dataset"],
-            "reg_cfg": plain["reg"], "seed": plain["seed"], "config_hash": config_hash(plain),
+            "threat_cfg": plain["threat"], "reg_cfg": plain["reg"], "seed": plain["seed"], "config_hash": config_hash(plain),
             "resume_key": config_hash(resume_fields), "setting": training_setting(plain, chosen_preset())}
 
 

@@ -40,7 +40,7 @@ def test_an_earlier_checkpoint_evaluates_to_the_numbers_of_todays_format(cli, tm
         result = cli("evaluate", f"checkpoint={name}", *EVALUATE, f"hydra.run.dir=eval_{name}")
         assert result.exit_code == 0, result.stderr
     old, new = (pd.read_csv(tmp_path / f"eval_{name}" / "results.csv") for name in ("old", "new"))
-    columns = ["dataset", "model", "reg", "attack", "metric", "value", "unit", "n"]
+    columns = ["dataset", "model", "reg", "attack", "metric", "value", "unit", "n", "setting", "evaluation"]
     assert len(old) > 10 and old[columns].equals(new[columns])
     assert (tmp_path / "eval_old" / "measures.csv").read_bytes() == (tmp_path / "eval_new" / "measures.csv").read_bytes()
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from attrobust.attacks.threat import THREAT_KEYS
 from attrobust.atomic import write_text_atomic
 from attrobust.provenance import config_hash
 
@@ -71,7 +72,17 @@ def stored_setting(payload: Mapping[str, Any]) -> Flat:
     """A checkpoint's training identity, or {} for a checkpoint written before it was stored: its configs lack the
     optimiser and training settings, so its rows get no `setting` hash and `report` names them by their overrides."""
     stored = payload.get("setting")
-    return dict(stored) if isinstance(stored, Mapping) else {}
+    if not isinstance(stored, Mapping):
+        return {}
+    return {threat_key(key): value for key, value in stored.items()}
+
+
+def threat_key(key: str) -> str:
+    """A setting's key, with a threat-model key of a checkpoint written before the threat group (`dataset.eps`,
+    `dataset.pgd.steps`, ...) spelled as today's (`threat.eps`, ...): the same training, the same identity."""
+    head, _, rest = key.partition(".")
+    threat = rest.split(".")[0]
+    return f"threat.{rest}" if head == "dataset" and threat in THREAT_KEYS else key
 
 
 def setting_digest(setting: Flat) -> str:

@@ -5,6 +5,7 @@ against one process of one thread."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,7 +78,8 @@ def test_four_shards_and_a_killed_one_merge_to_the_unsharded_run(cli, tmp_path):
     rerun = cli(*shard_command(2))  # the killed shard alone, in its folder: it resumes its chunks
     assert rerun.exit_code == 0, rerun.stderr
     log = (tmp_path / "shards" / "2" / "evaluate.log").read_text()
-    assert "resuming topk: 1 of" in log and "measured by an earlier run" in log, log[-2000:]
+    # the kill lands after the first chunk, or (on a loaded machine) after a later one: either is resumed
+    assert re.search(r"resuming topk: [1-9]\d* of \d+ images were measured by an earlier run", log), log[-2000:]
     merged = cli("merge", "shards")
     assert merged.exit_code == 0, merged.stderr
     same_files(tmp_path / "whole", tmp_path / "shards" / "merged")

@@ -39,7 +39,6 @@ from attrobust.reporting.tables import RESULTS_FILE, write_results
 log = logging.getLogger("attrobust")
 EVALUATION_FILE = "evaluation.json"
 PER_IMAGE_FILES = per_image_files()  # part name -> its per-image file
-OLD_PARTS = {"accuracy": "accuracy", "attacks": "attacks", "stability": "stability", "faithfulness": "faithfulness"}
 MERGED_FOLDER = "merged"
 
 

@@ -136,15 +136,39 @@ def checkpoint_dataset(stored: Mapping[str, Any], dataset_path: str | None = Non
     return merged
 
 
-def checkpoint_threat(payload: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The threat model a checkpoint was trained with: `threat_cfg`, or in a checkpoint written before the threat model
-    had its own group, the threat keys of its `dataset_cfg` (None: a checkpoint that records none)."""
-    stored = payload.get("threat_cfg")
-    if isinstance(stored, Mapping):
-        return dict(stored)
+def checkpoint_threat(payload: Mapping[str, Any]) -> DictConfig | None:
+    """The threat model a checkpoint was trained with, over its dataset's default `conf/threat/<name>.yaml` (keys it
+    does not record): its `threat_cfg`, or in a checkpoint written before the threat model had its own group, the
+    threat keys of its `dataset_cfg` (None: neither records one, and the dataset names no default)."""
     dataset = payload.get("dataset_cfg", {})
-    found = {key: dataset[key] for key in THREAT_KEYS if isinstance(dataset, Mapping) and key in dataset}
-    return found if len(found) == len(THREAT_KEYS) else None
+    dataset = dataset if isinstance(dataset, Mapping) else {}
+    stored = payload.get("threat_cfg")
+    stored = dict(stored) if isinstance(stored, Mapping) else {key: dataset[key] for key in THREAT_KEYS
+                                                                if key in dataset}
+    if "${" in repr(stored):  # plain values only: an interpolation (${oc.env:...}) would be resolved here
+        raise AttrobustError("the checkpoint's threat settings hold an interpolation ('${...}'); pass the dataset "
+                             f"with dataset={dataset.get('name', 'NAME')} instead")
+    base = default_threat(str(dataset.get("name", "")))
+    if base is None and not stored:
+        return None
+    merged = OmegaConf.merge(base or OmegaConf.create({}), stored)
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
+def default_threat(dataset: str) -> DictConfig | None:
+    """The threat model `conf/dataset/<dataset>.yaml` chooses in its defaults (None: it names none)."""
+    path = config_dir() / "dataset" / f"{dataset}.yaml"
+    if dataset not in DATASETS.names() or not path.is_file():
+        return None
+    for entry in OmegaConf.load(path).get("defaults", []) or []:
+        if isinstance(entry, DictConfig):
+            for key, value in entry.items():
+                if str(key).startswith("/threat@") and (config_dir() / "threat" / f"{value}.yaml").is_file():
+                    loaded = OmegaConf.load(config_dir() / "threat" / f"{value}.yaml")
+                    assert isinstance(loaded, DictConfig)
+                    return loaded
+    return None
 
 
 def plain_dataset(stored: Mapping[str, Any], dataset_path: str | None = None) -> dict[str, Any]:

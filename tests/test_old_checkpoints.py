@@ -42,7 +42,8 @@ def test_an_earlier_checkpoint_evaluates_to_the_numbers_of_todays_format(cli, tm
     old, new = (pd.read_csv(tmp_path / f"eval_{name}" / "results.csv") for name in ("old", "new"))
     columns = ["dataset", "model", "reg", "attack", "metric", "value", "unit", "n", "setting", "evaluation"]
     assert len(old) > 10 and old[columns].equals(new[columns])
-    assert (tmp_path / "eval_old" / "measures.csv").read_bytes() == (tmp_path / "eval_new" / "measures.csv").read_bytes()
+    measures = [(tmp_path / f"eval_{name}" / "measures.csv").read_bytes() for name in ("old", "new")]
+    assert measures[0] == measures[1]
 
 
 def test_an_earlier_training_state_resumes_to_the_weights_of_todays_format(cli, tmp_path):
@@ -57,3 +58,25 @@ def test_an_earlier_training_state_resumes_to_the_weights_of_todays_format(cli, 
     old, new = (torch.load(tmp_path / name / "model.pt", weights_only=True) for name in ("old", "new"))
     assert all(torch.equal(old["model_state"][key], new["model_state"][key]) for key in old["model_state"])
     assert new["threat_cfg"]["eps"] == 0.3 and "eps" not in new["dataset_cfg"]
+
+
+def test_an_earlier_checkpoint_missing_threat_keys_takes_them_from_its_datasets_default(cli, tmp_path):
+    (tmp_path / "old").mkdir()
+    payload = torch.load(FIXTURE / "model.pt", weights_only=True)
+    del payload["dataset_cfg"]["attribution_training"]  # as checkpoints written before that key existed
+    torch.save(payload, tmp_path / "old" / "model.pt")
+    result = cli("evaluate", "checkpoint=old", "eval.num_examples=4", "attributions=false", "attack.steps=1",
+                 "hydra.run.dir=eval")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_a_threat_setting_stored_as_an_interpolation_is_refused():
+    import pytest
+
+    from attrobust.errors import AttrobustError
+    from attrobust.trained import checkpoint_threat
+
+    with pytest.raises(AttrobustError, match="threat settings hold an interpolation"):
+        checkpoint_threat({"dataset_cfg": {"name": "mnist_mini"}, "threat_cfg": {"eps": "${oc.env:HOME}"}})
+    with pytest.raises(AttrobustError, match="threat settings hold an interpolation"):
+        checkpoint_threat({"dataset_cfg": {"name": "mnist_mini", "eps": "${oc.env:HOME}"}})

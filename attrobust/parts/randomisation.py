@@ -65,6 +65,7 @@ class Randomisation(EvaluationPart):
     def __init__(self, metrics: list[Metric], explainer: Explainer) -> None:  # eval.randomisation's map metrics
         self.metrics, self._explainer = metrics, explainer
         self.layers: list[str] = []
+        self.randomised: nn.Module | None = None  # the copy whose layers are re-initialised (`prepare`)
 
     @classmethod
     def configured(cls, trained: TrainedModel, request: Request) -> Randomisation | None:
@@ -87,6 +88,11 @@ class Randomisation(EvaluationPart):
         if not self.layers:
             raise AttrobustError("eval.randomisation: this model has no layer that can re-initialise its weights "
                                  "(reset_parameters), so it cannot be randomised; use eval.randomisation=[]")
+        try:  # before any pass: a legacy weight-norm model holds derived weights after one, which cannot be copied
+            self.randomised = copy.deepcopy(trained.model).eval()
+        except RuntimeError as error:
+            raise AttrobustError(f"eval.randomisation: this model cannot be copied to randomise its layers "
+                                 f"({str(error).splitlines()[0]}); use eval.randomisation=[]") from error
 
     def costs(self, trained: TrainedModel, times: cost.PassTimes, images: float) -> list[cost.Part]:
         return [cost.Part("randomisation", images * (len(self.layers) + 1) * times.explainer, "randomisation")]
@@ -107,11 +113,12 @@ class Randomisation(EvaluationPart):
             for first, end in units:
                 x, y = scored.batch(slice(first, end), device)
                 torch.manual_seed(unit_seed(trained.seed, first, f"randomisation:{step}"))  # SmoothGrad's noise
-                out.append(saliency_map(self.explainer.explain(net, x, y).detach()).to(torch.float64))
-            return out
+                out.append(saliency_map(self.explainer.explain(net, x, y).detach()).to(torch.float64).cpu())
+            return out  # on the CPU: a shard's maps of large images need not fit the device twice
 
         trained_maps = maps(model, "trained")
-        randomised = copy.deepcopy(model).eval()
+        randomised = self.randomised
+        assert randomised is not None
         for layer in self.layers:
             randomise(randomised.get_submodule(layer), trained.seed, layer)
             randomised_maps = maps(randomised, layer)

@@ -36,6 +36,7 @@ class MapSpec:
 class Metric(Measure):
     family: ClassVar[str] = "attribution"
     identical: ClassVar[float] = 1.0
+    symmetric: ClassVar[bool] = False  # metric(a, b) == metric(b, a) (tested for every metric that declares it)
 
     def check_fits(self, height: int, width: int) -> None:
         """ValueError when the metric cannot measure maps of `height` x `width` pixels (none by default)."""

@@ -39,6 +39,7 @@ class CenterShift(Metric):
     """How far the saliency's centre of mass moved, in pixels (lower: more robust)."""
 
     heading = "shift"
+    symmetric = True
     unit = "px"
     higher_is_better = False
     identical = 0.0

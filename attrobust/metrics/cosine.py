@@ -16,6 +16,7 @@ from attrobust.metrics.base import MapSpec, Metric
 @dataclass(frozen=True)
 class Cosine(Metric):
     heading = "cos"
+    symmetric = True
 
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
         a, b = original.detach().to(torch.float64), perturbed.detach().to(torch.float64)

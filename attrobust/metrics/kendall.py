@@ -17,6 +17,7 @@ from attrobust.metrics.ranks import kendall_of_maps
 @dataclass(frozen=True)
 class Kendall(Metric):
     heading = "CO"
+    symmetric = True
 
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
         return kendall_of_maps(original, perturbed)

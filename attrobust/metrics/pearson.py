@@ -19,6 +19,7 @@ from attrobust.metrics.ranks import defined_for_constant_maps
 @dataclass(frozen=True)
 class Pearson(Metric):
     heading = "Pearson"
+    symmetric = True
 
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
         a, b = original.detach().to(torch.float64), perturbed.detach().to(torch.float64)

@@ -17,6 +17,7 @@ from attrobust.metrics.ranks import spearman_of_maps
 @dataclass(frozen=True)
 class Spearman(Metric):
     heading = "Spearman"
+    symmetric = True
 
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:
         return spearman_of_maps(original, perturbed)

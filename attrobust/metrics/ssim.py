@@ -29,6 +29,7 @@ WINDOW, K1, K2 = 7, 0.01, 0.03
 @dataclass(frozen=True)
 class SSIM(Metric):
     heading = "SSIM"
+    symmetric = True
 
     def check_fits(self, height: int, width: int) -> None:
         if min(height, width) < WINDOW:

@@ -41,6 +41,7 @@ class TopKIntersection(Metric):
     """IN: the share of the original top-k pixels still in the perturbed top-k (k = the attack's eval_k)."""
 
     heading = "IN"
+    symmetric = True
     unit = "%"
 
     def __call__(self, original: Tensor, perturbed: Tensor, maps: MapSpec) -> Tensor:

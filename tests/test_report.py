@@ -204,7 +204,7 @@ def test_training_caveats_fire_at_chance_level_and_for_a_warm_up_longer_than_the
 
 
 def test_a_sweep_over_more_than_a_decade_is_drawn_on_a_log_axis():
-    from attrobust.reporting.sweep import log_axis
+    from attrobust.reporting.sweep_plots import log_axis
 
     assert log_axis(pd.Series([0.1, 1, 10, 100])) and not log_axis(pd.Series([1, 2, 5]))
     assert not log_axis(pd.Series([0, 1, 100]))  # zero has no place on a log axis

@@ -20,8 +20,9 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,27 +34,15 @@ from attrobust.atomic import write_text_atomic
 from attrobust.data.base import ImageSet
 from attrobust.engine import cost, distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
-from attrobust.engine.checkpoint import MODEL_FILE, TRAIN_STATE_FILE, load_checkpoint, save_checkpoint
+from attrobust.engine.checkpoint import MODEL_FILE, TRAIN_STATE_FILE
 from attrobust.engine.progress import ProgressReporter
+from attrobust.engine.resume import EpochProgress, finished_history, kept, resume_state, save_training_state
 from attrobust.engine.stopping import StopFlag, catch_stop_signals
 from attrobust.errors import AttrobustError
 from attrobust.regularizers.base import LossOutput, Objective
 
 log = logging.getLogger("attrobust")
 TRAIN_LOG_FILE = "train_log.csv"
-
-
-@dataclass
-class EpochProgress:
-    """Where an interrupted epoch stopped: the next batch, the examples seen and the running sums of its log row."""
-
-    batch: int = 0
-    seen: int = 0
-    sums: dict[str, Tensor] = field(default_factory=dict)
-
-    def on_cpu(self) -> EpochProgress:
-        """This position with its sums copied to the host (what a checkpoint stores)."""
-        return EpochProgress(self.batch, self.seen, {key: value.cpu() for key, value in self.sums.items()})
 
 
 class NonFiniteStep(Exception):
@@ -145,13 +134,6 @@ def training_cost(step_s: float, steps: int, device: torch.device) -> str:
     return line
 
 
-def kept(state_path: Path) -> str:
-    """What a diverged run leaves: its last saved state, if one was saved before the bad step."""
-    if state_path.exists():
-        return f"{state_path} keeps the last saved state and no model.pt is written"
-    return "no state was saved before it (nothing to resume) and no model.pt is written"
-
-
 def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, lr_at: Callable[[int, int], float],
         data: ImageSet, settings: TrainSettings, seed: int, run_dir: Path,
         metadata: Mapping[str, Any], accel: Accel = NO_ACCEL, on_start: Callable[[], None] | None = None,
@@ -168,24 +150,12 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
     start_epoch, partial = 0, None
     state_path = run_dir / TRAIN_STATE_FILE
     if settings.resume and state_path.exists():
-        start_epoch, history, partial = _resume(state_path, model, optimizer, metadata)
+        start_epoch, history, partial = resume_state(state_path, model, optimizer, metadata)
     elif state_path.exists():
         log.info("train.resume=false: starting over (overwriting %s)", state_path)
 
     def save(epoch: int, progress: EpochProgress | None) -> None:
-        bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
-        if bad:  # by the last step's update (a next step's check would have caught it)
-            when = f"in epoch {epoch + 1} after batch {progress.batch}" if progress else f"by the end of epoch {epoch}"
-            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-            raise AttrobustError(f"training diverged: the weights became non-finite ({bad[0]}{more}) {when}; "
-                                 f"{kept(state_path)}; try a smaller optim.lr or reg.weight")
-        if not distributed.world().is_main:
-            return
-        position = {} if progress is None else {"partial": {"batch": progress.batch, "seen": progress.seen,
-                                                            "sums": progress.sums}}
-        save_checkpoint({**metadata, "epoch": epoch, **position, "history": history,
-                         "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
-                         "rng": _rng_state()}, state_path, "train_state")
+        save_training_state(state_path, model, optimizer, metadata, history, epoch, progress)
 
     net = model if objective.second_order else accel.first_order(model)
     plan = settings.plan(len(data.head(settings.num_examples)))
@@ -196,7 +166,7 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
                              f"dir or train.resume=false")
     finished = run_dir / MODEL_FILE
     if settings.resume and not state_path.exists() and finished.exists():  # done, its training state not kept
-        history = _finished(finished, model, metadata, plan.epochs)
+        history = finished_history(finished, model, metadata, plan.epochs)
         if on_start is not None:
             on_start()
         return history
@@ -212,25 +182,10 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
 
     with catch_stop_signals() as stop:
         for epoch in range(start_epoch, plan.epochs):
-            try:
+            with epoch_failures(epoch, settings.batch_size, state_path, save):
                 row = train_one_epoch(model, objective.for_epoch(epoch), optimizer, data, settings, seed, epoch,
                                       lambda step, epoch=epoch: lr_at(epoch, step), partial, stop, accel, net, plan,
                                       lambda progress, epoch=epoch: save(epoch, progress), on_step)
-            except StopRequested as request:
-                save(epoch, request.progress)
-                raise AttrobustError(f"stopped by {request} in epoch {epoch + 1} after batch "
-                                     f"{request.progress.batch}; {state_path} is saved: run the same command again "
-                                     f"to resume") from None
-            except NonFiniteStep as bad:
-                raise AttrobustError(
-                    f"training diverged: non-finite {bad} in epoch {bad.epoch + 1} at batch {bad.batch + 1} (step "
-                    f"{bad.step + 1}, learning rate {bad.lr:g}); the step was not applied, {kept(state_path)}; try a "
-                    f"smaller optim.lr or reg.weight") from None
-            except torch.cuda.OutOfMemoryError:
-                raise AttrobustError(
-                    f"out of device memory in epoch {epoch + 1} at train.batch_size={settings.batch_size}; run again "
-                    f"with reg.max_points=<rows per IG pass> reg.recompute=true (IG objectives; resumes from the last "
-                    f"saved step) or a smaller train.batch_size (a new run)") from None
             partial = None
             if test_accuracy is not None and settings.test_every and (epoch + 1) % settings.test_every == 0:
                 row["test_acc"] = test_accuracy()
@@ -241,6 +196,28 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
             if distributed.world().is_main:
                 write_text_atomic(run_dir / TRAIN_LOG_FILE, pd.DataFrame(history).to_csv(index=False))
     return history
+
+
+@contextmanager
+def epoch_failures(epoch: int, batch_size: int, state_path: Path,
+                   save: Callable[[int, EpochProgress | None], None]) -> Iterator[None]:
+    """Each way an epoch stops early as one line; a requested stop (SIGTERM, SIGUSR1) saves its position first."""
+    try:
+        yield
+    except StopRequested as request:
+        save(epoch, request.progress)
+        raise AttrobustError(f"stopped by {request} in epoch {epoch + 1} after batch {request.progress.batch}; "
+                             f"{state_path} is saved: run the same command again to resume") from None
+    except NonFiniteStep as bad:
+        raise AttrobustError(
+            f"training diverged: non-finite {bad} in epoch {bad.epoch + 1} at batch {bad.batch + 1} (step "
+            f"{bad.step + 1}, learning rate {bad.lr:g}); the step was not applied, {kept(state_path)}; try a "
+            f"smaller optim.lr or reg.weight") from None
+    except torch.cuda.OutOfMemoryError:
+        raise AttrobustError(
+            f"out of device memory in epoch {epoch + 1} at train.batch_size={batch_size}; run again with "
+            f"reg.max_points=<rows per IG pass> reg.recompute=true (IG objectives; resumes from the last saved step) "
+            f"or a smaller train.batch_size (a new run)") from None
 
 
 def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, data: ImageSet,
@@ -335,60 +312,3 @@ def non_finite_parts(out: LossOutput | None, model: nn.Module) -> list[str]:
         ["gradient on another process"]
 
 
-def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-            metadata: Mapping[str, Any]) -> tuple[int, list[dict[str, float]], EpochProgress | None]:
-    state = load_checkpoint(path)
-    if state.get("kind") != "train_state":
-        raise AttrobustError(f"{path} is not a training state checkpoint")
-    missing = [key for key in ("epoch", "history", "model_state", "optimizer_state", "rng") if key not in state]
-    if missing:
-        raise AttrobustError(f"{path} is an incomplete training state (no {', '.join(missing)}); delete it or pass "
-                             f"train.resume=false to start over")
-    if state.get("resume_key") != metadata.get("resume_key"):
-        raise AttrobustError(f"{path} was written with a different dataset/model/reg/optim/seed; use a new run dir "
-                             f"or train.resume=false to start over")
-    old, new = state.get("schedule_epochs"), metadata.get("schedule_epochs")
-    if old is not None and new is not None and old != new:  # a schedule over the run's length (cosine) would change
-        raise AttrobustError(f"{path} was trained with a learning-rate schedule over {old} epochs; {new} epochs would "
-                             f"change the rate of the epochs already run, so the result would not be a {new}-epoch "
-                             f"run: use a new run dir, train.resume=false, or the run's own length ({old} epochs)")
-    model.load_state_dict(state["model_state"])
-    optimizer.load_state_dict(state["optimizer_state"])
-    _set_rng_state(state["rng"])
-    partial = state.get("partial")
-    if partial is None:
-        log.info("resuming from %s after epoch %d", path, state["epoch"])
-        return int(state["epoch"]), list(state["history"]), None
-    log.info("resuming from %s in epoch %d at batch %d", path, state["epoch"] + 1, partial["batch"])
-    return int(state["epoch"]), list(state["history"]), EpochProgress(**partial)
-
-
-def _finished(path: Path, model: nn.Module, metadata: Mapping[str, Any], epochs: int) -> list[dict[str, float]]:
-    """The history of the finished run whose `model.pt` is at `path` (its weights loaded into `model`): a second
-    start of the same run does not train again. Its training state is gone (train.keep_last=false), so a longer
-    run cannot continue from it."""
-    state = load_checkpoint(path)
-    if state.get("resume_key") != metadata.get("resume_key"):
-        raise AttrobustError(f"{path} was written with a different dataset/model/reg/optim/seed; use a new run dir "
-                             f"or train.resume=false to start over")
-    history = list(state.get("history", []))
-    if len(history) != epochs:
-        raise AttrobustError(f"{path} finished after {len(history)} epoch(s) and its training state (last.pt) was not "
-                             f"kept, so it cannot go on to {epochs}; use a new run dir or train.resume=false (to "
-                             f"extend runs later, train them with train.keep_last=true)")
-    model.load_state_dict(state["model_state"])
-    log.info("%s is finished (%d epochs): nothing to train; evaluating it again", path, epochs)
-    return history
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -30,6 +30,7 @@ import pandas as pd
 from attrobust.engine import cost
 from attrobust.engine.evaluate import PredictionAttack
 from attrobust.engine.sharding import Shard
+from attrobust.explainers import EXPLAINERS
 from attrobust.explainers.base import Explainer
 from attrobust.measures import Measure
 from attrobust.registry import Registry, build_listed
@@ -110,3 +111,25 @@ class EvaluationPart(ABC):
     @abstractmethod
     def rows(cls, record: EvaluationRecord, lines: list[tuple[str, RunIdentity]], frame: pd.DataFrame) -> pd.DataFrame:
         """Its result rows, from its per-image rows and `evaluation.json` alone."""
+
+
+class ExplainingPart(EvaluationPart):
+    """A part that scores the configured explainer (`explainer=`) with the measures of its own `eval.<setting>` list;
+    it runs when that list is not empty."""
+
+    explains: ClassVar[bool] = True
+
+    def __init__(self, metrics: list[Any], explainer: Explainer) -> None:
+        self.metrics, self._explainer = metrics, explainer
+
+    @classmethod
+    def configured(cls, trained: TrainedModel, request: Request) -> EvaluationPart | None:
+        metrics = cls.listed(trained.plain["eval"])
+        return cls(metrics, EXPLAINERS.build(trained.plain["explainer"])) if metrics else None
+
+    @property
+    def explainer(self) -> Explainer:
+        return self._explainer
+
+    def prepare(self, trained: TrainedModel, work_dir: Path, shard: Shard) -> None:
+        self.explainer.check_model(trained.model)

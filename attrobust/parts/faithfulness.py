@@ -13,12 +13,10 @@ from attrobust.engine import cost
 from attrobust.engine.faithfulness import faithfulness_per_image
 from attrobust.engine.sharding import Shard
 from attrobust.errors import AttrobustError
-from attrobust.explainers import EXPLAINERS
-from attrobust.explainers.base import Explainer
 from attrobust.faithfulness import FAITHFULNESS, FaithfulnessMetric
 from attrobust.registry import Registry
 from attrobust.parts import PARTS
-from attrobust.parts.base import EvaluationPart, Measured, Request
+from attrobust.parts.base import ExplainingPart, Measured
 from attrobust.reporting.rows import RunIdentity, image_mean_rows
 
 if TYPE_CHECKING:
@@ -29,26 +27,15 @@ log = logging.getLogger("attrobust")
 
 
 @PARTS.register("faithfulness")
-class Faithfulness(EvaluationPart):
+class Faithfulness(ExplainingPart):
     file: ClassVar[str] = "faithfulness.csv"
     position: ClassVar[int] = 40
-    explains: ClassVar[bool] = True
     eval_keys: ClassVar[tuple[str, ...]] = ("faithfulness",)
     setting: ClassVar[str | None] = "faithfulness"
     measures: ClassVar[Registry[Any] | None] = FAITHFULNESS
     example: ClassVar[str] = "[insertion,{name:deletion,steps:56}]"
 
-    def __init__(self, metrics: list[FaithfulnessMetric], explainer: Explainer) -> None:
-        self.metrics, self._explainer = metrics, explainer
-
-    @classmethod
-    def configured(cls, trained: TrainedModel, request: Request) -> Faithfulness | None:
-        metrics = cls.listed(trained.plain["eval"])
-        return cls(metrics, EXPLAINERS.build(trained.plain["explainer"])) if metrics else None  # type: ignore
-
-    @property
-    def explainer(self) -> Explainer:
-        return self._explainer
+    metrics: list[FaithfulnessMetric]
 
     def prepare(self, trained: TrainedModel, work_dir: Path, shard: Shard) -> None:
         pixels = trained.test.images.shape[-2] * trained.test.images.shape[-1]
@@ -57,7 +44,7 @@ class Faithfulness(EvaluationPart):
                 metric.check_fits(pixels)
             except ValueError as error:
                 raise AttrobustError(f"eval.faithfulness '{metric.column}': {error}") from error
-        self.explainer.check_model(trained.model)
+        super().prepare(trained, work_dir, shard)
 
     def costs(self, trained: TrainedModel, times: cost.PassTimes, images: float) -> list[cost.Part]:
         points = sum(metric.steps + 1 for metric in self.metrics)

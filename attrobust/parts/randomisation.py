@@ -36,12 +36,11 @@ from attrobust.engine import cost
 from attrobust.engine.attribution import auto_batch_size, correctly_classified
 from attrobust.engine.sharding import Shard, unit_seed
 from attrobust.errors import AttrobustError
-from attrobust.explainers import EXPLAINERS
 from attrobust.explainers.base import Explainer
 from attrobust.metrics import METRICS, Metric
 from attrobust.metrics.base import MapSpec
 from attrobust.parts import PARTS
-from attrobust.parts.base import EvaluationPart, Measured, Request
+from attrobust.parts.base import ExplainingPart, Measured
 from attrobust.registry import Registry
 from attrobust.reporting.rows import ROW_COLUMNS, RunIdentity
 
@@ -53,31 +52,21 @@ log = logging.getLogger("attrobust")
 
 
 @PARTS.register("randomisation")
-class Randomisation(EvaluationPart):
+class Randomisation(ExplainingPart):
     file: ClassVar[str] = "randomisation.csv"
     position: ClassVar[int] = 50
-    explains: ClassVar[bool] = True
     eval_keys: ClassVar[tuple[str, ...]] = ("randomisation",)
     setting: ClassVar[str | None] = "randomisation"
     measures: ClassVar[Registry[Any] | None] = METRICS
     example: ClassVar[str] = "[spearman,ssim]"
 
     def __init__(self, metrics: list[Metric], explainer: Explainer) -> None:  # eval.randomisation's map metrics
-        self.metrics, self._explainer = metrics, explainer
+        super().__init__(metrics, explainer)
         self.layers: list[str] = []
         self.randomised: nn.Module | None = None  # the copy whose layers are re-initialised (`prepare`)
 
-    @classmethod
-    def configured(cls, trained: TrainedModel, request: Request) -> Randomisation | None:
-        metrics = cls.listed(trained.plain["eval"])
-        return cls(metrics, EXPLAINERS.build(trained.plain["explainer"])) if metrics else None  # type: ignore
-
-    @property
-    def explainer(self) -> Explainer:
-        return self._explainer
-
     def prepare(self, trained: TrainedModel, work_dir: Path, shard: Shard) -> None:
-        self.explainer.check_model(trained.model)
+        super().prepare(trained, work_dir, shard)
         height, width = trained.test.images.shape[-2:]
         for metric in self.metrics:
             try:

@@ -12,10 +12,8 @@ import pandas as pd
 from attrobust.engine import cost
 from attrobust.engine.sharding import Shard
 from attrobust.engine.stability import stability_per_image
-from attrobust.explainers import EXPLAINERS
-from attrobust.explainers.base import Explainer
 from attrobust.parts import PARTS
-from attrobust.parts.base import EvaluationPart, Measured, Request
+from attrobust.parts.base import ExplainingPart, Measured
 from attrobust.reporting.rows import RunIdentity, image_mean_rows
 from attrobust.registry import Registry
 from attrobust.stability import STABILITY, StabilityMetric
@@ -28,29 +26,15 @@ log = logging.getLogger("attrobust")
 
 
 @PARTS.register("stability")
-class Stability(EvaluationPart):
+class Stability(ExplainingPart):
     file: ClassVar[str] = "stability.csv"
     position: ClassVar[int] = 30
-    explains: ClassVar[bool] = True
     eval_keys: ClassVar[tuple[str, ...]] = ("stability",)
     setting: ClassVar[str | None] = "stability"
     measures: ClassVar[Registry[Any] | None] = STABILITY
     example: ClassVar[str] = "[max_sensitivity,{name:local_lipschitz,samples:50}]"
 
-    def __init__(self, metrics: list[StabilityMetric], explainer: Explainer) -> None:
-        self.metrics, self._explainer = metrics, explainer
-
-    @classmethod
-    def configured(cls, trained: TrainedModel, request: Request) -> Stability | None:
-        metrics = cls.listed(trained.plain["eval"])
-        return cls(metrics, EXPLAINERS.build(trained.plain["explainer"])) if metrics else None  # type: ignore
-
-    @property
-    def explainer(self) -> Explainer:
-        return self._explainer
-
-    def prepare(self, trained: TrainedModel, work_dir: Path, shard: Shard) -> None:
-        self.explainer.check_model(trained.model)
+    metrics: list[StabilityMetric]
 
     def costs(self, trained: TrainedModel, times: cost.PassTimes, images: float) -> list[cost.Part]:
         return [cost.Part(metric.column, images * metric.samples * times.explainer, f"stability {metric.column}")

@@ -136,6 +136,16 @@ def checkpoint_dataset(stored: Mapping[str, Any], dataset_path: str | None = Non
     return merged
 
 
+def restore_checkpoint(checkpoint: str | Path, dataset_path: str | None = None) -> tuple[nn.Module, Splits,
+                                                                                           dict[str, Any]]:
+    """A trained model outside a command (scripts, notebooks): its weights on the dataset it was trained on (data
+    under ./data or $ATTROBUST_DATA; `dataset_path`: the folder of a `folder` / `npz` dataset), its splits and its
+    checkpoint's payload. Commands restore with `attrobust.tasks.restore.load_trained`, on these same pieces."""
+    path, payload = read_trained(checkpoint)
+    model, splits = restore_model(path, payload, plain_dataset(payload["dataset_cfg"], dataset_path))
+    return model, splits, payload
+
+
 def checkpoint_threat(payload: Mapping[str, Any]) -> DictConfig | None:
     """The threat model a checkpoint was trained with, over its dataset's default `conf/threat/<name>.yaml` (keys it
     does not record): its `threat_cfg`, or in a checkpoint written before the threat model had its own group, the

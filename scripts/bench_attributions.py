@@ -36,7 +36,7 @@ from attrobust.explainers.smoothgrad import smooth
 from attrobust.data import DATASETS
 from attrobust.metrics import kendall_tau_b, spearman_rho
 from attrobust.models import build_model
-from attrobust.trained import plain_dataset, read_trained, restore_model
+from attrobust.trained import restore_checkpoint
 
 
 def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1, device: torch.device | None = None) -> float:
@@ -70,8 +70,7 @@ def load(args: argparse.Namespace, device: torch.device):
     from omegaconf import OmegaConf
 
     if args.checkpoint:
-        path, payload = read_trained(args.checkpoint)
-        model, splits = restore_model(path, payload, plain_dataset(payload["dataset_cfg"]))
+        model, splits, payload = restore_checkpoint(args.checkpoint)
         model_name = payload["model_cfg"]["name"]
     else:
         dataset_cfg = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf/dataset/mnist_mini.yaml"))

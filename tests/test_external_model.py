@@ -53,12 +53,9 @@ def test_torchvision_name_with_weights_gives_the_native_rows(cli, tmp_path, nati
 
 
 def test_torchscript_and_function_sources_give_the_native_rows(cli, tmp_path, native, monkeypatch):
-    from attrobust.trained import read_trained, restore_model
-    from attrobust.trained import plain_dataset
+    from attrobust.trained import restore_checkpoint
 
-    path, payload = read_trained(tmp_path / "run")
-    dataset = {**plain_dataset(payload["dataset_cfg"], "data"), "path": str(tmp_path / "data")}
-    model, splits = restore_model(path, payload, dataset)
+    model, splits, _ = restore_checkpoint(tmp_path / "run", dataset_path=str(tmp_path / "data"))
     example = torch.rand(2, *splits.image_shape)
     with warnings.catch_warnings():  # torch.jit is deprecated (FutureWarning) but still read
         warnings.simplefilter("ignore", FutureWarning)

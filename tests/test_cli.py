@@ -672,3 +672,10 @@ def test_own_data_of_small_images_gets_a_top_k_that_fits(cli, tmp_path):
                  "attribution_attack.steps=2", "explainer.steps=4", "eval.baselines=[]", "hydra.run.dir=eval")
     assert result.exit_code == 0, result.stderr
     assert "k=8 and eval_k=8 of the 64 pixels" in (tmp_path / "eval" / "evaluate.log").read_text()
+
+
+def test_debug_fast_trains_one_short_epoch_and_evaluates_a_few_images(cli, tmp_path):
+    result = cli("train", "debug=fast", "model=small_cnn", "hydra.run.dir=run")
+    assert result.exit_code == 0, result.stderr
+    assert len(pd.read_csv(tmp_path / "run" / "train_log.csv")) == 1
+    assert set(pd.read_csv(tmp_path / "run" / "results.csv")["n"]) == {50}

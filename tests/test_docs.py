@@ -3,6 +3,7 @@ component catalogue, generated from the registries, names every registered compo
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def test_the_docs_build_strictly_and_the_catalogue_lists_every_component(tmp_pat
         pytest.skip("an installed package without its docs")
     built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
                            cwd=ROOT, capture_output=True, text=True, timeout=300,
-                           env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"})
+                           env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert built.returncode == 0, built.stderr[-3000:]  # (-q would hide the warnings strict mode counts)
     page = (tmp_path / "site" / "catalogue" / "index.html").read_text(encoding="utf-8")
     names = set(re.findall(r"<code>([a-z0-9_]+)</code>", page))

@@ -4,7 +4,7 @@ Two spectrally normalised 3x3 convolutions (Bjorck-orthogonalised, `SpectralConv
 scaled L2-norm pooling, then a spectral linear layer, GroupSort2 and a spectral linear output layer: every layer is
 1-Lipschitz, so the network is (the product of their constants, each at most 1; the spectral norm of each weight is
 checked by power iteration in the tests). With the dataset's normalisation in front (`NormalizedModel`) the model's
-constant is 1 / min(std) (1 on MNIST, whose std is 1): `lipschitz_constant` reports it for certificates.
+constant is 1 / min(std) (1 on MNIST, whose std is 1): its traits' `lipschitz_constant` reports it for certificates.
 
 For evaluation the trained network is exported to plain PyTorch layers (`vanilla_export`: fixed weights, no
 parametrisation; torchlip's own GroupSort2 and LPPool2d stay, both plain modules), so an evaluation runs without

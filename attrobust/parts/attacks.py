@@ -70,8 +70,9 @@ class Attacks(EvaluationPart):
         settings, key = trained.eval_settings, self.key
         protocol = protocol_named(settings.protocol)
         main = attribution_attack(trained.plain[key], EXPLAINERS.build(trained.plain["explainer"]), key)
-        if protocol.attack(main) != main:
-            main = protocol.attack(main)
+        as_run = protocol.attack(main)
+        if as_run != main:
+            main = as_run
             log.info("eval.protocol=%s: %s starts from a random point of the eps-ball", protocol.name, key)
         height, width = trained.test.images.shape[-2:]
         if main.k is None or main.eval_k is None:

@@ -9,6 +9,7 @@ signature test) keeps every Hydra feature: run dirs, `.hydra/` snapshots, `-m` m
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import json
 import logging
@@ -30,21 +31,19 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from attrobust import rundir
+from attrobust import command_state, rundir
 from attrobust.atomic import write_text_atomic
 from attrobust.config import (GROUPS, SWEPT_KEYS_ENV, config_dir, describe_config_error, group_options,
                               register_resolvers)
 from attrobust.engine import distributed
 from attrobust.errors import AttrobustError, choices, describe_os_error
 from attrobust.provenance import PROVENANCE_FILE, provenance
-from attrobust.reporting.callback import FINISHED_SWEEPS
 from attrobust.reporting.sweep import FAILED_FILE
 from attrobust.reporting.tables import rich_table
 from attrobust.terminal import console
 
 log = logging.getLogger("attrobust")
 _console = console()
-_failures: list[str] = []
 
 
 class CommandFailed(Exception):
@@ -57,7 +56,6 @@ class CommandFailed(Exception):
 
 def run_command(config_name: str, args: Sequence[str], multirun: bool) -> None:
     """Run `attrobust <config_name> ARGS` (the task of the same name in `attrobust.tasks`); raises CommandFailed."""
-    _failures.clear()
     register_resolvers()
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, so user mistakes become one line
     parser = get_args_parser()
@@ -65,35 +63,35 @@ def run_command(config_name: str, args: Sequence[str], multirun: bool) -> None:
     if config_name in ("evaluate", "attack"):
         args = attack_spelling(args, old=config_name == "attack")
     args = threat_spelling(args)
-    try:
-        parsed = parser.parse_args((["--multirun"] if multirun else []) + list(args))
-        _check_group_choices(parsed.overrides, parsed.config_dir)
-        _check_dataset_keys(config_name, parsed.overrides)
-        os.environ[SWEPT_KEYS_ENV] = ",".join(_swept_keys(parsed.overrides)) if multirun else ""
-        version.setbase("1.3")
-        FINISHED_SWEEPS.clear()
-        rundir.reset()
-        _run_hydra(args=parsed, args_parser=parser, task_function=HydraTask(config_name),
-                   config_path=str(config_dir()), config_name=config_name)
-    except (AttrobustError, rundir.RefusedRunFolder) as error:
-        _failures.append(str(error))
-    except (HydraException, OmegaConfBaseException) as error:
-        _failures.append(_describe_hydra_error(error))
-    except OSError as error:  # an environment fault while Hydra sets a run up (its folder, log, .hydra/)
-        _failures.append(describe_os_error(error))
-    except ValueError as error:  # Hydra's own checks: -m together with --cfg, a group override without a name (=3)
-        if not _raised_by_hydra(error):
-            raise
-        hint = " (print a sweep's config without -m)" if "can be specified" in str(error) else \
-            f" in {' '.join(args)} (overrides are key=value, e.g. train.epochs=3)"
-        _failures.append(f"{str(error).strip().splitlines()[0]}{hint}")
-    for sweep in FINISHED_SWEEPS:  # jobs run by other processes (joblib, submitit) leave failed.txt behind
-        for marker in sorted(sweep.rglob(FAILED_FILE)):
-            message = marker.read_text(encoding="utf-8").strip()
-            if message not in _failures:
-                _failures.append(message)
-    if _failures:
-        raise CommandFailed(list(_failures))
+    with command_state.opened() as state:
+        failures = state.failures
+        try:
+            parsed = parser.parse_args((["--multirun"] if multirun else []) + list(args))
+            _check_group_choices(parsed.overrides, parsed.config_dir)
+            _check_dataset_keys(config_name, parsed.overrides)
+            os.environ[SWEPT_KEYS_ENV] = ",".join(_swept_keys(parsed.overrides)) if multirun else ""
+            version.setbase("1.3")
+            _run_hydra(args=parsed, args_parser=parser, task_function=HydraTask(config_name),
+                       config_path=str(config_dir()), config_name=config_name)
+        except (AttrobustError, rundir.RefusedRunFolder) as error:
+            failures.append(str(error))
+        except (HydraException, OmegaConfBaseException) as error:
+            failures.append(_describe_hydra_error(error))
+        except OSError as error:  # an environment fault while Hydra sets a run up (its folder, log, .hydra/)
+            failures.append(describe_os_error(error))
+        except ValueError as error:  # Hydra's own checks: -m together with --cfg, a group override without a name
+            if not _raised_by_hydra(error):
+                raise
+            hint = " (print a sweep's config without -m)" if "can be specified" in str(error) else \
+                f" in {' '.join(args)} (overrides are key=value, e.g. train.epochs=3)"
+            failures.append(f"{str(error).strip().splitlines()[0]}{hint}")
+        for sweep in state.finished_sweeps:  # jobs run by other processes (joblib, submitit) leave failed.txt behind
+            for marker in sorted(sweep.rglob(FAILED_FILE)):
+                message = marker.read_text(encoding="utf-8").strip()
+                if message not in failures:
+                    failures.append(message)
+    if failures:
+        raise CommandFailed(failures)
 
 
 def _argument_error(message: str) -> None:
@@ -123,8 +121,8 @@ class HydraTask:
     task_name: str  # the function of the module attrobust.tasks.<task_name> (imported in the job's own process)
 
     def __call__(self, cfg: DictConfig) -> Any:
-        task: Callable[[DictConfig, Path], Any] = getattr(importlib.import_module(f"attrobust.tasks.{self.task_name}"),
-                                                         self.task_name)
+        task: Callable[[DictConfig, rundir.Job], Any] = getattr(
+            importlib.import_module(f"attrobust.tasks.{self.task_name}"), self.task_name)
         hydra_cfg = HydraConfig.get()
         run_dir = Path(hydra_cfg.runtime.output_dir)
         multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -132,28 +130,31 @@ class HydraTask:
         named = any(re.match(r"[+~]*hydra\.run\.dir=", item) for item in hydra_cfg.overrides.hydra)
         job_log = f"{hydra_cfg.job.name}.log"
         fresh = False  # the folder held no earlier run (known once this job holds it)
-        rundir.when_started(run_dir, lambda: _write_snapshot(run_dir, cfg, hydra_cfg))
+        main = distributed.launched_rank() == 0
+        job = rundir.Job(run_dir, on_start=lambda: _write_snapshot(run_dir, cfg, hydra_cfg) if main else None)
+        state = command_state.current()
+        failures = state.failures if state is not None else []  # another process's job: failed.txt reports it
         try:
-            with rundir.hold(run_dir, enabled=distributed.launched_rank() == 0):
+            with rundir.hold(run_dir, enabled=main):
                 fresh = rundir.is_fresh(run_dir, job_log)
                 (run_dir / FAILED_FILE).unlink(missing_ok=True)
                 if multirun:  # `report` finds a sweep's jobs by their snapshot, even one killed before it starts
-                    rundir.mark_started(run_dir)
-                result = task(cfg, run_dir)
+                    job.mark_started()
+                result = contextvars.copy_context().run(task, cfg, job)  # what the job sets, it keeps
         except rundir.RunDirBusy as error:  # another job's folder: touch nothing
-            _failures.append(f"{where}{error}")
+            failures.append(f"{where}{error}")
             return None
         except (AttrobustError, OSError) as error:  # a user mistake or an environment fault: one line
             message = f"{where}{describe_os_error(error) if isinstance(error, OSError) else error}"
-            _failures.append(message)
-            if not rundir.started(run_dir) and fresh:  # a failed start: take back what it left
+            failures.append(message)
+            if not job.started and fresh:  # a failed start: take back what it left
                 rundir.discard_failed_start(run_dir, hydra_cfg.job.name, job_log, keep_folder=named)
             if run_dir.is_dir():
                 _mark_failed(run_dir, message)
             return None
         except BaseException as error:  # a bug or an interrupt: keep the traceback, mark the run for `report`
-            if not rundir.started(run_dir) and fresh:
-                _quietly(lambda: rundir.mark_started(run_dir))
+            if not job.started and fresh:
+                _quietly(job.mark_started)
             _mark_failed(run_dir, f"{where}{type(error).__name__}: {error}")
             raise
         if isinstance(result, pd.DataFrame):
@@ -171,7 +172,7 @@ def _quietly(write: Callable[[], None]) -> None:
 
 def _write_snapshot(run_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig) -> None:
     """What Hydra writes before a job (`hydra.output_subdir: null` in our configs) and `provenance.json`, written
-    when the job's work begins (`rundir.mark_started`): `.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`."""
+    when the job's work begins (`rundir.Job.mark_started`): `.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`."""
     snapshot = run_dir / ".hydra"
     write_text_atomic(snapshot / "config.yaml", OmegaConf.to_yaml(cfg))
     write_text_atomic(snapshot / "hydra.yaml", OmegaConf.to_yaml(HydraConfig.instance().cfg))

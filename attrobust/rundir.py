@@ -8,8 +8,8 @@ a stale lock file never blocks the next job; that job notes whose lock it took o
 the job runs unlocked, with a warning. While it holds the lock, the job removes the `.*.partial` files that a write
 killed half-way left behind (see `attrobust.atomic`): no other attrobust job writes there.
 
-A job writes its snapshot (`.hydra/`, `provenance.json`) when its work begins (`mark_started`, called by each task
-just before it trains or attacks; a sweep's job at once), so a job that fails before never overwrites the snapshot of
+A job writes its snapshot (`.hydra/`, `provenance.json`) when its work begins (`Job.mark_started`, called by each
+task just before it trains or attacks; a sweep's job at once), so a job that fails before never overwrites the snapshot of
 an earlier run in the same folder. A single job that fails before it starts, in a folder that held no earlier run,
 takes back its log and leaves nothing (not even the `outputs/` folders Hydra made for it), or only `failed.txt` where
 the user named the folder; a sweep's job keeps its snapshot and `failed.txt`, so that `report` lists the failure.
@@ -31,19 +31,37 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from attrobust import command_state
 from attrobust.errors import AttrobustError
 
 log = logging.getLogger("attrobust")
 LOCK_FILE = ".attrobust.lock"
-_on_start: dict[Path, Callable[[], None]] = {}
-_started: set[Path] = set()
-_made_for: dict[Path, list[Path]] = {}  # run folder -> the folders above it that did not exist before the command
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass
+class Job:
+    """One job's run folder and whether its work has begun, handed by `launch.HydraTask` to the task it runs."""
+
+    run_dir: Path
+    on_start: Callable[[], None] = _nothing  # writes the run's snapshot (launch._write_snapshot)
+    started: bool = False
+
+    def mark_started(self) -> None:
+        """The job's work begins (training, attacks): its snapshot is written and its folder is kept from here on."""
+        if not self.started:
+            self.started = True
+            self.on_start()
 
 
 def symbolic_link_in(folder: Path, below: Path | None = None) -> Path | None:
@@ -106,7 +124,9 @@ class RunFolderGuard(Callback):
             except AttrobustError:  # no such checkpoint: Hydra reports it when it resolves the run folder
                 return
         _refuse(run_dir, below)
-        _made_for[run_dir] = [path for path in (run_dir, *run_dir.parents) if not path.exists()]
+        state = command_state.current()
+        if state is not None:
+            state.created_above[run_dir] = [path for path in (run_dir, *run_dir.parents) if not path.exists()]
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _refuse(Path(str(config.hydra.sweep.dir)).absolute())
@@ -117,24 +137,6 @@ def _refuse(folder: Path, below: Path | None = None) -> None:
         refuse_links(folder, below)
     except LinkInRunFolder as error:
         raise RefusedRunFolder(str(error)) from None
-
-
-def when_started(run_dir: Path, callback: Callable[[], None]) -> None:
-    """Call `callback` (write the run's snapshot) once the job's work begins in `run_dir`."""
-    _on_start[run_dir.resolve()] = callback
-
-
-def mark_started(run_dir: Path) -> None:
-    """The job's work begins (training, attacks): its snapshot is written and its folder is kept from here on."""
-    key = run_dir.resolve()
-    _started.add(key)
-    callback = _on_start.pop(key, None)
-    if callback is not None:
-        callback()
-
-
-def started(run_dir: Path) -> bool:
-    return run_dir.resolve() in _started
 
 
 def is_fresh(run_dir: Path, job_log: str) -> bool:
@@ -151,7 +153,8 @@ def discard_failed_start(run_dir: Path, job_name: str, job_log: str, keep_folder
     if keep_folder or not run_dir.is_dir() or any(run_dir.iterdir()):
         return
     run_dir.rmdir()
-    made = _made_for.get(run_dir.absolute())  # None: a config without RunFolderGuard
+    state = command_state.current()
+    made = state.created_above.get(run_dir.absolute()) if state else None  # None: a config without RunFolderGuard
     above = made[1:] if made is not None else [run_dir.parent] if run_dir.parent.name == job_name else []
     for folder in above:
         if folder.is_dir() and not any(folder.iterdir()):
@@ -235,10 +238,3 @@ def hold(run_dir: Path, enabled: bool = True) -> Iterator[None]:
         if descriptor is not None:
             (run_dir / LOCK_FILE).unlink(missing_ok=True)  # while still locked: a waiting opener sees a new inode
             os.close(descriptor)
-
-
-def reset() -> None:
-    """Forget which jobs started (a new command in the same process)."""
-    _started.clear()
-    _on_start.clear()
-    _made_for.clear()

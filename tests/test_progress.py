@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 
 from attrobust.engine.progress import ProgressReporter
@@ -24,27 +25,30 @@ def test_rich_progress_runs(capsys):
 
 
 def test_a_part_eta_covers_the_parts_after_it(caplog):
-    from attrobust.engine.progress import set_command_plan
+    from attrobust.engine.progress import later_parts_s, set_command_plan
 
     caplog.set_level(logging.INFO, logger="attrobust")
-    set_command_plan([("evaluate", 10.0), ("attack topk", 500.0), ("attack random_sign", 250.0)])
-    try:
+
+    def attack_parts() -> None:  # as a job does: it sets the plan in its own context (launch.HydraTask)
+        set_command_plan([("evaluate", 10.0), ("attack topk", 500.0), ("attack random_sign", 250.0)])
         with ProgressReporter("attack topk", total=4, log_every_s=0.0, interactive=False) as progress:
             progress.advance(1)
         with ProgressReporter("attack random_sign", total=4, log_every_s=0.0, interactive=False) as progress:
             progress.advance(1)
-    finally:
-        set_command_plan([])
+
+    contextvars.copy_context().run(attack_parts)
+    assert later_parts_s("evaluate") == 0.0  # the job's plan ended with its context
     lines = [r.getMessage() for r in caplog.records]
     assert "s for the whole command)" in lines[0]  # 250 s of random_sign after top-k's own ETA
-    set_command_plan([("a", 1.0), ("b", 100.0)])
-    try:
+    assert "whole command" not in lines[1]  # the last part: its own ETA is the command's
+
+    def two_parts() -> None:
+        set_command_plan([("a", 1.0), ("b", 100.0)])
         with ProgressReporter("a", total=2, interactive=True) as bar:  # the bar shows the command's time too
             bar.advance(1)
             bar.advance(1)
-    finally:
-        set_command_plan([])
-    assert "whole command" not in lines[1]  # the last part: its own ETA is the command's
+
+    contextvars.copy_context().run(two_parts)
 
 
 def test_cost_lines_say_the_total_and_the_cheaper_way_when_long_on_a_cpu():

@@ -6,24 +6,28 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from types import TracebackType
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 log = logging.getLogger("attrobust")
-_PLAN: list[tuple[str, float]] = []  # (progress description, estimated seconds) of the command's parts, in order
+# (progress description, estimated seconds) of the command's parts, in order; a context variable, so that it lasts
+# as long as the job that set it (launch.HydraTask runs each job in a context of its own)
+_PLAN: ContextVar[tuple[tuple[str, float], ...]] = ContextVar("attrobust_command_plan", default=())
 
 
 def set_command_plan(parts: list[tuple[str, float]]) -> None:
     """The command's parts and their estimated seconds (`engine.cost`): a part's ETA adds the parts after it."""
-    _PLAN[:] = parts
+    _PLAN.set(tuple(parts))
 
 
 def later_parts_s(description: str) -> float:
     """Estimated seconds of the parts after the one reporting as `description` (0 when it is not planned)."""
-    names = [name for name, _ in _PLAN]
-    return sum(seconds for _, seconds in _PLAN[names.index(description) + 1:]) if description in names else 0.0
+    plan = _PLAN.get()
+    names = [name for name, _ in plan]
+    return sum(seconds for _, seconds in plan[names.index(description) + 1:]) if description in names else 0.0
 
 
 class ProgressReporter:

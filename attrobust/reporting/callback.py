@@ -9,11 +9,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from attrobust import command_state
 from attrobust.errors import AttrobustError
 from attrobust.terminal import console
 
 log = logging.getLogger(__name__)
-FINISHED_SWEEPS: list[Path] = []  # sweep dirs finished in this process (the CLI reads failures from them)
 
 
 class SweepReportCallback(Callback):
@@ -21,7 +21,9 @@ class SweepReportCallback(Callback):
         from attrobust.reporting.sweep import print_report
 
         folder = Path(str(config.hydra.sweep.dir))
-        FINISHED_SWEEPS.append(folder)
+        state = command_state.current()
+        if state is not None:  # the command reads its jobs' failures from the folder
+            state.finished_sweeps.append(folder)
         try:
             print_report(folder, console())
         except AttrobustError as error:

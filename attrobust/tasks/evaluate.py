@@ -26,7 +26,7 @@ from attrobust.reporting.caveats import headline_caveats
 from attrobust.reporting.evaluation import EVALUATION_FILE, EvaluationRecord, write_evaluation
 from attrobust.reporting.merge import merge_shards
 from attrobust.reporting.settings import Flat, evaluation_setting
-from attrobust.rundir import mark_started
+from attrobust.rundir import Job
 from attrobust.tasks.restore import TrainedModel, load_trained
 from attrobust.trained import DATA_LOCATION_KEYS
 
@@ -39,7 +39,7 @@ RUN_PLACE_KEYS = ("checkpoint", "device", "paths", "dataset_path", "figure_examp
 EVALUATION_TIMEOUT = timedelta(days=2)
 
 
-def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
+def evaluate(cfg: DictConfig, job: Job) -> pd.DataFrame | None:
     """The paper's columns for a checkpoint: NA, AA under `cfg.attack`, every metric of `eval.metrics` under
     `cfg.attribution_attack` of `cfg.explainer` and under each random baseline of `eval.baselines` (skipped with
     `attributions=false`), and the explainer's stability, faithfulness and randomisation check when `eval.*` lists
@@ -49,20 +49,20 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     trained = load_trained(cfg)
     request = Request(prediction_attack(trained.plain["attack"]),
                       "attribution_attack" if trained.plain["attributions"] else None)
-    return run_evaluation(trained, run_dir, request)
+    return run_evaluation(trained, job, request)
 
 
-def run_evaluation(trained: TrainedModel, run_dir: Path, request: Request) -> pd.DataFrame | None:
+def run_evaluation(trained: TrainedModel, job: Job, request: Request) -> pd.DataFrame | None:
     """This shard's per-image rows of each configured part, written with `evaluation.json`; the result rows and
     tables of a whole run (or, under torchrun, of the merged shards, on rank 0)."""
     shard, here = evaluation_shard(trained.eval_settings, trained.device)
-    run_dir = distributed.shared_run_dir(run_dir)
+    run_dir = distributed.shared_run_dir(job.run_dir)
     work_dir = run_dir if here.size == 1 else run_dir / "shards" / str(here.rank)
     parts = configured_parts(trained, request)
     for part in parts:
         part.prepare(trained, work_dir, shard)
     announce_cost(trained, parts, shard, request.attack_key)
-    mark_started(run_dir)
+    job.mark_started()
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / EVALUATION_FILE).unlink(missing_ok=True)  # an earlier run's: this folder's rows are being replaced
     if not shard.whole:

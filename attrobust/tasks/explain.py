@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -17,13 +16,13 @@ from attrobust.errors import AttrobustError
 from attrobust.explainers import EXPLAINERS
 from attrobust.explainers.base import Explainer
 from attrobust.reporting.figures import explanation_figure
-from attrobust.rundir import mark_started
+from attrobust.rundir import Job
 from attrobust.tasks.restore import TrainedModel, load_trained
 
 log = logging.getLogger("attrobust")
 
 
-def explain(cfg: DictConfig, run_dir: Path) -> None:
+def explain(cfg: DictConfig, job: Job) -> None:
     """The maps of `cfg.explainer` for the selected test images of a checkpoint (eval.indices, classes, sample,
     num_examples; without any, the first `figure_examples`), of the true class: `maps.pt` (index, label, prediction,
     attributions (N, C or 1, H, W), saliency (N, H, W) normalised to a pixel mean of 1) and `maps.png` (the first
@@ -35,7 +34,8 @@ def explain(cfg: DictConfig, run_dir: Path) -> None:
     explainer = EXPLAINERS.build(trained.plain["explainer"])
     explainer.check_model(trained.model)
     test = explained_images(trained)
-    mark_started(run_dir)
+    job.mark_started()
+    run_dir = job.run_dir
     maps = {"index": test.index, "label": test.labels, "explainer": explainer.describe(),
             **explain_images(trained, explainer, test)}
     save_torch_atomic(maps, run_dir / "maps.pt")

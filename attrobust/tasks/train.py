@@ -34,7 +34,7 @@ from attrobust.reporting.caveats import training_caveats, warmup_caveat
 from attrobust.reporting.rows import RunIdentity, accuracy_rows
 from attrobust.reporting.settings import digest, evaluation_setting, training_setting
 from attrobust.reporting.tables import write_results
-from attrobust.rundir import mark_started
+from attrobust.rundir import Job
 from attrobust.tasks.common import (chosen_preset, command_settings, eval_settings, every_problem, resolve_device,
                                     settings_block, threat_model)
 
@@ -59,7 +59,7 @@ class TrainConfig:
         return int(self.plain["seed"])
 
 
-def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
+def train(cfg: DictConfig, job: Job) -> pd.DataFrame | None:
     """Train `cfg.model` on `cfg.dataset` with `cfg.reg`; then (eval_at_end) evaluate under `cfg.attack`.
 
     Writes `last.pt` every epoch, `model.pt` at the end, `train_log.csv`, and `results.csv`/`table.*`.
@@ -68,7 +68,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
     plain, settings, accel = config.plain, config.settings, config.accel
     device = distributed.device_for_rank(resolve_device(plain["device"]))
     here = distributed.init_from_environment(device)
-    run_dir = distributed.shared_run_dir(run_dir)
+    run_dir = distributed.shared_run_dir(job.run_dir)
     if settings.batch_size < here.size:
         raise AttrobustError(f"train.batch_size={settings.batch_size} is smaller than the {here.size} processes")
     objective = REGULARIZERS.build(plain["reg"])
@@ -107,7 +107,7 @@ def train(cfg: DictConfig, run_dir: Path) -> pd.DataFrame | None:
 
     history = fit(model, objective, optimizer, lambda epoch, step: optimizer_spec.lr_at(epoch, plan.epochs, step),
                   accel.data(splits.train), settings, config.seed, run_dir, metadata, accel,
-                  on_start=lambda: mark_started(run_dir), test_accuracy=test_accuracy)
+                  on_start=job.mark_started, test_accuracy=test_accuracy)
     distributed.finish()  # every rank has the same weights now; rank 0 saves and evaluates
     if not here.is_main:
         return None

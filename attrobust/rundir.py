@@ -9,10 +9,11 @@ the job runs unlocked, with a warning. While it holds the lock, the job removes 
 killed half-way left behind (see `attrobust.atomic`): no other attrobust job writes there.
 
 A job writes its snapshot (`.hydra/`, `provenance.json`) when its work begins (`Job.mark_started`, called by each
-task just before it trains or attacks; a sweep's job at once), so a job that fails before never overwrites the snapshot of
-an earlier run in the same folder. A single job that fails before it starts, in a folder that held no earlier run,
-takes back its log and leaves nothing (not even the `outputs/` folders Hydra made for it), or only `failed.txt` where
-the user named the folder; a sweep's job keeps its snapshot and `failed.txt`, so that `report` lists the failure.
+task just before it trains or attacks; a sweep's job at once), so a job that fails before never overwrites the
+snapshot of an earlier run in the same folder. A single job that fails before it starts, in a folder that held no
+earlier run, takes back its log and leaves nothing (not even the `outputs/` folders Hydra made for it), or only
+`failed.txt` where the user named the folder; a sweep's job keeps its snapshot and `failed.txt`, so that `report`
+lists the failure.
 
 Run folders travel between people (a checkpoint to evaluate, a shard to merge), and a symbolic link inside one would
 send a write elsewhere (`RUN/evaluate -> /outside`, `RUN/train.log -> victim`). `RunFolderGuard`, a Hydra callback of

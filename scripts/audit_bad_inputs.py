@@ -429,7 +429,8 @@ def more_bad_settings() -> list[Case]:
         ("steps 0", ["train.epochs=null", "train.steps=0"]), ("one training image", ["train.num_examples=1"]),
         ("unknown top-level key", ["+foo=1"]), ("empty run folder name", ["hydra.run.dir="]),
         ("pgd training with 0 steps", ["reg=pgd", "reg.steps=0"]), ("art with 0 steps", ["reg=art", "reg.steps=0"]),
-        ("dataset eps 5 (the earlier spelling)", ["dataset.eps=5"]), ("pixel_scale 0", ["model=rar_resnet", "model.pixel_scale=0"]),
+        ("dataset eps 5 (the earlier spelling)", ["dataset.eps=5"]),
+        ("pixel_scale 0", ["model=rar_resnet", "model.pixel_scale=0"]),
         ("hkr on a network that is not 1-Lipschitz", ["reg=hkr"]), ("unknown flag", ["--epochs", "3"]),
     ]
     out = [Case(name, ["train", *TINY, *args]) for name, args in train]

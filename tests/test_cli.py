@@ -295,8 +295,10 @@ BAD_EVALUATION_INPUTS = [
      "attribution_attack.k=900 is more than the 784 pixels of a 28x28 saliency map, so the top-k objective would be "
      "the whole map's constant total and the attack would not move; attribution_attack.eval_k=800 is more than the "
      "784 pixels"),  # every bad top-k in one line
-    (["dataset.mean=[0.1]"], "dataset.mean: without dataset=NAME the dataset and its settings come from the checkpoint"),
-    (["+dataset.mean=[0.1]"], "dataset.mean: without dataset=NAME the dataset and its settings come from the checkpoint"),
+    (["dataset.mean=[0.1]"], "dataset.mean: without dataset=NAME the dataset and its settings come from the "
+                             "checkpoint"),
+    (["+dataset.mean=[0.1]"], "dataset.mean: without dataset=NAME the dataset and its settings come from the "
+                              "checkpoint"),
     (["dataset.eps=0.1"], "threat.eps: without dataset=NAME the threat model comes from the checkpoint"),
     (["threat.eps=0.1"], "threat.eps: without dataset=NAME the threat model comes from the checkpoint"),
 ]

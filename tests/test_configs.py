@@ -108,7 +108,8 @@ def test_unknown_names_and_keys_are_clear_errors():
         REGULARIZERS.build({"name": "ig_nrom"})
     with pytest.raises(AttrobustError, match="unknown key\\(s\\) wieght for reg 'natural'; valid keys: reduction"):
         REGULARIZERS.build({"name": "natural", "wieght": 1.0})
-    with pytest.raises(AttrobustError, match="unknown key\\(s\\) eps for dataset 'mnist_mini'"):  # threat: its own group
+    # the threat model has its own group
+    with pytest.raises(AttrobustError, match="unknown key\\(s\\) eps for dataset 'mnist_mini'"):
         DATASETS.build({"name": "mnist_mini", **DATASET_FIELDS, "eps": 0.3})
 
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attrobust.attacks import PREDICTION_ATTACKS, LinfBall, pgd
+from attrobust.attacks.projected_ascent import L2Ball, projected_ascent
 from attrobust.errors import AttrobustError
 
 
@@ -118,3 +119,54 @@ def test_prediction_attack_contract(name, tiny_net):
     with torch.no_grad():
         correct = tiny_net(x).argmax(1) == y
     assert not (robust & ~correct).any()
+
+
+BALLS = {"linf": lambda x: LinfBall(x, 0.1), "linf_by_offset": lambda x: LinfBall(x, 0.1, by_offset=True),
+         "l2": lambda x: L2Ball(x, 0.5)}
+
+
+def distance(ball, z: torch.Tensor) -> torch.Tensor:
+    delta = (z - ball.center).flatten(1)
+    return delta.abs().amax(1) if isinstance(ball, LinfBall) else delta.norm(dim=1)
+
+
+@pytest.mark.parametrize("name", BALLS)
+def test_every_ball_samples_projects_and_ascends_inside_itself(name):
+    """The ball contract `projected_ascent` relies on: samples and projections lie in the ball and the pixel box,
+    a point inside stays put, rows select images, and the steepest-ascent step raises a linear objective."""
+    torch.manual_seed(0)
+    x = torch.rand(5, 1, 6, 6)
+    ball = BALLS[name](x)
+    far = x + torch.randn_like(x)
+    for z in (ball.sample(), ball.project(far)):
+        assert (distance(ball, z) <= ball.eps + 1e-6).all() and z.min() >= 0 and z.max() <= 1
+    inside = ball.sample()
+    torch.testing.assert_close(ball.project(inside), inside)
+    rows = torch.tensor([3, 1])
+    assert torch.equal(ball.select(rows).project(far[rows]), ball.project(far)[rows])
+    w = torch.randn_like(x)
+    step = ball.ascend(x, w, 0.01)
+    assert ((step - x) * w).flatten(1).sum(1).gt(0).all()
+
+
+def test_the_two_linf_projections_are_the_same_set():
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 6, 6)
+    z = x + 0.3 * torch.randn_like(x)
+    torch.testing.assert_close(LinfBall(x, 0.1).project(z), LinfBall(x, 0.1, by_offset=True).project(z))
+
+
+def test_projected_ascent_stops_the_images_its_after_hook_drops():
+    """`after` returns the images still ascending: the others keep their last iterate, and none left stops it."""
+    x = torch.zeros(3, 1, 2, 2) + 0.5
+    ball = LinfBall(x, 0.3)
+    calls = []
+
+    def after(previous, new, rows):
+        calls.append(None if rows is None else rows.tolist())
+        return torch.tensor([2]) if rows is None else rows[:0]
+
+    out = projected_ascent(lambda z, rows: z + 0.1, ball, steps=5, start=x, after=after)
+    assert calls == [None, [2]]
+    torch.testing.assert_close(out[:2], x[:2] + 0.1)
+    torch.testing.assert_close(out[2], x[2] + 0.2)

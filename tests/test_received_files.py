@@ -88,7 +88,7 @@ def pickled_weight(marker: Path):
 
 
 def test_a_pt2_file_with_a_pickled_weight_runs_no_code(cli, tmp_path):
-    evil = rewrite(exported(tmp_path / "clean.pt2"), tmp_path / "evil.pt2", pickled_weight(tmp_path / "marker"))
+    rewrite(exported(tmp_path / "clean.pt2"), tmp_path / "evil.pt2", pickled_weight(tmp_path / "marker"))
     before = tree(tmp_path)
     result = cli(*EXTERNAL, "model.source=evil.pt2")
     one_line(result, "model.source=evil.pt2", "pickled")

@@ -1,10 +1,12 @@
 """Attacks, two kinds with two registries and one config group (`conf/attack/`):
 
-- `PREDICTION_ATTACKS` (images -> images that change the prediction; accuracy under attack): `pgd`;
-- `ATTRIBUTION_ATTACKS` (an explainer + an objective on its map + a selection measure; attack on explanations):
+- `PREDICTION_ATTACKS` (images -> images that change the prediction; accuracy under attack): `pgd`, `pgd_l2`,
+  `autoattack`;
+- `ATTRIBUTION_ATTACKS` (an explainer + an objective on its map + a selection metric; attack on explanations):
   `topk`, `mass_center`, `target`, and the random baselines a real attack must beat, `random_sign`, `random_noise`.
 
-Every module of this package registers itself on import; the shared loop is `attrobust.attacks.projected_ascent.pgd`.
+Every module of this package registers itself on import; the one loop they (and adversarial training) ascend with is
+`attrobust.attacks.projected_ascent.projected_ascent`, in an L-inf or L2 ball.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from attrobust.attacks.projected_ascent import AttackObjective, LinfBall, pgd
+from attrobust.attacks.projected_ascent import AttackObjective, L2Ball, LinfBall, pgd
 from attrobust.errors import AttrobustError, choices
 from attrobust.registry import Registry, import_components
 
@@ -52,5 +54,5 @@ def prediction_attack(cfg: Mapping[str, Any]) -> Any:
     return PREDICTION_ATTACKS.build(cfg)
 
 
-__all__ = ["ATTRIBUTION_ATTACKS", "PREDICTION_ATTACKS", "AttackObjective", "LinfBall", "attribution_attack", "pgd",
-           "prediction_attack", "random_baselines"]
+__all__ = ["ATTRIBUTION_ATTACKS", "PREDICTION_ATTACKS", "AttackObjective", "L2Ball", "LinfBall", "attribution_attack",
+           "pgd", "prediction_attack", "random_baselines"]

@@ -10,12 +10,17 @@ dataset's `ig_steps` by default, the reference's), |attribution| summed over cha
   2. x_t <- x + clip(x_t + step_size * direction - x, -eps, eps), then clip to [0, 1];
   3. measure on the original network: if the predicted label changed the iterate does not count (and its saliency
      map is not computed), else the selection criterion (Kendall's tau by default) between the original and the
-     iterate's saliency; the iterate with the lowest criterion below 1 is kept. The attack continues from x_t either
-     way, as the reference does.
+     iterate's saliency; the iterate with the lowest criterion below that of identical maps is kept. The attack
+     continues from x_t either way, as the reference does.
 The kept iterate's map is then scored by the configured metrics (`eval.metrics`; attrobust.engine.attribution). An
 image with no counted iterate keeps its original map, so it scores what identical maps score (the reference's
 "unqualified" (1, 1, 1)); `qualified` says which images had one, for the strict accounting.
-Restarts keep, per image, the restart with the lowest Kendall; deterministic attacks (no random start) run once.
+The criterion (`measure`) is any registered metric (`attrobust list metrics`), oriented so that lower means a stronger
+attack (a metric where higher is better, such as Kendall, as it is; one where lower is better, such as center_shift,
+negated); `mass_center` is the reference's selection for its mass-center attack (the distance from the surrogate's
+centre of mass, both truncated to whole pixels). Restarts keep, per image, the restart with the lowest criterion
+(`restarts_by: measure`); `restarts_by: kendall` keeps the reference's choice by the lowest Kendall whatever the
+measure (the same with the default `measure: kendall`). Deterministic attacks (no random start) run once.
 
 A model whose activations have no smooth surrogate and no second derivative (ReLU6, Hardtanh, GroupSort, ...) is
 refused before any work (`check_model`), instead of giving a zero direction and unmoved images scored as robust.
@@ -46,16 +51,16 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from attrobust.attacks.projected_ascent import pixel_amount
+from attrobust.attacks.projected_ascent import LinfBall, Rows, pixel_amount, projected_ascent
 from attrobust.attributions import check_smoothable, saliency_map, softplus_surrogate
 from attrobust.errors import AttrobustError
 from attrobust.explainers.base import Explainer
 from attrobust.explainers.ig import IntegratedGradientsExplainer
-from attrobust.metrics import center_of_mass, top_k_mask, topk_intersection
-from attrobust.metrics.ranks import kendall_of_maps, spearman_of_maps
+from attrobust.metrics import METRICS, MapSpec, Metric, center_of_mass, top_k_mask
+from attrobust.metrics.ranks import kendall_of_maps
 
-Measure = Literal["kendall", "intersection", "spearman", "mass_center"]
-MEASURES: tuple[Measure, ...] = ("kendall", "intersection", "spearman", "mass_center")
+MASS_CENTER = "mass_center"  # the reference's selection for its mass-center attack (not a metric of its own)
+OLD_MEASURES = {"intersection": "topk_intersection"}  # earlier spellings of the selection
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,10 @@ class BestIterates:
     saliency: Tensor   # (B, H*W)
 
     @classmethod
-    def none_yet(cls, reference: Reference) -> BestIterates:
+    def none_yet(cls, reference: Reference, untouched: float) -> BestIterates:
+        """Nothing kept: the criterion of identical maps (`untouched`), the original image and map."""
         n, device = reference.image.shape[0], reference.image.device
-        return cls(torch.ones(n, dtype=torch.float64, device=device), reference.image.clone(),
+        return cls(torch.full((n,), untouched, dtype=torch.float64, device=device), reference.image.clone(),
                    reference.saliency.clone())
 
     def offer(self, images: Tensor, criterion: Tensor, x: Tensor, saliency: Tensor) -> None:
@@ -106,7 +112,8 @@ class AttributionAttackResult:
     perturbed: Tensor            # the kept iterate (the original image when unqualified)
     original_saliency: Tensor    # (N, H*W)
     perturbed_saliency: Tensor   # (N, H*W): the kept iterate's map (the original map when unqualified)
-    kendall: Tensor              # Kendall's tau of the two maps (1 when unqualified): the restarts' selection
+    kendall: Tensor              # Kendall's tau of the two maps (1 when unqualified)
+    criterion: Tensor            # the selection's criterion of the kept iterate (lower: stronger), restarts compare
     qualified: Tensor            # bool: some iterate kept the label and lowered the criterion
     moved: Tensor                # bool: some iterate differed from the original image
     support_covered: Tensor      # bool: the attacked top-k holds every nonzero pixel of the original saliency
@@ -128,7 +135,8 @@ class AttributionAttack:
     step_size: float
     k: int | None = 200          # None: `auto_top_k` of the map (resolved by `sized_for`)
     eval_k: int | None = 100
-    measure: Measure = "kendall"
+    measure: str = "kendall"     # the selection: a registered metric, or mass_center (see the module doc)
+    restarts_by: Literal["measure", "kendall"] = "measure"  # kendall: the reference's restart choice
     restarts: int = 3
     random_start: bool = False
     surrogate_beta: float = 1.0
@@ -154,8 +162,12 @@ class AttributionAttack:
         if self.probes < 1 or not 0 < self.probe_radius < math.inf:
             raise ValueError(f"probes must be >= 1 and probe_radius positive, got {self.probes} and "
                              f"{self.probe_radius}")
-        if self.measure not in MEASURES:
-            raise ValueError(f"measure must be one of {', '.join(MEASURES)}, got '{self.measure}'")
+        object.__setattr__(self, "measure", OLD_MEASURES.get(self.measure, self.measure))
+        if self.measure != MASS_CENTER and self.measure not in METRICS.names():
+            raise ValueError(f"measure must be a registered metric or {MASS_CENTER}: "
+                             f"{', '.join([*METRICS.names(), MASS_CENTER])}; got '{self.measure}'")
+        if self.restarts_by not in ("measure", "kendall"):
+            raise ValueError(f"restarts_by must be measure or kendall, got '{self.restarts_by}'")
 
     def sized_for(self, height: int, width: int) -> AttributionAttack:
         """This attack with a `k` / `eval_k` of None set to `auto_top_k` of a `height` x `width` map."""
@@ -266,22 +278,34 @@ class AttributionAttack:
         saliency = self.saliency(model, x, y)
         size = (x.shape[-2], x.shape[-1])
         center = None
-        if self.measure == "mass_center" or self.needs_surrogate_center:
+        if self.measure == MASS_CENTER or self.needs_surrogate_center:
             with softplus_surrogate(model, self.surrogate_beta):
                 center = center_of_mass(self.saliency(model, x, y), size).floor()
         return Reference(x, y, saliency, top_k_mask(saliency, min(self.k, saliency.shape[1])), size, center)
 
+    @property
+    def selection(self) -> Metric | None:
+        """The registered metric that selects iterates and restarts (None: the reference's mass-center selection)."""
+        return None if self.measure == MASS_CENTER else METRICS.build({"name": self.measure})
+
+    @property
+    def untouched(self) -> float:
+        """The criterion of identical maps: what an iterate must go below to be kept."""
+        selection = self.selection
+        if selection is None:
+            return 1.0  # the reference's start value: any counted iterate is kept
+        return selection.identical if selection.higher_is_better else -selection.identical
+
     def criterion(self, reference: Reference, saliency: Tensor) -> Tensor:
-        """The selection measure of an iterate (lower = stronger attack), as the reference's `check_measure`."""
-        if self.measure == "kendall":
-            return kendall_of_maps(reference.saliency, saliency)
-        if self.measure == "spearman":
-            return spearman_of_maps(reference.saliency, saliency)
-        if self.measure == "intersection":
-            return topk_intersection(reference.saliency, saliency, min(self.k, saliency.shape[1]))
-        assert reference.surrogate_center is not None
-        center = center_of_mass(saliency, reference.image_size).floor()
-        return -torch.linalg.vector_norm(reference.surrogate_center - center, dim=1)
+        """The selection criterion of an iterate (lower = stronger attack), as the reference's `check_measure`."""
+        selection = self.selection
+        if selection is None:
+            assert reference.surrogate_center is not None
+            center = center_of_mass(saliency, reference.image_size).floor()
+            return -torch.linalg.vector_norm(reference.surrogate_center - center, dim=1)
+        maps = MapSpec(reference.image_size, min(self.k, saliency.shape[1]))  # top-k measures compare the attack's k
+        value = selection(reference.saliency, saliency, maps)
+        return value if selection.higher_is_better else -value
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor,
             on_step: Callable[[], None] | None = None) -> AttributionAttackResult:
@@ -292,58 +316,60 @@ class AttributionAttack:
         best: AttributionAttackResult | None = None
         for _ in range(restarts):
             outcome = self._run_once(model, reference, on_step or (lambda: None))
-            best = outcome if best is None else _keep_lowest_kendall(best, outcome)
+            best = outcome if best is None else _keep_stronger(best, outcome)
         assert best is not None
         return AttributionAttackResult(**{**best.__dict__, "restarts_run": restarts})
 
     def _run_once(self, model: nn.Module, reference: Reference,
                   on_step: Callable[[], None]) -> AttributionAttackResult:
+        """One run of the reference's loop (the module doc) in `projected_ascent`: `propose` steps, the ball projects
+        as the reference does, and after each step the iterates that kept their label are offered to `best`."""
         x0 = reference.image
         n = x0.shape[0]
-        x = x0.clone()
-        if self.random_start:
-            x = (x0 + (2 * torch.rand_like(x0) - 1) * self.eps).clamp(0, 1)
-        best = BestIterates.none_yet(reference)
+        ball = LinfBall(x0, self.eps, by_offset=True)
+        best = BestIterates.none_yet(reference, self.untouched)
         moved = torch.zeros(n, dtype=torch.bool, device=x0.device)
-        active = torch.arange(n, device=x0.device)  # images whose iterate may still change
-        for _ in range(self.steps):
-            ref = reference if len(active) == n else reference.select(active)
-            current = x[active]
-            step = self.propose(model, current, ref)
-            new = (ref.image + (step - ref.image).clamp(-self.eps, self.eps)).clamp(0, 1).detach()
-            x[active] = new
+        everyone = torch.arange(n, device=x0.device)
+
+        def of(rows: Rows) -> Reference:
+            return reference if rows is None or len(rows) == n else reference.select(rows)
+
+        def after(current: Tensor, new: Tensor, rows: Rows) -> Rows:
+            active, ref = everyone if rows is None else rows, of(rows)
             moved[active] |= (new != ref.image).flatten(1).any(1)
             with torch.inference_mode():
                 same_label = model(new).argmax(1) == ref.label
             # the one wait for the device per step: which iterates count (label kept: only they need a saliency
             # map, the others cannot be kept) and which moved (the others are fixed points)
             counted, changed = torch.stack([same_label, (new != current).flatten(1).any(1)]).cpu()
-            rows = counted.nonzero().flatten().to(x0.device)
-            if len(rows):
-                saliency = self.saliency(model, new[rows], ref.label[rows])
-                best.offer(active[rows], self.criterion(ref.select(rows), saliency), new[rows], saliency)
+            kept = counted.nonzero().flatten().to(x0.device)
+            if len(kept):
+                saliency = self.saliency(model, new[kept], ref.label[kept])
+                best.offer(active[kept], self.criterion(ref.select(kept), saliency), new[kept], saliency)
             on_step()
-            if self.skip_converged and self.deterministic:
-                # an iterate the step left in place is a fixed point: every later step would repeat this one
-                active = active[changed.to(x0.device)]
-                if len(active) == 0:
-                    break
-        return self._score(reference, best.image, best.saliency, best.criterion < 1, moved)
+            # an iterate the step left in place is a fixed point: every later step would repeat this one
+            return active[changed.to(x0.device)] if self.skip_converged and self.deterministic else rows
 
-    def _score(self, reference: Reference, best_x: Tensor, best_saliency: Tensor, qualified: Tensor,
-               moved: Tensor) -> AttributionAttackResult:
-        original = reference.saliency
+        start = ball.sample() if self.random_start else x0.clone()
+        projected_ascent(lambda current, rows: self.propose(model, current, of(rows)), ball, self.steps, start, after)
+        return self._score(reference, best, moved)
+
+    def _score(self, reference: Reference, best: BestIterates, moved: Tensor) -> AttributionAttackResult:
+        original, qualified = reference.saliency, best.criterion < self.untouched
         one = torch.ones(original.shape[0], dtype=torch.float64, device=original.device)
+        kendall = torch.where(qualified, kendall_of_maps(original, best.saliency), one)
+        criterion = kendall if self.restarts_by == "kendall" else \
+            torch.where(qualified, self.criterion(reference, best.saliency), self.untouched * one)
         return AttributionAttackResult(
-            perturbed=best_x, original_saliency=original, perturbed_saliency=best_saliency,
-            kendall=torch.where(qualified, kendall_of_maps(original, best_saliency), one),
+            perturbed=best.image, original_saliency=original, perturbed_saliency=best.saliency, kendall=kendall,
+            criterion=criterion,
             qualified=qualified, moved=moved, image_size=reference.image_size,
             support_covered=(original > 0).sum(1) <= min(self.k, original.shape[1]))
 
 
-def _keep_lowest_kendall(a: AttributionAttackResult, b: AttributionAttackResult) -> AttributionAttackResult:
-    """Per image, the restart with the lower Kendall (the reference's argmin over restarts; ties keep the first)."""
-    take_b = b.kendall < a.kendall
+def _keep_stronger(a: AttributionAttackResult, b: AttributionAttackResult) -> AttributionAttackResult:
+    """Per image, the restart with the lower criterion (the reference's argmin over restarts; ties keep the first)."""
+    take_b = b.criterion < a.criterion
     merged = {}
     for name, value in a.__dict__.items():
         other = b.__dict__[name]

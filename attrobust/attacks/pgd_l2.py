@@ -15,14 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attrobust.attacks import PREDICTION_ATTACKS
-from attrobust.attacks.projected_ascent import check_pgd_settings
-
-
-def project_l2(z: Tensor, center: Tensor, eps: float) -> Tensor:
-    """Onto the L2 ball of radius eps around `center`, then the pixel box."""
-    delta = z - center
-    norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (z.dim() - 1))
-    return (center + delta * torch.clamp(eps / norms, max=1.0)).clamp(0.0, 1.0)
+from attrobust.attacks.projected_ascent import L2Ball, check_pgd_settings, pgd
 
 
 @PREDICTION_ATTACKS.register("pgd_l2")
@@ -45,19 +38,8 @@ class PGDL2Attack:
         return f"pgd_l2 eps={self.eps:g} {self.steps}x{self.step:g}"
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        z = x.detach().clone()
-        if self.random_start:  # a uniform direction, a uniform radius in the ball
-            direction = torch.randn_like(z)
-            direction = direction / direction.flatten(1).norm(dim=1).view(-1, *[1] * (z.dim() - 1))
-            radius = torch.rand(len(z), device=z.device, dtype=z.dtype).view(-1, *[1] * (z.dim() - 1))
-            z = project_l2(z + direction * radius * self.eps, x, self.eps)
-        with torch.enable_grad():
-            for _ in range(self.steps):
-                z.requires_grad_(True)
-                (grad,) = torch.autograd.grad(F.cross_entropy(model(z), y, reduction="sum"), z)
-                norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (z.dim() - 1))
-                z = project_l2(z.detach() + self.step * grad / norms, x, self.eps)
-        return z.detach()
+        return pgd(lambda z: F.cross_entropy(model(z), y, reduction="none"), L2Ball(x, self.eps), self.steps,
+                   self.step, self.random_start)
 
     def robust(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         with torch.inference_mode():

@@ -101,8 +101,8 @@ class Splits:
 @dataclass(frozen=True)
 class DatasetSpec(ABC):
     """Fields every `conf/dataset/*.yaml` has; loaders add their own (root, download, ...). Data only: the threat
-    model (eps and the attacks' settings) is the `threat` group each dataset's YAML chooses (attrobust/attacks/threat.py).
-    """
+    model (eps and the attacks' settings) is the `threat` group each dataset's YAML chooses
+    (attrobust/attacks/threat.py)."""
 
     num_classes: int | None   # null only where the loader counts the classes in the data (folder, npz)
     mean: tuple[float, ...]

@@ -109,6 +109,7 @@ def _read(path: Path, recipe: Mapping[str, Any], sources_digest: str) -> SplitPa
             return None
         return (ImageSet(payload["train_images"], payload["train_labels"]),
                 ImageSet(payload["test_images"], payload["test_labels"]))
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as error:  # rebuild
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, EOFError,
+            pickle.UnpicklingError) as error:  # rebuild
         log.warning("ignoring the unreadable cache entry %s (%s)", path, error)
         return None

@@ -9,8 +9,8 @@ images (a short calibration before any part runs: 0.4 s for small_cnn and IG-100
   attack on explanations).
 Every selected image is counted, though only the correctly classified ones are attacked, and an attack is counted
 with all its steps, though a deterministic one stops computing an image at a fixed point: the estimate is an upper
-bound (docs/attacking-explanations.md, "Cost before compute", has measured examples). Training is timed on its own second step
-(`engine.train`), which is the real work.
+bound (docs/attacking-explanations.md, "Cost before compute", has measured examples). Training is timed on its own
+second step (`engine.train`), which is the real work.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 An evaluation is split into the same units whether it runs whole or in shards: accuracy batches of
 `eval.batch_size` test images, attack chunks of the correctly classified images, stability calls; a small part is cut
-in at least `MIN_UNITS` units (of one image at least), so that every shard of a small evaluation gets work. Shard i of n takes
-the units i, i + n, i + 2n, ... of each part. Every unit draws its random numbers from a seed of its own (the run's
-seed and the unit's first position, `unit_seed`) and sees the same images in the same batch, so the per-image rows
+in at least `MIN_UNITS` units (of one image at least), so that every shard of a small evaluation gets work. Shard i of
+n takes the units i, i + n, i + 2n, ... of each part. Every unit draws its random numbers from a seed of its own (the
+run's seed and the unit's first position, `unit_seed`) and sees the same images in the same batch, so the per-image rows
 of n shards, put back in the unsharded order, are the rows of the unsharded run: bitwise on one device with the same
 threads, whatever n. Not when an attack chunk ran out of device memory and was done in pieces: each piece draws from
 its own seed, so that shard's random starts and baselines differ (`attrobust merge` warns).

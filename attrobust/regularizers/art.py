@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attrobust.attacks.projected_ascent import LinfBall
+from attrobust.attacks.projected_ascent import LinfBall, pgd
 from attrobust.attributions import softplus_surrogate
 from attrobust.regularizers import REGULARIZERS
 from attrobust.regularizers.adversarial import AdversarialObjective
@@ -115,23 +115,21 @@ class ART(AdversarialObjective):
     def alignment_attack(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """x_adv: signed ascent of softplus(cos(z, g_o) - cos(z, g_y)) on the top-k mask, from a random start."""
         ball = LinfBall(x, self.eps)
-        z = ball.sample() if self.random_start else x.detach().clone()
-        with torch.enable_grad():
-            z.requires_grad_(True)
-            logits = model(z)
-            (g_y,) = torch.autograd.grad(logits.gather(1, y.unsqueeze(1)).sum(), z)
-            mask = g_y.abs().flatten(1).topk(self.mask_size(g_y[0].numel()), dim=1).indices
-            step = self.relative_step * self.eps if self.relative_step is not None else self.step_size
-            with softplus_surrogate(model, self.surrogate_beta):
-                for _ in range(self.steps):
-                    z = z.detach().requires_grad_(True)
-                    g_true, g_other = true_and_strongest_other_gradients(model, z, y, create_graph=True)
-                    anchor = z.flatten(1).gather(1, mask)
-                    objective = F.softplus(F.cosine_similarity(anchor, g_other.gather(1, mask), eps=ATTACK_GUARD)
-                                           - F.cosine_similarity(anchor, g_true.gather(1, mask), eps=ATTACK_GUARD))
-                    (direction,) = torch.autograd.grad(objective.sum(), z)
-                    z = ball.project(z.detach() + step * direction.sign())
-        return z.detach()
+        start = ball.sample() if self.random_start else x.detach().clone()
+        with torch.enable_grad():  # the mask: the top-k of the true class's input gradient at the start
+            start.requires_grad_(True)
+            (g_y,) = torch.autograd.grad(model(start).gather(1, y.unsqueeze(1)).sum(), start)
+        mask = g_y.abs().flatten(1).topk(self.mask_size(g_y[0].numel()), dim=1).indices
+
+        def misalignment(z: Tensor) -> Tensor:
+            g_true, g_other = true_and_strongest_other_gradients(model, z, y, create_graph=True)
+            anchor = z.flatten(1).gather(1, mask)
+            return F.softplus(F.cosine_similarity(anchor, g_other.gather(1, mask), eps=ATTACK_GUARD)
+                              - F.cosine_similarity(anchor, g_true.gather(1, mask), eps=ATTACK_GUARD))
+
+        step = self.relative_step * self.eps if self.relative_step is not None else self.step_size
+        with softplus_surrogate(model, self.surrogate_beta):
+            return pgd(misalignment, ball, self.steps, step, start=start.detach())
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> LossOutput:
         x_adv = self.alignment_attack(model, x, y)

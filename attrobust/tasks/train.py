@@ -165,8 +165,9 @@ def run_metadata(plain: dict[str, Any], settings: TrainSettings, run_dir: Path) 
     if settings.steps is not None:  # full batches: a run counted in epochs cannot continue it (nor the reverse)
         resume_fields["full_batches"] = True
     return {"run_id": run_id(run_dir), "model_cfg": plain["model"], "dataset_cfg": plain["dataset"],
-            "threat_cfg": plain["threat"], "reg_cfg": plain["reg"], "seed": plain["seed"], "config_hash": config_hash(plain),
-            "resume_key": config_hash(resume_fields), "setting": training_setting(plain, chosen_preset())}
+            "threat_cfg": plain["threat"], "reg_cfg": plain["reg"], "seed": plain["seed"],
+            "config_hash": config_hash(plain), "resume_key": config_hash(resume_fields),
+            "setting": training_setting(plain, chosen_preset())}
 
 
 def training_examples(settings: TrainSettings, splits: Splits) -> int:

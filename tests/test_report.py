@@ -179,7 +179,7 @@ def test_caveats_fire_when_a_control_beats_the_attack_or_many_images_stay_unmove
 def test_latex_tables_escape_every_special_character():
     import re
 
-    from attrobust.reporting.sweep import latex_table
+    from attrobust.reporting.latex import latex_table
 
     table = pd.DataFrame({"reg_weight (%)": ["a_b & c", "50% #1"], "CO": ["0.6189 ± 0.0100", "$x^2~{y}\\z"]})
     latex = latex_table(table)
@@ -217,9 +217,9 @@ def test_a_trained_but_not_evaluated_run_is_a_note_with_the_command_not_a_missin
     assert report.exit_code == 0 and "warning: missing run" not in report.stderr
     assert report.stderr.count("note: not evaluated run") == 2 and "attrobust evaluate checkpoint=" in report.stderr
     from attrobust.engine.checkpoint import MODEL_FILE
-    from attrobust.reporting import sweep
+    from attrobust.reporting import runs
 
-    assert sweep.MODEL_FILE == MODEL_FILE  # the report's copy of the name
+    assert runs.MODEL_FILE == MODEL_FILE  # the report's copy of the name
 
 
 def test_a_swept_path_names_the_folder_by_its_last_part(monkeypatch):
@@ -286,7 +286,7 @@ def test_report_keeps_presets_of_one_regulariser_apart_by_name(cli, tmp_path):
 def test_hashes_are_read_as_text_and_an_older_checkpoint_has_no_setting_hash(tmp_path):
     from attrobust.reporting.rows import ROW_COLUMNS
     from attrobust.reporting.settings import setting_digest, stored_setting
-    from attrobust.reporting.sweep import read_results
+    from attrobust.reporting.runs import read_results
 
     row = {"run_id": "r", "dataset": "d", "model": "m", "reg": "natural", "attack": "pgd", "metric":
            "natural_accuracy", "value": 90.0, "unit": "%", "n": 4, "seed": 0, "git_commit": "c",

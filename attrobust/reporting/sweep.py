@@ -1,14 +1,6 @@
 """The paper-style report of a run or sweep dir: runs found by their `.hydra/` folders, results grouped over seeds.
 
-A run is a folder with `.hydra/overrides.yaml` (written by attrobust when a job's work begins, and at once for every
-job of a sweep, so a sweep job killed before it started is still found). Its state is
-- `done`: it (or an `evaluate/` / `attack/` folder inside it) has a `results.csv`;
-- `failed`: it has `failed.txt` (written when the job stopped with an error; the first line says why);
-- `not evaluated`: neither, but a finished `model.pt` (trained with `eval_at_end=false`, no `evaluate` yet): listed
-  with the command that evaluates it, as a note rather than a warning;
-- `missing`: none of these (killed, preempted and not requeued, or still running);
-- `unreadable`: a file it needs cannot be read (an empty or truncated `results.csv`, a broken `overrides.yaml`); the
-  reason names the file. Such a run is listed, never counted as done.
+Its runs and their states are found by `attrobust.reporting.runs.find_runs`.
 Rows are grouped by what they measured, so that only seeds are pooled: the dataset, model and reg, the trained
 model's settings but its seed (`setting`) and the evaluation's own (`evaluation`: attacks, explainer, images,
 protocol; reporting/settings.py), and the attack. Each metric becomes mean, std (sample standard deviation; none for
@@ -21,39 +13,26 @@ dropped silently.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from rich.console import Console
 
 from attrobust.errors import AttrobustError
 from attrobust.provenance import config_hash, run_id
-from attrobust.reporting.merge import is_finished_shard, merge_directory
-from attrobust.reporting.rows import ACCURACY_METRICS, OLD_ROW_COLUMNS, ROW_COLUMNS, attack_key
-from attrobust.reporting.settings import Flat, read_settings
+from attrobust.reporting.latex import latex_escape, latex_table
+from attrobust.reporting.merge import merge_directory
+from attrobust.reporting.rows import ACCURACY_METRICS, ROW_COLUMNS, attack_key
+from attrobust.reporting.runs import NOT_EVALUATED, SHARD, RunRecord, find_runs
+from attrobust.reporting.settings import Flat
 from attrobust.reporting.sweep_plots import (GROUP_KEYS, MAX_COMPARED, PLOTTED_HEADINGS, comparison_plot, shown_keys,
                                              sweep_axis, sweep_plot)
-from attrobust.reporting.tables import FIXED_HEADINGS, RESULTS_FILE, ordered_metrics, rich_table, unit_heading
+from attrobust.reporting.tables import FIXED_HEADINGS, ordered_metrics, rich_table, unit_heading
 
-FAILED_FILE = "failed.txt"
-MODEL_FILE = "model.pt"  # as attrobust.engine.checkpoint.MODEL_FILE (reporting imports nothing from the engine)
-NOT_EVALUATED = "not evaluated"
 IGNORED_KEYS = ("seed", "hydra.run.dir", "hydra.sweep.dir", "checkpoint", "eval.shard", "eval.num_shards")
-SHARD = "shard"
 IDENTITY_KEYS = ["setting", "evaluation"]  # hashes: what else tells two lines apart (reporting/settings.py)
 NAMED_BY_COLUMNS = ("dataset.name", "model.name", "reg.name")  # already columns of their own
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    folder: Path
-    overrides: dict[str, str]
-    state: str            # done | failed | not evaluated | missing | unreadable | shard (its rows are in a merge)
-    reason: str = ""
-    results: tuple[pd.DataFrame, ...] = ()  # the rows of every results.csv of a done run
-    described: dict[str, Flat] = field(default_factory=dict)  # setting / evaluation hash -> its settings
 
 
 @dataclass(frozen=True)
@@ -67,78 +46,6 @@ class SweepReport:
     def problems(self) -> list[RunRecord]:
         return [run for run in self.runs if run.state not in ("done", SHARD) and not
                 (run.state == NOT_EVALUATED and run_id(run.folder) in self.evaluated)]
-
-
-def find_runs(folder: Path) -> list[RunRecord]:
-    """Every Hydra job folder under `folder` (itself included), with its state."""
-    records = []
-    for overrides_file in sorted(folder.rglob(".hydra/overrides.yaml")):
-        run = overrides_file.parent.parent
-        inside = [folder / part for part in run.relative_to(folder).parents if part != Path(".")]
-        if any((parent / ".hydra").is_dir() for parent in inside):
-            continue  # an evaluation inside a training run (<run>/evaluate/<time>): its rows belong to that run
-        records.append(_record(run, overrides_file))
-    return records
-
-
-def _record(run: Path, overrides_file: Path) -> RunRecord:
-    try:
-        listed = yaml.safe_load(overrides_file.read_text(encoding="utf-8")) or []
-        if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
-            raise ValueError("not a list of key=value overrides")
-    except (OSError, ValueError, yaml.YAMLError) as error:
-        return RunRecord(run, {}, "unreadable", f"broken {overrides_file}: {_first_line(error)}")
-    overrides = dict(_split(item) for item in listed)
-    result_files = sorted(run.rglob(RESULTS_FILE))
-    if result_files:
-        frames, described = [], {}
-        for path in result_files:
-            frame, problem = read_results(path)
-            if frame is None:
-                return RunRecord(run, overrides, "unreadable", problem)
-            frames.append(frame)
-            described.update(read_settings(path.parent))
-        return RunRecord(run, overrides, "done", results=tuple(frames), described=described)
-    if is_finished_shard(run):
-        return RunRecord(run, overrides, SHARD)
-    failed = run / FAILED_FILE
-    if failed.is_file():
-        try:
-            reason = next(iter(failed.read_text(encoding="utf-8").strip().splitlines()), "") or "empty failed.txt"
-        except (OSError, UnicodeDecodeError) as error:
-            reason = f"unreadable {failed}: {_first_line(error)}"
-        return RunRecord(run, overrides, "failed", reason)
-    if (run / MODEL_FILE).is_file():
-        return RunRecord(run, overrides, NOT_EVALUATED, f"trained, no results yet: attrobust evaluate checkpoint={run}")
-    return RunRecord(run, overrides, "missing", "no results.csv and no failed.txt")
-
-
-def read_results(path: Path) -> tuple[pd.DataFrame | None, str]:
-    """The rows of one results.csv, or None and why it cannot be used (empty, truncated, foreign)."""
-    try:  # hashes and ids as text: '012345678901' or '5e1234567890' must not be read as numbers
-        frame = pd.read_csv(path, dtype={"run_id": str, "config_hash": str, "setting": str, "evaluation": str})
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        return None, f"unreadable {path}: {_first_line(error)}"
-    if list(frame.columns) == OLD_ROW_COLUMNS:  # written before the setting and evaluation hashes
-        frame = frame.assign(setting="", evaluation="")
-    if list(frame.columns) != ROW_COLUMNS:
-        return None, f"unreadable {path}: not an attrobust result file (unexpected columns)"
-    # every row names its run, metric and count and ends with the config hash (a value may be empty: no images)
-    if frame.empty or frame[["run_id", "metric", "n", "seed", "config_hash"]].isna().any().any():
-        return None, f"unreadable {path}: {'no rows' if frame.empty else 'truncated (rows with missing values)'}"
-    if not pd.api.types.is_numeric_dtype(frame["value"]):
-        return None, f"unreadable {path}: truncated or corrupt (non-numeric values)"
-    return frame, ""
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _split(override: str) -> tuple[str, str]:
-    key, _, value = override.partition("=")
-    return key.lstrip("+~"), value
 
 
 def sweep_report(folder: Path) -> SweepReport:
@@ -298,22 +205,6 @@ def write_report(report: SweepReport, folder: Path) -> list[Path]:
         written += [folder / "compare.png", folder / "compare.pdf"]
         comparison_plot(report, written[-2])
     return written
-
-
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
-
-
-def latex_escape(text: str) -> str:
-    """`text` with every character LaTeX treats specially escaped (and ± as math), for tables pasted into papers."""
-    return "".join(LATEX_SPECIAL.get(char, char) for char in text)
-
-
-def latex_table(table: pd.DataFrame) -> str:
-    """A tabular of `table`'s strings, every cell and heading escaped."""
-    escaped = table.astype(str).map(latex_escape)
-    escaped.columns = [latex_escape(str(column)) for column in table.columns]
-    return escaped.to_latex(index=False, escape=False)
 
 
 def print_report(directory: Path, console: Console) -> None:

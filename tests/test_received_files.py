@@ -19,7 +19,7 @@ from image_fixtures import make_gtsrb_official, make_image_folder
 from torch import nn
 
 from attrobust.errors import AttrobustError
-from attrobust.models.external import check_exported_archive
+from attrobust.models.programs import check_exported_archive
 
 EXTERNAL = ["evaluate", "model=external", "dataset=mnist_mini", "eval.num_examples=4", "attributions=false",
             "attack.steps=1"]

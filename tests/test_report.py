@@ -296,3 +296,19 @@ def test_hashes_are_read_as_text_and_an_older_checkpoint_has_no_setting_hash(tmp
     assert problem == "" and frame.loc[0, "setting"] == "012345678901" and frame.loc[0, "evaluation"] == "5e1234567890"
     older = {"model_cfg": {"name": "m"}, "dataset_cfg": {"name": "d"}, "reg_cfg": {"name": "natural"}}
     assert stored_setting(older) == {} and setting_digest(stored_setting(older)) == ""  # named by its overrides
+
+
+def test_restarts_by_is_left_out_of_the_identity_where_it_changes_nothing():
+    """With the Kendall selection restarts chosen by it or by the measure agree: rows evaluated before the setting
+    existed pool with new ones; with another selection it tells two evaluations apart."""
+    from attrobust.reporting.settings import evaluation_setting
+
+    def identity(measure: str, restarts_by: str) -> dict:
+        plain = {"eval": {"num_examples": 5}, "dataset": {}, "threat": {},
+                 "attribution_attack": {"name": "topk", "measure": measure, "restarts_by": restarts_by}}
+        return evaluation_setting(plain, {}, [], {"attribution_attack": "attribution_attack"})
+
+    before = {"eval.num_examples": 5, "attribution_attack.name": "topk", "attribution_attack.measure": "kendall"}
+    assert identity("kendall", "measure") == identity("kendall", "kendall") == before
+    assert identity("spearman", "measure") != identity("spearman", "kendall")
+    assert identity("spearman", "measure")["attribution_attack.restarts_by"] == "measure"

@@ -51,6 +51,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from attrobust.attacks.estimated import nes_direction
+from attrobust.attacks.iterates import AttributionAttackResult, BestIterates, Reference, keep_stronger
 from attrobust.attacks.projected_ascent import LinfBall, Rows, pixel_amount, projected_ascent
 from attrobust.attributions import check_smoothable, saliency_map, softplus_surrogate
 from attrobust.errors import AttrobustError
@@ -61,64 +63,6 @@ from attrobust.metrics.ranks import kendall_of_maps
 
 MASS_CENTER = "mass_center"  # the reference's selection for its mass-center attack (not a metric of its own)
 OLD_MEASURES = {"intersection": "topk_intersection"}  # earlier spellings of the selection
-
-
-@dataclass(frozen=True)
-class Reference:
-    """What an attack knows of the original images: ReLU saliency, its top-k mask, the surrogate's centre."""
-
-    image: Tensor           # (B, C, H, W)
-    label: Tensor           # (B,)
-    saliency: Tensor        # (B, H*W), ReLU network
-    top_k: Tensor           # (B, H*W) bool, top-k of `saliency`
-    image_size: tuple[int, int]
-    surrogate_center: Tensor | None = None  # (B, 2), truncated to whole pixels as the reference does
-
-    def select(self, rows: Tensor) -> Reference:
-        """The reference of the images `rows` (indices)."""
-        center = None if self.surrogate_center is None else self.surrogate_center[rows]
-        return Reference(self.image[rows], self.label[rows], self.saliency[rows], self.top_k[rows], self.image_size,
-                         center)
-
-
-@dataclass
-class BestIterates:
-    """Per image, the iterate kept so far: its selection criterion (1: none kept yet), the image and its saliency."""
-
-    criterion: Tensor  # (B,) float64
-    image: Tensor      # (B, C, H, W)
-    saliency: Tensor   # (B, H*W)
-
-    @classmethod
-    def none_yet(cls, reference: Reference, untouched: float) -> BestIterates:
-        """Nothing kept: the criterion of identical maps (`untouched`), the original image and map."""
-        n, device = reference.image.shape[0], reference.image.device
-        return cls(torch.full((n,), untouched, dtype=torch.float64, device=device), reference.image.clone(),
-                   reference.saliency.clone())
-
-    def offer(self, images: Tensor, criterion: Tensor, x: Tensor, saliency: Tensor) -> None:
-        """Candidates for the images `images` (indices): kept where their criterion is lower (no wait for the device:
-        index writes and torch.where, not boolean masks)."""
-        better = criterion < self.criterion[images]
-        self.criterion[images] = torch.where(better, criterion, self.criterion[images])
-        self.image[images] = torch.where(better.view(-1, *(1,) * (x.dim() - 1)), x, self.image[images])
-        self.saliency[images] = torch.where(better.view(-1, 1), saliency, self.saliency[images])
-
-
-@dataclass(frozen=True)
-class AttributionAttackResult:
-    """Per-image outcome of an attack on N images (all tensors have N rows)."""
-
-    perturbed: Tensor            # the kept iterate (the original image when unqualified)
-    original_saliency: Tensor    # (N, H*W)
-    perturbed_saliency: Tensor   # (N, H*W): the kept iterate's map (the original map when unqualified)
-    kendall: Tensor              # Kendall's tau of the two maps (1 when unqualified)
-    criterion: Tensor            # the selection's criterion of the kept iterate (lower: stronger), restarts compare
-    qualified: Tensor            # bool: some iterate kept the label and lowered the criterion
-    moved: Tensor                # bool: some iterate differed from the original image
-    support_covered: Tensor      # bool: the attacked top-k holds every nonzero pixel of the original saliency
-    image_size: tuple[int, int]  # (H, W) of the maps
-    restarts_run: int = 1
 
 
 def auto_top_k(pixels: int) -> int:
@@ -235,19 +179,8 @@ class AttributionAttack:
         return current + self.step_size * self.step_direction(model, current, reference)
 
     def estimated_direction(self, model: nn.Module, x: Tensor, reference: Reference) -> Tensor:
-        """sign of the NES estimate (Wierstra et al.; Ilyas et al., ICML 2018) of d objective / d x on the network
-        itself: sum over `probes` antithetic Gaussian probes u of (f(x + s u) - f(x - s u)) u, s = `probe_radius`.
-        Only explainer passes (first order), all probes of all images in one batch; no surrogate is needed, so it
-        works for activations without a smooth counterpart (GroupSort) and explainers without second derivatives.
-        The probes come from torch's global generator (seeded per chunk by the evaluation)."""
-        batch, q = len(x), self.probes
-        noise = torch.randn((q, *x.shape), device=x.device, dtype=x.dtype)
-        points = torch.cat([x.detach() + self.probe_radius * noise, x.detach() - self.probe_radius * noise])
-        rows = torch.arange(batch, device=x.device).repeat(2 * q)
-        attributions = self.explainer.explain(model, points.flatten(0, 1), reference.label[rows]).detach()
-        scores = self.objective(saliency_map(attributions), reference.select(rows)).view(2 * q, batch)
-        weights = (scores[:q] - scores[q:]).to(x.dtype).view(q, batch, *[1] * (x.dim() - 1))
-        return (weights * noise).sum(dim=0).sign()
+        """The sign of the NES estimate of d objective / d x (attrobust/attacks/estimated.py)."""
+        return nes_direction(self, model, x, reference)
 
     # -- the shared algorithm ---------------------------------------------------------------------------------
     @property
@@ -316,7 +249,7 @@ class AttributionAttack:
         best: AttributionAttackResult | None = None
         for _ in range(restarts):
             outcome = self._run_once(model, reference, on_step or (lambda: None))
-            best = outcome if best is None else _keep_stronger(best, outcome)
+            best = outcome if best is None else keep_stronger(best, outcome)
         assert best is not None
         return AttributionAttackResult(**{**best.__dict__, "restarts_run": restarts})
 
@@ -365,17 +298,3 @@ class AttributionAttack:
             criterion=criterion,
             qualified=qualified, moved=moved, image_size=reference.image_size,
             support_covered=(original > 0).sum(1) <= min(self.k, original.shape[1]))
-
-
-def _keep_stronger(a: AttributionAttackResult, b: AttributionAttackResult) -> AttributionAttackResult:
-    """Per image, the restart with the lower criterion (the reference's argmin over restarts; ties keep the first)."""
-    take_b = b.criterion < a.criterion
-    merged = {}
-    for name, value in a.__dict__.items():
-        other = b.__dict__[name]
-        if isinstance(value, Tensor) and value.shape[:1] == take_b.shape:
-            mask = take_b.view(-1, *([1] * (value.dim() - 1)))
-            merged[name] = torch.where(mask, other, value)
-        else:
-            merged[name] = value
-    return AttributionAttackResult(**merged)

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,27 +34,15 @@ from attrobust.engine import cost, distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
 from attrobust.engine.checkpoint import MODEL_FILE, TRAIN_STATE_FILE
 from attrobust.engine.progress import ProgressReporter
-from attrobust.engine.resume import EpochProgress, finished_history, kept, resume_state, save_training_state
+from attrobust.engine.resume import EpochProgress, finished_history, resume_state, save_training_state
+from attrobust.engine.step_failures import (NonFiniteStep, StopRequested, epoch_failures, finite_step,
+                                            non_finite_parts)
 from attrobust.engine.stopping import StopFlag, catch_stop_signals
 from attrobust.errors import AttrobustError
 from attrobust.regularizers.base import LossOutput, Objective
 
 log = logging.getLogger("attrobust")
 TRAIN_LOG_FILE = "train_log.csv"
-
-
-class NonFiniteStep(Exception):
-    """A step whose loss or gradient is not finite; nothing of it was applied."""
-
-    def __init__(self, epoch: int, batch: int, step: int, lr: float, what: list[str]) -> None:
-        super().__init__(", ".join(what))
-        self.epoch, self.batch, self.step, self.lr, self.what = epoch, batch, step, lr, what
-
-
-class StopRequested(Exception):
-    def __init__(self, signum: int, progress: EpochProgress) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum, self.progress = signum, progress
 
 
 @dataclass(frozen=True)
@@ -104,6 +90,10 @@ class TrainSettings:
         if self.checkpoint_every is not None and self.checkpoint_every <= 0:
             raise ValueError(f"checkpoint_every must be a positive number of steps or null, "
                              f"got {self.checkpoint_every}")
+
+    def checkpoint_due(self, steps_done: int) -> bool:
+        """Whether `last.pt` is written inside an epoch after `steps_done` optimizer steps (`checkpoint_every`)."""
+        return self.checkpoint_every is not None and steps_done % self.checkpoint_every == 0
 
     def plan(self, examples: int) -> StepPlan:
         """The run's length on `examples` training images (full batches only when counted in steps)."""
@@ -159,11 +149,7 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
 
     net = model if objective.second_order else accel.first_order(model)
     plan = settings.plan(len(data.head(settings.num_examples)))
-    done = int(history[-1].get("step", start_epoch * plan.steps_per_epoch)) if history and partial is None else None
-    if done is not None and done != start_epoch * plan.steps_per_epoch and plan.total > done:
-        raise AttrobustError(f"{state_path} ended after step {done}, inside epoch {start_epoch}: a run counted in "
-                             f"steps cannot go on past a cut epoch and still equal an uninterrupted run; use a new run "
-                             f"dir or train.resume=false")
+    check_resumable(history if partial is None else [], start_epoch, plan, state_path)
     finished = run_dir / MODEL_FILE
     if settings.resume and not state_path.exists() and finished.exists():  # done, its training state not kept
         history = finished_history(finished, model, metadata, plan.epochs)
@@ -198,26 +184,16 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
     return history
 
 
-@contextmanager
-def epoch_failures(epoch: int, batch_size: int, state_path: Path,
-                   save: Callable[[int, EpochProgress | None], None]) -> Iterator[None]:
-    """Each way an epoch stops early as one line; a requested stop (SIGTERM, SIGUSR1) saves its position first."""
-    try:
-        yield
-    except StopRequested as request:
-        save(epoch, request.progress)
-        raise AttrobustError(f"stopped by {request} in epoch {epoch + 1} after batch {request.progress.batch}; "
-                             f"{state_path} is saved: run the same command again to resume") from None
-    except NonFiniteStep as bad:
-        raise AttrobustError(
-            f"training diverged: non-finite {bad} in epoch {bad.epoch + 1} at batch {bad.batch + 1} (step "
-            f"{bad.step + 1}, learning rate {bad.lr:g}); the step was not applied, {kept(state_path)}; try a "
-            f"smaller optim.lr or reg.weight") from None
-    except torch.cuda.OutOfMemoryError:
-        raise AttrobustError(
-            f"out of device memory in epoch {epoch + 1} at train.batch_size={batch_size}; run again with "
-            f"reg.max_points=<rows per IG pass> reg.recompute=true (IG objectives; resumes from the last saved step) "
-            f"or a smaller train.batch_size (a new run)") from None
+def check_resumable(history: list[dict[str, float]], start_epoch: int, plan: StepPlan, state_path: Path) -> None:
+    """Refuse to go on from a run counted in steps that ended inside an epoch (`history`: of a state saved at an
+    epoch's end): it could not end like an uninterrupted run."""
+    if not history:
+        return
+    done = int(history[-1].get("step", start_epoch * plan.steps_per_epoch))
+    if done != start_epoch * plan.steps_per_epoch and plan.total > done:
+        raise AttrobustError(f"{state_path} ended after step {done}, inside epoch {start_epoch}: a run counted in "
+                             f"steps cannot go on past a cut epoch and still equal an uninterrupted run; use a new run "
+                             f"dir or train.resume=false")
 
 
 def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, data: ImageSet,
@@ -252,36 +228,26 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
             start = batch * settings.batch_size
             for group in optimizer.param_groups:
                 group["lr"] = lr_of_step(first_step + batch)
-            index = order[start:start + settings.batch_size]
-            local = distributed.shard(index)          # the whole batch in a single process
-            optimizer.zero_grad(set_to_none=True)
-            out = None
-            if len(local):
-                x, y = examples.batch(local, device)
-                with accel.autocast(device):
-                    out = objective(net, x, y)
-                out.loss.backward()
-            distributed.combine_gradients(model, len(local), len(index), objective.reduction)
+            out, y, mine = gradients(model, net, objective, optimizer, examples, order[start:start +
+                                                                                      settings.batch_size], accel)
             if not distributed.all_ranks(finite_step(out, model)):  # before anything of the step is kept
                 raise NonFiniteStep(epoch, batch, first_step + batch, lr_of_step(first_step + batch),
                                     non_finite_parts(out, model))
             if out is not None:
                 values = {"acc": (out.logits.detach().argmax(dim=1) == y).float().mean(), **out.terms}
                 for key, value in values.items():
-                    sums[key] = sums.get(key, torch.zeros((), device=device)) + value.to(device) * len(local)
-                seen += len(local)
+                    sums[key] = sums.get(key, torch.zeros((), device=device)) + value.to(device) * mine
+                seen += mine
             optimizer.step()
             if on_step is not None:
                 on_step(time.perf_counter() - step_started)
             progress.advance(1, status)
             if batch + 1 == batches:  # the epoch's end is saved by the caller
                 continue
-            here = EpochProgress(batch + 1, seen, sums)
             if stop is not None and stop.signum is not None:
-                raise StopRequested(stop.signum, here.on_cpu())
-            every = settings.checkpoint_every
-            if checkpoint is not None and every is not None and (first_step + batch + 1) % every == 0:
-                checkpoint(here.on_cpu())
+                raise StopRequested(stop.signum, EpochProgress(batch + 1, seen, sums).on_cpu())
+            if checkpoint is not None and settings.checkpoint_due(first_step + batch + 1):
+                checkpoint(EpochProgress(batch + 1, seen, sums).on_cpu())
     sums, seen = distributed.sum_over_ranks(sums, seen)
     row = {"epoch": float(epoch + 1)}
     row.update({key: float(value) / seen for key, value in sums.items()})
@@ -291,24 +257,18 @@ def train_one_epoch(model: nn.Module, objective: Objective, optimizer: torch.opt
     return row
 
 
-def finite_step(out: LossOutput | None, model: nn.Module) -> Tensor:
-    """Whether a step's loss and every parameter's gradient are finite (a bool scalar on the model's device)."""
-    flags = [torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None]
-    if out is not None:
-        flags.append(torch.isfinite(out.loss.detach()).all())
-    return torch.stack(flags).all() if flags else torch.ones((), dtype=torch.bool)
-
-
-def non_finite_parts(out: LossOutput | None, model: nn.Module) -> list[str]:
-    """What was not finite in a failed step: the loss terms by name, else the loss, else the gradient."""
-    if out is not None:
-        terms = [f"'{key}'" for key, value in out.terms.items() if not torch.isfinite(value).all()]
-        if terms:
-            return [f"loss term {', '.join(terms)}"]
-        if not torch.isfinite(out.loss).all():
-            return ["loss"]
-    names = [name for name, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
-    return [f"gradient of {names[0]}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")] if names else \
-        ["gradient on another process"]
-
-
+def gradients(model: nn.Module, net: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer,
+              examples: ImageSet, index: Tensor, accel: Accel) -> tuple[LossOutput | None, Tensor | None, int]:
+    """The gradient of one step's loss on the batch `index` (this process's share of it, combined over processes):
+    the share's output (None when it is empty), its labels, and its size."""
+    device = next(model.parameters()).device
+    local = distributed.shard(index)  # the whole batch in a single process
+    optimizer.zero_grad(set_to_none=True)
+    out, y = None, None
+    if len(local):
+        x, y = examples.batch(local, device)
+        with accel.autocast(device):
+            out = objective(net, x, y)
+        out.loss.backward()
+    distributed.combine_gradients(model, len(local), len(index), objective.reduction)
+    return out, y, len(local)

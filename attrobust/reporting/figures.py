@@ -18,6 +18,21 @@ ORIGINAL_MARK = {"marker": "x", "color": "deepskyblue", "s": 40}
 PERTURBED_MARK = {"marker": "+", "color": "lime", "s": 60}
 
 
+def _with_bar(fig: Any, ax: Any, shown: Any, label: str) -> None:
+    """A colour bar beside `ax` for the image `shown`, labelled `label` (none when empty)."""
+    bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+    bar.ax.tick_params(labelsize=7)
+    if label:
+        bar.set_label(label, fontsize=7)
+
+
+def _mark_centers(ax: Any, examples: dict[str, Any], row: int) -> None:
+    """Both maps' centres of mass (mass_center attacks), on a saliency map of row `row`."""
+    for key, mark in (("original_center", ORIGINAL_MARK), ("perturbed_center", PERTURBED_MARK)):
+        center = examples[key][row]
+        ax.scatter([float(center[1])], [float(center[0])], **mark)
+
+
 def attribution_figure(examples: dict[str, Any], path: Path, title: str) -> None:
     """One labelled row per example (most / median / least changed, or the chosen images): image, perturbed image,
     the perturbation (x' - x, on a diverging scale of +-eps), original saliency, perturbed saliency (with the first
@@ -51,21 +66,14 @@ def attribution_figure(examples: dict[str, Any], path: Path, title: str) -> None
             elif col == 2:
                 change = (examples["perturbed"][row] - examples["image"][row]).mean(0).numpy()
                 bound = eps or max(float(abs(change).max()), 1e-12)
-                shown = ax.imshow(change, cmap="RdBu_r", vmin=-bound, vmax=bound)
-                bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
-                bar.ax.tick_params(labelsize=7)
-                bar.set_label("x' - x (pixels in [0, 1])", fontsize=7)
+                _with_bar(fig, ax, ax.imshow(change, cmap="RdBu_r", vmin=-bound, vmax=bound),
+                          "x' - x (pixels in [0, 1])")
             else:
-                shown = ax.imshow(maps[col - 3].numpy(), cmap="hot", vmin=0, vmax=scale)
+                _with_bar(fig, ax, ax.imshow(maps[col - 3].numpy(), cmap="hot", vmin=0, vmax=scale),
+                          "saliency (pixel mean 1)" if col == 4 else "")
                 _outline(ax, outlines[col - 3].bool().numpy())
-                bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
-                bar.ax.tick_params(labelsize=7)
-                if col == 4:
-                    bar.set_label("saliency (pixel mean 1)", fontsize=7)
                 if examples.get("draw_centers"):
-                    for key, mark in (("original_center", ORIGINAL_MARK), ("perturbed_center", PERTURBED_MARK)):
-                        center = examples[key][row]
-                        ax.scatter([float(center[1])], [float(center[0])], **mark)
+                    _mark_centers(ax, examples, row)
             region = examples.get("region")
             if region is not None and col not in (0, 2):
                 top, bottom, left, right = region

@@ -91,6 +91,10 @@ def setting_digest(setting: Flat) -> str:
 
 
 SELECTION_KEYS = ("num_examples", "indices", "classes", "sample")  # eval.*: which test images
+# an attack setting that changes nothing while a sibling has a given value: left out of the identity then, so that
+# rows written before the setting existed pool with new ones (restarts chosen by the measure or by Kendall agree
+# when the measure is Kendall)
+INERT_WHEN = {"restarts_by": ("measure", "kendall")}
 
 
 def evaluation_setting(plain: Mapping[str, Any], setting: Flat, eval_keys: Sequence[str],
@@ -102,13 +106,23 @@ def evaluation_setting(plain: Mapping[str, Any], setting: Flat, eval_keys: Seque
     used = [*SELECTION_KEYS, *eval_keys]
     parts: dict[str, Any] = {"eval": {key: given[key] for key in used if key in given}}
     parts.update({name: plain[key] for name, key in groups.items()})
-    evaluation = flat(parts)
+    evaluation = without_inert(flat(parts))
     dataset = flat({"dataset": dataset_settings(plain.get("dataset", {}))})
     evaluation.update({key: value for key, value in dataset.items() if key not in setting or setting[key] != value})
     threat = flat({"threat": plain.get("threat") or {}})  # a model trained before the threat group: dataset.eps, ...
     evaluation.update({key: value for key, value in threat.items()
                        if setting.get(key, setting.get("dataset." + key.removeprefix("threat."))) != value})
     return evaluation
+
+
+def without_inert(settings: Flat) -> Flat:
+    """`settings` without the keys `INERT_WHEN` says change nothing beside their siblings' values."""
+    def inert(key: str) -> bool:
+        group, _, name = key.rpartition(".")
+        sibling, value = INERT_WHEN.get(name, (None, None))
+        return sibling is not None and settings.get(f"{group}.{sibling}" if group else sibling) == value
+
+    return {key: value for key, value in settings.items() if not inert(key)}
 
 
 def digest(settings: Flat) -> str:

@@ -80,7 +80,7 @@ def certificate_of(trained: TrainedModel) -> dict[str, float] | None:
     if constant is None:
         return None
     return {"lipschitz": float(constant), "l2": float(trained.eval_settings.certify_l2),
-            "linf": float(trained.plain["threat"]["eps"]), "dimension": float(trained.test.images[0].numel())}
+            "linf": float(trained.config.block("threat")["eps"]), "dimension": float(trained.test.images[0].numel())}
 
 
 def certified_rows(identity: RunIdentity, accuracy: pd.DataFrame, certificate: dict[str, float]) -> pd.DataFrame:

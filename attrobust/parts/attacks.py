@@ -69,7 +69,7 @@ class Attacks(EvaluationPart):
         `work_dir`."""
         settings, key = trained.eval_settings, self.key
         protocol = protocol_named(settings.protocol)
-        main = attribution_attack(trained.plain[key], EXPLAINERS.build(trained.plain["explainer"]), key)
+        main = attribution_attack(trained.config.block(key), EXPLAINERS.build(trained.config.explainer_cfg), key)
         as_run = protocol.attack(main)
         if as_run != main:
             main = as_run

@@ -124,8 +124,8 @@ class ExplainingPart(EvaluationPart):
 
     @classmethod
     def configured(cls, trained: TrainedModel, request: Request) -> EvaluationPart | None:
-        metrics = cls.listed(trained.plain["eval"])
-        return cls(metrics, EXPLAINERS.build(trained.plain["explainer"])) if metrics else None
+        metrics = cls.listed(trained.config.eval_cfg)
+        return cls(metrics, EXPLAINERS.build(trained.config.explainer_cfg)) if metrics else None
 
     @property
     def explainer(self) -> Explainer:

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from attrobust.attacks import prediction_attack, random_baselines
+from attrobust.attacks import random_baselines
 from attrobust.engine import cost, distributed
 from attrobust.engine.evaluate import EvalSettings
 from attrobust.engine.sharding import Shard
@@ -47,8 +47,7 @@ def evaluate(cfg: DictConfig, job: Job) -> pd.DataFrame | None:
     result rows and tables, and `figure.png` of the attribution attack; a killed run resumes its attacks. A shard
     (`eval.shard`, or each process under torchrun) writes only its per-image rows (reporting/evaluation.py)."""
     trained = load_trained(cfg)
-    request = Request(prediction_attack(trained.plain["attack"]),
-                      "attribution_attack" if trained.plain["attributions"] else None)
+    request = Request(trained.config.attack, "attribution_attack" if trained.settings.attributions else None)
     return run_evaluation(trained, job, request)
 
 
@@ -72,7 +71,7 @@ def run_evaluation(trained: TrainedModel, job: Job, request: Request) -> pd.Data
     measured = {part.registry_name: part.run(trained, work_dir, shard) for part in parts}
     added = {key: value for each in measured.values() for key, value in each.record.items()}  # chunks, certificate
     record = EvaluationRecord(evaluation_fingerprint(trained), None if shard.whole else shard.index, shard.count,
-                              trained.test.index.tolist(), dict(trained.plain["eval"]),
+                              trained.test.index.tolist(), dict(trained.config.eval_cfg),
                               parts=part_lines(trained, parts, measured, evaluation), command=_command(run_dir),
                               device=trained.device.type, settings={"setting": trained.setting,
                                                                     "evaluation": evaluation}, **added)

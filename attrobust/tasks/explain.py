@@ -31,7 +31,7 @@ def explain(cfg: DictConfig, job: Job) -> None:
     if trained.eval_settings.shard is not None or trained.eval_settings.num_shards != 1:
         raise AttrobustError("eval.shard / eval.num_shards split `evaluate` and `attack`; `explain` draws its maps "
                              "whole (choose images with eval.indices, eval.sample or eval.num_examples)")
-    explainer = EXPLAINERS.build(trained.plain["explainer"])
+    explainer = EXPLAINERS.build(trained.config.explainer_cfg)
     explainer.check_model(trained.model)
     test = explained_images(trained)
     job.mark_started()

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from attrobust.attacks import prediction_attack
 from attrobust.config import to_plain
 from attrobust.data.base import ImageSet
 from attrobust.engine import distributed
@@ -21,7 +22,8 @@ from attrobust.provenance import git_commit
 from attrobust.reporting.rows import RunIdentity
 from attrobust.reporting.settings import Flat, digest, setting_digest, stored_setting
 from attrobust.tasks.common import (CommandSettings, command_settings, eval_settings, evaluation_checks,
-                                    every_problem, resolve_device, settings_block)
+                                    every_problem, resolve_device, settings_block, threat_model)
+from attrobust.tasks.config import RunConfig
 from attrobust.trained import (check_stored_dataset, checkpoint_dataset, checkpoint_threat, read_trained,
                                restore_external, restore_model)
 
@@ -34,12 +36,26 @@ class TrainedModel:
 
     model: torch.nn.Module
     payload: dict[str, Any]
-    plain: dict[str, Any]        # the resolved config of the command
-    settings: CommandSettings
+    config: RunConfig            # the command's configuration
     test: ImageSet               # the selected test images (eval.indices, classes, sample, num_examples)
-    eval_settings: EvalSettings
-    accel: Accel
     dataset_name: str            # as the training rows name it (`folder:<dir>`, `npz:<dir>` for your own data)
+
+    @property
+    def plain(self) -> dict[str, Any]:
+        """The resolved config of the command, as hashed and recorded."""
+        return self.config.plain
+
+    @property
+    def settings(self) -> CommandSettings:
+        return self.config.settings
+
+    @property
+    def eval_settings(self) -> EvalSettings:
+        return self.config.eval
+
+    @property
+    def accel(self) -> Accel:
+        return self.config.accel
 
     @property
     def setting(self) -> Flat:
@@ -95,17 +111,19 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
     if not external and dataset_stored:
         check_stored_dataset(path, plain["dataset"], plain.get("threat"))
     every_problem(evaluation_checks(plain))
-    settings = command_settings(plain)
-    evaluation = eval_settings(plain["eval"])
-    accel = settings_block(Accel, plain.get("accel", {}), "accel")
-    device = distributed.device_for_rank(resolve_device(plain["device"]))
+    config = RunConfig(plain, command_settings(plain), eval_settings(plain["eval"]),
+                       settings_block(Accel, plain.get("accel", {}), "accel"),
+                       threat_model(plain) if plain.get("threat") is not None else None,
+                       attack=prediction_attack(plain["attack"]) if "attack" in plain and "attributions" in plain
+                       else None)
+    device = distributed.device_for_rank(resolve_device(config.settings.device))
     if external:
-        model, splits, payload = restore_external(plain["model"], plain["dataset"])
-        where = f"model.source={plain['model']['source']}"
+        model, splits, payload = restore_external(config.model_cfg, config.dataset_cfg)
+        where = f"model.source={config.model_cfg['source']}"
     else:
-        model, splits = restore_model(path, payload, plain["dataset"])
+        model, splits = restore_model(path, payload, config.dataset_cfg)
         where = f"{path} (epoch {payload.get('epoch', 'final')})"
-    test = choose_images(splits.test, evaluation, splits.num_classes, settings.seed)
+    test = choose_images(splits.test, config.eval, splits.num_classes, config.seed)
     log.info("loaded %s for %s: %d test images", where, splits.name, len(test))
-    return TrainedModel(accel.prepare(model.to(device).eval()), payload, plain, settings, accel.data(test),
-                        evaluation, accel, splits.name)
+    return TrainedModel(config.accel.prepare(model.to(device).eval()), payload, config, config.accel.data(test),
+                        splits.name)

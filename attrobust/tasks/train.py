@@ -5,7 +5,6 @@ with one clear line."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from attrobust.data.base import ImageSet, Splits
 from attrobust.engine import distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
 from attrobust.engine.checkpoint import MODEL_FILE, TRAIN_STATE_FILE, save_checkpoint
-from attrobust.engine.evaluate import EvalSettings, PredictionAttack, evaluate_accuracy
+from attrobust.engine.evaluate import PredictionAttack, evaluate_accuracy
 from attrobust.engine.selection import choose_images
 from attrobust.engine.train import TrainSettings, fit
 from attrobust.errors import AttrobustError, choices
@@ -37,26 +36,12 @@ from attrobust.reporting.tables import write_results
 from attrobust.rundir import Job
 from attrobust.tasks.common import (chosen_preset, command_settings, eval_settings, every_problem, resolve_device,
                                     settings_block, threat_model)
+from attrobust.tasks.config import RunConfig
 
 log = logging.getLogger("attrobust")
 
 # reg keys that change how a step uses memory, not its result: a run may resume with other values
 MEMORY_ONLY_KEYS = ("max_points", "recompute")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The checked settings of a training run (the config's blocks, typed)."""
-
-    plain: dict[str, Any]
-    settings: TrainSettings
-    eval_settings: EvalSettings
-    accel: Accel
-    attack: PredictionAttack | None  # of the evaluation at the end (None: eval_at_end=false)
-
-    @property
-    def seed(self) -> int:
-        return int(self.plain["seed"])
 
 
 def train(cfg: DictConfig, job: Job) -> pd.DataFrame | None:
@@ -65,45 +50,46 @@ def train(cfg: DictConfig, job: Job) -> pd.DataFrame | None:
     Writes `last.pt` every epoch, `model.pt` at the end, `train_log.csv`, and `results.csv`/`table.*`.
     """
     config = checked_config(to_plain(cfg))
-    plain, settings, accel = config.plain, config.settings, config.accel
-    device = distributed.device_for_rank(resolve_device(plain["device"]))
+    settings, accel, reg = config.train, config.accel, config.reg_cfg
+    assert settings is not None
+    device = distributed.device_for_rank(resolve_device(config.settings.device))
     here = distributed.init_from_environment(device)
     run_dir = distributed.shared_run_dir(job.run_dir)
     if settings.batch_size < here.size:
         raise AttrobustError(f"train.batch_size={settings.batch_size} is smaller than the {here.size} processes")
-    objective = REGULARIZERS.build(plain["reg"])
+    objective = REGULARIZERS.build(reg)
     if here.size > 1 and objective.couples_the_batch:
         remedy = ("use reg.gradient_of=per_example with reg.weight=lambda / train.batch_size (reg.reduction=mean), "
-                  "or one process") if plain["reg"]["name"] == "input_grad" else "train it in one process"
-        raise AttrobustError(f"reg={plain['reg']['name']} has a whole-batch loss, which {here.size} processes cannot "
+                  "or one process") if reg["name"] == "input_grad" else "train it in one process"
+        raise AttrobustError(f"reg={reg['name']} has a whole-batch loss, which {here.size} processes cannot "
                              f"split by examples; {remedy}")
-    optimizer_spec = OPTIMIZERS.build(plain["optim"])
-    splits = DATASETS.build(plain["dataset"]).load()
+    optimizer_spec = OPTIMIZERS.build(config.optim_cfg)
+    splits = DATASETS.build(config.dataset_cfg).load()
     try:
         objective.check_fits(splits.image_shape)
     except ValueError as error:
-        raise AttrobustError(f"reg '{plain['reg']['name']}': {error}") from error
+        raise AttrobustError(f"reg '{reg['name']}': {error}") from error
     torch.manual_seed(config.seed)
-    model = built_model(plain, objective, splits, device, accel)
+    model = built_model(config, objective, splits, device)
     optimizer = optimizer_spec.build(model.parameters())
-    metadata = run_metadata(plain, settings, run_dir)
+    metadata = run_metadata(config, run_dir)
     examples = training_examples(settings, splits)
     plan = settings.plan(examples)
-    if plain["optim"].get("schedule") == "cosine":  # the rate of every epoch depends on the run's length
+    if config.optim_cfg.get("schedule") == "cosine":  # the rate of every epoch depends on the run's length
         metadata["schedule_epochs"] = plan.epochs
     log.info("training %s on %s (%d images, %d steps of %d in %d epochs) with reg=%s on %s; run dir %s",
-             plain["model"]["name"], splits.name, examples, plan.total, settings.batch_size, plan.epochs,
-             plain["reg"]["name"], device, run_dir)
+             config.model_cfg["name"], splits.name, examples, plan.total, settings.batch_size, plan.epochs,
+             reg["name"], device, run_dir)
     if isinstance(objective, AdversarialObjective):
         for line in warmup_caveat(objective.eps_warmup_epochs, plan.epochs, objective.eps):
             log.warning(line)
     if settings.test_every is not None and settings.test_every > plan.epochs:
         log.warning("train.test_every=%d is longer than the run's %d epoch(s): no test accuracy will be logged; set "
                     "train.test_every<=%d", settings.test_every, plan.epochs, plan.epochs)
-    test = accel.data(choose_images(splits.test, config.eval_settings, splits.num_classes, config.seed))
+    test = accel.data(choose_images(splits.test, config.eval, splits.num_classes, config.seed))
 
     def test_accuracy() -> float:
-        return evaluate_accuracy(model, test, None, config.eval_settings.batch_size).natural_accuracy_pct / 100
+        return evaluate_accuracy(model, test, None, config.eval.batch_size).natural_accuracy_pct / 100
 
     history = fit(model, objective, optimizer, lambda epoch, step: optimizer_spec.lr_at(epoch, plan.epochs, step),
                   accel.data(splits.train), settings, config.seed, run_dir, metadata, accel,
@@ -120,9 +106,9 @@ def train(cfg: DictConfig, job: Job) -> pd.DataFrame | None:
     return None if config.attack is None else evaluate_at_end(config, model, test, metadata, splits.name, run_dir)
 
 
-def checked_config(plain: dict[str, Any]) -> TrainConfig:
+def checked_config(plain: dict[str, Any]) -> RunConfig:
     """Every block of a training config built once, every bad setting refused in one line."""
-    command_settings(plain)
+    settings = command_settings(plain)
     if plain["model"]["name"] == "external":
         raise AttrobustError("model=external is a model you bring, for evaluate, attack and explain; train one of: "
                              f"{choices(MODELS.names())}")
@@ -135,39 +121,39 @@ def checked_config(plain: dict[str, Any]) -> TrainConfig:
                    lambda: DATASETS.build(plain["dataset"]), lambda: REGULARIZERS.build(plain["reg"]),
                    lambda: OPTIMIZERS.build(plain["optim"]),
                    lambda: prediction_attack(plain["attack"]) if plain["eval_at_end"] else None])
-    return TrainConfig(plain, settings_block(TrainSettings, plain["train"], "train"),
-                       eval_settings(plain["eval"]),
-                       settings_block(Accel, plain.get("accel", {}), "accel"),
-                       prediction_attack(plain["attack"]) if plain["eval_at_end"] else None)
+    return RunConfig(plain, settings, eval_settings(plain["eval"]),
+                     settings_block(Accel, plain.get("accel", {}), "accel"), threat_model(plain), settings_block(TrainSettings, plain["train"], "train"),
+                     prediction_attack(plain["attack"]) if settings.eval_at_end else None)
 
 
-def built_model(plain: dict[str, Any], objective: Any, splits: Splits, device: torch.device,
-                accel: Accel) -> torch.nn.Module:
+def built_model(config: RunConfig, objective: Any, splits: Splits, device: torch.device) -> torch.nn.Module:
     """The model to train, on `device`, checked against the objective, with the same weights on every process."""
-    model = build_model(plain["model"], DATASETS.build(plain["dataset"]), splits.image_shape,
+    model = build_model(config.model_cfg, DATASETS.build(config.dataset_cfg), splits.image_shape,
                         splits.num_classes).to(device)
     if objective.needs_lipschitz_model and traits_of(model).lipschitz_constant is None:
-        raise AttrobustError(f"reg={plain['reg']['name']} trains 1-Lipschitz networks and model="
-                             f"{plain['model']['name']} is not one (its margin would bound nothing); use "
+        raise AttrobustError(f"reg={config.reg_cfg['name']} trains 1-Lipschitz networks and model="
+                             f"{config.model_cfg['name']} is not one (its margin would bound nothing); use "
                              f"model=lipschitz_cnn (or +experiment=mnist_mini_lipschitz_hkr)")
     objective.check_model(model)
-    model = accel.prepare(model)
+    model = config.accel.prepare(model)
     distributed.broadcast_parameters(model)
     return model
 
 
-def run_metadata(plain: dict[str, Any], settings: TrainSettings, run_dir: Path) -> dict[str, Any]:
+def run_metadata(config: RunConfig, run_dir: Path) -> dict[str, Any]:
     """What a checkpoint records of its run, with the key a resumed run must match."""
-    resume_fields = {key: plain[key] for key in ("model", "reg", "optim", "seed")}
-    resume_fields["reg"] = {k: v for k, v in plain["reg"].items() if k not in MEMORY_ONLY_KEYS}
-    resume_fields.update(dataset=plain["dataset"]["name"], batch_size=settings.batch_size,
+    settings = config.train
+    assert settings is not None
+    resume_fields = {"model": config.model_cfg, "optim": config.optim_cfg, "seed": config.seed,
+                     "reg": {k: v for k, v in config.reg_cfg.items() if k not in MEMORY_ONLY_KEYS}}
+    resume_fields.update(dataset=config.dataset_cfg["name"], batch_size=settings.batch_size,
                          num_examples=settings.num_examples)
     if settings.steps is not None:  # full batches: a run counted in epochs cannot continue it (nor the reverse)
         resume_fields["full_batches"] = True
-    return {"run_id": run_id(run_dir), "model_cfg": plain["model"], "dataset_cfg": plain["dataset"],
-            "threat_cfg": plain["threat"], "reg_cfg": plain["reg"], "seed": plain["seed"],
-            "config_hash": config_hash(plain), "resume_key": config_hash(resume_fields),
-            "setting": training_setting(plain, chosen_preset())}
+    return {"run_id": run_id(run_dir), "model_cfg": config.model_cfg, "dataset_cfg": config.dataset_cfg,
+            "threat_cfg": config.block("threat"), "reg_cfg": config.reg_cfg, "seed": config.seed,
+            "config_hash": config_hash(config.plain), "resume_key": config_hash(resume_fields),
+            "setting": training_setting(config.plain, chosen_preset())}
 
 
 def training_examples(settings: TrainSettings, splits: Splits) -> int:
@@ -180,16 +166,16 @@ def training_examples(settings: TrainSettings, splits: Splits) -> int:
     return examples
 
 
-def evaluate_at_end(config: TrainConfig, model: torch.nn.Module, test: ImageSet, metadata: dict[str, Any],
+def evaluate_at_end(config: RunConfig, model: torch.nn.Module, test: ImageSet, metadata: dict[str, Any],
                     dataset: str, run_dir: Path) -> pd.DataFrame:
     """Natural accuracy and accuracy under `attack` of the trained model: result rows and tables."""
     assert config.attack is not None
     plain, setting = config.plain, metadata["setting"]
     evaluation = evaluation_setting(plain, setting, ["certify_l2"], {"attack": "attack"})
-    identity = RunIdentity(metadata["run_id"], dataset, plain["model"]["name"], plain["reg"]["name"],
+    identity = RunIdentity(metadata["run_id"], dataset, config.model_cfg["name"], config.reg_cfg["name"],
                            config.attack.describe(), config.seed, git_commit(), metadata["config_hash"],
                            digest(setting), digest(evaluation))
-    rows = accuracy_at_end(model, test, config.attack, config.eval_settings.batch_size, identity, config.seed,
+    rows = accuracy_at_end(model, test, config.attack, config.eval.batch_size, identity, config.seed,
                            config.accel)
     return write_results(rows, run_dir, (setting, evaluation))
 

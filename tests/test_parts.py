@@ -8,9 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from attrobust.engine.accel import NO_ACCEL
 from attrobust.engine.evaluate import EvalSettings
 from attrobust.parts import PARTS, Request, part_classes, part_settings
 from attrobust.reporting.evaluation import EvaluationRecord
+from attrobust.tasks.common import CommandSettings
+from attrobust.tasks.config import RunConfig
 
 
 @pytest.mark.parametrize("name", PARTS.names())
@@ -27,8 +30,9 @@ def test_part_contract(name):
             part.measures.names()[:1]
     assert (part.__module__.split(".")[-1] == name) and part.__module__.startswith("attrobust.parts.")
     # asked for nothing (no accuracy, no attack, the default eval lists), a part does not run
-    trained = SimpleNamespace(eval_settings=EvalSettings(batch_size=8, metrics=("kendall",), baselines=()),
-                              plain={"explainer": {"name": "gradient"}, "eval": {}})
+    evaluation = EvalSettings(batch_size=8, metrics=("kendall",), baselines=())
+    config = RunConfig({"explainer": {"name": "gradient"}, "eval": {}}, CommandSettings(), evaluation, NO_ACCEL)
+    trained = SimpleNamespace(config=config, eval_settings=config.eval, plain=config.plain)
     assert part.configured(trained, Request(accuracy_attack=None, attack_key=None)) is None
 
 

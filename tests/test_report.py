@@ -247,7 +247,12 @@ def test_report_pools_only_seeds_of_one_setting_and_one_evaluation(cli, tmp_path
     assert weights.exit_code == 0, weights.stderr
     table = pd.read_csv(tmp_path / "weights" / "report.csv")  # the training runs are not in this folder
     assert sorted(table["reg.weight"]) == [0.1, 100.0] and (table["seeds"] == 1).all()
-    assert "±" not in (tmp_path / "weights" / "report.md").read_text()  # one seed: no spread to show
+    # one seed: its interval is its run's, over the images (no spread over seeds to show)
+    assert "the bootstrap over its images" in (tmp_path / "weights" / "report.md").read_text()
+    runs = pd.concat([pd.read_csv(path) for path in sorted((tmp_path / "weights").glob("*/results.csv"))])
+    natural = runs.query("metric == 'natural_accuracy'")
+    assert sorted(table["NA (%) low"]) == sorted(natural["low"]) and sorted(table["NA (%) high"]) == \
+        sorted(natural["high"]) and natural["low"].notna().all()
 
     run = sorted((tmp_path / "models").iterdir())[0].relative_to(tmp_path)
     for images in (4, 8):

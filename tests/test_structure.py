@@ -11,6 +11,7 @@ import attrobust
 PACKAGE = Path(attrobust.__file__).parent
 MAX_MODULE_LINES = 300
 MAX_FUNCTION_LINES = 60
+MAX_LINE = 120
 MUTATORS = {"append", "extend", "clear", "add", "update", "pop", "popitem", "remove", "insert", "discard",
             "setdefault", "sort", "reverse"}
 CONTAINER_CALLS = {"list", "dict", "set", "defaultdict", "deque", "OrderedDict", "Counter"}
@@ -26,6 +27,15 @@ def modules() -> dict[str, ast.Module]:
 def test_no_module_is_longer_than_the_limit():
     long = {name: len((PACKAGE.parent / name).read_text(encoding="utf-8").splitlines()) for name in modules()}
     assert {name: lines for name, lines in long.items() if lines > MAX_MODULE_LINES} == {}
+
+
+def test_no_line_is_longer_than_the_project_s_limit():
+    """pyproject's `line-length` (ruff is not run by the suite, so the limit is held here)."""
+    long = [f"{path.relative_to(PACKAGE.parent)}:{number}" for folder in (PACKAGE, PACKAGE.parent / "tests",
+                                                                          PACKAGE.parent / "scripts")
+            for path in sorted(folder.rglob("*.py"))
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if len(line) > MAX_LINE]
+    assert long == []
 
 
 def test_no_function_is_longer_than_the_limit():

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 PREDICTION_ATTACKS: Registry[Any] = Registry("attack")
 ATTRIBUTION_ATTACKS: Registry[AttributionAttack] = Registry("attack")
 
-import_components(__name__, __path__, skip=("attribution", "estimated", "iterates", "projected_ascent"))
+import_components(__name__, __path__, skip=("attribution", "estimated", "iterates", "projected_ascent", "selection"))
 
 
 def random_baselines() -> list[str]:

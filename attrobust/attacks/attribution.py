@@ -15,10 +15,8 @@ dataset's `ig_steps` by default, the reference's), |attribution| summed over cha
 The kept iterate's map is then scored by the configured metrics (`eval.metrics`; attrobust.engine.attribution). An
 image with no counted iterate keeps its original map, so it scores what identical maps score (the reference's
 "unqualified" (1, 1, 1)); `qualified` says which images had one, for the strict accounting.
-The criterion (`measure`) is any registered metric (`attrobust list metrics`), oriented so that lower means a stronger
-attack (a metric where higher is better, such as Kendall, as it is; one where lower is better, such as center_shift,
-negated); `mass_center` is the reference's selection for its mass-center attack (the distance from the surrogate's
-centre of mass, both truncated to whole pixels). Restarts keep, per image, the restart with the lowest criterion
+The criterion (`measure`) is any registered metric, or the reference's `mass_center` (attrobust/attacks/selection.py).
+Restarts keep, per image, the restart with the lowest criterion
 (`restarts_by: measure`); `restarts_by: kendall` keeps the reference's choice by the lowest Kendall whatever the
 measure (the same with the default `measure: kendall`). Deterministic attacks (no random start) run once.
 
@@ -45,6 +43,7 @@ import math
 from collections.abc import Callable
 from contextlib import nullcontext
 import dataclasses
+from functools import cached_property
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -54,15 +53,14 @@ from torch import Tensor, nn
 from attrobust.attacks.estimated import nes_direction
 from attrobust.attacks.iterates import AttributionAttackResult, BestIterates, Reference, keep_stronger
 from attrobust.attacks.projected_ascent import LinfBall, Rows, pixel_amount, projected_ascent
+from attrobust.attacks.selection import MASS_CENTER, OLD_MEASURES, criterion, selection_metric, untouched
 from attrobust.attributions import check_smoothable, saliency_map, softplus_surrogate
 from attrobust.errors import AttrobustError
 from attrobust.explainers.base import Explainer
 from attrobust.explainers.ig import IntegratedGradientsExplainer
-from attrobust.metrics import METRICS, MapSpec, Metric, center_of_mass, top_k_mask
+from attrobust.metrics import METRICS, Metric, center_of_mass, top_k_mask
 from attrobust.metrics.ranks import kendall_of_maps
 
-MASS_CENTER = "mass_center"  # the reference's selection for its mass-center attack (not a metric of its own)
-OLD_MEASURES = {"intersection": "topk_intersection"}  # earlier spellings of the selection
 
 
 def auto_top_k(pixels: int) -> int:
@@ -138,6 +136,13 @@ class AttributionAttack:
             names = " and ".join(f"{key}.{name}" for name in ("k", "eval_k") if f"{key}.{name}=" in "".join(problems))
             raise AttrobustError(f"{'; '.join(problems)}; choose {names} < {pixels}, or null for an eighth of the map "
                                  f"({auto_top_k(pixels)}; the reference uses 100 of 784)")
+        selection = self.selection
+        if selection is not None:
+            try:
+                selection.check_fits(height, width)
+            except ValueError as error:
+                raise AttrobustError(f"{key}.measure={self.measure} cannot select on {height}x{width} maps: "
+                                     f"{error}") from None
 
     def check_model(self, model: nn.Module) -> None:
         """Refuse, with one line and before any work, a model this attack cannot differentiate through: the
@@ -216,29 +221,17 @@ class AttributionAttack:
                 center = center_of_mass(self.saliency(model, x, y), size).floor()
         return Reference(x, y, saliency, top_k_mask(saliency, min(self.k, saliency.shape[1])), size, center)
 
-    @property
+    @cached_property
     def selection(self) -> Metric | None:
-        """The registered metric that selects iterates and restarts (None: the reference's mass-center selection)."""
-        return None if self.measure == MASS_CENTER else METRICS.build({"name": self.measure})
+        """The metric that selects iterates and restarts (attrobust/attacks/selection.py; None: mass_center)."""
+        return selection_metric(self.measure)
 
     @property
     def untouched(self) -> float:
-        """The criterion of identical maps: what an iterate must go below to be kept."""
-        selection = self.selection
-        if selection is None:
-            return 1.0  # the reference's start value: any counted iterate is kept
-        return selection.identical if selection.higher_is_better else -selection.identical
+        return untouched(self.selection)
 
     def criterion(self, reference: Reference, saliency: Tensor) -> Tensor:
-        """The selection criterion of an iterate (lower = stronger attack), as the reference's `check_measure`."""
-        selection = self.selection
-        if selection is None:
-            assert reference.surrogate_center is not None
-            center = center_of_mass(saliency, reference.image_size).floor()
-            return -torch.linalg.vector_norm(reference.surrogate_center - center, dim=1)
-        maps = MapSpec(reference.image_size, min(self.k, saliency.shape[1]))  # top-k measures compare the attack's k
-        value = selection(reference.saliency, saliency, maps)
-        return value if selection.higher_is_better else -value
+        return criterion(self.selection, reference, saliency, self.k)
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor,
             on_step: Callable[[], None] | None = None) -> AttributionAttackResult:

@@ -29,7 +29,8 @@ class Reference:
 
 @dataclass
 class BestIterates:
-    """Per image, the iterate kept so far: its selection criterion (1: none kept yet), the image and its saliency."""
+    """Per image, the iterate kept so far: its selection criterion (the attack's `untouched` value while none is kept),
+    the image and its saliency."""
 
     criterion: Tensor  # (B,) float64
     image: Tensor      # (B, C, H, W)

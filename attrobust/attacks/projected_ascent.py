@@ -114,6 +114,9 @@ def projected_ascent(step: Callable[[Tensor, Rows], Tensor], ball: Ball, steps: 
 
     `after(previous, new, rows)` sees each step's iterates of those images and returns the images that go on
     ascending (None: all; none left: the loop stops). Returns the last iterates, detached.
+
+    `step` and `after` see the loop's own tensors (while every image ascends, `previous` is the live iterate; later
+    steps write into the tensor an earlier `after` saw as `new`): copy what they keep (`new[rows]` is a copy).
     """
     x, rows = start.detach(), None
     for _ in range(steps):

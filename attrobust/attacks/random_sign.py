@@ -1,8 +1,9 @@
 """Random-sign attack (Ghorbani et al.'s baseline; RAR reference `attack_method="random"`).
 
 Each step adds step_size * sign(N(0, 1)) per pixel (projected to the eps-ball and [0, 1]); the kept iterate is chosen
-exactly as for the other attacks (label unchanged, lowest Kendall). The control that tells a real attack from noise:
-a top-k attack that is no better than this one is not attacking the explanation (Kamath et al.'s critique).
+exactly as for the other attacks (label unchanged, lowest selection criterion: Kendall by default). The control that
+tells a real attack from noise: a top-k attack that is no better than this one is not attacking the explanation (Kamath
+et al.'s critique).
 """
 
 from __future__ import annotations

@@ -121,6 +121,8 @@ class EvalSettings:
     certify_l2: float = 1.58   # L2 radius of the certified accuracy of Lipschitz models (pixels in [0, 1])
     shard: int | None = None   # this shard of the evaluation's work (engine/sharding.py); None: all of it
     num_shards: int = 1        # shards the work is split into (merge their folders with `attrobust merge`)
+    bootstrap: int = 1000      # resamples of the images behind each mean's interval (0: none; reporting/intervals.py)
+    confidence: float = 0.95   # the intervals' level
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
@@ -138,5 +140,9 @@ class EvalSettings:
         if self.shard is not None and not 0 <= self.shard < self.num_shards:
             raise ValueError(f"shard must be in 0 .. {self.num_shards - 1} (num_shards={self.num_shards}), got "
                              f"{self.shard}")
+        if self.bootstrap < 0:
+            raise ValueError(f"bootstrap must be >= 0 resamples (0: no intervals), got {self.bootstrap}")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {self.confidence}")
         if self.attribution_batch_size is not None and self.attribution_batch_size <= 0:
             raise ValueError(f"attribution_batch_size must be positive or null, got {self.attribution_batch_size}")

@@ -16,7 +16,8 @@ from attrobust.registry import Registry, import_components
 # `cam_layer` (the module path in the network that Grad-CAM reads) and `lipschitz` (1-Lipschitz by construction).
 MODELS: Registry[nn.Module] = Registry("model")
 
-import_components(__name__, __path__, skip=("external", "normalize", "programs"))  # external: a model you bring, not built here
+# external: a model you bring, not built here; normalize and programs: what models share
+import_components(__name__, __path__, skip=("external", "normalize", "programs"))
 
 
 def build_model(cfg: Mapping[str, Any], spec: DatasetSpec, image_shape: tuple[int, int, int],

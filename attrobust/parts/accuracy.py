@@ -17,6 +17,7 @@ from attrobust.engine.sharding import Shard
 from attrobust.models.normalize import traits_of
 from attrobust.parts import PARTS
 from attrobust.parts.base import EvaluationPart, Measured, Request
+from attrobust.reporting.intervals import NO_INTERVALS, Bootstrap
 from attrobust.reporting.rows import ROW_COLUMNS, RunIdentity, accuracy_rows
 
 if TYPE_CHECKING:
@@ -64,26 +65,32 @@ class Accuracy(EvaluationPart):
     @classmethod
     def rows(cls, record: EvaluationRecord, lines: list[tuple[str, RunIdentity]], frame: pd.DataFrame) -> pd.DataFrame:
         identity = lines[0][1]
+        bootstrap = Bootstrap.of(record.eval, identity.seed)
         n = len(frame)
         natural = 100.0 * int(frame["correct"].astype(bool).sum()) / n if n else float("nan")
         robust = 100.0 * int(frame["robust"].astype(bool).sum()) / n if "robust" in frame and n else None
-        rows = [accuracy_rows(identity, n, natural, robust)]
+        intervals = {metric: bootstrap.interval(frame[column].astype(bool), 100.0)
+                     for metric, column in (("natural_accuracy", "correct"), ("adversarial_accuracy", "robust"))
+                     if column in frame}
+        rows = [accuracy_rows(identity, n, natural, robust, intervals)]
         if record.certificate is not None and "margin" in frame:
-            rows.append(certified_rows(identity, frame, record.certificate))
+            rows.append(certified_rows(identity, frame, record.certificate, bootstrap))
         return pd.concat(rows, ignore_index=True)
 
 
 def certificate_of(trained: TrainedModel) -> dict[str, float] | None:
     """What certified accuracy needs for a Lipschitz model (its traits' `lipschitz_constant`: L2); None for other
     models."""
-    constant = traits_of(trained.model).lipschitz_constant
+    constant, threat = traits_of(trained.model).lipschitz_constant, trained.config.threat
     if constant is None:
         return None
+    assert threat is not None  # a restored model always has one (its checkpoint's, or its dataset's)
     return {"lipschitz": float(constant), "l2": float(trained.eval_settings.certify_l2),
-            "linf": float(trained.config.block("threat")["eps"]), "dimension": float(trained.test.images[0].numel())}
+            "linf": float(threat.eps), "dimension": float(trained.test.images[0].numel())}
 
 
-def certified_rows(identity: RunIdentity, accuracy: pd.DataFrame, certificate: dict[str, float]) -> pd.DataFrame:
+def certified_rows(identity: RunIdentity, accuracy: pd.DataFrame, certificate: dict[str, float],
+                   bootstrap: Bootstrap = NO_INTERVALS) -> pd.DataFrame:
     """Certified accuracy of a Lipschitz model (constant L in L2): an image is certified at L2 radius r when it is
     classified correctly and its logit margin exceeds sqrt(2) L r (each logit difference is sqrt(2) L-Lipschitz). At
     the L-inf eps the certificate uses the L2 ball holding the L-inf ball, radius eps * sqrt(dimension)."""
@@ -93,8 +100,9 @@ def certified_rows(identity: RunIdentity, accuracy: pd.DataFrame, certificate: d
     for metric, radius in (("certified_accuracy_l2", certificate["l2"]),
                            ("certified_accuracy_linf", certificate["linf"] * certificate["dimension"] ** 0.5)):
         certified = correct & (margin > 2 ** 0.5 * certificate["lipschitz"] * radius)
+        low, high = bootstrap.interval(certified, 100.0)
         values.append({**asdict(identity), "metric": metric, "value": 100.0 * int(certified.sum()) / n if n else
-                       float("nan"), "unit": "%", "n": n})
+                       float("nan"), "unit": "%", "n": n, "low": low, "high": high})
     return pd.DataFrame(values, columns=ROW_COLUMNS)
 
 

@@ -31,6 +31,7 @@ from attrobust.parts import PARTS
 from attrobust.parts.base import EvaluationPart, Measured, Request
 from attrobust.provenance import config_hash
 from attrobust.reporting.figures import attribution_figure
+from attrobust.reporting.intervals import Bootstrap
 from attrobust.reporting.rows import RunIdentity, attribution_rows
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ class Attacks(EvaluationPart):
     def rows(cls, record: EvaluationRecord, lines: list[tuple[str, RunIdentity]], frame: pd.DataFrame) -> pd.DataFrame:
         metrics = protocol_named(record.eval.get("protocol", "reference")).metrics(record.eval["metrics"])
         rows = [attribution_rows(identity, frame[frame["attack"] == name].drop(columns="attack").reset_index(drop=True),
-                                 metrics) for name, identity in lines]
+                                 metrics, Bootstrap.of(record.eval, identity.seed)) for name, identity in lines]
         return pd.concat(rows, ignore_index=True)
 
 

@@ -17,6 +17,7 @@ from attrobust.faithfulness import FAITHFULNESS, FaithfulnessMetric
 from attrobust.registry import Registry
 from attrobust.parts import PARTS
 from attrobust.parts.base import ExplainingPart, Measured
+from attrobust.reporting.intervals import Bootstrap
 from attrobust.reporting.rows import RunIdentity, image_mean_rows
 
 if TYPE_CHECKING:
@@ -60,4 +61,6 @@ class Faithfulness(ExplainingPart):
 
     @classmethod
     def rows(cls, record: EvaluationRecord, lines: list[tuple[str, RunIdentity]], frame: pd.DataFrame) -> pd.DataFrame:
-        return image_mean_rows(lines[0][1], frame, cls.listed(record.eval))  # type: ignore[arg-type]
+        identity = lines[0][1]
+        return image_mean_rows(identity, frame, cls.listed(record.eval),  # type: ignore[arg-type]
+                               Bootstrap.of(record.eval, identity.seed))

@@ -42,6 +42,7 @@ from attrobust.metrics.base import MapSpec
 from attrobust.parts import PARTS
 from attrobust.parts.base import ExplainingPart, Measured
 from attrobust.registry import Registry
+from attrobust.reporting.intervals import Bootstrap
 from attrobust.reporting.rows import ROW_COLUMNS, RunIdentity
 
 if TYPE_CHECKING:
@@ -123,11 +124,13 @@ class Randomisation(ExplainingPart):
     def rows(cls, record: EvaluationRecord, lines: list[tuple[str, RunIdentity]], frame: pd.DataFrame) -> pd.DataFrame:
         metrics = {metric.column: metric for metric in cls.listed(record.eval)}
         base = asdict(lines[0][1])
+        bootstrap = Bootstrap.of(record.eval, lines[0][1].seed)
         rows = []
         for column in frame.columns[2:]:  # <metric>@<layer>, the cascade's steps in order
             metric = metrics[column.split("@")[0]]
+            low, high = bootstrap.interval(frame[column], metric.scale)
             rows.append({**base, "metric": column, "value": float(metric.scale * frame[column].mean()),
-                         "unit": metric.unit, "n": int(frame[column].notna().sum())})
+                         "unit": metric.unit, "n": int(frame[column].notna().sum()), "low": low, "high": high})
         rows.append({**base, "metric": "images_scored", "value": float(len(frame)), "unit": "count", "n": len(frame)})
         return pd.DataFrame(rows, columns=ROW_COLUMNS)
 

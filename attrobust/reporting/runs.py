@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from attrobust.reporting.merge import is_finished_shard
-from attrobust.reporting.rows import OLD_ROW_COLUMNS, ROW_COLUMNS
+from attrobust.reporting.rows import OLD_ROW_COLUMNS, ROW_COLUMNS, ROWS_BEFORE_INTERVALS
 from attrobust.reporting.settings import Flat, read_settings
 from attrobust.reporting.tables import RESULTS_FILE
 
@@ -92,6 +92,8 @@ def read_results(path: Path) -> tuple[pd.DataFrame | None, str]:
         return None, f"unreadable {path}: {_first_line(error)}"
     if list(frame.columns) == OLD_ROW_COLUMNS:  # written before the setting and evaluation hashes
         frame = frame.assign(setting="", evaluation="")
+    if list(frame.columns) == ROWS_BEFORE_INTERVALS:  # written before the intervals
+        frame = frame.assign(low=float("nan"), high=float("nan"))
     if list(frame.columns) != ROW_COLUMNS:
         return None, f"unreadable {path}: not an attrobust result file (unexpected columns)"
     # every row names its run, metric and count and ends with the config hash (a value may be empty: no images)

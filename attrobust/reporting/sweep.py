@@ -1,13 +1,13 @@
 """The paper-style report of a run or sweep dir: runs found by their `.hydra/` folders, results grouped over seeds.
 
 Its runs and their states are found by `attrobust.reporting.runs.find_runs`.
-Rows are grouped by what they measured, so that only seeds are pooled: the dataset, model and reg, the trained
-model's settings but its seed (`setting`) and the evaluation's own (`evaluation`: attacks, explainer, images,
-protocol; reporting/settings.py), and the attack. Each metric becomes mean, std (sample standard deviation; none for
-one seed) and the number of seeds. The settings that differ between lines (among the lines that have them) become
-columns named by their keys (`reg.weight`, `attack.name`, `eval.num_examples`, `experiment`). Rows written before
-these identities are grouped by their overrides instead. Failed and missing runs are listed under the table, never
-dropped silently.
+Rows are grouped by what they measured, so that only seeds are pooled: the dataset, model and reg, the trained model's
+settings but its seed (`setting`) and the evaluation's own (`evaluation`: attacks, explainer, images, protocol;
+reporting/settings.py), and the attack. Each metric becomes mean, std (sample standard deviation; none for one seed),
+its confidence interval (Student's t over seeds; for one seed, its run's bootstrap over images: reporting/intervals.py)
+and the number of seeds. The settings that differ between lines (among the lines that have them) become columns named by
+their keys (`reg.weight`, `attack.name`, `eval.num_examples`, `experiment`). Rows written before these identities are
+grouped by their overrides instead. Failed and missing runs are listed under the table, never dropped silently.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from rich.console import Console
 
 from attrobust.errors import AttrobustError
 from attrobust.provenance import config_hash, run_id
+from attrobust.reporting.intervals import over_seeds
 from attrobust.reporting.latex import latex_escape, latex_table
 from attrobust.reporting.merge import merge_directory
 from attrobust.reporting.rows import ACCURACY_METRICS, ROW_COLUMNS, attack_key
@@ -30,6 +31,8 @@ from attrobust.reporting.sweep_plots import (GROUP_KEYS, MAX_COMPARED, PLOTTED_H
                                              sweep_axis, sweep_plot)
 from attrobust.reporting.tables import FIXED_HEADINGS, ordered_metrics, rich_table, unit_heading
 
+INTERVAL_NOTE = ("± : half-width of the 95 % interval of the mean: Student's t over the seeds of a line, or, for "
+                 "one seed, the bootstrap over its images (report.csv: low, high)")
 IGNORED_KEYS = ("seed", "hydra.run.dir", "hydra.sweep.dir", "checkpoint", "eval.shard", "eval.num_shards")
 IDENTITY_KEYS = ["setting", "evaluation"]  # hashes: what else tells two lines apart (reporting/settings.py)
 NAMED_BY_COLUMNS = ("dataset.name", "model.name", "reg.name")  # already columns of their own
@@ -108,7 +111,10 @@ def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
                        **{key: rows[key].fillna("") if key in rows else "" for key in IDENTITY_KEYS})
     order = rows[group + ["attack"]].drop_duplicates()  # lines in the order the runs wrote them
     rows = rows.sort_values("n", kind="stable")  # per run and metric, the row over the most images wins
-    per_run = rows.groupby(group + ["attack", "run_id", "metric"], sort=False)["value"].last().reset_index()
+    for bound in ("low", "high"):
+        rows = rows.assign(**{bound: rows[bound] if bound in rows else float("nan")})
+    per_run = rows.groupby(group + ["attack", "run_id", "metric"], sort=False)[["value", "low", "high"]].last()
+    per_run = per_run.reset_index()
     is_accuracy = per_run["metric"].isin(ACCURACY_METRICS)
     accuracy, others = per_run[is_accuracy], per_run[~is_accuracy]
     if len(accuracy) and len(others):
@@ -119,15 +125,15 @@ def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
         per_run = pd.concat([others, spread[per_run.columns], alone[per_run.columns]], ignore_index=True)
     keys = group + ["attack"]
     units = dict(zip(rows["metric"], rows["unit"].fillna("").astype(str), strict=True))  # "" is read back as NaN
-    stats = per_run.groupby(keys + ["metric"], sort=False)["value"].agg(["mean", "std"]).reset_index()
-    wide = stats.set_index(keys + ["metric"])[["mean", "std"]].unstack("metric")  # only the groups that ran
+    stats = interval_stats(per_run, keys + ["metric"])
+    wide = stats.set_index(keys + ["metric"])[["mean", "std", "low", "high"]].unstack("metric")  # groups that ran
     lines = order.merge(stats[keys].drop_duplicates(), on=keys)  # the lines that have values, in the order they ran
     wide = wide.reindex(pd.MultiIndex.from_frame(lines))
     table = pd.DataFrame(index=wide.index)
     for metric in ordered_metrics(list(stats["metric"])):
         name = unit_heading(metric, units.get(metric, ""))
-        table[f"{name} mean"] = wide[("mean", metric)]
-        table[f"{name} std"] = wide[("std", metric)]
+        for what in ("mean", "std", "low", "high"):
+            table[f"{name} {what}"] = wide[(what, metric)]
     table["seeds"] = per_run.groupby(keys, sort=False)["run_id"].nunique().reindex(table.index)
     table = table.reset_index()
     natural = rows[rows["metric"] == "natural_accuracy"]
@@ -137,17 +143,34 @@ def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
     return table
 
 
+def interval_stats(per_run: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per line: the mean and std over its runs, and its interval: Student's t over the runs' values for two or more
+    seeds, the one run's own bootstrap interval over images for one (reporting/intervals.py)."""
+    stats = per_run.groupby(keys, sort=False).agg(mean=("value", "mean"), std=("value", "std"),
+                                                  seeds=("value", "count"), run_low=("low", "first"),
+                                                  run_high=("high", "first")).reset_index()
+    bounds = [over_seeds(values) for _, values in per_run.groupby(keys, sort=False)["value"]]
+    several = stats["seeds"] >= 2
+    stats["low"] = [low if many else run_low for (low, _), many, run_low in
+                    zip(bounds, several, stats["run_low"], strict=True)]
+    stats["high"] = [high if many else run_high for (_, high), many, run_high in
+                     zip(bounds, several, stats["run_high"], strict=True)]
+    return stats.drop(columns=["seeds", "run_low", "run_high"])
+
+
 def paper_table(report: SweepReport) -> pd.DataFrame:
-    """'mean ± std' strings for Markdown and LaTeX: NA and AA, every measure in its headline (strict) accounting,
-    the reference accounting of the first two, and the scored, unqualified and unmoved counts (`_shown_headings`);
-    report.csv holds every column."""
+    """'mean ± half-width' strings for Markdown and LaTeX (the line's interval: over seeds, or over the images of its
+    one run, `interval_stats`; the mean alone where there is none, e.g. one run written before intervals): NA and
+    AA, every measure in its headline (strict) accounting, the reference accounting of the first two, and the scored,
+    unqualified and unmoved counts (`_shown_headings`); report.csv holds every column."""
     table = report.table
     keys = GROUP_KEYS + shown_keys(report) + ["attack"]
     out = table[keys].copy()
     for name in _shown_headings(table):
         digits = 0 if name in FIXED_HEADINGS.values() else 2 if name.endswith(("(%)", "(px)")) else 4
-        pairs = zip(table[f"{name} mean"], table[f"{name} std"], strict=True)
-        out[name] = [_mean_std(mean, std, digits) for mean, std in pairs]
+        halves = (table[f"{name} high"] - table[f"{name} low"]) / 2 if f"{name} low" in table else \
+            pd.Series(float("nan"), index=table.index)
+        out[name] = [_mean_std(mean, half, digits) for mean, half in zip(table[f"{name} mean"], halves, strict=True)]
     if "NA n" in table:
         out["NA n"] = [("-" if pd.isna(n) else str(int(n))) for n in table["NA n"]]
     out["seeds"] = table["seeds"]
@@ -168,10 +191,10 @@ def _is_reference(heading: str) -> bool:
     return heading.endswith(" ref") or " ref (" in heading
 
 
-def _mean_std(mean: float, std: float, digits: int) -> str:
+def _mean_std(mean: float, half: float, digits: int) -> str:
     if pd.isna(mean):
         return "-"
-    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}" if pd.isna(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
 
 
 def problems_text(report: SweepReport) -> str:
@@ -180,8 +203,8 @@ def problems_text(report: SweepReport) -> str:
 
 
 def write_report(report: SweepReport, folder: Path) -> list[Path]:
-    """report.csv (means, stds, seeds), report.md and report.tex (mean ± std, failed and missing runs listed), and
-    report.png when a numeric key was swept. Returns the files written."""
+    """report.csv (means, stds, intervals, seeds), report.md and report.tex (mean ± half-width of the interval, failed
+    and missing runs listed), and report.png when a numeric key was swept. Returns the files written."""
     from attrobust.atomic import write_text_atomic
 
     written = [folder / "report.csv", folder / "report.md", folder / "report.tex"]
@@ -191,7 +214,7 @@ def write_report(report: SweepReport, folder: Path) -> list[Path]:
     markdown = table.to_markdown(index=False, disable_numparse=True) if len(table) else "(no finished runs)"
     runs = f"{len(report.runs)} run(s): {sum(r.state == 'done' for r in report.runs)} done"
     listed = f"\nNot in the table:\n{problems}\n" if problems else ""
-    write_text_atomic(written[1], f"{markdown}\n\n{runs}\n{listed}")
+    write_text_atomic(written[1], f"{markdown}\n\n{INTERVAL_NOTE}\n\n{runs}\n{listed}")
     latex = latex_table(table) if len(table) else ""
     note = "".join(f"% {run.state}: {latex_escape(str(run.folder))}\n" for run in report.problems)
     write_text_atomic(written[2], latex + note)

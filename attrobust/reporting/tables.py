@@ -75,16 +75,32 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
         lines = others[TABLE_INDEX].drop_duplicates()
         accuracy = accuracy.drop(columns="attack").merge(lines, on=keys)
         rows = pd.concat([accuracy[rows.columns], others[rows.columns]], ignore_index=True)
+    for bound in ("low", "high"):  # files written before the intervals have none
+        rows = rows.assign(**{bound: rows[bound] if bound in rows else float("nan")})
     grouped = rows.groupby(TABLE_INDEX + ["metric", "unit"], sort=False)
-    stats = grouped.agg(value=("value", "mean"), runs=("run_id", "nunique")).reset_index()
-    table = stats.pivot_table(index=TABLE_INDEX, columns="metric", values="value", sort=False, dropna=False)
-    table = table.dropna(how="all")  # lines of index combinations that never ran; a measure with no value stays (n/a)
+    stats = grouped.agg(value=("value", "mean"), runs=("run_id", "nunique"), low=("low", _one_run),
+                        high=("high", _one_run), n=("n", _one_run)).reset_index()
+    pivots = {what: stats.pivot_table(index=TABLE_INDEX, columns="metric", values=what, sort=False, dropna=False)
+              for what in ("value", "low", "high", "n")}
+    table = pivots["value"].dropna(how="all")  # lines that never ran; a measure with no value stays (n/a)
     ordered = [m for m in ordered_metrics(list(stats["metric"])) if m in table.columns]
     units = dict(zip(stats["metric"], stats["unit"], strict=False))
-    table = table[ordered].rename(columns={m: unit_heading(m, units.get(m, "")) for m in ordered})
+    columns = {}
+    for metric in ordered:
+        name = unit_heading(metric, units.get(metric, ""))
+        columns[name] = table[metric]
+        if metric in pivots["low"] and pivots["low"][metric].reindex(table.index).notna().any():
+            for what in ("low", "high", "n"):  # the interval over images of a line of one run
+                columns[f"{name} {what}"] = pivots[what][metric].reindex(table.index)
+    table = pd.DataFrame(columns, index=table.index)
     runs = stats.groupby(TABLE_INDEX, sort=False)["runs"].max()
     table["runs"] = runs.reindex(table.index).astype(int)
     return table.reset_index()
+
+
+def _one_run(values: pd.Series) -> float:
+    """A line's interval bound (or n): that of its one run; a line pooling runs has none here (`report` gives it)."""
+    return float(values.iloc[0]) if len(values) == 1 else float("nan")
 
 
 def unit_heading(metric: str, unit: str) -> str:
@@ -100,43 +116,54 @@ def write_results(rows: pd.DataFrame, folder: Path, settings: tuple[Flat, Flat] 
         write_settings(folder, *settings)
     write_text_atomic(folder / RESULTS_FILE, rows.to_csv(index=False))
     write_text_atomic(folder / "table.csv", table.to_csv(index=False, float_format="%.6g"))
-    write_text_atomic(folder / "table.md", displayed(table).to_markdown(index=False, disable_numparse=True) + "\n")
+    note = f"\n{INTERVAL_NOTE}\n" if any(str(column).endswith(" low") for column in table.columns) else ""
+    write_text_atomic(folder / "table.md", displayed(table).to_markdown(index=False, disable_numparse=True) + "\n" +
+                      note)
     return table
 
 
 COUNT_HEADINGS = (*(FIXED_HEADINGS[metric] for metric in COUNT_METRICS), "runs", "seeds")
+INTERVAL_NOTE = ("± : half-width of the bootstrap interval over the images (eval.confidence, 95 % by default); "
+                 "table.csv has each interval's low, high and n")
 
 
 def displayed(table: pd.DataFrame) -> pd.DataFrame:
     """Numbers as strings for reading: counts as integers, percentages and pixels to 2 decimals, correlations and
-    other unitless values to 4."""
+    other unitless values to 4; a value with an interval as `mean ± half-width` (its low, high and n columns, kept in
+    table.csv, are left out)."""
     out = table.copy()
+    bounds = [column for column in out.columns if f"{column} low" in out.columns]
     for column in out.columns:
-        if not pd.api.types.is_numeric_dtype(out[column]):
+        if not pd.api.types.is_numeric_dtype(out[column]) or str(column).endswith((" low", " high", " n")):
             continue
         name = str(column)
         digits = 0 if name in COUNT_HEADINGS else 2 if name.endswith(("(%)", "(px)")) else 4
-        out[column] = [("n/a" if pd.isna(v) else f"{v:.{digits}f}") for v in out[column]]
-    return out
+        halves = (out[f"{column} high"] - out[f"{column} low"]) / 2 if column in bounds else \
+            pd.Series(float("nan"), index=out.index)
+        out[column] = [("n/a" if pd.isna(v) else f"{v:.{digits}f}" + ("" if pd.isna(h) else f" ± {h:.{digits}f}"))
+                       for v, h in zip(out[column], halves, strict=True)]
+    return out.drop(columns=[f"{column} {what}" for column in bounds for what in ("low", "high", "n")])
 
 
 def rich_table(table: pd.DataFrame, title: str, max_columns: int = 9, max_lines: int = 6) -> Table:
     """The table for a terminal; a wide table of a few lines is shown transposed (one metric per line, one column per
     line of the table, headed by its attack: the full description is in table.md)."""
-    if len(table.columns) > max_columns and len(table) <= max_lines:
-        shown = displayed(table)
+    numeric = {str(column) for column in table.columns if pd.api.types.is_numeric_dtype(table[column])}
+    shown = displayed(table)
+    if len(shown.columns) > max_columns and len(table) <= max_lines:
         if len(table) == 1:
             headers = ["value"]
         else:
             shown = shown.drop(columns="attack")
             headers = [attack_key(str(a)) for a in table["attack"]]
             headers = [h if headers.count(h) == 1 else f"{h} ({i + 1})" for i, h in enumerate(headers)]
-        table = pd.DataFrame({"": [str(c) for c in shown.columns],
+        shown = pd.DataFrame({"": [str(c) for c in shown.columns],
                               **{h: list(shown.iloc[i]) for i, h in enumerate(headers)}})
+        numeric = set(headers)
     rich = Table(title=title)
-    for column in table.columns:
-        rich.add_column(str(column), justify="right" if pd.api.types.is_numeric_dtype(table[column]) else "left")
-    for record in table.itertuples(index=False):
+    for column in shown.columns:
+        rich.add_column(str(column), justify="right" if str(column) in numeric else "left")
+    for record in shown.itertuples(index=False):
         rich.add_row(*(_format(value) for value in record))
     return rich
 

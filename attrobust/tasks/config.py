@@ -1,7 +1,7 @@
 """One command's configuration, typed: `RunConfig` is what a command reads its settings from.
 
 Its typed blocks (the command's top-level settings, `eval`, `accel`, `threat`, `train`, the prediction attack) are
-built and checked once, before any work (`tasks.common.every_problem` refuses every bad setting in one line). The
+built and checked before any work (`tasks.common.every_problem` refuses every bad setting in one line). The
 component blocks (dataset, model, reg, optim, explainer, the attack on explanations) stay mappings, because their
 registries build them and name their keys in messages; `plain`, the resolved config as Hydra composed it, is kept
 whole for what is hashed or recorded (provenance, result identities, checkpoints).
@@ -22,6 +22,8 @@ from attrobust.tasks.common import CommandSettings
 
 @dataclass(frozen=True)
 class RunConfig:
+    """A command's settings: typed blocks, the component blocks as mappings, the resolved config (module doc)."""
+
     plain: dict[str, Any]
     settings: CommandSettings             # seed, device, eval_at_end, attributions, figures
     eval: EvalSettings                    # which images, batch sizes, protocol (the measure lists: `eval_cfg`)

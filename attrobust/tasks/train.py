@@ -19,7 +19,7 @@ from attrobust.data.base import ImageSet, Splits
 from attrobust.engine import distributed
 from attrobust.engine.accel import NO_ACCEL, Accel
 from attrobust.engine.checkpoint import MODEL_FILE, TRAIN_STATE_FILE, save_checkpoint
-from attrobust.engine.evaluate import PredictionAttack, evaluate_accuracy
+from attrobust.engine.evaluate import PredictionAttack, accuracy_counts, accuracy_per_image, evaluate_accuracy
 from attrobust.engine.selection import choose_images
 from attrobust.engine.train import TrainSettings, fit
 from attrobust.errors import AttrobustError, choices
@@ -30,6 +30,7 @@ from attrobust.provenance import config_hash, git_commit, run_id
 from attrobust.regularizers import REGULARIZERS
 from attrobust.regularizers.adversarial import AdversarialObjective
 from attrobust.reporting.caveats import training_caveats, warmup_caveat
+from attrobust.reporting.intervals import NO_INTERVALS, Bootstrap
 from attrobust.reporting.rows import RunIdentity, accuracy_rows
 from attrobust.reporting.settings import digest, evaluation_setting, training_setting
 from attrobust.reporting.tables import write_results
@@ -122,7 +123,8 @@ def checked_config(plain: dict[str, Any]) -> RunConfig:
                    lambda: OPTIMIZERS.build(plain["optim"]),
                    lambda: prediction_attack(plain["attack"]) if plain["eval_at_end"] else None])
     return RunConfig(plain, settings, eval_settings(plain["eval"]),
-                     settings_block(Accel, plain.get("accel", {}), "accel"), threat_model(plain), settings_block(TrainSettings, plain["train"], "train"),
+                     settings_block(Accel, plain.get("accel", {}), "accel"), threat_model(plain),
+                     settings_block(TrainSettings, plain["train"], "train"),
                      prediction_attack(plain["attack"]) if settings.eval_at_end else None)
 
 
@@ -176,14 +178,19 @@ def evaluate_at_end(config: RunConfig, model: torch.nn.Module, test: ImageSet, m
                            config.attack.describe(), config.seed, git_commit(), metadata["config_hash"],
                            digest(setting), digest(evaluation))
     rows = accuracy_at_end(model, test, config.attack, config.eval.batch_size, identity, config.seed,
-                           config.accel)
+                           config.accel, Bootstrap(config.eval.bootstrap, config.eval.confidence, config.seed))
     return write_results(rows, run_dir, (setting, evaluation))
 
 
 def accuracy_at_end(model: torch.nn.Module, test: ImageSet, attack: PredictionAttack, batch_size: int,
-                    identity: RunIdentity, seed: int, accel: Accel = NO_ACCEL) -> pd.DataFrame:
-    """Rows for natural accuracy and accuracy under `attack` (seeded: the attack's random starts)."""
+                    identity: RunIdentity, seed: int, accel: Accel = NO_ACCEL,
+                    bootstrap: Bootstrap = NO_INTERVALS) -> pd.DataFrame:
+    """Rows for natural accuracy and accuracy under `attack` (seeded: the attack's random starts), with their
+    bootstrap intervals over the test images."""
     with accel.autocast(next(model.parameters()).device):
-        counts = evaluate_accuracy(accel.first_order(model), test, attack, batch_size, seed)
+        frame = accuracy_per_image(accel.first_order(model), test, attack, batch_size, seed)
+    counts = accuracy_counts(frame)
     log_accuracy(counts, attack)
-    return accuracy_rows(identity, counts.n, counts.natural_accuracy_pct, counts.adversarial_accuracy_pct)
+    intervals = {metric: bootstrap.interval(frame[column].astype(bool), 100.0)
+                 for metric, column in (("natural_accuracy", "correct"), ("adversarial_accuracy", "robust"))}
+    return accuracy_rows(identity, counts.n, counts.natural_accuracy_pct, counts.adversarial_accuracy_pct, intervals)

@@ -1,0 +1,72 @@
+"""Confidence intervals of the means attrobust reports.
+
+Within a run, a mean over images gets a percentile bootstrap interval: `resamples` resamples of the images with
+replacement (drawn from numpy's PCG64 seeded by the run's seed, so the same run gives the same interval, and every
+measure of a run is resampled on the same draws), the interval between the (1 - confidence) / 2 and (1 + confidence)
+/ 2 quantiles of the resampled means (numpy's linear interpolation). This is `scipy.stats.bootstrap(...,
+method="percentile")` with the same generator (tests/test_intervals.py holds them equal). Images where a measure is
+undefined (NaN) are left out, as from the mean. Fewer than two images: no interval.
+
+Over seeds (`report`, a line pooling runs), the interval is Student's t of the runs' means: mean +- t(0.975, k - 1)
+s / sqrt(k) for k seeds; a line of one seed has none. It says how far the mean over seeds could move with other
+seeds; the images' own spread is in each run's interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+DEFAULT_RESAMPLES = 1000
+DEFAULT_CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """A percentile bootstrap over images (see the module doc); `resamples=0` gives no intervals."""
+
+    resamples: int = DEFAULT_RESAMPLES
+    confidence: float = DEFAULT_CONFIDENCE
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.resamples < 0:
+            raise ValueError(f"bootstrap must be >= 0 resamples (0: no intervals), got {self.resamples}")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {self.confidence}")
+
+    @classmethod
+    def of(cls, evaluation: Mapping[str, Any], seed: int) -> Bootstrap:
+        """The bootstrap an evaluation's `eval` settings ask for (records written before them: the defaults)."""
+        return cls(int(evaluation.get("bootstrap", DEFAULT_RESAMPLES)),
+                   float(evaluation.get("confidence", DEFAULT_CONFIDENCE)), seed)
+
+    def interval(self, values: Any, scale: float = 1.0) -> tuple[float, float]:
+        """(low, high) of the mean of `values` (one per image), times `scale`; NaN when there is none."""
+        kept = np.asarray(values, dtype=np.float64)
+        kept = kept[~np.isnan(kept)]
+        if self.resamples == 0 or len(kept) < 2:
+            return math.nan, math.nan
+        rng = np.random.default_rng(self.seed)
+        means = kept[rng.integers(0, len(kept), size=(self.resamples, len(kept)))].mean(axis=-1)
+        tail = (1 - self.confidence) / 2
+        low, high = np.percentile(means, [100 * tail, 100 * (1 - tail)])
+        return float(low) * scale, float(high) * scale
+
+
+NO_INTERVALS = Bootstrap(resamples=0)
+
+
+def over_seeds(means: Any, confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, float]:
+    """Student's t interval of the mean of the runs' `means` (NaN with fewer than two)."""
+    kept = np.asarray(means, dtype=np.float64)
+    kept = kept[~np.isnan(kept)]
+    if len(kept) < 2:
+        return math.nan, math.nan
+    half = stats.t.ppf((1 + confidence) / 2, len(kept) - 1) * kept.std(ddof=1) / math.sqrt(len(kept))
+    return float(kept.mean() - half), float(kept.mean() + half)

@@ -1,0 +1,44 @@
+"""Confidence intervals: the bootstrap over images against scipy's, the t interval over seeds against its formula."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from attrobust.reporting.intervals import Bootstrap, over_seeds
+
+
+@pytest.mark.parametrize("n,resamples,confidence", [(40, 1000, 0.95), (7, 500, 0.9), (300, 2000, 0.99)])
+def test_the_bootstrap_interval_is_scipys_percentile_bootstrap_with_the_same_generator(n, resamples, confidence):
+    values = np.random.default_rng(1).random(n) ** 3  # skewed, as per-image measures often are
+    ours = Bootstrap(resamples, confidence, seed=7).interval(values)
+    theirs = stats.bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=confidence,
+                             method="percentile", vectorized=True, rng=np.random.default_rng(7)).confidence_interval
+    np.testing.assert_allclose(ours, (theirs.low, theirs.high), rtol=1e-12)
+    assert ours[0] < values.mean() < ours[1]
+
+
+def test_nan_images_are_left_out_and_too_few_images_give_no_interval():
+    values = np.array([0.2, np.nan, 0.4, 0.9, np.nan, 0.5])
+    assert Bootstrap(seed=3).interval(values) == Bootstrap(seed=3).interval(values[~np.isnan(values)])
+    assert all(math.isnan(v) for v in Bootstrap().interval([0.5]))
+    assert all(math.isnan(v) for v in Bootstrap(resamples=0).interval(values))
+    low, high = Bootstrap(seed=3).interval(values, scale=100.0)
+    assert (low, high) == tuple(100.0 * v for v in Bootstrap(seed=3).interval(values))
+
+
+def test_the_interval_over_seeds_is_students_t():
+    means = [81.0, 77.5, 79.0]
+    low, high = over_seeds(means)
+    half = stats.t.ppf(0.975, 2) * np.std(means, ddof=1) / math.sqrt(3)
+    assert low == pytest.approx(np.mean(means) - half) and high == pytest.approx(np.mean(means) + half)
+    assert all(math.isnan(v) for v in over_seeds([80.0]))
+
+
+@pytest.mark.parametrize("bad,key", [({"resamples": -1}, "bootstrap"), ({"confidence": 1.0}, "confidence")])
+def test_bad_settings_name_their_key(bad, key):
+    with pytest.raises(ValueError, match=key):
+        Bootstrap(**bad)

@@ -118,9 +118,9 @@ def _component_table(title: str) -> Table:
 
 @app.command()
 def report(directory: Annotated[Path, typer.Argument(help="A run or sweep dir (searched recursively).")]) -> None:
-    """The paper's table over every run under DIRECTORY: mean ± std over seeds, one line per dataset x model x reg x
-    swept value; report.csv, report.md, report.tex (and report.png for a numeric sweep) in DIRECTORY. Failed and
-    missing runs are listed."""
+    """The paper's table over every run under DIRECTORY: mean ± the 95 % interval (over seeds, or over images for one
+    seed), one line per dataset x model x reg x swept value; report.csv, report.md, report.tex (and report.png for a
+    numeric sweep) in DIRECTORY. Failed and missing runs are listed."""
     if not directory.is_dir():
         _fail(f"no such directory: {directory}")
     from attrobust.reporting.sweep import print_report
@@ -131,6 +131,40 @@ def report(directory: Annotated[Path, typer.Argument(help="A run or sweep dir (s
         _fail(str(error))
     except OSError as error:  # e.g. a read-only sweep folder
         _fail(describe_os_error(error))
+
+
+@app.command()
+def compare(folders: Annotated[list[Path], typer.Argument(help="Two or more evaluation folders.")],
+            out: Annotated[Path, typer.Option(help="Where compare.csv and compare.md are written.")] = Path("compare"),
+            seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals.")] = 0) -> None:
+    """Paired comparison of models evaluated on the same images: for every pair and measure, the difference with
+    its 95 % interval, a paired test (McNemar for accuracy, Wilcoxon for measures), Holm's correction over all of
+    them, which differences are resolved, and how many images would resolve the others. Evaluations that did not
+    measure alike (images, attacks, explainer, protocol) are refused."""
+    if len(folders) < 2:
+        _fail("compare needs two or more evaluation folders (attrobust compare A B ...)")
+    from attrobust.atomic import write_text_atomic
+    from attrobust.reporting.compare import compare as paired_comparison
+    from attrobust.reporting.compare import compare_markdown, compare_shown, read_evaluated
+    from attrobust.reporting.intervals import Bootstrap
+
+    try:
+        table = paired_comparison([read_evaluated(folder) for folder in folders], Bootstrap(seed=seed))
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "compare.csv", table.to_csv(index=False, float_format="%.6g"))
+        write_text_atomic(out / "compare.md", compare_markdown(table))
+    except AttrobustError as error:
+        _fail(str(error))
+    except OSError as error:
+        _fail(describe_os_error(error))
+    shown = compare_shown(table)
+    rich = Table(title="paired differences (B - A); resolved: Holm-corrected p < 0.05")
+    for column in shown.columns:
+        rich.add_column(str(column))
+    for record in shown.itertuples(index=False):
+        rich.add_row(*(escape(str(value)) for value in record))
+    _console.print(rich)
+    _console.print(f"wrote {out / 'compare.csv'}, {out / 'compare.md'}")
 
 
 @app.command()

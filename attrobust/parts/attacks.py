@@ -28,10 +28,11 @@ from attrobust.explainers import EXPLAINERS
 from attrobust.explainers.base import Explainer
 from attrobust.metrics import Metric
 from attrobust.parts import PARTS
-from attrobust.parts.base import EvaluationPart, Measured, Request
+from attrobust.parts.base import Checks, EvaluationPart, Measured, Request
 from attrobust.provenance import config_hash
 from attrobust.reporting.figures import attribution_figure
 from attrobust.reporting.intervals import Bootstrap
+from attrobust.reporting.separation import SEPARATION_FILE, flagged_lines, separation
 from attrobust.reporting.rows import RunIdentity, attribution_rows
 
 if TYPE_CHECKING:
@@ -140,6 +141,19 @@ class Attacks(EvaluationPart):
         rows = [attribution_rows(identity, frame[frame["attack"] == name].drop(columns="attack").reset_index(drop=True),
                                  metrics, Bootstrap.of(record.eval, identity.seed)) for name, identity in lines]
         return pd.concat(rows, ignore_index=True)
+
+
+    @classmethod
+    def checks(cls, record: EvaluationRecord, frame: pd.DataFrame) -> Checks | None:
+        """Does each measure tell the attack from each random control on these images (reporting/separation.py)?"""
+        names = [name for name, _ in record.parts.get(cls.registry_name, [])]
+        controls = [name for name in names if name in random_baselines()]
+        attack = next((name for name in names if name not in controls), None)
+        if attack is None or not controls:
+            return None
+        metrics = protocol_named(record.eval.get("protocol", "reference")).metrics(record.eval["metrics"])
+        table = separation(frame, attack, controls, metrics)
+        return Checks(SEPARATION_FILE, table, flagged_lines(table, {m.column: m.title for m in metrics}))
 
 
 def baseline(main: AttributionAttack, name: str) -> AttributionAttack:

@@ -112,6 +112,21 @@ class EvaluationPart(ABC):
     def rows(cls, record: EvaluationRecord, lines: list[tuple[str, RunIdentity]], frame: pd.DataFrame) -> pd.DataFrame:
         """Its result rows, from its per-image rows and `evaluation.json` alone."""
 
+    @classmethod
+    def checks(cls, record: EvaluationRecord, frame: pd.DataFrame) -> Checks | None:
+        """Whether its numbers mean anything on this evaluation (None: nothing to check), from the same inputs."""
+        return None
+
+
+@dataclass(frozen=True)
+class Checks:
+    """A part's check of its own numbers: a table written beside the results, and a line for each problem (in
+    table.md and the log)."""
+
+    file: str
+    table: pd.DataFrame
+    problems: list[str]
+
 
 class ExplainingPart(EvaluationPart):
     """A part that scores the configured explainer (`explainer=`) with the measures of its own `eval.<setting>` list;

@@ -163,10 +163,27 @@ def write_evaluation(folder: Path, record: EvaluationRecord, per_image: PerImage
         for name in (RESULTS_FILE, "table.csv", "table.md"):
             (folder / name).unlink(missing_ok=True)
     settings = (record.settings["setting"], record.settings["evaluation"]) if len(record.settings) == 2 else None
-    table = None if record.is_shard else write_results(evaluation_rows(record, per_image), folder, settings)
+    table = None
+    if not record.is_shard:
+        problems = write_checks(folder, record, per_image)
+        table = write_results(evaluation_rows(record, per_image), folder, settings, problems)
     record = EvaluationRecord(**{**asdict(record), "files": digests})
     write_text_atomic(folder / EVALUATION_FILE, json.dumps(asdict(record), indent=1) + "\n")
     return table
+
+
+def write_checks(folder: Path, record: EvaluationRecord, per_image: PerImage) -> list[str]:
+    """Each part's check of its numbers (`EvaluationPart.checks`: separation.csv of the attacks part, ...), written
+    beside the results; returns the problems, each also logged as a warning."""
+    problems = []
+    for name in record.parts:
+        checks = PARTS.get(name).checks(record, per_image[name]) if name in per_image else None  # type: ignore
+        if checks is not None:
+            write_text_atomic(folder / checks.file, checks.table.to_csv(index=False, float_format="%.6g"))
+            problems += checks.problems
+    for line in problems:
+        log.warning("%s", line)
+    return problems
 
 
 def read_evaluation(folder: Path) -> tuple[EvaluationRecord, PerImage]:

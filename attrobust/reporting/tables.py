@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -108,15 +109,18 @@ def unit_heading(metric: str, unit: str) -> str:
     return f"{name} ({unit})" if unit and unit != "count" else name
 
 
-def write_results(rows: pd.DataFrame, folder: Path, settings: tuple[Flat, Flat] | None = None) -> pd.DataFrame:
-    """Write `results.csv` (rows), `table.csv` and `table.md` (the summary) atomically, and `settings.json` (the
-    rows' training and evaluation settings, when given) before them; return the summary."""
+def write_results(rows: pd.DataFrame, folder: Path, settings: tuple[Flat, Flat] | None = None,
+                  problems: Sequence[str] = ()) -> pd.DataFrame:
+    """Write `results.csv` (rows), `table.csv` and `table.md` (the summary, then `problems`: what keeps numbers of
+    it from meaning what they seem to) atomically, and `settings.json` (the rows' training and evaluation settings,
+    when given) before them; return the summary."""
     table = summary_table(rows)
     if settings is not None:
         write_settings(folder, *settings)
     write_text_atomic(folder / RESULTS_FILE, rows.to_csv(index=False))
     write_text_atomic(folder / "table.csv", table.to_csv(index=False, float_format="%.6g"))
     note = f"\n{INTERVAL_NOTE}\n" if any(str(column).endswith(" low") for column in table.columns) else ""
+    note += "".join(f"\nWarning: {line}\n" for line in problems)
     write_text_atomic(folder / "table.md", displayed(table).to_markdown(index=False, disable_numparse=True) + "\n" +
                       note)
     return table

@@ -1,0 +1,55 @@
+"""Paired comparisons (`attrobust compare`, reporting/compare.py): the statistics against their definitions, and the
+command on two models evaluated alike (and one evaluated otherwise, refused)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from attrobust.reporting.compare import holm, images_needed, paired
+from attrobust.reporting.intervals import Bootstrap
+from conftest import TINY_RUN
+
+EVALUATE = ["eval.num_examples=12", "attack.steps=1", "attribution_attack.steps=2", "explainer.steps=4",
+            "eval.baselines=[]", "eval.metrics=[topk_intersection,kendall]"]
+
+
+def test_holm_adjusts_as_its_step_down_definition():
+    np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03, 0.005])), [0.03, 0.06, 0.06, 0.02])
+    assert holm(np.array([0.5, 0.9])).max() <= 1.0
+
+
+def test_paired_tests_intervals_and_images_needed_match_their_definitions():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.5, 0.2, 60), rng.normal(0.55, 0.2, 60)
+    got = paired(a, b, False, Bootstrap(seed=4))
+    assert got["p_value"] == pytest.approx(stats.wilcoxon(b - a).pvalue)
+    assert (got["low"], got["high"]) == Bootstrap(seed=4).interval(b - a)
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+    assert got["images_needed"] == math.ceil((z * (b - a).std(ddof=1) / abs((b - a).mean())) ** 2)
+    right_a, right_b = (rng.random(80) < 0.6) * 100.0, (rng.random(80) < 0.8) * 100.0
+    accuracy = paired(right_a, right_b, True, Bootstrap())
+    only_b, only_a = int(((right_b > 0) & (right_a == 0)).sum()), int(((right_a > 0) & (right_b == 0)).sum())
+    assert accuracy["test"] == "McNemar"
+    assert accuracy["p_value"] == pytest.approx(stats.binomtest(only_b, only_a + only_b, 0.5).pvalue)
+    assert images_needed(np.zeros(5)) != images_needed(np.zeros(5))  # nothing to resolve: NaN
+
+
+def test_compare_pairs_two_models_evaluated_alike_and_refuses_others(cli, tmp_path):
+    for seed in (0, 1):
+        assert cli("train", *TINY_RUN, "eval_at_end=false", f"seed={seed}", f"hydra.run.dir=m{seed}").exit_code == 0
+        assert cli("evaluate", f"checkpoint=m{seed}", *EVALUATE, f"hydra.run.dir=e{seed}").exit_code == 0
+    result = cli("compare", "e0", "e1", "--out", "cmp")
+    assert result.exit_code == 0, result.stderr
+    table = pd.read_csv(tmp_path / "cmp" / "compare.csv")
+    assert list(table["measure"]) == ["natural_accuracy", "adversarial_accuracy", "topk_intersection", "kendall"]
+    assert set(table["test"]) == {"McNemar", "Wilcoxon"} and (table["p_holm"] >= table["p_value"]).all()
+    assert "resolved" in (tmp_path / "cmp" / "compare.md").read_text()
+    assert cli("evaluate", "checkpoint=m1", *EVALUATE, "eval.num_examples=10", "hydra.run.dir=e2").exit_code == 0
+    refused = cli("compare", "e0", "e2")
+    assert refused.exit_code == 2 and "cannot pair e0 and e2: they evaluated different test images" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

@@ -168,6 +168,26 @@ def compare(folders: Annotated[list[Path], typer.Argument(help="Two or more eval
 
 
 @app.command()
+def leaderboard(directory: Annotated[Path, typer.Argument(help="Where to look for entry.json files.")],
+                out: Annotated[Path | None, typer.Option(help="Where the page is written (default DIR/leaderboard).")]
+                = None) -> None:
+    """Rank the evaluated models under DIRECTORY (their entry.json, written by evaluate) on one static page:
+    index.html (sortable, with each model's attribution maps), leaderboard.md and leaderboard.tex. Models are ranked
+    together only under one protocol fingerprint; each other fingerprint gets a board of its own."""
+    if not directory.is_dir():
+        _fail(f"no such directory: {directory}")
+    from attrobust.reporting.leaderboard import find_entries, render
+
+    try:
+        written = render(find_entries(directory), out if out is not None else directory / "leaderboard")
+    except AttrobustError as error:
+        _fail(str(error))
+    except OSError as error:
+        _fail(describe_os_error(error))
+    _console.print(f"wrote {', '.join(str(path) for path in written)}")
+
+
+@app.command()
 def merge(directory: Annotated[Path, typer.Argument(help="A folder holding the shards' run folders.")]) -> None:
     """Merge the shards of a sharded evaluation (eval.shard=i eval.num_shards=n) under DIRECTORY into
     DIRECTORY/merged: their per-image rows in the unsharded order, and the result rows and tables of the unsharded

@@ -3,6 +3,7 @@ command on two models evaluated alike (and one evaluated otherwise, refused)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -49,6 +50,12 @@ def test_compare_pairs_two_models_evaluated_alike_and_refuses_others(cli, tmp_pa
     assert list(table["measure"]) == ["natural_accuracy", "adversarial_accuracy", "topk_intersection", "kendall"]
     assert set(table["test"]) == {"McNemar", "Wilcoxon"} and (table["p_holm"] >= table["p_value"]).all()
     assert "resolved" in (tmp_path / "cmp" / "compare.md").read_text()
+    entries = [json.loads((tmp_path / f"e{seed}" / "entry.json").read_text()) for seed in (0, 1)]
+    assert entries[0]["fingerprint"] == entries[1]["fingerprint"] and entries[0]["run_id"] != entries[1]["run_id"]
+    assert list(entries[0]["measures"]) == ["topk_intersection", "kendall"]  # eval.metrics, in order
+    board = cli("leaderboard", ".", "--out", "board")
+    assert board.exit_code == 0, board.stderr
+    assert (tmp_path / "board" / "index.html").read_text().count("<tr data-entry=") == 2
     assert cli("evaluate", "checkpoint=m1", *EVALUATE, "eval.num_examples=10", "hydra.run.dir=e2").exit_code == 0
     refused = cli("compare", "e0", "e2")
     assert refused.exit_code == 2 and "cannot pair e0 and e2: they evaluated different test images" in refused.stderr

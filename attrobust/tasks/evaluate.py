@@ -18,11 +18,14 @@ from omegaconf import DictConfig
 from attrobust.attacks import random_baselines
 from attrobust.engine import cost, distributed
 from attrobust.engine.evaluate import EvalSettings
+from attrobust.engine.protocol import protocol_named
 from attrobust.engine.sharding import Shard
 from attrobust.errors import AttrobustError
+from attrobust.explainers import EXPLAINERS
 from attrobust.parts import EvaluationPart, Measured, Request, configured_parts
-from attrobust.provenance import PROVENANCE_FILE, config_hash
+from attrobust.provenance import PROVENANCE_FILE, config_hash, git_commit
 from attrobust.reporting.caveats import headline_caveats
+from attrobust.reporting.entry import entry, protocol_fingerprint, write_entry
 from attrobust.reporting.evaluation import EVALUATION_FILE, EvaluationRecord, write_evaluation
 from attrobust.reporting.merge import merge_shards
 from attrobust.reporting.settings import Flat, evaluation_setting
@@ -88,7 +91,30 @@ def run_evaluation(trained: TrainedModel, job: Job, request: Request) -> pd.Data
                  "folders> (or attrobust report)", shard.describe())
         return None
     warn_about(pd.read_csv(run_dir / "results.csv"))
+    write_entry(run_dir, evaluation_entry(trained, run_dir))
     return table
+
+
+def evaluation_entry(trained: TrainedModel, run_dir: Path) -> dict[str, Any]:
+    """The leaderboard entry of the evaluation written in `run_dir` (reporting/entry.py): its headline measures
+    (the strict accounting under the robust protocol, the reference's under the reference protocol)."""
+    record = EvaluationRecord.read(run_dir / EVALUATION_FILE)
+    settings = trained.eval_settings
+    suffix = "_strict" if settings.protocol == "robust" else ""
+    headings = {m.column + suffix: (m.title, m.higher_is_better)
+                for m in protocol_named(settings.protocol).metrics(settings.metrics)}
+    payload, threat = trained.payload, trained.config.threat
+    described = {"run_id": payload.get("run_id"), "method": trained.setting.get("experiment") or
+                 payload["reg_cfg"]["name"], "reg": payload["reg_cfg"]["name"],
+                 "architecture": payload["model_cfg"]["name"], "dataset": trained.dataset_name, "seed": trained.seed,
+                 "eps": threat.eps if threat is not None else None,
+                 "explainer": EXPLAINERS.build(trained.config.explainer_cfg).describe(),
+                 "protocol": settings.protocol, "fingerprint": protocol_fingerprint(record.images, trained.plain),
+                 "images": len(record.images), "training_seconds": sum(float(row.get("seconds", 0.0)) for row in
+                                                                       payload.get("history") or []) or None,
+                 "commit": git_commit(), "config_hash": payload.get("config_hash"),
+                 "gallery": "figure.png" if (run_dir / "figure.png").is_file() else None}
+    return entry(pd.read_csv(run_dir / "results.csv"), record.parts, described, headings)
 
 
 def part_lines(trained: TrainedModel, parts: list[EvaluationPart], measured: dict[str, Measured],

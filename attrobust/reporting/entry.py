@@ -1,0 +1,78 @@
+"""A leaderboard entry: one JSON file per evaluated model (`entry.json`, written by `evaluate` beside its results), in
+the spirit of RobustBench's entry files: what was evaluated (method, architecture, dataset, threat model, explainer,
+protocol and its fingerprint) and what it scored (NA, accuracy under each prediction attack, each attribution measure,
+certified accuracy where defined, each with its interval and n), with the training cost, commit and config hash.
+`attrobust leaderboard DIR` (reporting/leaderboard.py) ranks the entries it finds.
+
+The protocol fingerprint is what must be equal for two entries to be ranked together: the test images, the attack on
+explanations and its settings, the explainer, the measures, the random controls, the protocol and the threat model's
+eps. The prediction attack is not part of it (NA and AA under PGD and under AutoAttack of one model, from two
+evaluations, stand on one line).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from attrobust.atomic import write_text_atomic
+from attrobust.provenance import config_hash
+
+ENTRY_FILE = "entry.json"
+SCHEMA = 1
+PROTOCOL_EVAL_KEYS = ("num_examples", "indices", "classes", "sample", "metrics", "baselines", "protocol")
+
+
+def protocol_fingerprint(images: Sequence[int], plain: Mapping[str, Any]) -> str:
+    evaluation = plain.get("eval", {})
+    what = {"images": list(images), "eval": {key: evaluation.get(key) for key in PROTOCOL_EVAL_KEYS},
+            "attribution_attack": plain.get("attribution_attack") if plain.get("attributions", True) else None,
+            "explainer": plain.get("explainer"), "eps": (plain.get("threat") or {}).get("eps")}
+    return config_hash(what)
+
+
+def scored(rows: pd.DataFrame, metric: str) -> dict[str, float] | None:
+    """{value, low, high, n} of `metric` in `rows` (None when absent); NaN as None in JSON."""
+    found = rows[rows["metric"] == metric]
+    if found.empty:
+        return None
+    row = found.iloc[-1]
+    return {key: _plain(row.get(key)) for key in ("value", "low", "high", "n")}
+
+
+def _plain(value: Any) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def entry(rows: pd.DataFrame, lines: Mapping[str, list[tuple[str, dict[str, Any]]]], described: Mapping[str, Any],
+          headings: Mapping[str, tuple[str, bool]]) -> dict[str, Any]:
+    """The entry of one evaluation: its result `rows`, the identity of each part's lines (evaluation.json's `parts`),
+    `described` (method, architecture, dataset, seed, threat, explainer, protocol, fingerprint, cost, commit, ...),
+    and `headings` (measure column -> its heading and whether higher is better)."""
+    accuracy: dict[str, Any] = {}
+    for _, identity in lines.get("accuracy", []):
+        mine = rows[rows["attack"] == identity["attack"]]
+        accuracy["natural"] = scored(mine, "natural_accuracy")
+        attack = str(identity["attack"]).split()[0]
+        accuracy[attack] = scored(mine, "adversarial_accuracy")
+        certified = {key: scored(mine, f"certified_accuracy_{key}") for key in ("l2", "linf")}
+        accuracy.update({f"certified_{key}": value for key, value in certified.items() if value is not None})
+    measures = {}
+    attacks = lines.get("attacks", [])
+    if attacks:
+        mine = rows[rows["attack"] == attacks[0][1]["attack"]]
+        for column, (heading, higher_is_better) in headings.items():
+            value = scored(mine, column)
+            if value is not None:
+                measures[column] = {"heading": heading, "higher_is_better": higher_is_better, **value}
+    return {"schema": SCHEMA, **described, "accuracy": accuracy, "measures": measures,
+            "attack": attacks[0][1]["attack"] if attacks else None}
+
+
+def write_entry(folder: Path, value: Mapping[str, Any]) -> None:
+    write_text_atomic(folder / ENTRY_FILE, json.dumps(value, indent=1) + "\n")  # measures in eval.metrics order

@@ -1,0 +1,116 @@
+"""The leaderboard (reporting/entry.py, reporting/leaderboard.py): entries grouped by protocol, one line per model,
+and the page in a real headless browser (Debian's chromium) when the machine has one."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from attrobust.errors import AttrobustError
+from attrobust.reporting.leaderboard import find_entries, render
+
+
+def scored(value: float, half: float, n: int = 200) -> dict:
+    return {"value": value, "low": value - half, "high": value + half, "n": n}
+
+
+def write_entry(folder: Path, run_id: str, method: str, fingerprint: str, accuracy: dict, measures: dict) -> dict:
+    entry = {"schema": 1, "run_id": run_id, "method": method, "reg": method, "architecture": "small_cnn",
+             "dataset": "mnist_mini", "seed": 0, "eps": 0.3, "explainer": "ig(100)", "protocol": "reference",
+             "fingerprint": fingerprint, "images": 200, "training_seconds": 100.0, "commit": "abc",
+             "config_hash": "def", "gallery": None, "attack": "topk of ig(100)", "accuracy": accuracy,
+             "measures": {key: {"heading": heading, "higher_is_better": better, **values}
+                          for key, (heading, better, values) in measures.items()}}
+    folder.mkdir(parents=True)
+    (folder / "entry.json").write_text(json.dumps(entry))
+    return entry
+
+
+def three_models(root: Path) -> dict[str, dict]:
+    measures = {"natural": {"topk_intersection": ("IN", True, scored(60.0, 3.0)), "kendall": ("CO", True,
+                                                                                               scored(0.2, 0.02))},
+                "pgd": {"topk_intersection": ("IN", True, scored(81.0, 2.0)), "kendall": ("CO", True,
+                                                                                          scored(0.34, 0.01))},
+                "trades": {"topk_intersection": ("IN", True, scored(78.5, 2.5)), "kendall": ("CO", True,
+                                                                                             scored(0.37, 0.01))}}
+    accuracy = {"natural": (99.0, 0.0), "pgd": (96.0, 56.6), "trades": (96.6, 54.3)}
+    entries = {}
+    for name in ("natural", "pgd", "trades"):
+        natural, adversarial = accuracy[name]
+        entries[name] = write_entry(root / name / "evaluate", name, f"mnist_mini_{name}", "same",
+                                    {"natural": scored(natural, 1.0), "pgd": scored(adversarial, 3.0)},
+                                    measures[name])
+    write_entry(root / "pgd" / "autoattack", "pgd", "mnist_mini_pgd", "same",
+                {"natural": scored(96.0, 1.0), "autoattack": scored(52.0, 3.0)}, {})
+    write_entry(root / "other", "other", "mnist_mini_pgd", "elsewhere", {"natural": scored(90.0, 2.0)}, {})
+    return entries
+
+
+def test_entries_are_ranked_together_only_under_one_fingerprint_and_one_model_is_one_line(tmp_path):
+    three_models(tmp_path / "runs")
+    render(find_entries(tmp_path / "runs"), tmp_path / "out")
+    markdown = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert markdown.count("Protocol `") == 2 and "`same`" in markdown and "`elsewhere`" in markdown
+    board = markdown.split("Protocol `same`")[1].split("## ")[0]
+    assert "AA pgd (%)" in board and "AA autoattack (%)" in board
+    pgd_line = next(line for line in board.splitlines() if line.startswith("| mnist_mini_pgd"))
+    assert "56.60 ± 3.00" in pgd_line and "52.00 ± 3.00" in pgd_line and "81.00 ± 2.00" in pgd_line
+    assert "\\pm" in (tmp_path / "out" / "leaderboard.tex").read_text()
+
+
+def test_a_broken_entry_is_one_line_naming_the_file(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "entry.json").write_text('{"schema": 1, "run_id": "x"}')
+    with pytest.raises(AttrobustError, match=r"bad/entry.json is not a leaderboard entry of schema 1 \(missing method"):
+        find_entries(tmp_path)
+
+
+class Cells(HTMLParser):
+    """The page's rows: (entry id, {key: data-value}) in document order, per board."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "tr" and "data-entry" in found:
+            self.rows.append((str(found["data-entry"]), {}))
+        elif tag == "td" and self.rows:
+            self.rows[-1][1][str(found["data-key"])] = str(found["data-value"])
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (Debian: apt-get install chromium; "
+                                             ".ci/run installs it where it can)")
+def test_the_page_in_a_headless_browser_loads_cleanly_sorts_and_shows_the_entries_numbers(tmp_path):
+    entries = three_models(tmp_path / "runs")
+    render(find_entries(tmp_path / "runs"), tmp_path / "out")
+    page = (tmp_path / "out" / "index.html").as_uri()
+    for key, best_first in (("accuracy.pgd", ["natural", "trades", "pgd"][::-1]),
+                            ("measures.kendall", ["trades", "pgd", "natural"])):
+        shown = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                                "--v=0", "--virtual-time-budget=3000", "--dump-dom", f"{page}#sort={key}"],
+                               capture_output=True, text=True, timeout=120, check=True)
+        assert not re.search(r"CONSOLE", shown.stderr), shown.stderr  # no error, no message: the page logs nothing
+        cells = Cells()
+        cells.feed(shown.stdout)
+        board = [row for row in cells.rows if row[0] in entries]
+        assert [entry for entry, _ in board] == best_first  # clicked heading: best first (JS ran)
+        (heading,) = re.findall(rf'<th[^>]*data-key="{re.escape(key)}"[^>]*>', shown.stdout)
+        assert 'aria-sort="descending"' in heading  # the page marks the column it sorted by
+        for entry, values in board:  # the numbers on the page are the entries'
+            expected = entries[entry]
+            assert float(values["accuracy.natural"]) == expected["accuracy"]["natural"]["value"]
+            assert float(values["measures.kendall"]) == expected["measures"]["kendall"]["value"]
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,800",
+                    f"--screenshot={tmp_path / 'page.png'}", page], capture_output=True, timeout=120, check=True)
+    assert (tmp_path / "page.png").stat().st_size > 10_000

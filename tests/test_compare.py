@@ -52,7 +52,7 @@ def test_compare_pairs_two_models_evaluated_alike_and_refuses_others(cli, tmp_pa
     assert "resolved" in (tmp_path / "cmp" / "compare.md").read_text()
     entries = [json.loads((tmp_path / f"e{seed}" / "entry.json").read_text()) for seed in (0, 1)]
     assert entries[0]["fingerprint"] == entries[1]["fingerprint"] and entries[0]["run_id"] != entries[1]["run_id"]
-    assert list(entries[0]["measures"]) == ["topk_intersection", "kendall"]  # eval.metrics, in order
+    assert list(entries[0]["measures"]) == ["topk_intersection_strict", "kendall_strict"]  # headline, in order
     board = cli("leaderboard", ".", "--out", "board")
     assert board.exit_code == 0, board.stderr
     assert (tmp_path / "board" / "index.html").read_text().count("<tr data-entry=") == 2

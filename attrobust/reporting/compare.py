@@ -4,8 +4,9 @@ Each argument is a folder holding one whole evaluation (`evaluation.json` and it
 run, or a merge of shards). Two evaluations pair only when they measured alike: the same test images in the same
 order, and the same evaluation settings (attacks, explainer, measures, protocol; the `evaluation` identity of
 reporting/settings.py); otherwise one line names the first setting that differs. For every pair and every measure
-(NA, AA, and each attribution measure of the attack on explanations, reference accounting) on the images both
-scored:
+(NA, AA, and each attribution measure of the attack on explanations) on the images both scored; an attribution
+measure as the per-image file holds it (the reference accounting: an image without a counted iterate scores identical
+maps' value), so that both models are compared on the same images:
 - the paired difference of the means (B - A, in the table's units) with its bootstrap interval over images
   (reporting/intervals.py, seeded);
 - a paired test: McNemar's exact test for accuracy (a binomial test on the images only one model gets right) and
@@ -152,7 +153,9 @@ def holm(p_values: np.ndarray) -> np.ndarray:
 def compare_markdown(table: pd.DataFrame) -> str:
     """The comparison for reading (`compare_shown`), with what `resolved` and `images needed` mean."""
     note = ("Resolved: Holm-corrected p < 0.05 over every test in this table. Images needed: for an unresolved "
-            "difference, the images a paired test would need at its observed mean and spread (80 % power).")
+            "difference, the images a paired test would need at its observed mean and spread (80 % power). "
+            "Attribution measures in the reference accounting (every image both models scored; one without a "
+            "counted iterate scores identical maps), so that the two are compared on the same images.")
     return compare_shown(table).to_markdown(index=False, disable_numparse=True) + "\n\n" + note + "\n"
 
 

@@ -70,7 +70,7 @@ def entry(rows: pd.DataFrame, lines: Mapping[str, list[tuple[str, dict[str, Any]
             value = scored(mine, column)
             if value is not None:
                 measures[column] = {"heading": heading, "higher_is_better": higher_is_better, **value}
-    return {"schema": SCHEMA, **described, "accuracy": accuracy, "measures": measures,
+    return {"schema": SCHEMA, **described, "accuracy": accuracy, "measures": measures,  # keyed by result-row metric
             "attack": attacks[0][1]["attack"] if attacks else None}
 
 

@@ -90,7 +90,7 @@ def columns_of(lines: list[Line]) -> list[dict[str, Any]]:
                             "help": "accuracy in % of the test images", "digits": 2})
     for key in dict.fromkeys(key for line in lines for key in line.measures):
         first = next(line.measures[key] for line in lines if key in line.measures)
-        percent = key.startswith("topk_intersection") or key.startswith("lens")
+        percent = key.startswith(("topk_intersection", "lens"))
         columns.append({"key": f"measures.{key}", "heading": first["heading"] + (" (%)" if percent else ""),
                         "text": False, "better": "higher" if first["higher_is_better"] else "lower",
                         "help": key, "digits": 2 if percent else 4})

@@ -96,12 +96,11 @@ def run_evaluation(trained: TrainedModel, job: Job, request: Request) -> pd.Data
 
 
 def evaluation_entry(trained: TrainedModel, run_dir: Path) -> dict[str, Any]:
-    """The leaderboard entry of the evaluation written in `run_dir` (reporting/entry.py): its headline measures
-    (the strict accounting under the robust protocol, the reference's under the reference protocol)."""
+    """The leaderboard entry of the evaluation written in `run_dir` (reporting/entry.py): its headline measures, as
+    the tables head them (the strict accounting: the images with a counted iterate)."""
     record = EvaluationRecord.read(run_dir / EVALUATION_FILE)
     settings = trained.eval_settings
-    suffix = "_strict" if settings.protocol == "robust" else ""
-    headings = {m.column + suffix: (m.title, m.higher_is_better)
+    headings = {m.column + "_strict": (m.title, m.higher_is_better)
                 for m in protocol_named(settings.protocol).metrics(settings.metrics)}
     payload, threat = trained.payload, trained.config.threat
     described = {"run_id": payload.get("run_id"), "method": trained.setting.get("experiment") or

@@ -4,6 +4,7 @@ rows of the network loaded natively (an attrobust checkpoint); bad sources and w
 
 from __future__ import annotations
 
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -12,7 +13,9 @@ import pandas as pd
 import pytest
 import torch
 from image_fixtures import make_image_folder
+from typer.testing import CliRunner
 
+from attrobust.cli import app
 from attrobust.engine.checkpoint import load_checkpoint
 
 DATA = ["dataset=folder", "dataset.path=data"]
@@ -22,16 +25,29 @@ EVALUATE = ["eval.batch_size=4", "attack.steps=2", "attribution_attack.steps=2",
 COMPARED = ("accuracy.csv", "measures.csv", "stability.csv", "faithfulness.csv")
 
 
-@pytest.fixture
-def native(cli, tmp_path) -> Path:
-    """A ResNet-18 trained here for four epochs on 12 images, and its network's state dict as `weights.pt`."""
-    make_image_folder(tmp_path / "data", per_class=4)
-    result = cli("train", *DATA, "model=resnet18", "train.epochs=4", "train.batch_size=6", "eval_at_end=false",
-                 "hydra.run.dir=run")
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ResNet-18 trained for four epochs on 12 images, once for this module (each test gets a copy), and its
+    network's state dict as `weights.pt`."""
+    root = tmp_path_factory.mktemp("native")
+    make_image_folder(root / "data", per_class=4)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        result = CliRunner().invoke(app, ["train", *DATA, "model=resnet18", "train.epochs=4", "train.batch_size=6",
+                                          "eval_at_end=false", "hydra.run.dir=run"], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
-    state = load_checkpoint(tmp_path / "run" / "model.pt")["model_state"]
+    state = load_checkpoint(root / "run" / "model.pt")["model_state"]
     net = {key.removeprefix("net."): value for key, value in state.items() if key.startswith("net.")}
-    torch.save(net, tmp_path / "weights.pt")
+    torch.save(net, root / "weights.pt")
+    return root
+
+
+@pytest.fixture
+def native(cli, tmp_path: Path, trained_once: Path) -> Path:
+    """This test's copy of the trained run (`run`), its data and `weights.pt`, in its own folder."""
+    for name in ("data", "run"):
+        shutil.copytree(trained_once / name, tmp_path / name)
+    shutil.copy2(trained_once / "weights.pt", tmp_path / "weights.pt")
     return tmp_path / "run"
 
 

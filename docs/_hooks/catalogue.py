@@ -62,10 +62,40 @@ def catalogue() -> str:
         rows = [(name, settings_of(registry.get(name)), module_summary(registry.get(name)))
                 for name in registry.names()]
         out.append(f"## `{key}=[...]`\n\n{table(rows)}\n")
+    out.append(metric_cards(METRICS))
     parts = [(part.registry_name, f"`eval.{part.setting}`" if part.setting else "by the command",
               module_summary(part)) for part in part_classes()]
     out.append("## Evaluation parts\n\n" + table(parts).replace("settings (defaults)", "asked for by") + "\n")
     return "\n".join(out)
+
+
+RANDOM_PAIRS, SIZE, K = 256, (28, 28), 100
+
+
+def metric_cards(metrics: Any) -> str:
+    """Per map metric: heading, unit, direction, the value of identical maps (also what an image without a counted
+    iterate scores), and what two independent random maps score, computed here when the site is built: 256 pairs of
+    28x28 maps of uniform noise normalised to a pixel mean of 1 as saliency maps are, top-k measures at k = 100,
+    seeded; mean and [min, max]. Map metrics cost no network pass: they compare maps the attack already computed."""
+    import torch
+
+    from attrobust.metrics import MapSpec
+
+    generator = torch.Generator().manual_seed(0)
+    pixels = SIZE[0] * SIZE[1]
+    a, b = (torch.rand(RANDOM_PAIRS, pixels, generator=generator, dtype=torch.float64) for _ in range(2))
+    a, b = a / a.mean(1, keepdim=True), b / b.mean(1, keepdim=True)
+    rows = ["| metric | heading | unit | better | identical maps | random maps: mean [min, max] |",
+            "|---|---|---|---|---|---|"]
+    for name in metrics.names():
+        metric = metrics.build({"name": name})
+        values = metric(a, b, MapSpec(SIZE, K)).double() * metric.scale
+        unit = metric.unit or "none"
+        rows.append(f"| `{name}` | {metric.heading} | {unit} | {'higher' if metric.higher_is_better else 'lower'} | "
+                    f"{metric.identical * metric.scale:g} | {values.mean().item():.4g} [{values.min().item():.4g}, "
+                    f"{values.max().item():.4g}] |")
+    return ("## Measure cards (`eval.metrics`)\n\n" + first_paragraph(metric_cards.__doc__ or "") + "\n\n" +
+            "\n".join(rows) + "\n")
 
 
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:

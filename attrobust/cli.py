@@ -143,6 +143,8 @@ def compare(folders: Annotated[list[Path], typer.Argument(help="Two or more eval
     measure alike (images, attacks, explainer, protocol) are refused."""
     if len(folders) < 2:
         _fail("compare needs two or more evaluation folders (attrobust compare A B ...)")
+    if seed < 0:
+        _fail(f"--seed {seed}: the bootstrap's seed must be >= 0")
     from attrobust.atomic import write_text_atomic
     from attrobust.reporting.compare import compare as paired_comparison
     from attrobust.reporting.compare import compare_markdown, compare_shown, read_evaluated

@@ -42,3 +42,14 @@ def test_the_interval_over_seeds_is_students_t():
 def test_bad_settings_name_their_key(bad, key):
     with pytest.raises(ValueError, match=key):
         Bootstrap(**bad)
+
+
+@pytest.mark.parametrize("right,n", [(0, 20), (20, 20), (13, 20), (566, 1000)])
+def test_accuracy_gets_wilsons_score_interval_which_does_not_collapse_at_the_edges(right, n):
+    flags = np.arange(n) < right
+    low, high = Bootstrap(confidence=0.95).proportion(flags)
+    p, z = right / n, stats.norm.ppf(0.975)
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (
+        1 + z * z / n)
+    assert (low, high) == pytest.approx((100 * (centre - half), 100 * (centre + half)))
+    assert low < high and 0 <= low <= 100 * p <= high <= 100

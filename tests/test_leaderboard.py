@@ -111,6 +111,11 @@ def test_the_page_in_a_headless_browser_loads_cleanly_sorts_and_shows_the_entrie
             expected = entries[entry]
             assert float(values["accuracy.natural"]) == expected["accuracy"]["natural"]["value"]
             assert float(values["measures.kendall"]) == expected["measures"]["kendall"]["value"]
+    canary = tmp_path / "canary.html"  # the console check can fire: a page that logs is seen
+    canary.write_text("<html><body><script>console.error('canary')</script></body></html>")
+    logged = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                             "--v=0", "--dump-dom", canary.as_uri()], capture_output=True, text=True, timeout=120)
+    assert "CONSOLE" in logged.stderr and "canary" in logged.stderr
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,800",
                     f"--screenshot={tmp_path / 'page.png'}", page], capture_output=True, timeout=120, check=True)
     assert (tmp_path / "page.png").stat().st_size > 10_000

@@ -69,7 +69,7 @@ class Accuracy(EvaluationPart):
         n = len(frame)
         natural = 100.0 * int(frame["correct"].astype(bool).sum()) / n if n else float("nan")
         robust = 100.0 * int(frame["robust"].astype(bool).sum()) / n if "robust" in frame and n else None
-        intervals = {metric: bootstrap.interval(frame[column].astype(bool), 100.0)
+        intervals = {metric: bootstrap.proportion(frame[column].astype(bool))
                      for metric, column in (("natural_accuracy", "correct"), ("adversarial_accuracy", "robust"))
                      if column in frame}
         rows = [accuracy_rows(identity, n, natural, robust, intervals)]
@@ -100,7 +100,7 @@ def certified_rows(identity: RunIdentity, accuracy: pd.DataFrame, certificate: d
     for metric, radius in (("certified_accuracy_l2", certificate["l2"]),
                            ("certified_accuracy_linf", certificate["linf"] * certificate["dimension"] ** 0.5)):
         certified = correct & (margin > 2 ** 0.5 * certificate["lipschitz"] * radius)
-        low, high = bootstrap.interval(certified, 100.0)
+        low, high = bootstrap.proportion(certified)
         values.append({**asdict(identity), "metric": metric, "value": 100.0 * int(certified.sum()) / n if n else
                        float("nan"), "unit": "%", "n": n, "low": low, "high": high})
     return pd.DataFrame(values, columns=ROW_COLUMNS)

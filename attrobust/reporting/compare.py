@@ -31,6 +31,7 @@ from attrobust.errors import AttrobustError
 from attrobust.metrics import METRICS, metric_name_of
 from attrobust.reporting.evaluation import EVALUATION_FILE, EvaluationRecord, PerImage, read_evaluation
 from attrobust.reporting.intervals import Bootstrap
+from attrobust.reporting.settings import threat_key
 
 ALPHA = 0.05
 POWER = 0.8
@@ -65,12 +66,20 @@ def check_pairable(a: Evaluated, b: Evaluated) -> None:
         raise AttrobustError(f"cannot pair {a.label} and {b.label}: they evaluated different test images "
                              f"({len(a.record.images)} and {len(b.record.images)}, or in another order); evaluate "
                              f"both with the same eval.num_examples / indices / classes / sample and seed")
-    mine, theirs = a.record.settings.get("evaluation", {}), b.record.settings.get("evaluation", {})
+    mine, theirs = measured_with(a.record), measured_with(b.record)
     for key in sorted(set(mine) | set(theirs)):
-        if key.startswith("dataset.") or mine.get(key) == theirs.get(key):
+        if mine.get(key) == theirs.get(key):
             continue
         raise AttrobustError(f"cannot pair {a.label} and {b.label}: their evaluations differ in {key} "
                              f"({mine.get(key)} vs {theirs.get(key)}); evaluate both with the same settings")
+
+
+def measured_with(record: EvaluationRecord) -> dict[str, object]:
+    """What an evaluation measured with, whole: its own settings, and the dataset and threat model it ran on (the
+    trained model's, overlaid with those the evaluation changed: the `evaluation` identity keeps only the latter)."""
+    trained = {threat_key(key): value for key, value in record.settings.get("setting", {}).items()
+               if key.startswith(("dataset.", "threat."))}
+    return {**trained, **{threat_key(key): value for key, value in record.settings.get("evaluation", {}).items()}}
 
 
 def paired_values(evaluated: Evaluated) -> dict[str, pd.Series]:

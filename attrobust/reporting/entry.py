@@ -4,9 +4,9 @@ protocol and its fingerprint) and what it scored (NA, accuracy under each predic
 certified accuracy where defined, each with its interval and n), with the training cost, commit and config hash.
 `attrobust leaderboard DIR` (reporting/leaderboard.py) ranks the entries it finds.
 
-The protocol fingerprint is what must be equal for two entries to be ranked together: the test images, the attack on
-explanations and its settings, the explainer, the measures, the random controls, the protocol and the threat model's
-eps. The prediction attack is not part of it (NA and AA under PGD and under AutoAttack of one model, from two
+The protocol fingerprint is what must be equal for two entries to be ranked together: the dataset (its settings, not
+where its files are), the test images, the attack on explanations and its settings, the explainer, the measures, the
+random controls, the protocol and the threat model. The prediction attack is not part of it (NA and AA under PGD and under AutoAttack of one model, from two
 evaluations, stand on one line).
 """
 
@@ -22,6 +22,7 @@ import pandas as pd
 
 from attrobust.atomic import write_text_atomic
 from attrobust.provenance import config_hash
+from attrobust.reporting.settings import dataset_settings
 
 ENTRY_FILE = "entry.json"
 SCHEMA = 1
@@ -32,7 +33,8 @@ def protocol_fingerprint(images: Sequence[int], plain: Mapping[str, Any]) -> str
     evaluation = plain.get("eval", {})
     what = {"images": list(images), "eval": {key: evaluation.get(key) for key in PROTOCOL_EVAL_KEYS},
             "attribution_attack": plain.get("attribution_attack") if plain.get("attributions", True) else None,
-            "explainer": plain.get("explainer"), "eps": (plain.get("threat") or {}).get("eps")}
+            "explainer": plain.get("explainer"), "dataset": dataset_settings(plain.get("dataset") or {}),
+            "threat": plain.get("threat")}
     return config_hash(what)
 
 
@@ -58,7 +60,7 @@ def entry(rows: pd.DataFrame, lines: Mapping[str, list[tuple[str, dict[str, Any]
     for _, identity in lines.get("accuracy", []):
         mine = rows[rows["attack"] == identity["attack"]]
         accuracy["natural"] = scored(mine, "natural_accuracy")
-        attack = str(identity["attack"]).split()[0]
+        attack = str(identity["attack"]).split("; ")[0]  # its full description: PGD-10 is not PGD-100
         accuracy[attack] = scored(mine, "adversarial_accuracy")
         certified = {key: scored(mine, f"certified_accuracy_{key}") for key in ("l2", "linf")}
         accuracy.update({f"certified_{key}": value for key, value in certified.items() if value is not None})

@@ -34,6 +34,7 @@ from attrobust.atomic import read_csv_exact, write_text_atomic
 from attrobust.errors import AttrobustError
 from attrobust.parts import PARTS, part_classes, per_image_files
 from attrobust.reporting.rows import ROW_COLUMNS, RunIdentity
+from attrobust.reporting.separation import SEPARATION_FILE
 from attrobust.reporting.tables import RESULTS_FILE, write_results
 
 log = logging.getLogger("attrobust")
@@ -150,6 +151,7 @@ def write_evaluation(folder: Path, record: EvaluationRecord, per_image: PerImage
     """The per-image files, each atomically; of a whole evaluation its result rows and tables (`write_results`);
     then `evaluation.json`, which marks them complete. Returns the summary table (None for a shard)."""
     (folder / EVALUATION_FILE).unlink(missing_ok=True)  # an earlier run's: these files are not complete yet
+    (folder / SEPARATION_FILE).unlink(missing_ok=True)  # an earlier run's check (write_checks writes this run's)
     digests = {}
     for part, name in PER_IMAGE_FILES.items():
         frame = per_image.get(part)

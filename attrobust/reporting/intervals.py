@@ -1,6 +1,7 @@
 """Confidence intervals of the means attrobust reports.
 
-Within a run, a mean over images gets a percentile bootstrap interval: `resamples` resamples of the images with
+Within a run, an accuracy (a share of images) gets Wilson's score interval, and any other mean over images a
+percentile bootstrap interval: `resamples` resamples of the images with
 replacement (drawn from numpy's PCG64 seeded by the run's seed, so the same run gives the same interval, and every
 measure of a run is resampled on the same draws), the interval between the (1 - confidence) / 2 and (1 + confidence)
 / 2 quantiles of the resampled means (numpy's linear interpolation). This is `scipy.stats.bootstrap(...,
@@ -57,6 +58,17 @@ class Bootstrap:
         tail = (1 - self.confidence) / 2
         low, high = np.percentile(means, [100 * tail, 100 * (1 - tail)])
         return float(low) * scale, float(high) * scale
+
+
+    def proportion(self, flags: Any, scale: float = 100.0) -> tuple[float, float]:
+        """(low, high) of the share of true `flags` (accuracy), times `scale`: Wilson's score interval, which a
+        bootstrap of 0/1 values is not (it collapses to a point at 0 and 100 %); NaN with `resamples=0` or no
+        images."""
+        kept = np.asarray(flags, dtype=bool)
+        if self.resamples == 0 or len(kept) == 0:
+            return math.nan, math.nan
+        bounds = stats.binomtest(int(kept.sum()), len(kept)).proportion_ci(self.confidence, method="wilson")
+        return float(bounds.low) * scale, float(bounds.high) * scale
 
 
 NO_INTERVALS = Bootstrap(resamples=0)

@@ -4,7 +4,7 @@ Entries are ranked together only when their protocol fingerprints are equal; eac
 Two entries of one model (its run id) under one fingerprint (an evaluation under PGD, another under AutoAttack) stand
 on one line. A line per model: method, architecture, seed, NA, accuracy under each prediction attack, every
 attribution measure, certified accuracy where defined, training time; each number `mean ± half-width` of its 95 %
-interval over the images (n beside the board). Written to OUT: `index.html` (one file with its gallery images beside
+interval over the images (the interval itself and n in the cell's tooltip). Written to OUT: `index.html` (one file with its gallery images beside
 it: sortable by clicking a heading, or with `#sort=<key>` in the address; no server needed), `leaderboard.md`,
 `leaderboard.tex`. The page is rendered with Jinja2 (autoescaped).
 """
@@ -52,15 +52,38 @@ def find_entries(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
             entry = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise AttrobustError(f"unreadable leaderboard entry {path}: {str(error).splitlines()[0]}") from None
-        missing = [key for key in REQUIRED if not isinstance(entry, dict) or key not in entry]
-        if missing or entry.get("schema") != SCHEMA:
-            raise AttrobustError(f"{path} is not a leaderboard entry of schema {SCHEMA} (missing {', '.join(missing)}"
-                                 f"{'' if missing else 'nothing; schema ' + str(entry.get('schema'))}); evaluate "
-                                 f"the model again")
+        problem = entry_problem(entry)
+        if problem:
+            raise AttrobustError(f"{path} is not a leaderboard entry of schema {SCHEMA} ({problem}); evaluate the "
+                                 f"model again")
         found.append((path.parent, entry))
     if not found:
         raise AttrobustError(f"no {ENTRY_FILE} under {directory}: `attrobust evaluate` writes one per evaluation")
     return found
+
+
+def entry_problem(entry: Any) -> str:
+    """What makes `entry` unusable ('' when nothing): a missing key, another schema, a value of the wrong type."""
+    if not isinstance(entry, dict):
+        return "not a JSON object"
+    missing = [key for key in REQUIRED if key not in entry]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if entry.get("schema") != SCHEMA:
+        return f"schema {entry.get('schema')}"
+    numbers = (int, float, type(None))
+    scored = [*entry["accuracy"].values(), *entry["measures"].values()] if isinstance(entry["accuracy"], dict) and \
+        isinstance(entry["measures"], dict) else None
+    if scored is None or not all(value is None or (isinstance(value, dict) and all(
+            isinstance(value.get(key), numbers) for key in ("value", "low", "high", "n"))) for value in scored):
+        return "accuracy and measures must map names to {value, low, high, n} numbers"
+    if not all(isinstance(m.get("heading"), str) and isinstance(m.get("higher_is_better"), bool)
+               for m in entry["measures"].values()):
+        return "each measure needs a heading and higher_is_better"
+    if not isinstance(entry.get("gallery"), (str, type(None))) or not isinstance(entry.get("training_seconds"),
+                                                                                 numbers):
+        return "gallery must be a file name and training_seconds a number"
+    return ""
 
 
 def boards(entries: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, list[Line]]:
@@ -117,7 +140,9 @@ def cell(line: Line, column: dict[str, Any]) -> dict[str, Any]:
     value, low, high, digits = scored["value"], scored.get("low"), scored.get("high"), column["digits"]
     half = (high - low) / 2 if low is not None and high is not None else math.nan
     shown = f"{value:.{digits}f}" + ("" if math.isnan(half) else f" ± {half:.{digits}f}")
-    return {"key": key, "value": repr(float(value)), "shown": shown, "text": False}
+    interval = "" if math.isnan(half) else f"95 % interval [{low:.{digits}f}, {high:.{digits}f}], "
+    return {"key": key, "value": repr(float(value)), "shown": shown, "text": False,
+            "about": f"{interval}n = {scored.get('n'):.0f}" if scored.get("n") is not None else interval}
 
 
 def board_frame(lines: list[Line], columns: list[dict[str, Any]]) -> pd.DataFrame:

@@ -68,7 +68,8 @@ def flagged_lines(table: pd.DataFrame, headings: dict[str, str]) -> list[str]:
     for (attack, control), group in table[~table["separates"].astype(bool)].groupby(["attack", "control"],
                                                                                      sort=False):
         named = ", ".join(f"{headings.get(row.measure, row.measure)} (attack ahead on {row.win_pct:.0f} % of "
-                          f"{row.images} images, AUROC {row.auroc:.2f}, p {row.p_value:.2g})"
+                          f"{row.images} images, AUROC {row.auroc:.2f}, p {row.p_value:.2g})" if row.images else
+                          f"{headings.get(row.measure, row.measure)} (no image scored by both)"
                           for row in group.itertuples())
         lines.append(f"cannot tell {attack} from the random control {control} on these images (sign test, p >= "
                      f"{ALPHA}): {named}; these measures' numbers are not the attack's effect here")

@@ -113,8 +113,9 @@ def aggregate(rows: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
     rows = rows.sort_values("n", kind="stable")  # per run and metric, the row over the most images wins
     for bound in ("low", "high"):
         rows = rows.assign(**{bound: rows[bound] if bound in rows else float("nan")})
-    per_run = rows.groupby(group + ["attack", "run_id", "metric"], sort=False)[["value", "low", "high"]].last()
-    per_run = per_run.reset_index()
+    keys_of_run = group + ["attack", "run_id", "metric"]
+    per_run = rows.groupby(keys_of_run, sort=False).tail(1).sort_index()  # whole rows, as the runs wrote them
+    per_run = per_run[keys_of_run + ["value", "low", "high"]].reset_index(drop=True)
     is_accuracy = per_run["metric"].isin(ACCURACY_METRICS)
     accuracy, others = per_run[is_accuracy], per_run[~is_accuracy]
     if len(accuracy) and len(others):

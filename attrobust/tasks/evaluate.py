@@ -25,7 +25,7 @@ from attrobust.explainers import EXPLAINERS
 from attrobust.parts import EvaluationPart, Measured, Request, configured_parts
 from attrobust.provenance import PROVENANCE_FILE, config_hash, git_commit
 from attrobust.reporting.caveats import headline_caveats
-from attrobust.reporting.entry import entry, protocol_fingerprint, write_entry
+from attrobust.reporting.entry import ENTRY_FILE, entry, protocol_fingerprint, write_entry
 from attrobust.reporting.evaluation import EVALUATION_FILE, EvaluationRecord, write_evaluation
 from attrobust.reporting.merge import merge_shards
 from attrobust.reporting.settings import Flat, evaluation_setting
@@ -66,7 +66,8 @@ def run_evaluation(trained: TrainedModel, job: Job, request: Request) -> pd.Data
     announce_cost(trained, parts, shard, request.attack_key)
     job.mark_started()
     work_dir.mkdir(parents=True, exist_ok=True)
-    (work_dir / EVALUATION_FILE).unlink(missing_ok=True)  # an earlier run's: this folder's rows are being replaced
+    for name in (EVALUATION_FILE, ENTRY_FILE):  # an earlier run's: this folder's rows are being replaced
+        (work_dir / name).unlink(missing_ok=True)
     if not shard.whole:
         log.info("evaluating %s of the work (engine/sharding.py)", shard.describe())
     evaluation = evaluation_setting(trained.plain, trained.setting, [key for p in parts for key in p.eval_keys],

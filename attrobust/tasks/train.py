@@ -191,6 +191,6 @@ def accuracy_at_end(model: torch.nn.Module, test: ImageSet, attack: PredictionAt
         frame = accuracy_per_image(accel.first_order(model), test, attack, batch_size, seed)
     counts = accuracy_counts(frame)
     log_accuracy(counts, attack)
-    intervals = {metric: bootstrap.interval(frame[column].astype(bool), 100.0)
+    intervals = {metric: bootstrap.proportion(frame[column].astype(bool))
                  for metric, column in (("natural_accuracy", "correct"), ("adversarial_accuracy", "robust"))}
     return accuracy_rows(identity, counts.n, counts.natural_accuracy_pct, counts.adversarial_accuracy_pct, intervals)

@@ -6,8 +6,8 @@ certified accuracy where defined, each with its interval and n), with the traini
 
 The protocol fingerprint is what must be equal for two entries to be ranked together: the dataset (its settings, not
 where its files are), the test images, the attack on explanations and its settings, the explainer, the measures, the
-random controls, the protocol and the threat model. The prediction attack is not part of it (NA and AA under PGD and under AutoAttack of one model, from two
-evaluations, stand on one line).
+random controls, the protocol and the threat model. The prediction attack is not part of it (NA and AA under PGD and
+under AutoAttack of one model, from two evaluations, stand on one line).
 """
 
 from __future__ import annotations

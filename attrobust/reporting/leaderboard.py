@@ -1,11 +1,11 @@
 """`attrobust leaderboard DIR`: the entries (`entry.json`, reporting/entry.py) under DIR ranked on one static page.
 
 Entries are ranked together only when their protocol fingerprints are equal; each fingerprint gets a board of its own.
-Two entries of one model (its run id) under one fingerprint (an evaluation under PGD, another under AutoAttack) stand
-on one line. A line per model: method, architecture, seed, NA, accuracy under each prediction attack, every
-attribution measure, certified accuracy where defined, training time; each number `mean ± half-width` of its 95 %
-interval over the images (the interval itself and n in the cell's tooltip). Written to OUT: `index.html` (one file with its gallery images beside
-it: sortable by clicking a heading, or with `#sort=<key>` in the address; no server needed), `leaderboard.md`,
+Two entries of one model (its run id) under one fingerprint (an evaluation under PGD, another under AutoAttack) stand on
+one line. A line per model: method, architecture, seed, NA, accuracy under each prediction attack, every attribution
+measure, certified accuracy where defined, training time; each number `mean ± half-width` of its 95 % interval over the
+images (the interval itself and n in the cell's tooltip). Written to OUT: `index.html` (one file with its gallery images
+beside it: sortable by clicking a heading, or with `#sort=<key>` in the address; no server needed), `leaderboard.md`,
 `leaderboard.tex`. The page is rendered with Jinja2 (autoescaped).
 """
 

@@ -13,6 +13,8 @@ job of a sweep, so a sweep job killed before it started is still found). Its sta
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,7 +103,19 @@ def read_results(path: Path) -> tuple[pd.DataFrame | None, str]:
         return None, f"unreadable {path}: {'no rows' if frame.empty else 'truncated (rows with missing values)'}"
     if not pd.api.types.is_numeric_dtype(frame["value"]):
         return None, f"unreadable {path}: truncated or corrupt (non-numeric values)"
+    if not complete_rows(path):  # a row cut short: its last fields (the interval) would read as empty
+        return None, f"unreadable {path}: truncated (a row with fewer fields than the header)"
     return frame, ""
+
+
+def complete_rows(path: Path) -> bool:
+    """Every line of the CSV file has as many fields as its header, and the file ends with a newline."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    lines = list(csv.reader(io.StringIO(text)))
+    return text.endswith("\n") and all(len(line) == len(lines[0]) for line in lines if line)
 
 
 def _first_line(error: BaseException) -> str:

@@ -53,3 +53,13 @@ def test_accuracy_gets_wilsons_score_interval_which_does_not_collapse_at_the_edg
         1 + z * z / n)
     assert (low, high) == pytest.approx((100 * (centre - half), 100 * (centre + half)))
     assert low < high and 0 <= low <= 100 * p <= high <= 100
+
+
+def test_chunked_resamples_draw_what_one_call_would(monkeypatch):
+    """Memory stays bounded for many images: resamples drawn in chunks give the interval of one draw."""
+    from attrobust.reporting import intervals
+
+    values = np.random.default_rng(2).random(300)
+    whole = Bootstrap(1000, 0.95, seed=5).interval(values)
+    monkeypatch.setattr(intervals, "DRAWS_PER_CHUNK", 7 * 300 + 11)  # chunks of 7 resamples
+    assert Bootstrap(1000, 0.95, seed=5).interval(values) == whole

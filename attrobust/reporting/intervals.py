@@ -25,6 +25,9 @@ from scipy import stats
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_CONFIDENCE = 0.95
+# image draws per chunk of resamples (32 MB of indices): numpy's 64-bit bounded draws come from one stream, so chunks
+# draw exactly what one call would (tests/test_intervals.py)
+DRAWS_PER_CHUNK = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,10 @@ class Bootstrap:
         if self.resamples == 0 or len(kept) < 2:
             return math.nan, math.nan
         rng = np.random.default_rng(self.seed)
-        means = kept[rng.integers(0, len(kept), size=(self.resamples, len(kept)))].mean(axis=-1)
+        rows = max(1, DRAWS_PER_CHUNK // len(kept))  # resamples drawn at once: memory bounded for any n
+        means = np.concatenate([kept[rng.integers(0, len(kept), size=(min(rows, self.resamples - start),
+                                                                      len(kept)))].mean(axis=-1)
+                                for start in range(0, self.resamples, rows)])
         tail = (1 - self.confidence) / 2
         low, high = np.percentile(means, [100 * tail, 100 * (1 - tail)])
         return float(low) * scale, float(high) * scale

@@ -7,7 +7,9 @@ certified accuracy where defined, each with its interval and n), with the traini
 The protocol fingerprint is what must be equal for two entries to be ranked together: the dataset (its settings, not
 where its files are), the test images, the attack on explanations and its settings, the explainer, the measures, the
 random controls, the protocol and the threat model. The prediction attack is not part of it (NA and AA under PGD and
-under AutoAttack of one model, from two evaluations, stand on one line).
+under AutoAttack of one model, from two evaluations, stand on one line). The images fingerprint (the dataset, the test
+images and the threat model) is what an accuracy-only evaluation (`attributions=false`) must share with a board's line
+of the same model to join it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def protocol_fingerprint(images: Sequence[int], plain: Mapping[str, Any]) -> str
             "explainer": plain.get("explainer"), "dataset": dataset_settings(plain.get("dataset") or {}),
             "threat": plain.get("threat")}
     return config_hash(what)
+
+
+def images_fingerprint(images: Sequence[int], plain: Mapping[str, Any]) -> str:
+    """The hash of what NA and AA are measured on: the dataset's settings, the test images and the threat model."""
+    return config_hash({"images": list(images), "dataset": dataset_settings(plain.get("dataset") or {}),
+                        "threat": plain.get("threat")})
 
 
 def scored(rows: pd.DataFrame, metric: str) -> dict[str, float] | None:

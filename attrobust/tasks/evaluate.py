@@ -25,7 +25,7 @@ from attrobust.explainers import EXPLAINERS
 from attrobust.parts import EvaluationPart, Measured, Request, configured_parts
 from attrobust.provenance import PROVENANCE_FILE, config_hash, git_commit
 from attrobust.reporting.caveats import headline_caveats
-from attrobust.reporting.entry import ENTRY_FILE, entry, protocol_fingerprint, write_entry
+from attrobust.reporting.entry import ENTRY_FILE, entry, images_fingerprint, protocol_fingerprint, write_entry
 from attrobust.reporting.evaluation import EVALUATION_FILE, EvaluationRecord, write_evaluation
 from attrobust.reporting.merge import merge_shards
 from attrobust.reporting.settings import Flat, evaluation_setting
@@ -110,6 +110,7 @@ def evaluation_entry(trained: TrainedModel, run_dir: Path) -> dict[str, Any]:
                  "eps": threat.eps if threat is not None else None,
                  "explainer": EXPLAINERS.build(trained.config.explainer_cfg).describe(),
                  "protocol": settings.protocol, "fingerprint": protocol_fingerprint(record.images, trained.plain),
+                 "images_fingerprint": images_fingerprint(record.images, trained.plain),
                  "images": len(record.images), "training_seconds": sum(float(row.get("seconds", 0.0)) for row in
                                                                        payload.get("history") or []) or None,
                  "commit": git_commit(), "config_hash": payload.get("config_hash"),

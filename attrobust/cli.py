@@ -172,7 +172,9 @@ def compare(folders: Annotated[list[Path], typer.Argument(help="Two or more eval
 @app.command()
 def leaderboard(directory: Annotated[Path, typer.Argument(help="Where to look for entry.json files.")],
                 out: Annotated[Path | None, typer.Option(help="Where the page is written (default DIR/leaderboard).")]
-                = None) -> None:
+                = None,
+                by: Annotated[str, typer.Option(help="A line per model, or per method with its seeds pooled (mean "
+                                                     "and Student's t interval over the seeds).")] = "model") -> None:
     """Rank the evaluated models under DIRECTORY (their entry.json, written by evaluate) on one static page:
     index.html (sortable, with each model's attribution maps), leaderboard.md and leaderboard.tex. Models are ranked
     together only under one protocol fingerprint; each other fingerprint gets a board of its own."""
@@ -181,7 +183,7 @@ def leaderboard(directory: Annotated[Path, typer.Argument(help="Where to look fo
     from attrobust.reporting.leaderboard import find_entries, render
 
     try:
-        written = render(find_entries(directory), out if out is not None else directory / "leaderboard")
+        written = render(find_entries(directory), out if out is not None else directory / "leaderboard", by)
     except AttrobustError as error:
         _fail(str(error))
     except OSError as error:

@@ -50,6 +50,7 @@ fi
 echo "${jobs}" | xargs -P "${JOBS}" -L 1 bash -c 'job "$0" "$1" || echo "$(date +%T) FAILED $0 seed $1"'
 
 attrobust leaderboard "${SWEEP}/runs" --out "${SWEEP}/leaderboard"
+attrobust leaderboard "${SWEEP}/runs" --by method --out "${SWEEP}/leaderboard_by_method"
 firsts=$(find "${SWEEP}/runs" -path '*_seed0/evaluate/pgd/entry.json' -printf '%h\n' | sort)
 # shellcheck disable=SC2086  # one folder per seed-0 model
 [ -z "${firsts}" ] || attrobust compare ${firsts} --out "${SWEEP}/compare"

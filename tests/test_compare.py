@@ -55,9 +55,17 @@ def test_compare_pairs_two_models_evaluated_alike_and_refuses_others(cli, tmp_pa
     entries = [json.loads((tmp_path / f"e{seed}" / "entry.json").read_text()) for seed in (0, 1)]
     assert entries[0]["fingerprint"] == entries[1]["fingerprint"] and entries[0]["run_id"] != entries[1]["run_id"]
     assert list(entries[0]["measures"]) == ["topk_intersection_strict", "kendall_strict"]  # headline, in order
+    accuracy_only = ["attributions=false", "attack.steps=2", "hydra.run.dir=a0"]  # another attack, no attributions
+    assert cli("evaluate", "checkpoint=m0", *EVALUATE, *accuracy_only).exit_code == 0
+    joining = json.loads((tmp_path / "a0" / "entry.json").read_text())
+    assert joining["fingerprint"] != entries[0]["fingerprint"]
+    assert joining["images_fingerprint"] == entries[0]["images_fingerprint"] and joining["confidence"] == 0.95
     board = cli("leaderboard", ".", "--out", "board")
     assert board.exit_code == 0, board.stderr
-    assert (tmp_path / "board" / "index.html").read_text().count("<tr data-entry=") == 2
+    assert (tmp_path / "board" / "index.html").read_text().count("<tr data-entry=") == 2  # it joined m0's line
+    header = next(line for line in (tmp_path / "board" / "leaderboard.md").read_text().splitlines()
+                  if line.startswith("| method"))
+    assert "1x0.01 (%)" in header and "2x0.01 (%)" in header  # both attacks' columns on the one board
     assert cli("evaluate", "checkpoint=m1", *EVALUATE, "eval.num_examples=10", "hydra.run.dir=e2").exit_code == 0
     refused = cli("compare", "e0", "e2")
     assert refused.exit_code == 2 and "cannot pair e0 and e2: they evaluated different test images" in refused.stderr

@@ -10,7 +10,9 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from attrobust.errors import AttrobustError
 from attrobust.reporting.leaderboard import find_entries, render
@@ -20,8 +22,10 @@ def scored(value: float, half: float, n: int = 200) -> dict:
     return {"value": value, "low": value - half, "high": value + half, "n": n}
 
 
-def write_entry(folder: Path, run_id: str, method: str, fingerprint: str, accuracy: dict, measures: dict) -> dict:
-    entry = {"schema": 1, "run_id": run_id, "method": method, "reg": method, "architecture": "small_cnn",
+def write_entry(folder: Path, run_id: str, method: str, fingerprint: str, accuracy: dict, measures: dict,
+                images: str = "images") -> dict:
+    entry = {"images_fingerprint": images, "schema": 1, "run_id": run_id, "method": method, "reg": method,
+             "architecture": "small_cnn",
              "dataset": "mnist_mini", "seed": 0, "eps": 0.3, "explainer": "ig(100)", "protocol": "reference",
              "fingerprint": fingerprint, "images": 200, "training_seconds": 100.0, "commit": "abc",
              "config_hash": "def", "gallery": None, "attack": "topk of ig(100)", "accuracy": accuracy,
@@ -49,18 +53,29 @@ def three_models(root: Path) -> dict[str, dict]:
     write_entry(root / "pgd" / "autoattack", "pgd", "mnist_mini_pgd", "same",
                 {"natural": scored(96.0, 1.0), "autoattack": scored(52.0, 3.0)}, {})
     write_entry(root / "other", "other", "mnist_mini_pgd", "elsewhere", {"natural": scored(90.0, 2.0)}, {})
+    # accuracy only (attributions=false): its fingerprint is not the board's, its images are
+    write_entry(root / "trades" / "autoattack", "trades", "mnist_mini_trades", "accuracy only",
+                {"natural": scored(96.6, 1.0), "autoattack": scored(50.5, 3.0)}, {})
     return entries
 
 
 def test_entries_are_ranked_together_only_under_one_fingerprint_and_one_model_is_one_line(tmp_path):
     three_models(tmp_path / "runs")
+    write_entry(tmp_path / "runs" / "natural" / "autoattack", "natural", "mnist_mini_natural", "other images",
+                {"natural": scored(99.0, 1.0), "autoattack": scored(0.0, 0.5)}, {}, images="others")
     render(find_entries(tmp_path / "runs"), tmp_path / "out")
     markdown = (tmp_path / "out" / "leaderboard.md").read_text()
-    assert markdown.count("Protocol `") == 2 and "`same`" in markdown and "`elsewhere`" in markdown
+    assert markdown.count("Protocol `") == 3 and "`same`" in markdown and "`elsewhere`" in markdown
     board = markdown.split("Protocol `same`")[1].split("## ")[0]
     assert "AA pgd (%)" in board and "AA autoattack (%)" in board
     pgd_line = next(line for line in board.splitlines() if line.startswith("| mnist_mini_pgd"))
     assert "56.60 ± 3.00" in pgd_line and "52.00 ± 3.00" in pgd_line and "81.00 ± 2.00" in pgd_line
+    trades_line = next(line for line in board.splitlines() if line.startswith("| mnist_mini_trades"))
+    assert "50.50 ± 3.00" in trades_line and "78.50 ± 2.50" in trades_line  # joined by its images fingerprint
+    natural_line = next(line for line in board.splitlines() if line.startswith("| mnist_mini_natural"))
+    headings = [text.strip() for text in board.splitlines()[2].strip("|").split("|")]
+    cells = [text.strip() for text in natural_line.strip("|").split("|")]
+    assert cells[headings.index("AA autoattack (%)")] == "n/a" and "`other images`" in markdown  # others: not joined
     assert "\\pm" in (tmp_path / "out" / "leaderboard.tex").read_text()
 
 
@@ -119,3 +134,26 @@ def test_the_page_in_a_headless_browser_loads_cleanly_sorts_and_shows_the_entrie
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,800",
                     f"--screenshot={tmp_path / 'page.png'}", page], capture_output=True, timeout=120, check=True)
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_by_method_pools_the_seeds_with_students_t_and_keeps_a_single_models_interval(tmp_path):
+    values = {0: 80.0, 1: 81.0, 2: 83.5}
+    for seed, value in values.items():
+        entry = write_entry(tmp_path / "runs" / f"pgd{seed}", f"pgd{seed}", "mnist_mini_pgd", "same",
+                            {"natural": scored(96.0 + seed, 1.0)}, {"topk_intersection": ("IN", True,
+                                                                                            scored(value, 2.0))})
+        entry["seed"] = seed
+        (tmp_path / "runs" / f"pgd{seed}" / "entry.json").write_text(json.dumps(entry))
+    write_entry(tmp_path / "runs" / "natural", "natural", "mnist_mini_natural", "same",
+                {"natural": scored(99.0, 0.7)}, {"topk_intersection": ("IN", True, scored(60.0, 3.0))})
+    render(find_entries(tmp_path / "runs"), tmp_path / "out", by="method")
+    board = (tmp_path / "out" / "leaderboard.md").read_text().split("Protocol `same`")[1]
+    lines = sorted((line for line in board.splitlines() if line.startswith("| mnist_mini")), reverse=True)
+    assert len(lines) == 2  # pgd, natural
+    kept = list(values.values())
+    half = stats.t.ppf(0.975, 2) * np.std(kept, ddof=1) / np.sqrt(3)
+    assert f"{np.mean(kept):.2f} ± {half:.2f}" in lines[0] and "0, 1, 2" in lines[0]
+    assert f"97.00 ± {stats.t.ppf(0.975, 2) / np.sqrt(3):.2f}" in lines[0]  # NA 96, 97, 98: sample std 1
+    assert "60.00 ± 3.00" in lines[1] and "99.00 ± 0.70" in lines[1]  # one seed: its interval over images
+    with pytest.raises(AttrobustError, match="leaderboard --by 'seed': choose model or method"):
+        render(find_entries(tmp_path / "runs"), tmp_path / "out", by="seed")

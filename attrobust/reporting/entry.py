@@ -28,7 +28,7 @@ from attrobust.reporting.settings import dataset_settings
 
 ENTRY_FILE = "entry.json"
 SCHEMA = 1
-PROTOCOL_EVAL_KEYS = ("num_examples", "indices", "classes", "sample", "metrics", "baselines", "protocol")
+PROTOCOL_EVAL_KEYS = ("num_examples", "indices", "classes", "sample", "metrics", "baselines", "protocol", "confidence")
 
 
 def protocol_fingerprint(images: Sequence[int], plain: Mapping[str, Any]) -> str:

@@ -3,7 +3,7 @@
 Entries are ranked together only when their protocol fingerprints are equal; each fingerprint gets a board of its own.
 Two entries of one model (its run id) under one fingerprint (an evaluation under PGD, another under AutoAttack) stand on
 one line. A line per model: method, architecture, seed, NA, accuracy under each prediction attack, every attribution
-measure, certified accuracy where defined, training time; each number `mean ± half-width` of its 95 % interval over the
+measure, certified accuracy where defined, training time; each number `mean ± half-width` of its interval over the
 images (the interval itself and n in the cell's tooltip). Written to OUT: `index.html` (one file with its gallery images
 beside it: sortable by clicking a heading, or with `#sort=<key>` in the address; no server needed), `leaderboard.md`,
 `leaderboard.tex`. The page is rendered with Jinja2 (autoescaped).
@@ -25,13 +25,19 @@ import pandas as pd
 from attrobust.atomic import write_text_atomic
 from attrobust.errors import AttrobustError
 from attrobust.reporting.entry import ENTRY_FILE, SCHEMA
+from attrobust.reporting.intervals import over_seeds
 from attrobust.reporting.latex import latex_table
 
 REQUIRED = ("run_id", "method", "architecture", "dataset", "fingerprint", "accuracy", "measures")
 TITLE = "Attributional robustness leaderboard"
-NOTE = ("Each number: mean ± half-width of its 95 % bootstrap interval over the test images of the evaluation. "
+NOTE = ("Each number: mean ± half-width of its interval over the test images of the evaluation (at the entry's "
+        "eval.confidence, 95 % by default: Wilson's score interval for accuracies, a percentile bootstrap for "
+        "measures). "
         "Models are ranked together only under one protocol fingerprint (images, attack on explanations, explainer, "
         "measures, eps). Click a heading to sort.")
+
+POOLED_NOTE = (" A line per method: each number the mean over its seeds ± the half-width of Student's t 95 % interval "
+               "over the seeds' values (n = seeds; a method with one seed keeps its interval over images).")
 
 
 @dataclass
@@ -87,16 +93,67 @@ def entry_problem(entry: Any) -> str:
 
 
 def boards(entries: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, list[Line]]:
-    """Lines per protocol fingerprint, entries of one model merged (later files add to earlier ones)."""
+    """Lines per protocol fingerprint, entries of one model merged (later files add to earlier ones). An accuracy-only
+    entry (no attribution measures: `attributions=false`) joins its model's line on every board whose entry for that
+    model has its images fingerprint (the same dataset, test images and threat model); else it has a board of its
+    own."""
     grouped: dict[str, dict[str, Line]] = {}
+    joining = [(folder, entry) for folder, entry in entries
+               if not entry["measures"] and entry.get("images_fingerprint")]
     for folder, entry in entries:
-        lines = grouped.setdefault(entry["fingerprint"], {})
-        line = lines.setdefault(str(entry["run_id"]), Line(entry, folder))
-        line.accuracy.update({k: v for k, v in entry["accuracy"].items() if v is not None})
-        line.measures.update(entry["measures"])
-        if entry.get("gallery") and not line.entry.get("gallery"):
-            line.entry, line.folder = {**line.entry, "gallery": entry["gallery"]}, folder
+        if not any(entry is other for _, other in joining):
+            merge(grouped.setdefault(entry["fingerprint"], {}), folder, entry)
+    for folder, entry in joining:
+        homes = [lines for lines in grouped.values() if str(entry["run_id"]) in lines and
+                 lines[str(entry["run_id"])].entry.get("images_fingerprint") == entry["images_fingerprint"]]
+        for lines in homes or [grouped.setdefault(entry["fingerprint"], {})]:
+            merge(lines, folder, entry)
     return {fingerprint: list(lines.values()) for fingerprint, lines in grouped.items()}
+
+
+def merge(lines: dict[str, Line], folder: Path, entry: dict[str, Any]) -> None:
+    """Add `entry` to its model's line in `lines` (a new line when it is the model's first)."""
+    line = lines.setdefault(str(entry["run_id"]), Line(entry, folder))
+    line.accuracy.update({k: v for k, v in entry["accuracy"].items() if v is not None})
+    line.measures.update(entry["measures"])
+    if entry.get("gallery") and not line.entry.get("gallery"):
+        line.entry, line.folder = {**line.entry, "gallery": entry["gallery"]}, folder
+
+
+def pool_seeds(lines: list[Line]) -> list[Line]:
+    """One line per method and architecture: each number the mean of its models' (the seeds') values, with Student's
+    t interval over them (n = the number of seeds); a method of one model keeps that model's interval over images."""
+    grouped: dict[tuple[str, str], list[Line]] = {}
+    for line in lines:
+        grouped.setdefault((str(line.entry["method"]), str(line.entry["architecture"])), []).append(line)
+    pooled = []
+    for models in grouped.values():
+        if len(models) == 1:
+            pooled.append(models[0])
+            continue
+        seeds = ", ".join(str(line.entry.get("seed")) for line in models)
+        seconds = [line.entry.get("training_seconds") for line in models]
+        known = [float(value) for value in seconds if value is not None]
+        entry = {**models[0].entry, "run_id": f"{models[0].entry['method']} ({models[0].entry['architecture']})",
+                 "seed": seeds, "training_seconds": sum(known) / len(known) if known else None}
+        pooled.append(Line(entry, models[0].folder, over_models([line.accuracy for line in models]),
+                           over_models([line.measures for line in models])))
+    return pooled
+
+
+def over_models(numbers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each name's mean over the models that have it and its t interval over them ("seeds": how many)."""
+    pooled = {}
+    for name in dict.fromkeys(name for scored in numbers for name in scored):
+        values = [float(scored[name]["value"]) for scored in numbers
+                  if name in scored and scored[name].get("value") is not None]
+        if not values:
+            continue
+        low, high = over_seeds(values)
+        first = next(scored[name] for scored in numbers if name in scored)
+        pooled[name] = {**first, "value": sum(values) / len(values), "low": None if math.isnan(low) else low,
+                        "high": None if math.isnan(high) else high, "n": len(values), "seeds": True}
+    return pooled
 
 
 def columns_of(lines: list[Line]) -> list[dict[str, Any]]:
@@ -140,9 +197,11 @@ def cell(line: Line, column: dict[str, Any]) -> dict[str, Any]:
     value, low, high, digits = scored["value"], scored.get("low"), scored.get("high"), column["digits"]
     half = (high - low) / 2 if low is not None and high is not None else math.nan
     shown = f"{value:.{digits}f}" + ("" if math.isnan(half) else f" ± {half:.{digits}f}")
-    interval = "" if math.isnan(half) else f"95 % interval [{low:.{digits}f}, {high:.{digits}f}], "
+    level = 95.0 if scored.get("seeds") else 100 * float(line.entry.get("confidence") or 0.95)
+    interval = "" if math.isnan(half) else f"{level:g} % interval [{low:.{digits}f}, {high:.{digits}f}], "
+    unit = " seeds (Student's t)" if scored.get("seeds") else ""
     return {"key": key, "value": repr(float(value)), "shown": shown, "text": False,
-            "about": f"{interval}n = {scored.get('n'):.0f}" if scored.get("n") is not None else interval}
+            "about": f"{interval}n = {scored.get('n'):.0f}{unit}" if scored.get("n") is not None else interval}
 
 
 def board_frame(lines: list[Line], columns: list[dict[str, Any]]) -> pd.DataFrame:
@@ -159,11 +218,16 @@ def describe_board(lines: list[Line]) -> tuple[str, str]:
     return title, description
 
 
-def render(entries: Sequence[tuple[Path, dict[str, Any]]], out: Path) -> list[Path]:
-    """index.html (with its gallery), leaderboard.md and leaderboard.tex in `out`; returns the files written."""
+def render(entries: Sequence[tuple[Path, dict[str, Any]]], out: Path, by: str = "model") -> list[Path]:
+    """index.html (with its gallery), leaderboard.md and leaderboard.tex in `out`, a line per model or (`by="method"`)
+    per method with its seeds pooled; returns the files written."""
+    if by not in ("model", "method"):
+        raise AttrobustError(f"leaderboard --by {by!r}: choose model or method")
     out.mkdir(parents=True, exist_ok=True)
-    rendered, markdown, latex, galleries = [], [f"# {TITLE}\n\n{NOTE}\n"], [], []
-    for number, (fingerprint, lines) in enumerate(boards(entries).items(), 1):
+    note = NOTE + (POOLED_NOTE if by == "method" else "")
+    rendered, markdown, latex, galleries = [], [f"# {TITLE}\n\n{note}\n"], [], []
+    for number, (fingerprint, models) in enumerate(boards(entries).items(), 1):
+        lines = pool_seeds(models) if by == "method" else models
         columns = columns_of(lines)
         title, description = describe_board(lines)
         rows = [{"id": f"{line.entry['run_id']}", "cells": [cell(line, column) for column in columns]}
@@ -185,7 +249,7 @@ def render(entries: Sequence[tuple[Path, dict[str, Any]]], out: Path) -> list[Pa
                                            f"{line.entry.get('seed')})", "src": target.relative_to(out).as_posix()})
     environment = jinja2.Environment(loader=jinja2.PackageLoader("attrobust.reporting", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
-    page = environment.get_template("leaderboard.html.j2").render(title=TITLE, note=NOTE, boards=rendered,
+    page = environment.get_template("leaderboard.html.j2").render(title=TITLE, note=note, boards=rendered,
                                                                    galleries=galleries)
     written = [out / "index.html", out / "leaderboard.md", out / "leaderboard.tex"]
     write_text_atomic(written[0], page)

@@ -104,6 +104,7 @@ def evaluation_entry(trained: TrainedModel, run_dir: Path) -> dict[str, Any]:
     headings = {m.column + "_strict": (m.title, m.higher_is_better)
                 for m in protocol_named(settings.protocol).metrics(settings.metrics)}
     payload, threat = trained.payload, trained.config.threat
+    seconds = sum(float(row.get("seconds", 0.0)) for row in payload.get("history") or []) or None
     described = {"run_id": payload.get("run_id"), "method": trained.setting.get("experiment") or
                  payload["reg_cfg"]["name"], "reg": payload["reg_cfg"]["name"],
                  "architecture": payload["model_cfg"]["name"], "dataset": trained.dataset_name, "seed": trained.seed,
@@ -111,8 +112,8 @@ def evaluation_entry(trained: TrainedModel, run_dir: Path) -> dict[str, Any]:
                  "explainer": EXPLAINERS.build(trained.config.explainer_cfg).describe(),
                  "protocol": settings.protocol, "fingerprint": protocol_fingerprint(record.images, trained.plain),
                  "images_fingerprint": images_fingerprint(record.images, trained.plain),
-                 "images": len(record.images), "training_seconds": sum(float(row.get("seconds", 0.0)) for row in
-                                                                       payload.get("history") or []) or None,
+                 "images": len(record.images), "confidence": settings.confidence,
+                 "training_seconds": seconds,
                  "commit": git_commit(), "config_hash": payload.get("config_hash"),
                  "gallery": "figure.png" if (run_dir / "figure.png").is_file() else None}
     return entry(pd.read_csv(run_dir / "results.csv"), record.parts, described, headings)

@@ -134,24 +134,26 @@ def report(directory: Annotated[Path, typer.Argument(help="A run or sweep dir (s
 
 
 @app.command()
-def compare(folders: Annotated[list[Path], typer.Argument(help="Two or more evaluation folders.")],
+def compare(folders: Annotated[list[str], typer.Argument(help="Two or more evaluation folders (a method's seeds: "
+                                                          "its folders joined by commas, A0,A1,A2).")],
             out: Annotated[Path, typer.Option(help="Where compare.csv and compare.md are written.")] = Path("compare"),
             seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals.")] = 0) -> None:
     """Paired comparison of models evaluated on the same images: for every pair and measure, the difference with
     its 95 % interval, a paired test (McNemar for accuracy, Wilcoxon for measures), Holm's correction over all of
     them, which differences are resolved, and how many images would resolve the others. Evaluations that did not
-    measure alike (images, attacks, explainer, protocol) are refused."""
+    measure alike (images, attacks, explainer, protocol) are refused. A method given as several seeds pairs with
+    another seed by seed (mean over seeds and images, an interval over both)."""
     if len(folders) < 2:
         _fail("compare needs two or more evaluation folders (attrobust compare A B ...)")
     if seed < 0:
         _fail(f"--seed {seed}: the bootstrap's seed must be >= 0")
     from attrobust.atomic import write_text_atomic
     from attrobust.reporting.compare import compare as paired_comparison
-    from attrobust.reporting.compare import compare_markdown, compare_shown, read_evaluated
+    from attrobust.reporting.compare import compare_markdown, compare_shown, read_method
     from attrobust.reporting.intervals import Bootstrap
 
     try:
-        table = paired_comparison([read_evaluated(folder) for folder in folders], Bootstrap(seed=seed))
+        table = paired_comparison([read_method(folder) for folder in folders], Bootstrap(seed=seed))
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "compare.csv", table.to_csv(index=False, float_format="%.6g"))
         write_text_atomic(out / "compare.md", compare_markdown(table))
@@ -160,7 +162,8 @@ def compare(folders: Annotated[list[Path], typer.Argument(help="Two or more eval
     except OSError as error:
         _fail(describe_os_error(error))
     shown = compare_shown(table)
-    rich = Table(title="paired differences (B - A); resolved: Holm-corrected p < 0.05")
+    rich = Table(title="paired differences (B - A); resolved: Holm-corrected p < 0.05 (seeds: and the interval "
+                       "excludes 0)")
     for column in shown.columns:
         rich.add_column(str(column))
     for record in shown.itertuples(index=False):

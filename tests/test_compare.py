@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from attrobust.reporting.compare import holm, images_needed, paired
+from attrobust.reporting.compare import holm, images_needed, paired, paired_over_seeds
 from attrobust.reporting.intervals import Bootstrap
 from conftest import TINY_RUN
 
@@ -38,6 +38,16 @@ def test_paired_tests_intervals_and_images_needed_match_their_definitions():
     assert accuracy["test"] == "McNemar"
     assert accuracy["p_value"] == pytest.approx(stats.binomtest(only_b, only_a + only_b, 0.5).pvalue)
     assert images_needed(np.zeros(5)) != images_needed(np.zeros(5))  # nothing to resolve: NaN
+
+
+def test_over_seeds_the_difference_pairs_seed_and_image_with_a_hierarchical_interval():
+    rng = np.random.default_rng(1)
+    a = rng.normal(0.5, 0.2, (3, 50))
+    b = a + rng.normal(0.05, 0.1, (3, 50)) + np.array([[0.0], [0.1], [-0.05]])  # seeds shift the difference
+    got = paired_over_seeds(a, b, Bootstrap(seed=2))
+    assert got["difference"] == pytest.approx((b - a).mean()) and got["images"] == 50
+    assert got["p_value"] == pytest.approx(stats.wilcoxon((b - a).mean(axis=0)).pvalue)
+    assert (got["low"], got["high"]) == Bootstrap(seed=2).hierarchical(b - a)
 
 
 def test_compare_pairs_two_models_evaluated_alike_and_refuses_others(cli, tmp_path):
@@ -70,3 +80,10 @@ def test_compare_pairs_two_models_evaluated_alike_and_refuses_others(cli, tmp_pa
     refused = cli("compare", "e0", "e2")
     assert refused.exit_code == 2 and "cannot pair e0 and e2: they evaluated different test images" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+    over_seeds = cli("compare", "e0,e1", "e1,e0", "--out", "seeds")  # two "methods" of two seeds each, crossed
+    assert over_seeds.exit_code == 0, over_seeds.stderr
+    crossed = pd.read_csv(tmp_path / "seeds" / "compare.csv")
+    assert (crossed["seeds"] == 2).all() and (crossed["difference"].abs() < 1e-12).all()  # the seeds cancel
+    assert not crossed["resolved"].any()
+    uneven = cli("compare", "e0,e1", "e1")
+    assert uneven.exit_code == 2 and "cannot pair e0,e1 and e1: 2 and 1 seeds" in uneven.stderr

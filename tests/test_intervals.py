@@ -63,3 +63,15 @@ def test_chunked_resamples_draw_what_one_call_would(monkeypatch):
     whole = Bootstrap(1000, 0.95, seed=5).interval(values)
     monkeypatch.setattr(intervals, "DRAWS_PER_CHUNK", 7 * 300 + 11)  # chunks of 7 resamples
     assert Bootstrap(1000, 0.95, seed=5).interval(values) == whole
+
+
+def test_the_hierarchical_bootstrap_resamples_seeds_then_images_as_a_direct_loop_does():
+    values = np.random.default_rng(3).normal(size=(3, 40)) + np.array([[0.0], [0.5], [1.0]])  # seeds differ
+    ours = Bootstrap(400, 0.9, seed=5).hierarchical(values)
+    rng = np.random.default_rng(5)  # the same draws, taken one resample at a time from the index arrays
+    seeds, images = rng.integers(0, 3, size=(400, 3)), rng.integers(0, 40, size=(400, 40))
+    means = [values[seeds[r]][:, images[r]].mean() for r in range(400)]
+    np.testing.assert_allclose(ours, np.percentile(means, [5, 95]), rtol=1e-12)
+    image_only = Bootstrap(400, 0.9, seed=5).interval(values.mean(axis=0))
+    assert ours[1] - ours[0] > image_only[1] - image_only[0]  # the seeds' spread widens it
+    assert all(np.isnan(Bootstrap().hierarchical(values[:1])))  # one seed: none (use `interval`)

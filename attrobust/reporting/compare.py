@@ -15,6 +15,13 @@ maps' value), so that both models are compared on the same images:
   difference is `resolved` when its corrected p is below 0.05;
 - for one that is not, the images that would resolve it at the observed mean and spread of the differences (80 %
   power, two-sided 5 %, normal approximation): `images_needed`.
+
+A method given as several evaluations joined by commas (`A0,A1,A2`: one model per training seed) pairs with another
+given alike seed by seed, in the order given (both need the same number of seeds). Its difference is the mean over
+seeds and images; its interval the hierarchical bootstrap (seeds, then images: reporting/intervals.py), which carries
+the spread between training seeds; its test Wilcoxon's on each image's difference averaged over the seeds (for
+accuracy too: the averages are no longer 0 or 1), which treats the images as the units given these seeds. Such a
+difference is `resolved` only when its Holm-corrected p is below 0.05 and its interval excludes 0.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from attrobust.reporting.settings import threat_key
 
 ALPHA = 0.05
 POWER = 0.8
-COLUMNS = ["a", "b", "measure", "images", "mean_a", "mean_b", "difference", "low", "high", "test", "p_value",
+COLUMNS = ["a", "b", "measure", "seeds", "images", "mean_a", "mean_b", "difference", "low", "high", "test", "p_value",
            "p_holm", "resolved", "images_needed"]
 ACCURACY = {"natural_accuracy": "correct", "adversarial_accuracy": "robust"}
 
@@ -47,6 +54,22 @@ class Evaluated:
     label: str
     record: EvaluationRecord
     per_image: PerImage
+
+
+@dataclass(frozen=True)
+class Method:
+    """One side of a comparison: one evaluation, or one per training seed (paired with another method's in order)."""
+
+    label: str
+    seeds: tuple[Evaluated, ...]
+
+
+def read_method(argument: str) -> Method:
+    """A method from its command-line argument: an evaluation folder, or several joined by commas (its seeds)."""
+    folders = [Path(part) for part in argument.split(",") if part]
+    if not folders:
+        raise AttrobustError(f"{argument!r} names no evaluation folder")
+    return Method(argument, tuple(read_evaluated(folder) for folder in folders))
 
 
 def read_evaluated(folder: Path) -> Evaluated:
@@ -102,25 +125,46 @@ def paired_values(evaluated: Evaluated) -> dict[str, pd.Series]:
     return values
 
 
-def compare(evaluations: list[Evaluated], bootstrap: Bootstrap = Bootstrap()) -> pd.DataFrame:
-    """The paired comparison of every pair of `evaluations`, one row per pair and measure (module doc)."""
-    for later in evaluations[1:]:
-        check_pairable(evaluations[0], later)
-    values = [paired_values(each) for each in evaluations]
+def compare(methods: list[Method], bootstrap: Bootstrap = Bootstrap()) -> pd.DataFrame:
+    """The paired comparison of every pair of `methods`, one row per pair and measure (module doc)."""
+    first = methods[0].seeds[0]
+    for method in methods:
+        for later in method.seeds:
+            check_pairable(first, later)
+        if len(method.seeds) != len(methods[0].seeds):
+            raise AttrobustError(f"cannot pair {methods[0].label} and {method.label}: {len(methods[0].seeds)} and "
+                                 f"{len(method.seeds)} seeds; give every method the same seeds, in the same order")
+    values = [[paired_values(each) for each in method.seeds] for method in methods]
     rows = []
-    for i, a in enumerate(evaluations):
-        for j in range(i + 1, len(evaluations)):
-            b = evaluations[j]
-            for measure in (m for m in values[i] if m in values[j]):
-                both = pd.concat([values[i][measure], values[j][measure]], axis=1, join="inner").dropna()
-                rows.append({"a": a.label, "b": b.label, "measure": measure,
-                             **paired(both.iloc[:, 0].to_numpy(), both.iloc[:, 1].to_numpy(),
-                                      measure in ACCURACY, bootstrap)})
+    for i, a in enumerate(methods):
+        for j in range(i + 1, len(methods)):
+            for measure in (m for m in values[i][0] if all(m in seed for seed in values[i] + values[j])):
+                both = pd.concat([seed[measure] for seed in values[i] + values[j]], axis=1, join="inner").dropna()
+                seeds = len(a.seeds)
+                pair = both.to_numpy().T.reshape(2, seeds, len(both))
+                row = paired(pair[0, 0], pair[1, 0], measure in ACCURACY, bootstrap) if seeds == 1 else \
+                    paired_over_seeds(pair[0], pair[1], bootstrap)
+                rows.append({"a": a.label, "b": methods[j].label, "measure": measure, "seeds": seeds, **row})
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["p_holm"] = holm(table["p_value"].to_numpy(float))
-    table["resolved"] = table["p_holm"] < ALPHA
+    excludes_zero = ~((table["low"] <= 0) & (table["high"] >= 0))  # NaN bounds (no interval) exclude nothing
+    table["resolved"] = (table["p_holm"] < ALPHA) & (excludes_zero | (table["seeds"] == 1))
     table.loc[table["resolved"], "images_needed"] = np.nan
     return table
+
+
+def paired_over_seeds(a: np.ndarray, b: np.ndarray, bootstrap: Bootstrap) -> dict[str, object]:
+    """The paired difference b - a of two methods' seeds (seeds x images, paired by seed and image): its mean, the
+    hierarchical bootstrap interval, Wilcoxon's test on each image's difference averaged over the seeds."""
+    if a.shape[1] == 0:
+        return {"images": 0, "test": "none", "p_value": 1.0}
+    difference = b - a
+    per_image = difference.mean(axis=0)
+    low, high = bootstrap.hierarchical(difference)
+    p_value = stats.wilcoxon(per_image).pvalue if np.any(per_image != 0) else 1.0
+    return {"images": a.shape[1], "mean_a": a.mean(), "mean_b": b.mean(), "difference": difference.mean(),
+            "low": low, "high": high, "test": "Wilcoxon (seed means)", "p_value": float(p_value),
+            "images_needed": images_needed(per_image)}
 
 
 def paired(a: np.ndarray, b: np.ndarray, binary: bool, bootstrap: Bootstrap) -> dict[str, object]:
@@ -161,7 +205,8 @@ def holm(p_values: np.ndarray) -> np.ndarray:
 
 def compare_markdown(table: pd.DataFrame) -> str:
     """The comparison for reading (`compare_shown`), with what `resolved` and `images needed` mean."""
-    note = ("Resolved: Holm-corrected p < 0.05 over every test in this table. Images needed: for an unresolved "
+    note = ("Resolved: Holm-corrected p < 0.05 over every test in this table (over several seeds: and the "
+            "interval, over seeds and images, excludes 0). Images needed: for an unresolved "
             "difference, the images a paired test would need at its observed mean and spread (80 % power). "
             "Attribution measures in the reference accounting (every image both models scored; one without a "
             "counted iterate scores identical maps), so that the two are compared on the same images.")
@@ -171,7 +216,8 @@ def compare_markdown(table: pd.DataFrame) -> str:
 def compare_shown(table: pd.DataFrame) -> pd.DataFrame:
     """The comparison as strings: each difference as `difference [low, high]`, resolved ones marked."""
     return pd.DataFrame({
-        "A": table["a"], "B": table["b"], "measure": table["measure"], "images": table["images"],
+        "A": table["a"], "B": table["b"], "measure": table["measure"], "seeds": table["seeds"],
+        "images": table["images"],
         "A mean": table["mean_a"].map(_number), "B mean": table["mean_b"].map(_number),
         "B - A [95 % interval]": [f"{_number(d)} [{_number(lo)}, {_number(hi)}]" for d, lo, hi in
                                   zip(table["difference"], table["low"], table["high"], strict=True)],

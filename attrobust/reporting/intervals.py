@@ -8,6 +8,11 @@ measure of a run is resampled on the same draws), the interval between the (1 - 
 method="percentile")` with the same generator (tests/test_intervals.py holds them equal). Images where a measure is
 undefined (NaN) are left out, as from the mean. Fewer than two images: no interval.
 
+Over seeds and images at once (`compare` of methods given as several seeds each), `hierarchical` resamples the seeds
+with replacement, then the images (the same images for every seed: the evaluations pair by image), and takes the
+percentile interval of the resampled means: the interval carries the seed-to-seed spread of training as well as the
+images'.
+
 Over seeds (`report`, a line pooling runs), the interval is Student's t of the runs' means: mean +- t(0.975, k - 1)
 s / sqrt(k) for k seeds; a line of one seed has none. It says how far the mean over seeds could move with other
 seeds; the images' own spread is in each run's interval.
@@ -61,6 +66,26 @@ class Bootstrap:
         means = np.concatenate([kept[rng.integers(0, len(kept), size=(min(rows, self.resamples - start),
                                                                       len(kept)))].mean(axis=-1)
                                 for start in range(0, self.resamples, rows)])
+        return self._percentiles(means, scale)
+
+    def hierarchical(self, values: Any) -> tuple[float, float]:
+        """(low, high) of the mean of `values` (seeds x images, no NaN): each resample draws the seeds, then the
+        images, with replacement (in chunks: the seeds' draws of a chunk, then its images'); NaN when there is none."""
+        kept = np.asarray(values, dtype=np.float64)
+        seeds, images = kept.shape
+        if self.resamples == 0 or images < 2 or seeds < 2:
+            return math.nan, math.nan
+        rng = np.random.default_rng(self.seed)
+        rows = max(1, DRAWS_PER_CHUNK // (seeds + images))
+        means = []
+        for start in range(0, self.resamples, rows):
+            count = min(rows, self.resamples - start)
+            seed_counts = _counts(rng.integers(0, seeds, size=(count, seeds)), seeds)
+            image_counts = _counts(rng.integers(0, images, size=(count, images)), images)
+            means.append(((seed_counts @ kept) * image_counts).sum(axis=1) / (seeds * images))
+        return self._percentiles(np.concatenate(means), 1.0)
+
+    def _percentiles(self, means: np.ndarray, scale: float) -> tuple[float, float]:
         tail = (1 - self.confidence) / 2
         low, high = np.percentile(means, [100 * tail, 100 * (1 - tail)])
         return float(low) * scale, float(high) * scale
@@ -78,6 +103,12 @@ class Bootstrap:
 
 
 NO_INTERVALS = Bootstrap(resamples=0)
+
+
+def _counts(draws: np.ndarray, size: int) -> np.ndarray:
+    """How often each of `size` items was drawn in each row of `draws` (rows x size)."""
+    offsets = np.arange(len(draws))[:, None] * size
+    return np.bincount((draws + offsets).ravel(), minlength=len(draws) * size).reshape(len(draws), size)
 
 
 def over_seeds(means: Any, confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, float]:

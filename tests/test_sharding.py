@@ -4,6 +4,7 @@ against one process of one thread."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -83,6 +84,9 @@ def test_four_shards_and_a_killed_one_merge_to_the_unsharded_run(cli, tmp_path):
     merged = cli("merge", "shards")
     assert merged.exit_code == 0, merged.stderr
     same_files(tmp_path / "whole", tmp_path / "shards" / "merged")
+    whole_entry, merged_entry = ({key: value for key, value in json.loads((folder / "entry.json").read_text()).items()
+                                  if key != "gallery"} for folder in (tmp_path / "whole", tmp_path / "shards/merged"))
+    assert merged_entry == whole_entry  # the merge's leaderboard entry is the unsharded run's
 
 
 def test_every_shard_of_a_20_image_evaluation_does_work_and_the_merge_is_the_whole_run(cli, tmp_path):

@@ -27,6 +27,7 @@ from attrobust.provenance import config_hash
 from attrobust.reporting.settings import dataset_settings
 
 ENTRY_FILE = "entry.json"
+SHARD_ENTRY_FILE = "entry.shard.json"  # a shard's description of its entry-to-be, which `attrobust merge` completes
 SCHEMA = 1
 PROTOCOL_EVAL_KEYS = ("num_examples", "indices", "classes", "sample", "metrics", "baselines", "protocol", "confidence")
 
@@ -86,3 +87,24 @@ def entry(rows: pd.DataFrame, lines: Mapping[str, list[tuple[str, dict[str, Any]
 
 def write_entry(folder: Path, value: Mapping[str, Any]) -> None:
     write_text_atomic(folder / ENTRY_FILE, json.dumps(value, indent=1) + "\n")  # measures in eval.metrics order
+
+
+def write_shard_description(folder: Path, described: Mapping[str, Any],
+                            headings: Mapping[str, tuple[str, bool]]) -> None:
+    """A shard's part of the entry its merge will write: what was evaluated, and the measures' headings."""
+    text = json.dumps({"described": dict(described), "headings": {k: list(v) for k, v in headings.items()}}, indent=1)
+    write_text_atomic(folder / SHARD_ENTRY_FILE, text + "\n")
+
+
+def write_merged_entry(first_shard: Path, out: Path, rows: pd.DataFrame,
+                       lines: Mapping[str, list[tuple[str, dict[str, Any]]]]) -> None:
+    """The entry of a merge in `out`, from its first shard's description and the merged result `rows` (none when the
+    shards were written before shards described their entry)."""
+    (out / ENTRY_FILE).unlink(missing_ok=True)
+    source = first_shard / SHARD_ENTRY_FILE
+    if not source.is_file():
+        return
+    saved = json.loads(source.read_text(encoding="utf-8"))
+    described = {**saved["described"], "gallery": "figure.png" if (out / "figure.png").is_file() else None}
+    headings = {key: (str(heading), bool(better)) for key, (heading, better) in saved["headings"].items()}
+    write_entry(out, entry(rows, lines, described, headings))

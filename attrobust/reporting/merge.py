@@ -16,6 +16,7 @@ import yaml
 from attrobust.atomic import write_text_atomic
 from attrobust.errors import AttrobustError
 from attrobust.parts import part_classes
+from attrobust.reporting.entry import write_merged_entry
 from attrobust.reporting.evaluation import (EVALUATION_FILE, MERGED_FOLDER, EvaluationRecord, PerImage,
                                             read_evaluation, write_evaluation)
 from attrobust.rundir import refuse_links
@@ -168,6 +169,7 @@ def merge_shards(folders: list[Path], out: Path, copy_overrides: bool = False) -
         _copy_overrides(folders[0], out)
     table = write_evaluation(out, merged, per_image)
     assert table is not None
+    write_merged_entry(folders[0], out, pd.read_csv(out / "results.csv"), merged.parts)
     log.info("merged %d shards of %d images into %s", first.num_shards, len(first.images), out)
     return table
 

@@ -25,7 +25,8 @@ from attrobust.explainers import EXPLAINERS
 from attrobust.parts import EvaluationPart, Measured, Request, configured_parts
 from attrobust.provenance import PROVENANCE_FILE, config_hash, git_commit
 from attrobust.reporting.caveats import headline_caveats
-from attrobust.reporting.entry import ENTRY_FILE, entry, images_fingerprint, protocol_fingerprint, write_entry
+from attrobust.reporting.entry import (ENTRY_FILE, SHARD_ENTRY_FILE, entry, images_fingerprint, protocol_fingerprint,
+                                       write_entry, write_shard_description)
 from attrobust.reporting.evaluation import EVALUATION_FILE, EvaluationRecord, write_evaluation
 from attrobust.reporting.merge import merge_shards
 from attrobust.reporting.settings import Flat, evaluation_setting
@@ -66,7 +67,7 @@ def run_evaluation(trained: TrainedModel, job: Job, request: Request) -> pd.Data
     announce_cost(trained, parts, shard, request.attack_key)
     job.mark_started()
     work_dir.mkdir(parents=True, exist_ok=True)
-    for name in (EVALUATION_FILE, ENTRY_FILE):  # an earlier run's: this folder's rows are being replaced
+    for name in (EVALUATION_FILE, ENTRY_FILE, SHARD_ENTRY_FILE):  # an earlier run's: this folder's rows are replaced
         (work_dir / name).unlink(missing_ok=True)
     if not shard.whole:
         log.info("evaluating %s of the work (engine/sharding.py)", shard.describe())
@@ -88,6 +89,7 @@ def run_evaluation(trained: TrainedModel, job: Job, request: Request) -> pd.Data
             return None
         table = merge_shards([run_dir / "shards" / str(rank) for rank in range(here.size)], run_dir)
     if table is None:
+        write_shard_description(work_dir, *entry_description(trained, record.images))
         log.info("wrote %s; when every shard is done, merge them: attrobust merge <the folder above the shards' "
                  "folders> (or attrobust report)", shard.describe())
         return None
@@ -100,6 +102,13 @@ def evaluation_entry(trained: TrainedModel, run_dir: Path) -> dict[str, Any]:
     """The leaderboard entry of the evaluation written in `run_dir` (reporting/entry.py): its headline measures, as
     the tables head them (the strict accounting: the images with a counted iterate)."""
     record = EvaluationRecord.read(run_dir / EVALUATION_FILE)
+    described, headings = entry_description(trained, record.images)
+    described["gallery"] = "figure.png" if (run_dir / "figure.png").is_file() else None
+    return entry(pd.read_csv(run_dir / "results.csv"), record.parts, described, headings)
+
+
+def entry_description(trained: TrainedModel, images: list[int]) -> tuple[dict[str, Any], dict[str, tuple[str, bool]]]:
+    """What an entry says of the model and protocol evaluated on `images`, and its measures' headings."""
     settings = trained.eval_settings
     headings = {m.column + "_strict": (m.title, m.higher_is_better)
                 for m in protocol_named(settings.protocol).metrics(settings.metrics)}
@@ -110,13 +119,11 @@ def evaluation_entry(trained: TrainedModel, run_dir: Path) -> dict[str, Any]:
                  "architecture": payload["model_cfg"]["name"], "dataset": trained.dataset_name, "seed": trained.seed,
                  "eps": threat.eps if threat is not None else None,
                  "explainer": EXPLAINERS.build(trained.config.explainer_cfg).describe(),
-                 "protocol": settings.protocol, "fingerprint": protocol_fingerprint(record.images, trained.plain),
-                 "images_fingerprint": images_fingerprint(record.images, trained.plain),
-                 "images": len(record.images), "confidence": settings.confidence,
-                 "training_seconds": seconds,
-                 "commit": git_commit(), "config_hash": payload.get("config_hash"),
-                 "gallery": "figure.png" if (run_dir / "figure.png").is_file() else None}
-    return entry(pd.read_csv(run_dir / "results.csv"), record.parts, described, headings)
+                 "protocol": settings.protocol, "fingerprint": protocol_fingerprint(images, trained.plain),
+                 "images_fingerprint": images_fingerprint(images, trained.plain),
+                 "images": len(images), "confidence": settings.confidence, "training_seconds": seconds,
+                 "commit": git_commit(), "config_hash": payload.get("config_hash")}
+    return described, headings
 
 
 def part_lines(trained: TrainedModel, parts: list[EvaluationPart], measured: dict[str, Measured],

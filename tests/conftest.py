@@ -108,3 +108,30 @@ def wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 120, poll
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(poll_s)
+
+
+class CountedModel(torch.nn.Module):
+    """A model that counts the rows of its forward passes outside explainer calls (see CountedExplainer)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.rows, self.counting = model, 0, True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += len(x) if self.counting else 0
+        return self.model(x)
+
+
+class CountedExplainer:
+    """An explainer proxy that counts the rows it explains; the model's passes inside it are the explainer's."""
+
+    def __init__(self, explainer, model: CountedModel) -> None:
+        self.explainer, self.model, self.rows = explainer, model, 0
+
+    def explain(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.rows += len(x)
+        self.model.counting = False
+        try:
+            return self.explainer.explain(model, x, y)
+        finally:
+            self.model.counting = True

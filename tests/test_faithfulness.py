@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import CountedModel
 from torch import nn
 
 from attrobust.explainers import EXPLAINERS
@@ -169,3 +170,6 @@ def test_contract_of_every_faithfulness_metric(name):
     torch.testing.assert_close(whole[:, -1 if metric.inserts else 0], clean, rtol=1e-12, atol=0)
     assert bool(((area(whole) >= 0) & (area(whole) <= 1)).all())
     assert isinstance(type(metric).higher_is_better, bool) and metric.column == name
+    counted = CountedModel(model)
+    curves(metric, counted, x, y, a, rows=5)
+    assert metric.passes() == {"forward": counted.rows // len(x), "explainer": 0} == {"forward": 9, "explainer": 0}

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import CountedExplainer, CountedModel
 from torch import nn
 
 from attrobust.errors import AttrobustError
@@ -50,6 +51,11 @@ def test_stability_metric_contract(name):
     alone = torch.cat([estimate(metric, model, explainer, x[i:i + 1], y[i:i + 1], [4 + i], seed=1).values
                        for i in range(3)])
     torch.testing.assert_close(batched, alone, atol=1e-12, rtol=0, equal_nan=True)
+    counted = CountedModel(model)
+    explaining = CountedExplainer(explainer, counted)
+    estimate(metric, counted, explaining, x, y, [4, 5, 6], seed=1, rows=5)  # the cost its card states, counted
+    assert metric.passes() == {"forward": counted.rows // 3, "explainer": explaining.rows // 3} == {"forward": 5,
+                                                                                                "explainer": 5}
 
 
 def test_quantus_oracles_name_registered_metrics():

@@ -44,6 +44,11 @@ class FaithfulnessMetric(Measure):
     family: ClassVar[str] = "faithfulness"  # unit "": an area under a probability curve on [0, 1]
     inserts: ClassVar[bool] = False  # the curve goes from the baseline to the image
 
+    def passes(self) -> dict[str, int]:
+        """A forward pass per point of the curve; the map it orders the pixels by is the evaluation's (one explainer
+        call per image, shared by every faithfulness metric)."""
+        return {"forward": self.steps + 1, "explainer": 0}
+
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")

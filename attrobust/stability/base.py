@@ -42,6 +42,10 @@ class StabilityMetric(Measure):
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
 
+    def passes(self) -> dict[str, int]:
+        """The image and each of its `samples` draws: a forward pass (the logits) and an explainer call each."""
+        return {"forward": self.samples + 1, "explainer": self.samples + 1}
+
     @property
     def nan_on_prediction_change(self) -> bool:
         return False

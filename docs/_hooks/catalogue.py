@@ -63,6 +63,7 @@ def catalogue() -> str:
                 for name in registry.names()]
         out.append(f"## `{key}=[...]`\n\n{table(rows)}\n")
     out.append(metric_cards(METRICS))
+    out.extend(family_cards(key, registry) for key, registry in families[1:])
     parts = [(part.registry_name, f"`eval.{part.setting}`" if part.setting else "by the command",
               module_summary(part)) for part in part_classes()]
     out.append("## Evaluation parts\n\n" + table(parts).replace("settings (defaults)", "asked for by") + "\n")
@@ -85,17 +86,36 @@ def metric_cards(metrics: Any) -> str:
     pixels = SIZE[0] * SIZE[1]
     a, b = (torch.rand(RANDOM_PAIRS, pixels, generator=generator, dtype=torch.float64) for _ in range(2))
     a, b = a / a.mean(1, keepdim=True), b / b.mean(1, keepdim=True)
-    rows = ["| metric | heading | unit | better | identical maps | random maps: mean [min, max] |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| metric | heading | unit | better | identical maps | random maps: mean [min, max] | cost per image |",
+            "|---|---|---|---|---|---|---|"]
     for name in metrics.names():
         metric = metrics.build({"name": name})
         values = metric(a, b, MapSpec(SIZE, K)).double() * metric.scale
         unit = metric.unit or "none"
         rows.append(f"| `{name}` | {metric.heading} | {unit} | {'higher' if metric.higher_is_better else 'lower'} | "
                     f"{metric.identical * metric.scale:g} | {values.mean().item():.4g} [{values.min().item():.4g}, "
-                    f"{values.max().item():.4g}] |")
+                    f"{values.max().item():.4g}] | {cost(metric.passes())} |")
     return ("## Measure cards (`eval.metrics`)\n\n" + first_paragraph(metric_cards.__doc__ or "") + "\n\n" +
             "\n".join(rows) + "\n")
+
+
+def cost(passes: dict[str, int]) -> str:
+    """A measure's passes per image in words ("none" for none)."""
+    said = [f"{passes['forward']} forward passes"] if passes["forward"] else []
+    said += [f"{passes['explainer']} explainer calls"] if passes["explainer"] else []
+    return " + ".join(said) or "none"
+
+
+def family_cards(key: str, registry: Any) -> str:
+    """The cards of a family of measures other than the map metrics: heading, unit, direction, and the cost per
+    image at the defaults (each explainer call costs the explainer's own passes: IG with m points, m of them)."""
+    rows = ["| measure | heading | unit | better | cost per image (defaults) |", "|---|---|---|---|---|"]
+    for name in registry.names():
+        measure = registry.build({"name": name})
+        rows.append(f"| `{name}` | {measure.heading} | {measure.unit or 'none'} | "
+                    f"{'higher' if measure.higher_is_better else 'lower'} | {cost(measure.passes())} |")
+    return f"## Measure cards (`{key}`)\n\n" + first_paragraph(family_cards.__doc__ or "") + "\n\n" + \
+        "\n".join(rows) + "\n"
 
 
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:

@@ -5,7 +5,8 @@ A measure declares what tables, reports and checks read of it, once: its registe
 its class is registered, so a component states its name once), the table `heading`, the `unit` ("%": a fraction in
 [0, 1] shown in percent; "" or "px"), whether a higher value is better (`higher_is_better`: a more robust, more
 stable or more faithful explanation), its `family`, and its cost per image in network passes (`passes`: forward
-passes and explainer calls, each of which costs the explainer's own passes; the measure cards of the catalogue). Each family adds its own call contract in its base class.
+passes and explainer calls, each of which costs the explainer's own passes; the measure cards of the catalogue).
+Each family adds its own call contract in its base class.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ def test_ig_of_a_linear_function_is_exact():
 @pytest.mark.parametrize("rule,expected", [("riemann_right", lambda m: (m + 1) / (2 * m)),
                                            ("riemann_left", lambda m: (m - 1) / (2 * m)),
                                            ("riemann_middle", lambda m: 0.5),
-                                           ("riemann_trapezoid", lambda m: 0.5)])
+                                           ("riemann_trapezoid", lambda m: 0.5),
+                                           ("gausslegendre", lambda m: 0.5)])
 def test_ig_of_a_quadratic_in_closed_form(rule, expected):
     """f(z) = sum z^2 from 0: grad at a*x is 2 a x, so IG = 2 x^2 * sum_k w_k a_k (exactly 1/2 in the limit)."""
     x = torch.rand(3, 1, 4, 4, dtype=torch.float64)
@@ -80,6 +81,27 @@ def test_agrees_with_captum_riemann_right(tiny_net):
     theirs = captum.IntegratedGradients(tiny_net).attribute(x, baselines=torch.zeros_like(x), target=y, n_steps=50,
                                                             method="riemann_right")
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_gauss_legendre_equals_captums_and_is_exact_where_riemann_is_not(tiny_net):
+    """Exact for a polynomial path integrand of degree <= 2m - 1 (here f = sum z^4: the integrand 4 a^3 x^4, degree
+    3, exact from m = 2), where the right Riemann rule is off by O(1/m); the same alphas and weights as Captum's."""
+    x = torch.rand(2, 1, 3, 3, dtype=torch.float64)
+    quartic = lambda z: (z ** 4).flatten(1).sum(1)  # noqa: E731
+    for m in (2, 5):
+        torch.testing.assert_close(integrated_gradients(quartic, x, steps=m, rule="gausslegendre"), x ** 4)
+    assert (integrated_gradients(quartic, x, steps=5) - x ** 4).abs().max() > 1e-2
+    captum = pytest.importorskip("captum.attr")
+    y = torch.tensor([1, 7])
+    xs = torch.rand(2, 1, 8, 8)
+    ours = integrated_gradients(logit_of(tiny_net, y), xs, steps=16, rule="gausslegendre")
+    theirs = captum.IntegratedGradients(tiny_net).attribute(xs, baselines=torch.zeros_like(xs), target=y, n_steps=16,
+                                                            method="gausslegendre")
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    trapezoid = integrated_gradients(logit_of(tiny_net, y), xs, steps=16, rule="riemann_trapezoid")
+    captums = captum.IntegratedGradients(tiny_net).attribute(xs, baselines=torch.zeros_like(xs), target=y,
+                                                             n_steps=16, method="riemann_trapezoid")
+    torch.testing.assert_close(captums, trapezoid * 15 / 16, atol=1e-5, rtol=1e-5)  # its weights sum to 15/16
 
 
 def test_create_graph_lets_gradients_flow_to_input_and_weights():

@@ -2,7 +2,12 @@
 
 IG_i(x) = (x_i - b_i) * sum_k w_k * dF/dz_i at z_k = b + a_k (x - b). The default rule, `riemann_right`
 (a_k = k/m, w_k = 1/m, k = 1..m), is the one of the RAR reference code, both for the saliency maps of the attribution
-attack and for the IG term of IG-NORM; the alphas and weights of `riemann_left|middle|right` equal Captum's.
+attack and for the IG term of IG-NORM; the alphas and weights of `riemann_left|middle|right` and of `gausslegendre`
+(the m-point Gauss-Legendre rule mapped to [0, 1]: a_k = (t_k + 1) / 2, w_k = v_k / 2 for numpy's nodes t_k and
+weights v_k, exact for polynomial integrands up to degree 2m - 1) equal Captum's. `riemann_trapezoid` is the
+trapezoid rule on m evenly spaced points from 0 to 1 (weights 1/(m - 1), halved at both ends, summing to 1); Captum's
+`riemann_trapezoid` takes the same points with weights 1/m halved at the ends, which sum to (m - 1)/m, so its IG is
+this one times (m - 1)/m and misses completeness by about 1/m (tests/test_attributions.py, scripts/ig_quadrature.py).
 
 All B*m path points go through `fn` as one batch (in chunks of at most `max_points` rows when set), laid out
 path-point-major: row r of the batch given to `fn` is a point on the path of example r % B. With `create_graph=True`
@@ -18,13 +23,14 @@ import functools
 from collections.abc import Callable
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-Rule = Literal["riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid"]
-RULES: tuple[Rule, ...] = ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid")
+Rule = Literal["riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid", "gausslegendre"]
+RULES: tuple[Rule, ...] = ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 
 def path_points(steps: int, rule: Rule = "riemann_right") -> tuple[list[float], list[float]]:
@@ -41,6 +47,9 @@ def path_points(steps: int, rule: Rule = "riemann_right") -> tuple[list[float], 
         weights = [1.0 / (steps - 1)] * steps
         weights[0] = weights[-1] = 0.5 / (steps - 1)
         return [k / (steps - 1) for k in range(steps)], weights
+    if rule == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        return [float(t + 1) / 2 for t in nodes], [float(v) / 2 for v in weights]
     raise ValueError(f"rule must be one of {', '.join(RULES)}, got '{rule}'")
 
 

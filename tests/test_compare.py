@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from attrobust.reporting.compare import holm, images_needed, paired, paired_over_seeds
+from attrobust.errors import AttrobustError
+from attrobust.reporting.compare import Evaluated, check_pairable, holm, images_needed, paired, paired_over_seeds
+from attrobust.reporting.entry import protocol_fingerprint
 from attrobust.reporting.intervals import Bootstrap
 from conftest import TINY_RUN
 
@@ -87,3 +90,18 @@ def test_compare_pairs_two_models_evaluated_alike_and_refuses_others(cli, tmp_pa
     assert not crossed["resolved"].any()
     uneven = cli("compare", "e0,e1", "e1")
     assert uneven.exit_code == 2 and "cannot pair e0,e1 and e1: 2 and 1 seeds" in uneven.stderr
+
+
+def test_attacks_that_ran_differently_are_neither_paired_nor_ranked_together():
+    """A model without a smooth counterpart is attacked along an estimated direction whatever the configuration says:
+    compare refuses the pair, and the entries' protocol fingerprints differ."""
+    def evaluated(label: str, attack: str) -> Evaluated:
+        record = SimpleNamespace(images=[1, 2], parts={"attacks": [("topk", {"attack": attack})]}, settings={})
+        return Evaluated(label, record, {})  # type: ignore[arg-type]
+
+    analytic, estimated = "topk of ig(10) eps=0.3 20x0.025 k=200 1 run", "topk of ig(10) ... estimated(50 probes)"
+    with pytest.raises(AttrobustError, match="cannot pair a and b: their attacks on explanations ran differently"):
+        check_pairable(evaluated("a", analytic), evaluated("b", estimated))
+    check_pairable(evaluated("a", analytic), evaluated("c", analytic))
+    plain = {"eval": {"protocol": "robust"}, "attribution_attack": {"name": "topk"}}
+    assert protocol_fingerprint([1, 2], plain, [analytic]) != protocol_fingerprint([1, 2], plain, [estimated])

@@ -89,6 +89,11 @@ def check_pairable(a: Evaluated, b: Evaluated) -> None:
         raise AttrobustError(f"cannot pair {a.label} and {b.label}: they evaluated different test images "
                              f"({len(a.record.images)} and {len(b.record.images)}, or in another order); evaluate "
                              f"both with the same eval.num_examples / indices / classes / sample and seed")
+    ran = [[identity["attack"] for _, identity in each.record.parts.get("attacks", [])] for each in (a, b)]
+    if ran[0] != ran[1]:
+        raise AttrobustError(f"cannot pair {a.label} and {b.label}: their attacks on explanations ran differently "
+                             f"({'; '.join(ran[0]) or 'none'} vs {'; '.join(ran[1]) or 'none'}), e.g. along an "
+                             f"estimated direction on a model without a smooth counterpart")
     mine, theirs = measured_with(a.record), measured_with(b.record)
     for key in sorted(set(mine) | set(theirs)):
         if mine.get(key) == theirs.get(key):

@@ -32,9 +32,13 @@ SCHEMA = 1
 PROTOCOL_EVAL_KEYS = ("num_examples", "indices", "classes", "sample", "metrics", "baselines", "protocol", "confidence")
 
 
-def protocol_fingerprint(images: Sequence[int], plain: Mapping[str, Any]) -> str:
+def protocol_fingerprint(images: Sequence[int], plain: Mapping[str, Any], as_run: Sequence[str] = ()) -> str:
+    """The hash of the protocol (module doc); `as_run`: the attacks on explanations as they ran (their descriptions),
+    which may differ from the configuration (a model without a smooth counterpart is attacked along an estimated
+    direction)."""
     evaluation = plain.get("eval", {})
     what = {"images": list(images), "eval": {key: evaluation.get(key) for key in PROTOCOL_EVAL_KEYS},
+            "as_run": list(as_run),
             "attribution_attack": plain.get("attribution_attack") if plain.get("attributions", True) else None,
             "explainer": plain.get("explainer"), "dataset": dataset_settings(plain.get("dataset") or {}),
             "threat": plain.get("threat")}

@@ -89,7 +89,7 @@ def run_evaluation(trained: TrainedModel, job: Job, request: Request) -> pd.Data
             return None
         table = merge_shards([run_dir / "shards" / str(rank) for rank in range(here.size)], run_dir)
     if table is None:
-        write_shard_description(work_dir, *entry_description(trained, record.images))
+        write_shard_description(work_dir, *entry_description(trained, record))
         log.info("wrote %s; when every shard is done, merge them: attrobust merge <the folder above the shards' "
                  "folders> (or attrobust report)", shard.describe())
         return None
@@ -102,13 +102,15 @@ def evaluation_entry(trained: TrainedModel, run_dir: Path) -> dict[str, Any]:
     """The leaderboard entry of the evaluation written in `run_dir` (reporting/entry.py): its headline measures, as
     the tables head them (the strict accounting: the images with a counted iterate)."""
     record = EvaluationRecord.read(run_dir / EVALUATION_FILE)
-    described, headings = entry_description(trained, record.images)
+    described, headings = entry_description(trained, record)
     described["gallery"] = "figure.png" if (run_dir / "figure.png").is_file() else None
     return entry(pd.read_csv(run_dir / "results.csv"), record.parts, described, headings)
 
 
-def entry_description(trained: TrainedModel, images: list[int]) -> tuple[dict[str, Any], dict[str, tuple[str, bool]]]:
-    """What an entry says of the model and protocol evaluated on `images`, and its measures' headings."""
+def entry_description(trained: TrainedModel,
+                      record: EvaluationRecord) -> tuple[dict[str, Any], dict[str, tuple[str, bool]]]:
+    """What an entry says of the model and protocol of the evaluation `record`, and its measures' headings."""
+    images, as_run = record.images, [identity["attack"] for _, identity in record.parts.get("attacks", [])]
     settings = trained.eval_settings
     headings = {m.column + "_strict": (m.title, m.higher_is_better)
                 for m in protocol_named(settings.protocol).metrics(settings.metrics)}
@@ -119,7 +121,7 @@ def entry_description(trained: TrainedModel, images: list[int]) -> tuple[dict[st
                  "architecture": payload["model_cfg"]["name"], "dataset": trained.dataset_name, "seed": trained.seed,
                  "eps": threat.eps if threat is not None else None,
                  "explainer": EXPLAINERS.build(trained.config.explainer_cfg).describe(),
-                 "protocol": settings.protocol, "fingerprint": protocol_fingerprint(images, trained.plain),
+                 "protocol": settings.protocol, "fingerprint": protocol_fingerprint(images, trained.plain, as_run),
                  "images_fingerprint": images_fingerprint(images, trained.plain),
                  "images": len(images), "confidence": settings.confidence, "training_seconds": seconds,
                  "commit": git_commit(), "config_hash": payload.get("config_hash")}

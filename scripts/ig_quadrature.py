@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from attrobust.atomic import write_text_atomic
 from attrobust.attributions import RULES, integrated_gradients, logit_of
 from attrobust.trained import restore_checkpoint
 
@@ -84,7 +85,7 @@ def main() -> None:
         y = model(x).argmax(1)
     table = measure(model, x, y, POINTS)
     args.out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out / "completeness.csv", index=False, float_format="%.6g")
+    write_text_atomic(args.out / "completeness.csv", table.to_csv(index=False, float_format="%.6g"))
     wide = table.pivot_table(index=["rule", "points"], columns="tool", values=["median_error", "max_error"],
                              sort=False)
     wide.columns = [f"{value} ({tool})" for value, tool in wide.columns]
@@ -92,7 +93,7 @@ def main() -> None:
     about = (f"{payload['model_cfg']['name']} from {args.checkpoint}, {args.images} test images, float64; commit "
              f"{commit}, {platform.processor() or platform.machine()}, torch {torch.__version__}")
     markdown = wide.reset_index().to_markdown(index=False, floatfmt=".3g")
-    (args.out / "completeness.md").write_text(f"{about}\n\n{markdown}\n")
+    write_text_atomic(args.out / "completeness.md", f"{about}\n\n{markdown}\n")
     plot(table, args.out / "completeness.png", about)
     print((args.out / "completeness.md").read_text())
 

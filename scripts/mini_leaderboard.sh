@@ -51,6 +51,25 @@ echo "${jobs}" | xargs -P "${JOBS}" -L 1 bash -c 'job "$0" "$1" || echo "$(date 
 
 attrobust leaderboard "${SWEEP}/runs" --out "${SWEEP}/leaderboard"
 attrobust leaderboard "${SWEEP}/runs" --by method --out "${SWEEP}/leaderboard_by_method"
-firsts=$(find "${SWEEP}/runs" -path '*_seed0/evaluate/pgd/entry.json' -printf '%h\n' | sort)
-# shellcheck disable=SC2086  # one folder per seed-0 model
-[ -z "${firsts}" ] || attrobust compare ${firsts} --out "${SWEEP}/compare"
+# The paired comparisons: the seed-0 models, then every method with all SEEDS over its seeds. The Lipschitz models'
+# attack runs along an estimated direction (another protocol: compare refuses to pair it), so they are left out.
+evaluated() {  # the attributions evaluations of seed $1, Lipschitz models left out
+  find "${SWEEP}/runs" -path "*_seed$1/evaluate/pgd/entry.json" ! -path '*lipschitz*' -printf '%h\n' | sort
+}
+firsts=$(evaluated 0)
+if [ "$(echo "${firsts}" | wc -w)" -ge 2 ]; then
+  # shellcheck disable=SC2086  # one folder per seed-0 model
+  attrobust compare ${firsts} --out "${SWEEP}/compare"
+fi
+groups=""
+for method in ${METHODS}; do
+  folders=$(for seed in ${SEEDS}; do evaluated "${seed}" | grep "/runs/${method}_seed${seed}/" || true; done |
+    paste -sd, -)
+  if [ "$(echo "${folders}" | tr , ' ' | wc -w)" -eq "$(echo "${SEEDS}" | wc -w)" ]; then
+    groups+=" ${folders}"
+  fi
+done
+if [ "$(echo "${groups}" | wc -w)" -ge 2 ]; then
+  # shellcheck disable=SC2086  # one argument per method: its seeds' folders joined by commas
+  attrobust compare ${groups} --out "${SWEEP}/compare_seeds"
+fi

@@ -2,7 +2,7 @@
 
 IG from an all-zero baseline with `steps` path points of the right Riemann rule (`riemann_right`: a_k = k/m), the
 rule of the reference's `ig_attack.py`; `riemann_left|middle|trapezoid` are Captum's other Riemann rules and
-`gausslegendre` its Gauss-Legendre rule (the same completeness error with fewer points: scripts/ig_quadrature.py). All
+`gausslegendre` its Gauss-Legendre rule (completeness error against points for each: scripts/ig_quadrature.py). All
 B * steps path points go through the model in passes of at most `max_points` rows (null: 100 on a CPU, all at once
 on a GPU); the result does not depend on it. The math is `attrobust.attributions.integrated_gradients`, shared with
 IG-NORM and IG-SUM-NORM.

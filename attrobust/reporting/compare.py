@@ -66,10 +66,12 @@ class Method:
 
 def read_method(argument: str) -> Method:
     """A method from its command-line argument: an evaluation folder, or several joined by commas (its seeds)."""
-    folders = [Path(part) for part in argument.split(",") if part]
+    folders = [Path(argument)] if Path(argument).is_dir() else [Path(part) for part in argument.split(",") if part]
     if not folders:
         raise AttrobustError(f"{argument!r} names no evaluation folder")
-    return Method(argument, tuple(read_evaluated(folder) for folder in folders))
+    if len(set(folders)) < len(folders):
+        raise AttrobustError(f"{argument} lists a folder twice; give each seed's evaluation once")
+    return Method(",".join(str(folder) for folder in folders), tuple(read_evaluated(folder) for folder in folders))
 
 
 def read_evaluated(folder: Path) -> Evaluated:
@@ -152,7 +154,7 @@ def compare(methods: list[Method], bootstrap: Bootstrap = Bootstrap()) -> pd.Dat
                 rows.append({"a": a.label, "b": methods[j].label, "measure": measure, "seeds": seeds, **row})
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["p_holm"] = holm(table["p_value"].to_numpy(float))
-    excludes_zero = ~((table["low"] <= 0) & (table["high"] >= 0))  # NaN bounds (no interval) exclude nothing
+    excludes_zero = (table["low"] > 0) | (table["high"] < 0)  # NaN bounds (no interval) exclude nothing
     table["resolved"] = (table["p_holm"] < ALPHA) & (excludes_zero | (table["seeds"] == 1))
     table.loc[table["resolved"], "images_needed"] = np.nan
     return table

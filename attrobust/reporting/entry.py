@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from attrobust.atomic import write_text_atomic
+from attrobust.errors import AttrobustError
 from attrobust.provenance import config_hash
 from attrobust.reporting.settings import dataset_settings
 
@@ -46,9 +47,10 @@ def protocol_fingerprint(images: Sequence[int], plain: Mapping[str, Any], as_run
 
 
 def images_fingerprint(images: Sequence[int], plain: Mapping[str, Any]) -> str:
-    """The hash of what NA and AA are measured on: the dataset's settings, the test images and the threat model."""
+    """The hash of what NA and AA are measured on (the dataset's settings, the test images and the threat model) and
+    of the intervals' level."""
     return config_hash({"images": list(images), "dataset": dataset_settings(plain.get("dataset") or {}),
-                        "threat": plain.get("threat")})
+                        "threat": plain.get("threat"), "confidence": (plain.get("eval") or {}).get("confidence")})
 
 
 def scored(rows: pd.DataFrame, metric: str) -> dict[str, float] | None:
@@ -108,7 +110,11 @@ def write_merged_entry(first_shard: Path, out: Path, rows: pd.DataFrame,
     source = first_shard / SHARD_ENTRY_FILE
     if not source.is_file():
         return
-    saved = json.loads(source.read_text(encoding="utf-8"))
-    described = {**saved["described"], "gallery": "figure.png" if (out / "figure.png").is_file() else None}
-    headings = {key: (str(heading), bool(better)) for key, (heading, better) in saved["headings"].items()}
+    try:
+        saved = json.loads(source.read_text(encoding="utf-8"))
+        described = {**saved["described"], "gallery": "figure.png" if (out / "figure.png").is_file() else None}
+        headings = {key: (str(heading), bool(better)) for key, (heading, better) in saved["headings"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise AttrobustError(f"unreadable shard description {source} ({type(error).__name__}: {error}); evaluate that "
+                             f"shard again") from None
     write_entry(out, entry(rows, lines, described, headings))

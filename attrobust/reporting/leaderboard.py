@@ -121,13 +121,19 @@ def merge(lines: dict[str, Line], folder: Path, entry: dict[str, Any]) -> None:
 
 
 def pool_seeds(lines: list[Line]) -> list[Line]:
-    """One line per method and architecture: each number the mean of its models' (the seeds') values, with Student's
-    t interval over them (n = the number of seeds); a method of one model keeps that model's interval over images."""
-    grouped: dict[tuple[str, str], list[Line]] = {}
-    for line in lines:
-        grouped.setdefault((str(line.entry["method"]), str(line.entry["architecture"])), []).append(line)
+    """One line per method, architecture and settings (but the seed): each number the mean of its models' (the seeds')
+    values, with Student's t interval over them (n = the number of seeds); a method of one model keeps that model's
+    interval over images. Two models of one seed are refused."""
+    grouped: dict[tuple[str, str, str], list[Line]] = {}
+    for line in lines:  # one method: its preset (or objective), architecture and settings but the seed
+        key = (str(line.entry["method"]), str(line.entry["architecture"]), str(line.entry.get("setting_hash")))
+        grouped.setdefault(key, []).append(line)
     pooled = []
     for models in grouped.values():
+        seeds_seen = [line.entry.get("seed") for line in models]
+        if len(set(map(str, seeds_seen))) < len(seeds_seen):
+            raise AttrobustError(f"leaderboard --by method: {models[0].entry['method']} has two models of one seed "
+                                 f"({', '.join(str(line.folder) for line in models)}); keep one evaluation per seed")
         if len(models) == 1:
             pooled.append(models[0])
             continue

@@ -16,7 +16,7 @@ import yaml
 from attrobust.atomic import write_text_atomic
 from attrobust.errors import AttrobustError
 from attrobust.parts import part_classes
-from attrobust.reporting.entry import write_merged_entry
+from attrobust.reporting.entry import ENTRY_FILE, write_merged_entry
 from attrobust.reporting.evaluation import (EVALUATION_FILE, MERGED_FOLDER, EvaluationRecord, PerImage,
                                             read_evaluation, write_evaluation)
 from attrobust.rundir import refuse_links
@@ -142,8 +142,8 @@ def merged_folder(directory: Path, fingerprint: str) -> Path:
 
 def merge_shards(folders: list[Path], out: Path, copy_overrides: bool = False) -> pd.DataFrame:
     """Merge the finished shards in `folders` (one evaluation, every shard once) into `out`: the per-image files, the
-    result rows and tables, `evaluation.json` (and with `copy_overrides` the first shard's Hydra overrides, for a
-    folder of its own). Returns the summary table."""
+    result rows and tables, `evaluation.json`, the leaderboard entry (from the shards' description of it), and with
+    `copy_overrides` the first shard's Hydra overrides, for a folder of its own. Returns the summary table."""
     read = [read_evaluation(folder) for folder in folders]
     records = [record for record, _ in read]
     first = records[0]
@@ -165,6 +165,7 @@ def merge_shards(folders: list[Path], out: Path, copy_overrides: bool = False) -
     check_coverage(merged, per_image)
     refuse_links(out, out.parent)
     out.mkdir(parents=True, exist_ok=True)
+    (out / ENTRY_FILE).unlink(missing_ok=True)  # an earlier merge's: it would rank what this merge replaces
     if copy_overrides:
         _copy_overrides(folders[0], out)
     table = write_evaluation(out, merged, per_image)

@@ -29,7 +29,7 @@ from attrobust.reporting.entry import (ENTRY_FILE, SHARD_ENTRY_FILE, entry, imag
                                        write_entry, write_shard_description)
 from attrobust.reporting.evaluation import EVALUATION_FILE, EvaluationRecord, write_evaluation
 from attrobust.reporting.merge import merge_shards
-from attrobust.reporting.settings import Flat, evaluation_setting
+from attrobust.reporting.settings import Flat, evaluation_setting, setting_digest
 from attrobust.rundir import Job
 from attrobust.tasks.restore import TrainedModel, load_trained
 from attrobust.trained import DATA_LOCATION_KEYS
@@ -80,6 +80,8 @@ def run_evaluation(trained: TrainedModel, job: Job, request: Request) -> pd.Data
                               parts=part_lines(trained, parts, measured, evaluation), command=_command(run_dir),
                               device=trained.device.type, settings={"setting": trained.setting,
                                                                     "evaluation": evaluation}, **added)
+    if not shard.whole:  # before the record that marks the shard finished: a merge finds both
+        write_shard_description(work_dir, *entry_description(trained, record))
     table = write_evaluation(work_dir, record, {name: each.frame for name, each in measured.items()})
     for part in parts:
         part.finish()
@@ -89,7 +91,6 @@ def run_evaluation(trained: TrainedModel, job: Job, request: Request) -> pd.Data
             return None
         table = merge_shards([run_dir / "shards" / str(rank) for rank in range(here.size)], run_dir)
     if table is None:
-        write_shard_description(work_dir, *entry_description(trained, record))
         log.info("wrote %s; when every shard is done, merge them: attrobust merge <the folder above the shards' "
                  "folders> (or attrobust report)", shard.describe())
         return None
@@ -124,7 +125,8 @@ def entry_description(trained: TrainedModel,
                  "protocol": settings.protocol, "fingerprint": protocol_fingerprint(images, trained.plain, as_run),
                  "images_fingerprint": images_fingerprint(images, trained.plain),
                  "images": len(images), "confidence": settings.confidence, "training_seconds": seconds,
-                 "commit": git_commit(), "config_hash": payload.get("config_hash")}
+                 "commit": git_commit(), "config_hash": payload.get("config_hash"),
+                 "setting_hash": setting_digest(trained.setting)}
     return described, headings
 
 

@@ -47,7 +47,7 @@ if [ -n "${JOBS_FILE:-}" ]; then
 else
   jobs=$(for seed in ${SEEDS}; do for method in ${METHODS}; do echo "${method} ${seed}"; done; done)
 fi
-echo "${jobs}" | xargs -P "${JOBS}" -L 1 bash -c 'job "$0" "$1" || echo "$(date +%T) FAILED $0 seed $1"'
+echo "${jobs}" | xargs -r -P "${JOBS}" -L 1 bash -c 'job "$0" "$1" || echo "$(date +%T) FAILED $0 seed $1"'
 
 attrobust leaderboard "${SWEEP}/runs" --out "${SWEEP}/leaderboard"
 attrobust leaderboard "${SWEEP}/runs" --by method --out "${SWEEP}/leaderboard_by_method"

@@ -119,7 +119,8 @@ def entry_description(trained: TrainedModel,
     seconds = sum(float(row.get("seconds", 0.0)) for row in payload.get("history") or []) or None
     described = {"run_id": payload.get("run_id"), "method": trained.setting.get("experiment") or
                  payload["reg_cfg"]["name"], "reg": payload["reg_cfg"]["name"],
-                 "architecture": payload["model_cfg"]["name"], "dataset": trained.dataset_name, "seed": trained.seed,
+                 "architecture": payload["model_cfg"]["name"], "dataset": trained.dataset_name,
+                 "seed": payload.get("seed"), "evaluation_seed": trained.seed,
                  "eps": threat.eps if threat is not None else None,
                  "explainer": EXPLAINERS.build(trained.config.explainer_cfg).describe(),
                  "protocol": settings.protocol, "fingerprint": protocol_fingerprint(images, trained.plain, as_run),

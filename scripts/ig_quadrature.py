@@ -23,6 +23,7 @@ import torch
 
 from attrobust.atomic import write_text_atomic
 from attrobust.attributions import RULES, integrated_gradients, logit_of
+from attrobust.errors import AttrobustError
 from attrobust.trained import restore_checkpoint
 
 POINTS = (4, 8, 16, 32, 64, 128, 256)
@@ -77,7 +78,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("outputs/ig_quadrature"))
     args = parser.parse_args()
-    model, splits, payload = restore_checkpoint(args.checkpoint)
+    if args.images < 1:
+        parser.error(f"--images {args.images}: give 1 or more test images")
+    try:
+        model, splits, payload = restore_checkpoint(args.checkpoint)
+    except AttrobustError as error:
+        parser.error(f"--checkpoint {args.checkpoint}: {error}")
     model = model.double().eval()
     x, _ = splits.test.batch(slice(0, args.images), torch.device("cpu"))
     x = x.double()

@@ -105,8 +105,7 @@ def write_shard_description(folder: Path, described: Mapping[str, Any],
 def write_merged_entry(first_shard: Path, out: Path, rows: pd.DataFrame,
                        lines: Mapping[str, list[tuple[str, dict[str, Any]]]]) -> None:
     """The entry of a merge in `out`, from its first shard's description and the merged result `rows` (none when the
-    shards were written before shards described their entry)."""
-    (out / ENTRY_FILE).unlink(missing_ok=True)
+    shards were written before shards described their entry; the merge has removed any earlier entry)."""
     source = first_shard / SHARD_ENTRY_FILE
     if not source.is_file():
         return

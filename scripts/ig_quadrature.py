@@ -95,7 +95,8 @@ def main() -> None:
     wide = table.pivot_table(index=["rule", "points"], columns="tool", values=["median_error", "max_error"],
                              sort=False)
     wide.columns = [f"{value} ({tool})" for value, tool in wide.columns]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
     about = (f"{payload['model_cfg']['name']} from {args.checkpoint}, {args.images} test images, float64; commit "
              f"{commit}, {platform.processor() or platform.machine()}, torch {torch.__version__}")
     markdown = wide.reset_index().to_markdown(index=False, floatfmt=".3g")

@@ -39,7 +39,6 @@ AttributionAttackResult with per-image tensors.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from contextlib import nullcontext
 import dataclasses
@@ -50,6 +49,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from attrobust.attacks.budget import Patience, check_settings
 from attrobust.attacks.estimated import nes_direction
 from attrobust.attacks.iterates import AttributionAttackResult, BestIterates, Reference, keep_stronger
 from attrobust.attacks.projected_ascent import LinfBall, Rows, pixel_amount, projected_ascent
@@ -58,7 +58,7 @@ from attrobust.attributions import check_smoothable, saliency_map, softplus_surr
 from attrobust.errors import AttrobustError
 from attrobust.explainers.base import Explainer
 from attrobust.explainers.ig import IntegratedGradientsExplainer
-from attrobust.metrics import METRICS, Metric, center_of_mass, top_k_mask
+from attrobust.metrics import Metric, center_of_mass, top_k_mask
 from attrobust.metrics.ranks import kendall_of_maps
 
 
@@ -86,30 +86,13 @@ class AttributionAttack:
     direction: Literal["analytic", "estimated"] = "analytic"  # estimated: NES probes, no second derivative
     probes: int = 50             # antithetic pairs of Gaussian probes per step (direction=estimated)
     probe_radius: float = 1e-3   # their standard deviation, in pixels of [0, 1]
+    direction_points: int | None = None  # explainer passes for the direction only (attacks/budget.py); None: its own
+    patience: int | None = None  # stop an image after this many steps without a better criterion; None: never
     explainer: Explainer = field(default_factory=IntegratedGradientsExplainer)  # set by the command (explainer=)
 
     def __post_init__(self) -> None:
-        if not (0 < self.eps < math.inf and 0 < self.step_size < math.inf):
-            raise ValueError(f"eps and step_size must be positive and finite, got {self.eps} and {self.step_size}")
-        if not isinstance(self.explainer, Explainer):
-            raise ValueError("the explainer is chosen with explainer=NAME, not as a setting of the attack")
-        for key in ("steps", "restarts", "k", "eval_k"):
-            if getattr(self, key) is not None and getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1{' (or null)' if key in ('k', 'eval_k') else ''}, got "
-                                 f"{getattr(self, key)}")
-        if not 0 < self.surrogate_beta < math.inf:
-            raise ValueError(f"surrogate_beta must be positive and finite, got {self.surrogate_beta}")
-        if self.direction not in ("analytic", "estimated"):
-            raise ValueError(f"direction must be analytic or estimated, got '{self.direction}'")
-        if self.probes < 1 or not 0 < self.probe_radius < math.inf:
-            raise ValueError(f"probes must be >= 1 and probe_radius positive, got {self.probes} and "
-                             f"{self.probe_radius}")
+        check_settings(self)
         object.__setattr__(self, "measure", OLD_MEASURES.get(self.measure, self.measure))
-        if self.measure != MASS_CENTER and self.measure not in METRICS.names():
-            raise ValueError(f"measure must be a registered metric or {MASS_CENTER}: "
-                             f"{', '.join([*METRICS.names(), MASS_CENTER])}; got '{self.measure}'")
-        if self.restarts_by not in ("measure", "kendall"):
-            raise ValueError(f"restarts_by must be measure or kendall, got '{self.restarts_by}'")
 
     def sized_for(self, height: int, width: int) -> AttributionAttack:
         """This attack with a `k` / `eval_k` of None set to `auto_top_k` of a `height` x `width` map."""
@@ -174,7 +157,7 @@ class AttributionAttack:
         smooth = softplus_surrogate(model, self.surrogate_beta) if self.explainer.needs_surrogate else nullcontext()
         with smooth, torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            attributions = self.explainer.explain(model, x, reference.label, create_graph=True)
+            attributions = self.direction_explainer.explain(model, x, reference.label, create_graph=True)
             score = self.objective(saliency_map(attributions), reference)
             (grad,) = torch.autograd.grad(score.sum(), x)
         return grad.sign()
@@ -186,6 +169,11 @@ class AttributionAttack:
     def estimated_direction(self, model: nn.Module, x: Tensor, reference: Reference) -> Tensor:
         """The sign of the NES estimate of d objective / d x (attrobust/attacks/estimated.py)."""
         return nes_direction(self, model, x, reference)
+
+    @cached_property
+    def direction_explainer(self) -> Explainer:
+        """The explainer of the attack's direction: the scored one, with `direction_points` passes when set."""
+        return self.explainer if self.direction_points is None else self.explainer.with_passes(self.direction_points)
 
     # -- the shared algorithm ---------------------------------------------------------------------------------
     @property
@@ -200,9 +188,11 @@ class AttributionAttack:
         else:
             runs = " 1 run (deterministic)" if self.deterministic and not self.random_start else " 1 run"
         estimated = f" estimated({self.probes} probes)" if self.direction == "estimated" and self.ascends else ""
+        cheaper = (f" direction {self.direction_explainer.describe()}" if self.direction_points and self.ascends
+                   else "") + (f" patience {self.patience}" if self.patience and self.ascends else "")
         return (f"{self.name} of {self.explainer.describe()} eps={pixel_amount(self.eps)} {self.steps}x"
                 f"{pixel_amount(self.step_size)} "
-                f"k={self.k}{start}{estimated}{runs}")
+                f"k={self.k}{start}{estimated}{cheaper}{runs}")
 
     @property
     def name(self) -> str:
@@ -256,6 +246,7 @@ class AttributionAttack:
         best = BestIterates.none_yet(reference, self.untouched)
         moved = torch.zeros(n, dtype=torch.bool, device=x0.device)
         everyone = torch.arange(n, device=x0.device)
+        patience = Patience.start(self.patience if self.ascends else None, n, x0.device)
 
         def of(rows: Rows) -> Reference:
             return reference if rows is None or len(rows) == n else reference.select(rows)
@@ -269,12 +260,17 @@ class AttributionAttack:
             # map, the others cannot be kept) and which moved (the others are fixed points)
             counted, changed = torch.stack([same_label, (new != current).flatten(1).any(1)]).cpu()
             kept = counted.nonzero().flatten().to(x0.device)
+            before = None if patience.limit is None else best.criterion[active].clone()
             if len(kept):
                 saliency = self.saliency(model, new[kept], ref.label[kept])
                 best.offer(active[kept], self.criterion(ref.select(kept), saliency), new[kept], saliency)
             on_step()
             # an iterate the step left in place is a fixed point: every later step would repeat this one
-            return active[changed.to(x0.device)] if self.skip_converged and self.deterministic else rows
+            going = changed if self.skip_converged and self.deterministic else torch.ones_like(changed)
+            if before is not None:
+                going &= patience.going_on(active, before, best.criterion[active]).cpu()
+            return active[going.to(x0.device)] if self.skip_converged and self.deterministic or not going.all() \
+                else rows
 
         start = ball.sample() if self.random_start else x0.clone()
         projected_ascent(lambda current, rows: self.propose(model, current, of(rows)), ball, self.steps, start, after)

@@ -24,7 +24,7 @@ def nes_direction(attack: AttributionAttack, model: nn.Module, x: Tensor, refere
     noise = torch.randn((q, *x.shape), device=x.device, dtype=x.dtype)
     points = torch.cat([x.detach() + attack.probe_radius * noise, x.detach() - attack.probe_radius * noise])
     rows = torch.arange(batch, device=x.device).repeat(2 * q)
-    attributions = attack.explainer.explain(model, points.flatten(0, 1), reference.label[rows]).detach()
+    attributions = attack.direction_explainer.explain(model, points.flatten(0, 1), reference.label[rows]).detach()
     scores = attack.objective(saliency_map(attributions), reference.select(rows)).view(2 * q, batch)
     weights = (scores[:q] - scores[q:]).to(x.dtype).view(q, batch, *[1] * (x.dim() - 1))
     return (weights * noise).sum(dim=0).sign()

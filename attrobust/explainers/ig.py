@@ -12,6 +12,7 @@ Oracle: Captum's `IntegratedGradients(method="riemann_right")` (tests/test_expla
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -38,6 +39,9 @@ class IntegratedGradientsExplainer(Explainer):
     @property
     def passes_per_image(self) -> int:
         return self.steps
+
+    def with_passes(self, passes: int) -> IntegratedGradientsExplainer:
+        return dataclasses.replace(self, steps=passes)
 
     def explain(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool = False) -> Tensor:
         return integrated_gradients(logit_of(model, target), x, steps=self.steps, rule=self.rule,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,10 @@ class SmoothGradExplainer(Explainer):
     @property
     def needs_surrogate(self) -> bool:  # type: ignore[override]
         return self.inner.needs_surrogate
+
+    def with_passes(self, passes: int) -> SmoothGradExplainer:
+        """`passes` noise samples drawn with the same seed, each explained by the wrapped explainer as it is."""
+        return dataclasses.replace(self, samples=passes)
 
     def noise(self, x: Tensor) -> Tensor:
         """(samples, B, C, H, W): the seeded patterns, scaled by each image's sigma."""

@@ -1,0 +1,237 @@
+"""Where the attack on explanations gets its strength: final IN / Kendall / LENS recall against the passes spent.
+
+From the `robust` protocol's attack (the threat model's steps and step size, IG scored with the threat's points, a
+random start, 3 restarts), one cost knob at a time is turned down on the same images of each model, for each
+explainer: the explainer passes of the direction (`direction_points`), steps (with step_size x steps kept, so the
+path can reach as far), restarts, `patience`, the random start, and the chunk size (seconds only). `--extra` adds
+combinations. Passes are counted, not estimated: every row the network sees (a path point, a noise sample, a label
+check) is one pass; a direction pass also goes through a second-order backward, so seconds are given beside them.
+
+    python scripts/attack_frontier.py --checkpoints outputs/train/natural outputs/train/pgd --images 50 \\
+        --explainers ig smoothgrad --extra "fast:restarts=1,steps=20,step_size=0.05,direction_points=10"
+
+Writes to --out: `per_image.csv` (every image's measures under every variant), `frontier.csv` and `frontier.md`
+(per model, explainer and variant: passes and seconds per image, each measure's mean with its 95 % bootstrap
+interval over the images, and whether the mean lies in the base's interval) and `frontier.png` (measure against
+passes per image, log axis). Only correctly classified images are attacked, as in `evaluate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from attrobust.atomic import write_text_atomic
+from attrobust.attacks import ATTRIBUTION_ATTACKS
+from attrobust.engine.attribution import auto_batch_size, score
+from attrobust.errors import AttrobustError
+from attrobust.explainers import EXPLAINERS
+from attrobust.metrics import build_metrics
+from attrobust.reporting.intervals import Bootstrap
+from attrobust.trained import checkpoint_threat, restore_checkpoint
+
+METRICS = build_metrics(["topk_intersection", "kendall", "lens_recall"])
+EXPLAINER_SETTINGS = {"ig": {"name": "ig"}, "smoothgrad": {"name": "smoothgrad", "wraps": "gradient"},
+                      "gradient": {"name": "gradient"}}
+
+
+class RowCounter(nn.Module):
+    """The model, counting the rows (images, path points, noise samples) of its forward passes."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.rows = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += x.shape[0]
+        return self.model(x)
+
+
+def variants(base: dict[str, Any], passes: int, extra: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(knob, value, attack settings): the base, then one knob turned down at a time, then `extra`."""
+    reach = base["steps"] * base["step_size"]
+    out = [("base", "robust", base)]
+    out += [("direction_points", str(p), {**base, "direction_points": p})
+            for p in sorted({max(1, passes // d) for d in (2, 5, 10, 20)}, reverse=True) if p < passes]
+    out += [("steps", f"{s}x{reach / s:.3g}", {**base, "steps": s, "step_size": reach / s})
+            for s in (50, 20, 10) if s < base["steps"]]
+    out += [("restarts", str(r), {**base, "restarts": r}) for r in (2, 1)]
+    out += [("patience", str(p), {**base, "patience": p}) for p in (20, 10, 5, 2) if p < base["steps"]]
+    out += [("random_start", "false", {**base, "random_start": False})]
+    out += [("chunk", "4", {**base, "chunk": 4})]
+    for spec in extra:
+        name, _, settings = spec.partition(":")
+        out.append(("extra", name, {**base, **parse_settings(settings)}))
+    return out
+
+
+def parse_settings(text: str) -> dict[str, Any]:
+    """"key=value,key=value" as attack settings."""
+    return {key: _value(value) for key, value in (item.split("=", 1) for item in text.split(",") if item)}
+
+
+def _value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "none"):
+        return None
+    return float(text) if any(c in text for c in ".e") else int(text)
+
+
+def attack_images(model: nn.Module, x: torch.Tensor, y: torch.Tensor, explainer: Any, settings: dict[str, Any],
+                  seed: int) -> tuple[dict[str, torch.Tensor], int, float]:
+    """Per-image measures of the attack with `settings` on (x, y), the network rows it spent, and its seconds."""
+    settings = dict(settings)
+    chunk = settings.pop("chunk", None) or auto_batch_size(x.device, explainer.passes_per_image)
+    attack = ATTRIBUTION_ATTACKS.build({"name": "topk", **settings}, explainer=explainer)
+    counter = RowCounter(model).eval()
+    values: dict[str, list[torch.Tensor]] = {m.column: [] for m in METRICS}
+    started = time.perf_counter()
+    for start in range(0, len(y), chunk):
+        torch.manual_seed(seed + start)  # the random start of each chunk, as evaluate seeds it
+        result = attack.run(counter, x[start:start + chunk], y[start:start + chunk])
+        for column, value in score(result, METRICS, attack.eval_k).items():
+            values[column].append(value.double())
+    seconds = time.perf_counter() - started
+    return {column: torch.cat(parts) for column, parts in values.items()}, counter.rows, seconds
+
+
+def summarise(per_image: pd.DataFrame, bootstrap: Bootstrap) -> pd.DataFrame:
+    rows = []
+    keys = ["model", "explainer", "knob", "value"]
+    for key, group in per_image.groupby(keys, sort=False):
+        row = dict(zip(keys, key, strict=True))
+        row.update(images=len(group), passes_per_image=group["passes_per_image"].iloc[0],
+                   seconds_per_image=group["seconds_per_image"].iloc[0])
+        for metric in METRICS:
+            values = group[metric.column] * metric.scale
+            low, high = bootstrap.interval(values)
+            row.update({metric.title: values.mean(), f"{metric.title} low": low, f"{metric.title} high": high})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for metric in METRICS:
+        base = table[table["knob"] == "base"].set_index(["model", "explainer"])
+        low = table.join(base[f"{metric.title} low"], on=["model", "explainer"], rsuffix=" base")
+        high = table.join(base[f"{metric.title} high"], on=["model", "explainer"], rsuffix=" base")
+        table[f"{metric.title} in base CI"] = ((table[metric.title] >= low[f"{metric.title} low base"])
+                                              & (table[metric.title] <= high[f"{metric.title} high base"]))
+    base_passes = table[table["knob"] == "base"].set_index(["model", "explainer"])["passes_per_image"]
+    table["passes vs base"] = table["passes_per_image"] / table.join(
+        base_passes, on=["model", "explainer"], rsuffix=" base")["passes_per_image base"]
+    return table
+
+
+def plot(table: pd.DataFrame, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullFormatter
+
+    models = list(dict.fromkeys(table["model"]))
+    figure, axes = plt.subplots(len(METRICS), len(models), figsize=(5.5 * len(models), 3.2 * len(METRICS)),
+                                squeeze=False)
+    markers = dict(zip(dict.fromkeys(table["explainer"]), "osD^", strict=False))
+    knobs = [knob for knob in dict.fromkeys(table["knob"]) if knob != "base"]
+    colours = dict(zip(knobs, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False)) | {"base": "black"}
+    for column, model in enumerate(models):
+        for row, metric in enumerate(METRICS):
+            axis = axes[row][column]
+            for (explainer, knob), group in table[table["model"] == model].groupby(["explainer", "knob"], sort=False):
+                axis.scatter(group["passes_per_image"], group[metric.title], marker=markers[explainer],
+                             color=colours[knob], s=60 if knob == "base" else 28, zorder=3 if knob == "base" else 2)
+            axis.set_xscale("log")
+            axis.xaxis.set_minor_formatter(NullFormatter())
+            axis.set_xlabel("network passes per image (log)")
+            axis.set_ylabel(f"{metric.title}{' (%)' if metric.unit == '%' else ''}")
+            axis.set_title(model, fontsize=9)
+            axis.grid(True, which="both", alpha=0.3)
+    legend = [Line2D([], [], color=colours[k], marker="o", linestyle="", label=k) for k in ["base", *knobs]]
+    legend += [Line2D([], [], color="grey", marker=m, linestyle="", label=e) for e, m in markers.items()]
+    figure.legend(handles=legend, fontsize=7, loc="lower center", ncol=min(5, len(legend)))
+    figure.suptitle(title, fontsize=8)
+    figure.tight_layout(rect=(0, 0.08, 1, 0.96))
+    figure.savefig(path, dpi=110)
+
+
+def run_model(checkpoint: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    model, splits, payload = restore_checkpoint(checkpoint)
+    model = model.eval()
+    threat = checkpoint_threat(payload)
+    if threat is None:
+        raise AttrobustError(f"{checkpoint} records no threat model to take the attack's settings from")
+    attack = threat["attribution_attack"]
+    base = {"eps": float(threat["eps"]), "steps": int(attack["steps"]), "step_size": float(attack["step_size"]),
+            "k": attack["k"], "eval_k": attack["eval_k"], "restarts": 3, "random_start": True,
+            **parse_settings(args.base)}
+    x, y = splits.test.batch(slice(0, args.images), torch.device("cpu"))
+    with torch.no_grad():
+        correct = (model(x).argmax(1) == y).nonzero().flatten()
+    x, y, label = x[correct], y[correct], Path(checkpoint).name
+    rows = []
+    for name in args.explainers:
+        settings = dict(EXPLAINER_SETTINGS[name])
+        if name == "ig":
+            settings["steps"] = args.ig_steps or int(attack["ig_steps"])
+        explainer = EXPLAINERS.build(settings)
+        for knob, value, attack_settings in variants(base, explainer.passes_per_image, args.extra):
+            measures, passes, seconds = attack_images(model, x, y, explainer, attack_settings, args.seed)
+            print(f"{label} {explainer.describe()} {knob}={value}: {passes / len(y):.0f} passes, "
+                  f"{seconds / len(y):.2f} s per image, " + ", ".join(
+                      f"{m.title} {m.scale * measures[m.column].mean().item():.4g}" for m in METRICS), flush=True)
+            for i in range(len(y)):
+                rows.append({"model": label, "explainer": explainer.describe(), "knob": knob, "value": value,
+                             "index": int(correct[i]), "passes_per_image": passes / len(y),
+                             "seconds_per_image": seconds / len(y),
+                             **{column: float(values[i]) for column, values in measures.items()}})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoints", nargs="+", required=True, help="training run dirs (or their model.pt)")
+    parser.add_argument("--images", type=int, default=50, help="the first N test images (correct ones attacked)")
+    parser.add_argument("--explainers", nargs="+", default=["ig", "smoothgrad"], choices=sorted(EXPLAINER_SETTINGS))
+    parser.add_argument("--extra", nargs="*", default=[], help='"name:key=value,..." attack settings to add')
+    parser.add_argument("--base", default="", help='"key=value,..." changes to the base attack (smoke runs)')
+    parser.add_argument("--ig-steps", type=int, default=None, help="IG points (default: the threat model's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("outputs/attack_frontier"))
+    args = parser.parse_args()
+    if args.images < 1:
+        parser.error(f"--images {args.images}: give 1 or more test images")
+    torch.set_grad_enabled(True)
+    rows = []
+    for checkpoint in args.checkpoints:
+        try:
+            rows += run_model(checkpoint, args)
+        except AttrobustError as error:
+            parser.error(f"--checkpoints {checkpoint}: {error}")
+    per_image = pd.DataFrame(rows)
+    table = summarise(per_image, Bootstrap(seed=args.seed))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    about = (f"top-k attack, first {args.images} test images (correct ones attacked), commit {commit}, "
+             f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+             f"torch {torch.__version__}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out / "per_image.csv", per_image.to_csv(index=False, float_format="%.6g"))
+    write_text_atomic(args.out / "frontier.csv", table.to_csv(index=False, float_format="%.6g"))
+    shown = table.drop(columns=[c for c in table.columns if c.endswith((" low", " high"))])
+    write_text_atomic(args.out / "frontier.md", f"{about}\n\n{shown.to_markdown(index=False, floatfmt='.4g')}\n")
+    plot(table, args.out / "frontier.png", about)
+    print((args.out / "frontier.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

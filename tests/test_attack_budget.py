@@ -1,0 +1,103 @@
+"""The attack's pass-saving knobs (attrobust/attacks/budget.py): off, they change nothing; on, they spend fewer passes
+and the attack stays in its ball; the random controls ignore patience; a fixed-pass explainer refuses them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from attrobust.attacks import ATTRIBUTION_ATTACKS
+from attrobust.attacks.attribution import AttributionAttack
+from attrobust.attributions import saliency_map
+from attrobust.errors import AttrobustError
+from attrobust.explainers import EXPLAINERS
+from test_attribution_attacks import correctly_classified, smooth_net
+
+SETTINGS = {"name": "topk", "eps": 0.2, "steps": 4, "step_size": 0.05, "k": 20, "eval_k": 10, "restarts": 1}
+FIELDS = ("perturbed", "perturbed_saliency", "kendall", "criterion", "qualified", "moved")
+
+
+class RowCounter(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.rows = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += x.shape[0]
+        return self.model(x)
+
+
+def attack(ig_steps: int = 8, explainer: str = "ig", **settings) -> AttributionAttack:
+    built = EXPLAINERS.build({"name": "ig", "steps": ig_steps} if explainer == "ig" else {"name": explainer})
+    return ATTRIBUTION_ATTACKS.build({**SETTINGS, **settings}, explainer=built)
+
+
+def run(chosen: AttributionAttack, seed: int = 0):
+    """The attack's result on six images of a small ReLU network, and the rows it sent through the network."""
+    model = RowCounter(smooth_net())
+    x, y = correctly_classified(model, n=6)
+    torch.manual_seed(seed)
+    return chosen.run(model, x, y), model.rows, x
+
+
+def assert_same(a, b) -> None:
+    for field in FIELDS:
+        torch.testing.assert_close(getattr(a, field), getattr(b, field), rtol=0, atol=0, msg=field)
+
+
+@pytest.mark.parametrize("random_start", [False, True])
+def test_the_explainers_own_points_and_a_patience_as_long_as_the_attack_change_nothing(random_start):
+    plain, rows, _ = run(attack(random_start=random_start))
+    knobs, knob_rows, _ = run(attack(random_start=random_start, direction_points=8, patience=SETTINGS["steps"]))
+    assert_same(plain, knobs)
+    assert rows == knob_rows
+
+
+def test_fewer_direction_points_spend_fewer_passes_and_score_with_the_explainers_own_maps():
+    full, full_rows, x = run(attack(ig_steps=12))
+    cheap_attack = attack(ig_steps=12, direction_points=4)
+    cheap, cheap_rows, _ = run(cheap_attack)
+    assert cheap_rows < full_rows
+    assert (cheap.perturbed - x).abs().max() <= SETTINGS["eps"] + 1e-6
+    assert 0 <= cheap.perturbed.min() and cheap.perturbed.max() <= 1
+    model = smooth_net()
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    scored = saliency_map(EXPLAINERS.build({"name": "ig", "steps": 12}).explain(model, cheap.perturbed, y))
+    kept = cheap.qualified
+    assert kept.any()
+    torch.testing.assert_close(cheap.perturbed_saliency[kept], scored[kept])
+    assert "direction ig(4)" in cheap_attack.describe() and "direction" not in attack(ig_steps=12).describe()
+
+
+def test_patience_stops_images_whose_criterion_stalls_and_keeps_a_prefix_of_their_path():
+    steps = 8
+    full, full_rows, x = run(attack(steps=steps))
+    patient_attack = attack(steps=steps, patience=1)
+    patient, patient_rows, _ = run(patient_attack)
+    assert patient_rows < full_rows
+    assert (patient.perturbed - x).abs().max() <= SETTINGS["eps"] + 1e-6
+    # the same deterministic path, cut short: the full run's best is at least as strong
+    assert (full.criterion <= patient.criterion + 1e-6).all()
+    assert "patience 1" in patient_attack.describe()
+
+
+@pytest.mark.parametrize("name", ["random_noise", "random_sign"])
+def test_the_random_controls_run_every_step_whatever_the_patience(name):
+    plain, rows, _ = run(attack(name=name, random_start=True), seed=3)
+    patient, patient_rows, _ = run(attack(name=name, random_start=True, patience=1), seed=3)
+    assert_same(plain, patient)
+    assert rows == patient_rows
+
+
+@pytest.mark.parametrize("setting", [{"direction_points": 0}, {"patience": 0}])
+def test_a_knob_below_one_is_refused_by_name(setting):
+    with pytest.raises(AttrobustError, match=f"{next(iter(setting))} must be >= 1 \\(or null\\)"):
+        attack(**setting)
+
+
+def test_an_explainer_with_a_fixed_pass_count_refuses_direction_points():
+    with pytest.raises(AttrobustError, match="explainer gradient has a fixed 1 pass.*direction_points"):
+        attack(explainer="gradient", direction_points=4)
+    assert attack(explainer="gradient").direction_explainer.registry_name == "gradient"

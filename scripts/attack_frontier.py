@@ -2,7 +2,8 @@
 
 From the `robust` protocol's attack (the threat model's steps and step size, IG scored with the threat's points, a
 random start, 3 restarts), one cost knob at a time is turned down on the same images of each model, for each
-explainer: the explainer passes of the direction (`direction_points`), steps (with step_size x steps kept, so the
+explainer: the explainer passes of the direction (`direction_points`) and of the maps that select the kept iterate
+(`selection_points`), steps (with step_size x steps kept, so the
 path can reach as far), restarts, `patience`, the random start, and the chunk size (seconds only). `--extra` adds
 combinations. Passes are counted, not estimated: every row the network sees (a path point, a noise sample, a label
 check) is one pass; a direction pass also goes through a second-order backward, so seconds are given beside them.
@@ -62,6 +63,9 @@ def variants(base: dict[str, Any], passes: int, extra: list[str], quick: bool = 
     reach = base["steps"] * base["step_size"]
     out = [("base", "robust", base)]
     out += [("direction_points", str(p), {**base, "direction_points": p})
+            for p in sorted({max(1, passes // d) for d in ((5, 20) if quick else (2, 5, 10, 20))}, reverse=True)
+            if p < passes]
+    out += [("selection_points", str(p), {**base, "selection_points": p})
             for p in sorted({max(1, passes // d) for d in ((5, 20) if quick else (2, 5, 10, 20))}, reverse=True)
             if p < passes]
     out += [("steps", f"{s}x{reach / s:.3g}", {**base, "steps": s, "step_size": reach / s})

@@ -49,14 +49,16 @@ def assert_same(a, b) -> None:
 @pytest.mark.parametrize("random_start", [False, True])
 def test_the_explainers_own_points_and_a_patience_as_long_as_the_attack_change_nothing(random_start):
     plain, rows, _ = run(attack(random_start=random_start))
-    knobs, knob_rows, _ = run(attack(random_start=random_start, direction_points=8, patience=SETTINGS["steps"]))
+    knobs, knob_rows, _ = run(attack(random_start=random_start, direction_points=8, selection_points=8,
+                                     patience=SETTINGS["steps"]))
     assert_same(plain, knobs)
     assert rows == knob_rows
 
 
-def test_fewer_direction_points_spend_fewer_passes_and_score_with_the_explainers_own_maps():
+@pytest.mark.parametrize("knob", ["direction_points", "selection_points"])
+def test_fewer_points_spend_fewer_passes_and_score_with_the_explainers_own_maps(knob):
     full, full_rows, x = run(attack(ig_steps=12))
-    cheap_attack = attack(ig_steps=12, direction_points=4)
+    cheap_attack = attack(ig_steps=12, **{knob: 4})
     cheap, cheap_rows, _ = run(cheap_attack)
     assert cheap_rows < full_rows
     assert (cheap.perturbed - x).abs().max() <= SETTINGS["eps"] + 1e-6
@@ -68,7 +70,8 @@ def test_fewer_direction_points_spend_fewer_passes_and_score_with_the_explainers
     kept = cheap.qualified
     assert kept.any()
     torch.testing.assert_close(cheap.perturbed_saliency[kept], scored[kept])
-    assert "direction ig(4)" in cheap_attack.describe() and "direction" not in attack(ig_steps=12).describe()
+    assert f"{knob.split('_')[0]} ig(4)" in cheap_attack.describe() and knob.split("_")[0] not in \
+        attack(ig_steps=12).describe()
 
 
 def test_patience_stops_images_whose_criterion_stalls_and_keeps_a_prefix_of_their_path():
@@ -98,6 +101,23 @@ def test_a_knob_below_one_is_refused_by_name(setting):
 
 
 def test_an_explainer_with_a_fixed_pass_count_refuses_direction_points():
-    with pytest.raises(AttrobustError, match="explainer gradient has a fixed 1 pass.*direction_points"):
+    with pytest.raises(AttrobustError, match="gradient has a fixed 1 pass.*direction_points and selection_points"):
         attack(explainer="gradient", direction_points=4)
     assert attack(explainer="gradient").direction_explainer.registry_name == "gradient"
+
+
+def test_a_protocols_budget_divides_steps_restarts_and_direction_points_and_keeps_the_reach():
+    from attrobust.engine.protocol import Protocol
+
+    cheaper = Protocol("cheaper", random_start=True, adds_lens_recall=True, restarts=1, step_divisor=5,
+                       direction_divisor=10, selection_divisor=4, patience=4)
+    on_ig = cheaper.attack(attack(ig_steps=100, steps=100, step_size=0.01, restarts=3))
+    assert (on_ig.steps, on_ig.restarts, on_ig.direction_points, on_ig.selection_points, on_ig.patience,
+            on_ig.random_start) == (20, 1, 10, 25, 4, True)
+    assert on_ig.steps * on_ig.step_size == pytest.approx(100 * 0.01)
+    on_gradient = cheaper.attack(attack(explainer="gradient"))
+    assert on_gradient.direction_points is None and on_gradient.selection_points is None
+    chosen = attack(ig_steps=100, direction_points=50, patience=7)  # what the user set stays
+    assert (cheaper.attack(chosen).direction_points, cheaper.attack(chosen).patience) == (50, 7)
+    plain = attack()
+    assert Protocol("same", random_start=False, adds_lens_recall=False).attack(plain) is plain

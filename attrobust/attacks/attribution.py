@@ -51,21 +51,16 @@ from torch import Tensor, nn
 
 from attrobust.attacks.budget import Patience, check_settings
 from attrobust.attacks.estimated import nes_direction
+from attrobust.attacks.fits import auto_top_k, check_fits
 from attrobust.attacks.iterates import AttributionAttackResult, BestIterates, Reference, keep_stronger
 from attrobust.attacks.projected_ascent import LinfBall, Rows, pixel_amount, projected_ascent
 from attrobust.attacks.selection import MASS_CENTER, OLD_MEASURES, criterion, selection_metric, untouched
 from attrobust.attributions import check_smoothable, saliency_map, softplus_surrogate
-from attrobust.errors import AttrobustError
 from attrobust.explainers.base import Explainer
 from attrobust.explainers.ig import IntegratedGradientsExplainer
 from attrobust.metrics import Metric, center_of_mass, top_k_mask
 from attrobust.metrics.ranks import kendall_of_maps
 
-
-
-def auto_top_k(pixels: int) -> int:
-    """The top-k of a `k: null` setting: an eighth of the map, as the reference's 100 of 784, at most 100."""
-    return max(1, min(100, pixels // 8))
 
 
 @dataclass(frozen=True)
@@ -88,6 +83,7 @@ class AttributionAttack:
     probe_radius: float = 1e-3   # their standard deviation, in pixels of [0, 1]
     direction_points: int | None = None  # explainer passes for the direction only (attacks/budget.py); None: its own
     patience: int | None = None  # stop an image after this many steps without a better criterion; None: never
+    selection_points: int | None = None  # explainer passes for the maps that select iterates; None: its own
     explainer: Explainer = field(default_factory=IntegratedGradientsExplainer)  # set by the command (explainer=)
 
     def __post_init__(self) -> None:
@@ -101,31 +97,9 @@ class AttributionAttack:
                                    eval_k=auto if self.eval_k is None else self.eval_k)
 
     def check_fits(self, height: int, width: int, key: str) -> None:
-        """Refuse a top-k that holds the whole map (`key`: where the attack is configured, e.g. attack), both settings
-        in one line: with `eval_k` every pixel would be in both top-k sets and each image would score an IN of 1
-        whatever the attack did; with `k` the top-k objective would be the map's constant total, so the attack would
-        have no direction."""
-        pixels = height * width
-        why = {"k": "the top-k objective would be the whole map's constant total and the attack would not move",
-               "eval_k": "every image would score 1 whatever the attack did"}
-        problems = []
-        for name in ("k", "eval_k"):
-            value = getattr(self, name)
-            if value is not None and value >= pixels:
-                relation = "more than" if value > pixels else "all of"
-                problems.append(f"{key}.{name}={value} is {relation} the {pixels} pixels of a {height}x{width} "
-                                f"saliency map, so {why[name]}")
-        if problems:
-            names = " and ".join(f"{key}.{name}" for name in ("k", "eval_k") if f"{key}.{name}=" in "".join(problems))
-            raise AttrobustError(f"{'; '.join(problems)}; choose {names} < {pixels}, or null for an eighth of the map "
-                                 f"({auto_top_k(pixels)}; the reference uses 100 of 784)")
-        selection = self.selection
-        if selection is not None:
-            try:
-                selection.check_fits(height, width)
-            except ValueError as error:
-                raise AttrobustError(f"{key}.measure={self.measure} cannot select on {height}x{width} maps: "
-                                     f"{error}") from None
+        """Refuse, in one line, a top-k or a selection that cannot work on `height` x `width` maps (attacks/fits.py;
+        `key`: where the attack is configured, e.g. attack)."""
+        check_fits(self, height, width, key)
 
     def check_model(self, model: nn.Module) -> None:
         """Refuse, with one line and before any work, a model this attack cannot differentiate through: the
@@ -175,6 +149,12 @@ class AttributionAttack:
         """The explainer of the attack's direction: the scored one, with `direction_points` passes when set."""
         return self.explainer if self.direction_points is None else self.explainer.with_passes(self.direction_points)
 
+    @cached_property
+    def selection_explainer(self) -> Explainer:
+        """The explainer of the maps that select the kept iterate (`selection_points`); the kept map is then
+        recomputed with the scored one."""
+        return self.explainer if self.selection_points is None else self.explainer.with_passes(self.selection_points)
+
     # -- the shared algorithm ---------------------------------------------------------------------------------
     @property
     def restarts_to_run(self) -> int:
@@ -189,7 +169,8 @@ class AttributionAttack:
             runs = " 1 run (deterministic)" if self.deterministic and not self.random_start else " 1 run"
         estimated = f" estimated({self.probes} probes)" if self.direction == "estimated" and self.ascends else ""
         cheaper = (f" direction {self.direction_explainer.describe()}" if self.direction_points and self.ascends
-                   else "") + (f" patience {self.patience}" if self.patience and self.ascends else "")
+                   else "") + (f" selection {self.selection_explainer.describe()}" if self.selection_points else "") \
+            + (f" patience {self.patience}" if self.patience and self.ascends else "")
         return (f"{self.name} of {self.explainer.describe()} eps={pixel_amount(self.eps)} {self.steps}x"
                 f"{pixel_amount(self.step_size)} "
                 f"k={self.k}{start}{estimated}{cheaper}{runs}")
@@ -198,9 +179,10 @@ class AttributionAttack:
     def name(self) -> str:
         return self.registry_name
 
-    def saliency(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        """The saliency map of the model (the original network, not the surrogate): (B, H*W)."""
-        return saliency_map(self.explainer.explain(model, x, y)).detach()
+    def saliency(self, model: nn.Module, x: Tensor, y: Tensor, explainer: Explainer | None = None) -> Tensor:
+        """The saliency map of the model (the original network, not the surrogate) by `explainer` (default: the
+        scored one): (B, H*W)."""
+        return saliency_map((explainer or self.explainer).explain(model, x, y)).detach()
 
     def reference(self, model: nn.Module, x: Tensor, y: Tensor) -> Reference:
         saliency = self.saliency(model, x, y)
@@ -262,7 +244,7 @@ class AttributionAttack:
             kept = counted.nonzero().flatten().to(x0.device)
             before = None if patience.limit is None else best.criterion[active].clone()
             if len(kept):
-                saliency = self.saliency(model, new[kept], ref.label[kept])
+                saliency = self.saliency(model, new[kept], ref.label[kept], self.selection_explainer)
                 best.offer(active[kept], self.criterion(ref.select(kept), saliency), new[kept], saliency)
             on_step()
             # an iterate the step left in place is a fixed point: every later step would repeat this one
@@ -274,6 +256,10 @@ class AttributionAttack:
 
         start = ball.sample() if self.random_start else x0.clone()
         projected_ascent(lambda current, rows: self.propose(model, current, of(rows)), ball, self.steps, start, after)
+        if self.selection_explainer != self.explainer:  # the kept iterates' maps as the scored explainer draws them
+            kept = (best.criterion < self.untouched).nonzero().flatten()
+            if len(kept):
+                best.saliency[kept] = self.saliency(model, best.image[kept], reference.label[kept])
         return self._score(reference, best, moved)
 
     def _score(self, reference: Reference, best: BestIterates, moved: Tensor) -> AttributionAttackResult:

@@ -1,10 +1,13 @@
-"""The passes an attack on explanations may leave unspent (`direction_points`, `patience`), and the checks of every
-attack setting. Both knobs are off by default, so an attack runs as the reference's does; what each buys in strength
-per pass is measured by scripts/attack_frontier.py (docs/attacking-explanations.md, "Strength per pass").
+"""The passes an attack on explanations may leave unspent (`direction_points`, `selection_points`, `patience`), and
+the checks of every attack setting. The knobs are off by default, so an attack runs as the reference's does; what
+each buys in strength per pass is measured by scripts/attack_frontier.py (docs/attacking-explanations.md,
+"Strength per pass").
 
 - `direction_points`: the explainer's passes per image (IG path points, SmoothGrad samples) for the attack's
   direction only; the maps that are scored keep the explainer's own. The direction is a sign, so a coarser map can
   point the same way at a fraction of the passes (a step's second-order pass is the attack's largest cost).
+- `selection_points`: the explainer's passes per image for the maps that choose the kept iterate after each step;
+  the kept iterate's map is then computed once with the explainer's own passes, and that map is scored.
 - `patience`: an image stops after this many steps in a row without lowering its selection criterion (the kept
   iterate is final); the random controls always run every step, as they are what the attack must beat.
 """
@@ -51,7 +54,7 @@ def check_settings(attack: AttributionAttack) -> None:
         raise ValueError(f"eps and step_size must be positive and finite, got {attack.eps} and {attack.step_size}")
     if not isinstance(attack.explainer, Explainer):
         raise ValueError("the explainer is chosen with explainer=NAME, not as a setting of the attack")
-    for key in ("steps", "restarts", "k", "eval_k", "direction_points", "patience"):
+    for key in ("steps", "restarts", "k", "eval_k", "direction_points", "selection_points", "patience"):
         if getattr(attack, key) is not None and getattr(attack, key) < 1:
             raise ValueError(f"{key} must be >= 1{'' if key in ('steps', 'restarts') else ' (or null)'}, got "
                              f"{getattr(attack, key)}")
@@ -68,5 +71,6 @@ def check_settings(attack: AttributionAttack) -> None:
                          f"{', '.join([*METRICS.names(), MASS_CENTER])}; got '{attack.measure}'")
     if attack.restarts_by not in ("measure", "kendall"):
         raise ValueError(f"restarts_by must be measure or kendall, got '{attack.restarts_by}'")
-    if attack.direction_points is not None:
-        attack.explainer.with_passes(attack.direction_points)  # raises for an explainer with a fixed count
+    for key in ("direction_points", "selection_points"):
+        if getattr(attack, key) is not None:
+            attack.explainer.with_passes(getattr(attack, key))  # raises for an explainer with a fixed count

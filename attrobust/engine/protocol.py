@@ -26,6 +26,12 @@ class Protocol:
     name: str
     random_start: bool  # every attack on explanations starts from a random point of the eps-ball
     adds_lens_recall: bool  # LENS recall joins eval.metrics when it is not listed
+    # the attack's budget as this protocol spends it (attacks/budget.py); the defaults leave the attack as configured
+    restarts: int | None = None      # runs of each attack on explanations (None: the attack's own)
+    step_divisor: int = 1            # steps / d of step_size x d: as far in fewer steps
+    direction_divisor: int = 1       # the direction's explainer passes / d (IG points, SmoothGrad samples)
+    selection_divisor: int = 1       # the selecting maps' explainer passes / d (the kept map is drawn in full)
+    patience: int | None = None      # an image stops after this many steps without a lower criterion
 
     def metrics(self, entries: Sequence[str | Mapping[str, Any]]) -> list[Metric]:
         """`eval.metrics` as this protocol scores them."""
@@ -35,10 +41,29 @@ class Protocol:
         return metrics
 
     def attack(self, attack: A) -> A:
-        """The attack on explanations as this protocol runs it (a dataclass with `random_start`)."""
-        if self.random_start and not attack.random_start:  # type: ignore[attr-defined]
-            return dataclasses.replace(attack, random_start=True)  # type: ignore[type-var]
-        return attack
+        """The attack on explanations as this protocol runs it (an AttributionAttack: its random controls are made
+        from it, so they get the same start, steps and restarts)."""
+        changes = self.changes(attack)
+        return dataclasses.replace(attack, **changes) if changes else attack  # type: ignore[type-var]
+
+    def changes(self, attack: Any) -> dict[str, Any]:
+        """The settings of `attack` this protocol changes, with their new values."""
+        changes: dict[str, Any] = {}
+        if self.random_start and not attack.random_start:
+            changes["random_start"] = True
+        if self.restarts is not None and attack.restarts != self.restarts:
+            changes["restarts"] = self.restarts
+        if self.step_divisor > 1:
+            changes.update(steps=max(1, attack.steps // self.step_divisor),
+                           step_size=attack.step_size * self.step_divisor)
+        adjustable = attack.explainer.adjustable_passes
+        if self.direction_divisor > 1 and attack.direction_points is None and adjustable is not None:
+            changes["direction_points"] = max(1, adjustable // self.direction_divisor)
+        if self.selection_divisor > 1 and attack.selection_points is None and adjustable is not None:
+            changes["selection_points"] = max(1, adjustable // self.selection_divisor)
+        if self.patience is not None and attack.patience is None:
+            changes["patience"] = self.patience
+        return changes
 
 
 PROTOCOLS = {protocol.name: protocol for protocol in (Protocol("reference", random_start=False, adds_lens_recall=False),

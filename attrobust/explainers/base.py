@@ -37,11 +37,16 @@ class Explainer:
     def describe(self) -> str:
         return self.registry_name
 
+    @property
+    def adjustable_passes(self) -> int | None:
+        """The pass count `with_passes` sets (IG points, SmoothGrad samples); None when it is fixed."""
+        return None
+
     def with_passes(self, passes: int) -> Explainer:
         """This explainer with `passes` passes per image (an attack's cheaper direction); ValueError when its count
         is fixed."""
         raise ValueError(f"explainer {self.registry_name} has a fixed {self.passes_per_image} pass(es) per image, so "
-                         f"direction_points cannot change it; leave it null")
+                         f"direction_points and selection_points cannot change it; leave them null")
 
     def check_model(self, model: nn.Module) -> None:
         """Raise AttrobustError (one line) if this explainer cannot explain `model`; before any work is done."""

@@ -40,6 +40,10 @@ class IntegratedGradientsExplainer(Explainer):
     def passes_per_image(self) -> int:
         return self.steps
 
+    @property
+    def adjustable_passes(self) -> int:
+        return self.steps
+
     def with_passes(self, passes: int) -> IntegratedGradientsExplainer:
         return dataclasses.replace(self, steps=passes)
 

@@ -78,6 +78,10 @@ class SmoothGradExplainer(Explainer):
     def needs_surrogate(self) -> bool:  # type: ignore[override]
         return self.inner.needs_surrogate
 
+    @property
+    def adjustable_passes(self) -> int:
+        return self.samples
+
     def with_passes(self, passes: int) -> SmoothGradExplainer:
         """`passes` noise samples drawn with the same seed, each explained by the wrapped explainer as it is."""
         return dataclasses.replace(self, samples=passes)

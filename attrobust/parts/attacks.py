@@ -72,10 +72,12 @@ class Attacks(EvaluationPart):
         settings, key = trained.eval_settings, self.key
         protocol = protocol_named(settings.protocol)
         main = attribution_attack(trained.config.block(key), EXPLAINERS.build(trained.config.explainer_cfg), key)
-        as_run = protocol.attack(main)
-        if as_run != main:
-            main = as_run
-            log.info("eval.protocol=%s: %s starts from a random point of the eps-ball", protocol.name, key)
+        changes = protocol.changes(main)
+        if changes:
+            main = protocol.attack(main)
+            log.info("eval.protocol=%s: %s runs with %s", protocol.name, key,
+                     ", ".join(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+                               for name, value in changes.items()))
         height, width = trained.test.images.shape[-2:]
         if main.k is None or main.eval_k is None:
             main = main.sized_for(height, width)

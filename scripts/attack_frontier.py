@@ -5,7 +5,7 @@ random start, 3 restarts), one cost knob at a time is turned down on the same im
 explainer: the explainer passes of the direction (`direction_points`) and of the maps that select the kept iterate
 (`selection_points`), steps (with step_size x steps kept, so the
 path can reach as far), restarts, `patience`, the random start, and the chunk size (seconds only). `--extra` adds
-combinations. Passes are counted, not estimated: every row the network sees (a path point, a noise sample, a label
+combinations. The variants take turns on each block of images, with the same random starts. Passes are counted, not estimated: every row the network sees (a path point, a noise sample, a label
 check) is one pass; a direction pass also goes through a second-order backward, so seconds are given beside them.
 
     python scripts/attack_frontier.py --checkpoints outputs/train/natural outputs/train/pgd --images 50 \\
@@ -95,22 +95,31 @@ def _value(text: str) -> Any:
     return float(text) if any(c in text for c in ".e") else int(text)
 
 
-def attack_images(model: nn.Module, x: torch.Tensor, y: torch.Tensor, explainer: Any, settings: dict[str, Any],
-                  seed: int) -> tuple[dict[str, torch.Tensor], int, float]:
-    """Per-image measures of the attack with `settings` on (x, y), the network rows it spent, and its seconds."""
-    settings = dict(settings)
-    chunk = settings.pop("chunk", None) or auto_batch_size(x.device, explainer.passes_per_image)
-    attack = ATTRIBUTION_ATTACKS.build({"name": "topk", **settings}, explainer=explainer)
-    counter = RowCounter(model).eval()
-    values: dict[str, list[torch.Tensor]] = {m.column: [] for m in METRICS}
-    started = time.perf_counter()
-    for start in range(0, len(y), chunk):
-        torch.manual_seed(seed + start)  # the random start of each chunk, as evaluate seeds it
-        result = attack.run(counter, x[start:start + chunk], y[start:start + chunk])
-        for column, value in score(result, METRICS, attack.eval_k).items():
-            values[column].append(value.double())
-    seconds = time.perf_counter() - started
-    return {column: torch.cat(parts) for column, parts in values.items()}, counter.rows, seconds
+def attack_images(model: nn.Module, x: torch.Tensor, y: torch.Tensor, explainer: Any,
+                  variants: list[tuple[str, str, dict[str, Any]]], seed: int) -> list[dict[str, Any]]:
+    """Per variant: per-image measures of its attack on (x, y), the network rows it spent and its seconds. The
+    variants take turns on each block of images (one chunk of the explainer's auto size), so that a slow spell of
+    the machine hits them all alike, and every variant draws the same random starts for a block."""
+    block = auto_batch_size(x.device, explainer.passes_per_image)
+    out = [{"values": {m.column: [] for m in METRICS}, "rows": 0, "seconds": 0.0} for _ in variants]
+    for start in range(0, len(y), block):
+        xb, yb = x[start:start + block], y[start:start + block]
+        for (_, _, settings), tally in zip(variants, out, strict=True):
+            settings = dict(settings)
+            chunk = settings.pop("chunk", None) or block
+            attack = ATTRIBUTION_ATTACKS.build({"name": "topk", **settings}, explainer=explainer)
+            counter = RowCounter(model).eval()
+            torch.manual_seed(seed + start)  # the block's random starts, as evaluate seeds each chunk
+            started = time.perf_counter()
+            for first in range(0, len(yb), chunk):
+                result = attack.run(counter, xb[first:first + chunk], yb[first:first + chunk])
+                for column, value in score(result, METRICS, attack.eval_k).items():
+                    tally["values"][column].append(value.double())
+            tally["seconds"] += time.perf_counter() - started
+            tally["rows"] += counter.rows
+    for tally in out:
+        tally["values"] = {column: torch.cat(parts) for column, parts in tally["values"].items()}
+    return out
 
 
 def summarise(per_image: pd.DataFrame, bootstrap: Bootstrap) -> pd.DataFrame:
@@ -126,15 +135,17 @@ def summarise(per_image: pd.DataFrame, bootstrap: Bootstrap) -> pd.DataFrame:
             row.update({metric.title: values.mean(), f"{metric.title} low": low, f"{metric.title} high": high})
         rows.append(row)
     table = pd.DataFrame(rows)
+    base = table[table["knob"] == "base"].set_index(["model", "explainer"])
+    keys = list(zip(table["model"], table["explainer"], strict=True))
+
+    def of_base(column: str) -> pd.Series:
+        return pd.Series([base.loc[key, column] for key in keys], index=table.index)
+
     for metric in METRICS:
-        base = table[table["knob"] == "base"].set_index(["model", "explainer"])
-        low = table.join(base[f"{metric.title} low"], on=["model", "explainer"], rsuffix=" base")
-        high = table.join(base[f"{metric.title} high"], on=["model", "explainer"], rsuffix=" base")
-        table[f"{metric.title} in base CI"] = ((table[metric.title] >= low[f"{metric.title} low base"])
-                                              & (table[metric.title] <= high[f"{metric.title} high base"]))
-    base_passes = table[table["knob"] == "base"].set_index(["model", "explainer"])["passes_per_image"]
-    table["passes vs base"] = table["passes_per_image"] / table.join(
-        base_passes, on=["model", "explainer"], rsuffix=" base")["passes_per_image base"]
+        title = metric.title
+        table[f"{title} in base CI"] = ((table[title] >= of_base(f"{title} low"))
+                                        & (table[title] <= of_base(f"{title} high")))
+    table["passes vs base"] = table["passes_per_image"] / of_base("passes_per_image")
     return table
 
 
@@ -192,8 +203,10 @@ def run_model(checkpoint: str, args: argparse.Namespace) -> list[dict[str, Any]]
         if name == "ig":
             settings["steps"] = args.ig_steps or int(attack["ig_steps"])
         explainer = EXPLAINERS.build(settings)
-        for knob, value, attack_settings in variants(base, explainer.passes_per_image, args.extra, args.quick):
-            measures, passes, seconds = attack_images(model, x, y, explainer, attack_settings, args.seed)
+        chosen = variants(base, explainer.passes_per_image, args.extra, args.quick)
+        for (knob, value, _), tally in zip(chosen, attack_images(model, x, y, explainer, chosen, args.seed),
+                                           strict=True):
+            measures, passes, seconds = tally["values"], tally["rows"], tally["seconds"]
             print(f"{label} {explainer.describe()} {knob}={value}: {passes / len(y):.0f} passes, "
                   f"{seconds / len(y):.2f} s per image, " + ", ".join(
                       f"{m.title} {m.scale * measures[m.column].mean().item():.4g}" for m in METRICS), flush=True)

@@ -3,10 +3,11 @@
 From the `robust` protocol's attack (the threat model's steps and step size, IG scored with the threat's points, a
 random start, 3 restarts), one cost knob at a time is turned down on the same images of each model, for each
 explainer: the explainer passes of the direction (`direction_points`) and of the maps that select the kept iterate
-(`selection_points`), steps (with step_size x steps kept, so the
-path can reach as far), restarts, `patience`, the random start, and the chunk size (seconds only). `--extra` adds
-combinations. The variants take turns on each block of images, with the same random starts. Passes are counted, not estimated: every row the network sees (a path point, a noise sample, a label
-check) is one pass; a direction pass also goes through a second-order backward, so seconds are given beside them.
+(`selection_points`), steps (with step_size x steps kept, so the path can reach as far), restarts, `patience`, the
+random start, and the chunk size (seconds only). `--extra` adds combinations. The variants take turns on each block
+of images, with the same random starts. Passes are counted, not estimated: every row the network sees (a path point,
+a noise sample, a label check) is one pass; a direction pass also goes through a second-order backward, so seconds
+are given beside them.
 
     python scripts/attack_frontier.py --checkpoints outputs/train/natural outputs/train/pgd --images 50 \\
         --explainers ig smoothgrad --extra "fast:restarts=1,steps=20,step_size=0.05,direction_points=10"

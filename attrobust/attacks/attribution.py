@@ -168,9 +168,10 @@ class AttributionAttack:
         else:
             runs = " 1 run (deterministic)" if self.deterministic and not self.random_start else " 1 run"
         estimated = f" estimated({self.probes} probes)" if self.direction == "estimated" and self.ascends else ""
-        cheaper = (f" direction {self.direction_explainer.describe()}" if self.direction_points and self.ascends
-                   else "") + (f" selection {self.selection_explainer.describe()}" if self.selection_points else "") \
-            + (f" patience {self.patience}" if self.patience and self.ascends else "")
+        budget = [f"direction {self.direction_explainer.describe()}" if self.direction_points and self.ascends else "",
+                  f"selection {self.selection_explainer.describe()}" if self.selection_points else "",
+                  f"patience {self.patience}" if self.patience and self.ascends else ""]
+        cheaper = "".join(f" {knob}" for knob in budget if knob)
         return (f"{self.name} of {self.explainer.describe()} eps={pixel_amount(self.eps)} {self.steps}x"
                 f"{pixel_amount(self.step_size)} "
                 f"k={self.k}{start}{estimated}{cheaper}{runs}")
@@ -248,11 +249,11 @@ class AttributionAttack:
                 best.offer(active[kept], self.criterion(ref.select(kept), saliency), new[kept], saliency)
             on_step()
             # an iterate the step left in place is a fixed point: every later step would repeat this one
-            going = changed if self.skip_converged and self.deterministic else torch.ones_like(changed)
-            if before is not None:
+            skipping = self.skip_converged and self.deterministic
+            going = changed if skipping else torch.ones_like(changed)
+            if before is not None:  # and an image out of patience is done
                 going &= patience.going_on(active, before, best.criterion[active]).cpu()
-            return active[going.to(x0.device)] if self.skip_converged and self.deterministic or not going.all() \
-                else rows
+            return rows if not skipping and bool(going.all()) else active[going.to(x0.device)]
 
         start = ball.sample() if self.random_start else x0.clone()
         projected_ascent(lambda current, rows: self.propose(model, current, of(rows)), ball, self.steps, start, after)

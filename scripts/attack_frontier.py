@@ -14,7 +14,8 @@ are given beside them.
 
 Writes to --out: `per_image.csv` (every image's measures under every variant), `frontier.csv` and `frontier.md`
 (per model, explainer and variant: passes and seconds per image, each measure's mean with its 95 % bootstrap
-interval over the images, and whether the mean lies in the base's interval) and `frontier.png` (measure against
+interval over the images, whether the mean lies in the base's interval, and the interval of the paired difference to
+the base over the same images) and `frontier.png` (measure against
 passes per image, log axis). Only correctly classified images are attacked, as in `evaluate`.
 """
 
@@ -93,7 +94,12 @@ def _value(text: str) -> Any:
         return lowered == "true"
     if lowered in ("null", "none"):
         return None
-    return float(text) if any(c in text for c in ".e") else int(text)
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def attack_images(model: nn.Module, x: torch.Tensor, y: torch.Tensor, explainer: Any,
@@ -103,9 +109,10 @@ def attack_images(model: nn.Module, x: torch.Tensor, y: torch.Tensor, explainer:
     the machine hits them all alike, and every variant draws the same random starts for a block."""
     block = auto_batch_size(x.device, explainer.passes_per_image)
     out = [{"values": {m.column: [] for m in METRICS}, "rows": 0, "seconds": 0.0} for _ in variants]
-    for start in range(0, len(y), block):
+    for turn, start in enumerate(range(0, len(y), block)):
         xb, yb = x[start:start + block], y[start:start + block]
-        for (_, _, settings), tally in zip(variants, out, strict=True):
+        order = [(turn + i) % len(variants) for i in range(len(variants))]  # each block starts with another one
+        for (_, _, settings), tally in ((variants[i], out[i]) for i in order):
             settings = dict(settings)
             chunk = settings.pop("chunk", None) or block
             attack = ATTRIBUTION_ATTACKS.build({"name": "topk", **settings}, explainer=explainer)
@@ -146,8 +153,19 @@ def summarise(per_image: pd.DataFrame, bootstrap: Bootstrap) -> pd.DataFrame:
         title = metric.title
         table[f"{title} in base CI"] = ((table[title] >= of_base(f"{title} low"))
                                         & (table[title] <= of_base(f"{title} high")))
+        table[[f"{title} diff low", f"{title} diff high"]] = [paired(per_image, row, metric, bootstrap)
+                                                              for row in table.itertuples()]
     table["passes vs base"] = table["passes_per_image"] / of_base("passes_per_image")
     return table
+
+
+def paired(per_image: pd.DataFrame, row: Any, metric: Any, bootstrap: Bootstrap) -> tuple[float, float]:
+    """The interval of the variant's mean difference to the base over the same images (per image, then resampled)."""
+    same = (per_image["model"] == row.model) & (per_image["explainer"] == row.explainer)
+    variant = per_image[same & (per_image["knob"] == row.knob) & (per_image["value"] == row.value)]
+    base = per_image[same & (per_image["knob"] == "base")]
+    differences = variant.set_index("index")[metric.column] - base.set_index("index")[metric.column]
+    return bootstrap.interval(differences.to_numpy(), scale=metric.scale)
 
 
 def plot(table: pd.DataFrame, path: Path, title: str) -> None:
@@ -197,7 +215,8 @@ def run_model(checkpoint: str, args: argparse.Namespace) -> list[dict[str, Any]]
     x, y = splits.test.batch(slice(0, args.images), torch.device("cpu"))
     with torch.no_grad():
         correct = (model(x).argmax(1) == y).nonzero().flatten()
-    x, y, label = x[correct], y[correct], Path(checkpoint).name
+    path = Path(checkpoint)
+    x, y, label = x[correct], y[correct], (path.parent if path.suffix == ".pt" else path).name
     rows = []
     for name in args.explainers:
         settings = dict(EXPLAINER_SETTINGS[name])
@@ -235,6 +254,9 @@ def main() -> None:
         parser.error(f"--images {args.images}: give 1 or more test images")
     torch.set_grad_enabled(True)
     rows = []
+    labels = [(Path(c).parent if Path(c).suffix == ".pt" else Path(c)).name for c in args.checkpoints]
+    if len(set(labels)) < len(labels):
+        parser.error(f"--checkpoints: two runs have the same folder name ({', '.join(labels)}); give distinct ones")
     for checkpoint in args.checkpoints:
         try:
             rows += run_model(checkpoint, args)
@@ -250,7 +272,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "per_image.csv", per_image.to_csv(index=False, float_format="%.6g"))
     write_text_atomic(args.out / "frontier.csv", table.to_csv(index=False, float_format="%.6g"))
-    shown = table.drop(columns=[c for c in table.columns if c.endswith((" low", " high"))])
+    shown = table.copy()
+    for metric in METRICS:
+        shown[f"{metric.title} - base"] = [f"[{low:.3g}, {high:.3g}]" for low, high in
+                                           zip(table[f"{metric.title} diff low"], table[f"{metric.title} diff high"],
+                                               strict=True)]
+    shown = shown.drop(columns=[c for c in shown.columns if c.endswith((" low", " high"))])
     write_text_atomic(args.out / "frontier.md", f"{about}\n\n{shown.to_markdown(index=False, floatfmt='.4g')}\n")
     plot(table, args.out / "frontier.png", about)
     print((args.out / "frontier.md").read_text())

@@ -211,18 +211,21 @@ class AttributionAttack:
         """Attack a batch of correctly classified images; `model` should be in eval mode. `on_step` is called after
         each step (of `steps` x `restarts_to_run`; fewer when every image reached a fixed point early)."""
         reference = self.reference(model, x, y)
+        selecting = reference if self.selection_explainer == self.explainer else \
+            dataclasses.replace(reference, saliency=self.saliency(model, x, y, self.selection_explainer))
         restarts = self.restarts_to_run
         best: AttributionAttackResult | None = None
         for _ in range(restarts):
-            outcome = self._run_once(model, reference, on_step or (lambda: None))
+            outcome = self._run_once(model, reference, selecting, on_step or (lambda: None))
             best = outcome if best is None else keep_stronger(best, outcome)
         assert best is not None
         return AttributionAttackResult(**{**best.__dict__, "restarts_run": restarts})
 
-    def _run_once(self, model: nn.Module, reference: Reference,
+    def _run_once(self, model: nn.Module, reference: Reference, selecting: Reference,
                   on_step: Callable[[], None]) -> AttributionAttackResult:
         """One run of the reference's loop (the module doc) in `projected_ascent`: `propose` steps, the ball projects
-        as the reference does, and after each step the iterates that kept their label are offered to `best`."""
+        as the reference does, and after each step the iterates that kept their label are offered to `best`, by their
+        criterion against `selecting` (the reference, or its maps by the selection explainer)."""
         x0 = reference.image
         n = x0.shape[0]
         ball = LinfBall(x0, self.eps, by_offset=True)
@@ -231,8 +234,8 @@ class AttributionAttack:
         everyone = torch.arange(n, device=x0.device)
         patience = Patience.start(self.patience if self.ascends else None, n, x0.device)
 
-        def of(rows: Rows) -> Reference:
-            return reference if rows is None or len(rows) == n else reference.select(rows)
+        def of(rows: Rows, whole: Reference = reference) -> Reference:
+            return whole if rows is None or len(rows) == n else whole.select(rows)
 
         def after(current: Tensor, new: Tensor, rows: Rows) -> Rows:
             active, ref = everyone if rows is None else rows, of(rows)
@@ -246,22 +249,31 @@ class AttributionAttack:
             before = None if patience.limit is None else best.criterion[active].clone()
             if len(kept):
                 saliency = self.saliency(model, new[kept], ref.label[kept], self.selection_explainer)
-                best.offer(active[kept], self.criterion(ref.select(kept), saliency), new[kept], saliency)
+                criterion = self.criterion(of(rows, selecting).select(kept), saliency)
+                best.offer(active[kept], criterion, new[kept], saliency)
             on_step()
             # an iterate the step left in place is a fixed point: every later step would repeat this one
             skipping = self.skip_converged and self.deterministic
             going = changed if skipping else torch.ones_like(changed)
             if before is not None:  # and an image out of patience is done
-                going &= patience.going_on(active, before, best.criterion[active]).cpu()
+                going = going & patience.going_on(active, before, best.criterion[active]).cpu()
             return rows if not skipping and bool(going.all()) else active[going.to(x0.device)]
 
         start = ball.sample() if self.random_start else x0.clone()
         projected_ascent(lambda current, rows: self.propose(model, current, of(rows)), ball, self.steps, start, after)
-        if self.selection_explainer != self.explainer:  # the kept iterates' maps as the scored explainer draws them
-            kept = (best.criterion < self.untouched).nonzero().flatten()
-            if len(kept):
-                best.saliency[kept] = self.saliency(model, best.image[kept], reference.label[kept])
+        if selecting is not reference:
+            self._draw_in_full(model, reference, best)
         return self._score(reference, best, moved)
+
+    def _draw_in_full(self, model: nn.Module, reference: Reference, best: BestIterates) -> None:
+        """The kept iterates' maps and criteria as the scored explainer draws them (`selection_points`); an iterate
+        that is no longer below `untouched` by them is dropped (the image keeps its original map)."""
+        kept = (best.criterion < self.untouched).nonzero().flatten()
+        if len(kept):
+            best.saliency[kept] = self.saliency(model, best.image[kept], reference.label[kept])
+            best.criterion[kept] = self.criterion(reference.select(kept), best.saliency[kept]).to(best.criterion)
+            lost = kept[best.criterion[kept] >= self.untouched]
+            best.image[lost], best.saliency[lost] = reference.image[lost], reference.saliency[lost]
 
     def _score(self, reference: Reference, best: BestIterates, moved: Tensor) -> AttributionAttackResult:
         original, qualified = reference.saliency, best.criterion < self.untouched

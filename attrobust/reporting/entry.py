@@ -30,6 +30,7 @@ from attrobust.reporting.settings import dataset_settings
 ENTRY_FILE = "entry.json"
 SHARD_ENTRY_FILE = "entry.shard.json"  # a shard's description of its entry-to-be, which `attrobust merge` completes
 SCHEMA = 1
+BUDGET_KEYS = ("direction_points", "selection_points", "patience")  # attacks/budget.py
 PROTOCOL_EVAL_KEYS = ("num_examples", "indices", "classes", "sample", "metrics", "baselines", "protocol", "confidence")
 
 
@@ -38,9 +39,11 @@ def protocol_fingerprint(images: Sequence[int], plain: Mapping[str, Any], as_run
     which may differ from the configuration (a model without a smooth counterpart is attacked along an estimated
     direction)."""
     evaluation = plain.get("eval", {})
+    attack = plain.get("attribution_attack") if plain.get("attributions", True) else None
+    if isinstance(attack, Mapping):  # a budget knob left off is not part of the protocol (as before it existed)
+        attack = {key: value for key, value in attack.items() if not (key in BUDGET_KEYS and value is None)}
     what = {"images": list(images), "eval": {key: evaluation.get(key) for key in PROTOCOL_EVAL_KEYS},
-            "as_run": list(as_run),
-            "attribution_attack": plain.get("attribution_attack") if plain.get("attributions", True) else None,
+            "as_run": list(as_run), "attribution_attack": attack,
             "explainer": plain.get("explainer"), "dataset": dataset_settings(plain.get("dataset") or {}),
             "threat": plain.get("threat")}
     return config_hash(what)

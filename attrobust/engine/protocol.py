@@ -28,7 +28,7 @@ class Protocol:
     adds_lens_recall: bool  # LENS recall joins eval.metrics when it is not listed
     # the attack's budget as this protocol spends it (attacks/budget.py); the defaults leave the attack as configured
     restarts: int | None = None      # runs of each attack on explanations (None: the attack's own)
-    step_divisor: int = 1            # steps / d of step_size x d: as far in fewer steps
+    step_divisor: int = 1            # steps / d, the step size scaled to keep steps x step_size: as far in fewer
     direction_divisor: int = 1       # the direction's explainer passes / d (IG points, SmoothGrad samples)
     selection_divisor: int = 1       # the selecting maps' explainer passes / d (the kept map is drawn in full)
     patience: int | None = None      # an image stops after this many steps without a lower criterion
@@ -54,8 +54,8 @@ class Protocol:
         if self.restarts is not None and attack.restarts != self.restarts:
             changes["restarts"] = self.restarts
         if self.step_divisor > 1:
-            changes.update(steps=max(1, attack.steps // self.step_divisor),
-                           step_size=attack.step_size * self.step_divisor)
+            steps = max(1, attack.steps // self.step_divisor)
+            changes.update(steps=steps, step_size=attack.step_size * attack.steps / steps)  # as far as before
         adjustable = attack.explainer.adjustable_passes
         if self.direction_divisor > 1 and attack.direction_points is None and adjustable is not None:
             changes["direction_points"] = max(1, adjustable // self.direction_divisor)

@@ -4,7 +4,8 @@ From the `robust` protocol's attack (the threat model's steps and step size, IG 
 random start, 3 restarts), one cost knob at a time is turned down on the same images of each model, for each
 explainer: the explainer passes of the direction (`direction_points`) and of the maps that select the kept iterate
 (`selection_points`), steps (with step_size x steps kept, so the path can reach as far), restarts, `patience`, the
-random start, and the chunk size (seconds only). `--extra` adds combinations. The variants take turns on each block
+random start, and the chunk size (seconds only). `--extra` adds combinations, `--protocols fast` the base as that
+`eval.protocol` runs it (`--no-grid`: only those beside the base). The variants take turns on each block
 of images, with the same random starts. Passes are counted, not estimated: every row the network sees (a path point,
 a noise sample, a label check) is one pass; a direction pass also goes through a second-order backward, so seconds
 are given beside them.
@@ -35,6 +36,7 @@ from torch import nn
 from attrobust.atomic import write_text_atomic
 from attrobust.attacks import ATTRIBUTION_ATTACKS
 from attrobust.engine.attribution import auto_batch_size, score
+from attrobust.engine.protocol import PROTOCOLS, protocol_named
 from attrobust.errors import AttrobustError
 from attrobust.explainers import EXPLAINERS
 from attrobust.metrics import build_metrics
@@ -62,8 +64,12 @@ def variants(base: dict[str, Any], passes: int, extra: list[str], quick: bool = 
              ) -> list[tuple[str, str, dict[str, Any]]]:
     """(knob, value, attack settings): the base, then one knob turned down at a time, then `extra`; `quick`: two
     values per knob and no chunk-size variant."""
+    return [("base", "robust", base), *grid(base, passes, quick), *extras(base, extra)]
+
+
+def grid(base: dict[str, Any], passes: int, quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
     reach = base["steps"] * base["step_size"]
-    out = [("base", "robust", base)]
+    out = []
     out += [("direction_points", str(p), {**base, "direction_points": p})
             for p in sorted({max(1, passes // d) for d in ((5, 20) if quick else (2, 5, 10, 20))}, reverse=True)
             if p < passes]
@@ -77,10 +83,18 @@ def variants(base: dict[str, Any], passes: int, extra: list[str], quick: bool = 
             if p < base["steps"]]
     out += [("random_start", "false", {**base, "random_start": False})]
     out += [] if quick else [("chunk", "4", {**base, "chunk": 4})]
-    for spec in extra:
-        name, _, settings = spec.partition(":")
-        out.append(("extra", name, {**base, **parse_settings(settings)}))
     return out
+
+
+def extras(base: dict[str, Any], extra: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [("extra", name, {**base, **parse_settings(settings)})
+            for name, _, settings in (spec.partition(":") for spec in extra)]
+
+
+def protocols(base: dict[str, Any], explainer: Any, names: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """The base attack as each named `eval.protocol` runs it (engine/protocol.py)."""
+    attack = ATTRIBUTION_ATTACKS.build({"name": "topk", **base}, explainer=explainer)
+    return [("protocol", name, {**base, **protocol_named(name).changes(attack)}) for name in names]
 
 
 def parse_settings(text: str) -> dict[str, Any]:
@@ -223,7 +237,8 @@ def run_model(checkpoint: str, args: argparse.Namespace) -> list[dict[str, Any]]
         if name == "ig":
             settings["steps"] = args.ig_steps or int(attack["ig_steps"])
         explainer = EXPLAINERS.build(settings)
-        chosen = variants(base, explainer.passes_per_image, args.extra, args.quick)
+        chosen = (variants(base, explainer.passes_per_image, args.extra, args.quick) if args.grid else
+                  [("base", "robust", base), *extras(base, args.extra)]) + protocols(base, explainer, args.protocols)
         for (knob, value, _), tally in zip(chosen, attack_images(model, x, y, explainer, chosen, args.seed),
                                            strict=True):
             measures, passes, seconds = tally["values"], tally["rows"], tally["seconds"]
@@ -247,6 +262,9 @@ def main() -> None:
     parser.add_argument("--base", default="", help='"key=value,..." changes to the base attack (smoke runs)')
     parser.add_argument("--ig-steps", type=int, default=None, help="IG points (default: the threat model's)")
     parser.add_argument("--quick", action="store_true", help="two values per knob, no chunk-size variant")
+    parser.add_argument("--no-grid", dest="grid", action="store_false", help="no knob grid: the base, --extra, --protocols")
+    parser.add_argument("--protocols", nargs="*", default=[], choices=sorted(PROTOCOLS),
+                        help="add the base attack as these eval.protocol run it")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("outputs/attack_frontier"))
     args = parser.parse_args()

@@ -109,7 +109,7 @@ def test_an_explainer_with_a_fixed_pass_count_refuses_direction_points():
 def test_a_protocols_budget_divides_steps_restarts_and_direction_points_and_keeps_the_reach():
     from attrobust.engine.protocol import Protocol
 
-    cheaper = Protocol("cheaper", random_start=True, adds_lens_recall=True, restarts=1, step_divisor=5,
+    cheaper = Protocol("cheaper", random_start=True, adds_lens_recall=True, max_restarts=1, step_divisor=5,
                        direction_divisor=10, selection_divisor=4, patience=4)
     on_ig = cheaper.attack(attack(ig_steps=100, steps=100, step_size=0.01, restarts=3))
     assert (on_ig.steps, on_ig.restarts, on_ig.direction_points, on_ig.selection_points, on_ig.patience,

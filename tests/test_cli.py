@@ -279,7 +279,7 @@ BAD_EVALUATION_INPUTS = [
     (["attributions=maybe"], "attributions must be a bool, got 'maybe'"),
     (["figure_examples=abc"], "figure_examples must be an int, got 'abc'"),
     (["figure_images=most"], "figure_images must be changed, first or a list of test indices, got 'most'"),
-    (["eval.protocol=strong"], "eval.protocol must be one of reference, robust, got 'strong'"),
+    (["eval.protocol=strong"], "eval.protocol must be one of reference, robust, fast, got 'strong'"),
     (["eval.indices=[]"], "indices must list at least one test image"),
     (["attribution_attack.k=100000"], "attribution_attack.k=100000 is more than the 784 pixels of a 28x28 saliency "
                                       "map, so the top-k objective would be the whole map's constant total and the "

@@ -97,7 +97,7 @@ def test_a_killed_attack_resumes_to_the_rows_of_an_uninterrupted_run(cli, tmp_pa
     assert other.returncode == 2 and "holds the unfinished measures of another evaluation" in stderr
 
 
-def test_the_robust_protocol_starts_at_random_and_adds_lens(cli, tmp_path):
+def test_the_robust_protocol_starts_at_random_and_adds_lens_and_fast_spends_fewer_passes(cli, tmp_path):
     assert cli("train", *TINY_RUN, RUN, "eval_at_end=false").exit_code == 0
     result = cli("attack", "checkpoint=run", "eval.protocol=robust", "eval.num_examples=6", "attack.steps=2",
                  "explainer.steps=4", "attack.restarts=2", "eval.metrics=[kendall]", "hydra.run.dir=robust")
@@ -105,8 +105,16 @@ def test_the_robust_protocol_starts_at_random_and_adds_lens(cli, tmp_path):
     rows = pd.read_csv(tmp_path / "robust" / "results.csv")
     assert {"kendall", "kendall_strict", "lens_recall", "lens_recall_strict"} <= set(rows["metric"])
     assert rows["attack"].str.contains("random-start worst of 2 restarts").all()
+    fast = cli("attack", "checkpoint=run", "eval.protocol=fast", "eval.num_examples=6", "attack.steps=4",
+               "explainer.steps=10", "attack.restarts=3", "eval.metrics=[kendall]", "hydra.run.dir=fast")
+    assert fast.exit_code == 0, fast.stderr
+    assert ("eval.protocol=fast: attribution_attack runs with random_start=True, restarts=2, steps=2, step_size=0.02, "
+            "direction_points=2, selection_points=2") in (tmp_path / "fast" / "attack.log").read_text()
+    described = pd.read_csv(tmp_path / "fast" / "results.csv")["attack"]
+    assert described.str.contains(" 2x0.02 .* worst of 2 restarts").all()
+    assert described[described.str.startswith("topk")].str.contains("direction ig.2. selection ig.2.").all()
     bad = cli("attack", "checkpoint=run", "eval.protocol=strong")
-    assert bad.exit_code == 2 and "eval.protocol must be one of reference, robust, got 'strong'" in bad.error_lines[0]
+    assert bad.exit_code == 2 and "eval.protocol must be one of reference, robust, fast, got 'strong'" in bad.error_lines[0]
 
 
 def test_explain_writes_the_maps_of_chosen_images(cli, tmp_path):

@@ -114,7 +114,7 @@ class EvalSettings:
     baselines: tuple[str, ...]                    # random controls run by `evaluate` and `attack` beside the attack
     num_examples: int | None = None
     attribution_batch_size: int | None = None  # images per attribution-attack chunk; None: auto
-    protocol: Literal["reference", "robust"] = "reference"  # see conf/eval/default.yaml
+    protocol: Literal["reference", "robust", "fast"] = "reference"  # see conf/eval/default.yaml
     indices: tuple[int, ...] | None = None   # these test images (indices into the test split), in this order
     classes: tuple[int, ...] | None = None   # only test images of these labels
     sample: int | None = None                # a random sample of this many (seeded by `seed`), in index order

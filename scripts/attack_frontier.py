@@ -262,7 +262,7 @@ def main() -> None:
     parser.add_argument("--base", default="", help='"key=value,..." changes to the base attack (smoke runs)')
     parser.add_argument("--ig-steps", type=int, default=None, help="IG points (default: the threat model's)")
     parser.add_argument("--quick", action="store_true", help="two values per knob, no chunk-size variant")
-    parser.add_argument("--no-grid", dest="grid", action="store_false", help="no knob grid: the base, --extra, --protocols")
+    parser.add_argument("--no-grid", dest="grid", action="store_false", help="no knob grid: base, extras, protocols")
     parser.add_argument("--protocols", nargs="*", default=[], choices=sorted(PROTOCOLS),
                         help="add the base attack as these eval.protocol run it")
     parser.add_argument("--seed", type=int, default=0)

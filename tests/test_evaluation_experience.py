@@ -114,7 +114,8 @@ def test_the_robust_protocol_starts_at_random_and_adds_lens_and_fast_spends_fewe
     assert described.str.contains(" 2x0.02 .* worst of 2 restarts").all()
     assert described[described.str.startswith("topk")].str.contains("direction ig.2. selection ig.2.").all()
     bad = cli("attack", "checkpoint=run", "eval.protocol=strong")
-    assert bad.exit_code == 2 and "eval.protocol must be one of reference, robust, fast, got 'strong'" in bad.error_lines[0]
+    assert bad.exit_code == 2
+    assert "eval.protocol must be one of reference, robust, fast, got 'strong'" in bad.error_lines[0]
 
 
 def test_explain_writes_the_maps_of_chosen_images(cli, tmp_path):

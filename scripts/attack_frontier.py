@@ -16,7 +16,7 @@ are given beside them.
 Writes to --out: `per_image.csv` (every image's measures under every variant), `frontier.csv` and `frontier.md`
 (per model, explainer and variant: passes and seconds per image, each measure's mean with its 95 % bootstrap
 interval over the images, whether the mean lies in the base's interval, and the interval of the paired difference to
-the base over the same images) and `frontier.png` (measure against
+the base over the same images; the .md shows the base's interval and the others' paired difference) and `frontier.png` (measure against
 passes per image, log axis). Only correctly classified images are attacked, as in `evaluate`.
 """
 
@@ -182,6 +182,24 @@ def paired(per_image: pd.DataFrame, row: Any, metric: Any, bootstrap: Bootstrap)
     return bootstrap.interval(differences.to_numpy(), scale=metric.scale)
 
 
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """frontier.md's view: per variant its passes (and their ratio to the base's) and seconds per image; per measure
+    the base's mean [95 % interval] and every other variant's mean with the interval of its paired difference to the
+    base, e.g. `61.2 (+0.7, +4.2)`: weaker than the base on these images when both ends are above 0 for a measure
+    that the attack lowers."""
+    shown = table[["model", "explainer", "knob", "value", "images"]].copy()
+    shown["passes per image"] = [f"{p:,.0f} ({r:.2f})" for p, r in zip(table["passes_per_image"],
+                                                                      table["passes vs base"], strict=True)]
+    shown["s per image"] = table["seconds_per_image"].map(lambda s: f"{s:.3g}")
+    for metric in METRICS:
+        name, digits = metric.title, 3
+        shown[name] = [f"{r[name]:.{digits}g} [{r[name + ' low']:.{digits}g}, {r[name + ' high']:.{digits}g}]"
+                       if r["knob"] == "base" else
+                       f"{r[name]:.{digits}g} ({r[name + ' diff low']:+.2g}, {r[name + ' diff high']:+.2g})"
+                       for _, r in table.iterrows()]
+    return shown
+
+
 def plot(table: pd.DataFrame, path: Path, title: str) -> None:
     import matplotlib
 
@@ -290,12 +308,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "per_image.csv", per_image.to_csv(index=False, float_format="%.6g"))
     write_text_atomic(args.out / "frontier.csv", table.to_csv(index=False, float_format="%.6g"))
-    shown = table.copy()
-    for metric in METRICS:
-        shown[f"{metric.title} - base"] = [f"[{low:.3g}, {high:.3g}]" for low, high in
-                                           zip(table[f"{metric.title} diff low"], table[f"{metric.title} diff high"],
-                                               strict=True)]
-    shown = shown.drop(columns=[c for c in shown.columns if c.endswith((" low", " high"))])
+    shown = readable(table)
     write_text_atomic(args.out / "frontier.md", f"{about}\n\n{shown.to_markdown(index=False, floatfmt='.4g')}\n")
     plot(table, args.out / "frontier.png", about)
     print((args.out / "frontier.md").read_text())

@@ -112,7 +112,9 @@ class Attacks(EvaluationPart):
         parts = []
         for each in self.attacks:
             runs = each.restarts_to_run
-            per_image = runs * (each.steps * times.attack_step + 2 * times.explainer) if each.ascends else \
+            # a step's direction with fewer explainer passes (direction_points) costs that much less
+            step = times.attack_step * each.direction_explainer.passes_per_image / each.explainer.passes_per_image
+            per_image = runs * (each.steps * step + 2 * times.explainer) if each.ascends else \
                 runs * (each.steps + 1) * times.explainer
             parts.append(cost.Part(each.name, images * per_image, f"attack {each.name}"))
         return parts

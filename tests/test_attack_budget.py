@@ -121,3 +121,25 @@ def test_a_protocols_budget_divides_steps_restarts_and_direction_points_and_keep
     assert (cheaper.attack(chosen).direction_points, cheaper.attack(chosen).patience) == (50, 7)
     plain = attack()
     assert Protocol("same", random_start=False, adds_lens_recall=False).attack(plain) is plain
+
+
+def test_the_frontier_turns_one_knob_at_a_time_and_runs_a_protocol_as_evaluate_would():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "scripts" / "attack_frontier.py"
+    spec = importlib.util.spec_from_file_location("attack_frontier", path)
+    frontier = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(frontier)
+    base = {**SETTINGS, "steps": 100, "step_size": 0.01, "restarts": 3, "random_start": True}
+    chosen = frontier.variants(base, 100, ["all:restarts=1,steps=20,step_size=0.05"], quick=True)
+    assert chosen[0] == ("base", "robust", base) and chosen[-1][2]["steps"] == 20
+    for knob, value, settings in chosen[1:-1]:
+        changed = {key for key in settings.keys() | base.keys() if settings.get(key) != base.get(key)}
+        assert changed == ({"steps", "step_size"} if knob == "steps" else {knob}), (knob, value)
+        assert settings["steps"] * settings["step_size"] == pytest.approx(1.0)
+    explainer = EXPLAINERS.build({"name": "ig", "steps": 100})
+    robust, fast = (settings for _, _, settings in frontier.protocols(base, explainer, ["robust", "fast"]))
+    assert robust == base
+    assert {key: fast[key] for key in ("restarts", "steps", "direction_points", "selection_points")} == \
+        {"restarts": 2, "steps": 50, "direction_points": 20, "selection_points": 20}

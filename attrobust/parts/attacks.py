@@ -111,11 +111,13 @@ class Attacks(EvaluationPart):
     def costs(self, trained: TrainedModel, times: cost.PassTimes, images: float) -> list[cost.Part]:
         parts = []
         for each in self.attacks:
-            runs = each.restarts_to_run
-            # a step's direction with fewer explainer passes (direction_points) costs that much less
-            step = times.attack_step * each.direction_explainer.passes_per_image / each.explainer.passes_per_image
+            runs, full = each.restarts_to_run, each.explainer.passes_per_image
+            # a step's direction and selecting map with fewer explainer passes (direction_points, selection_points)
+            # cost that much less; the kept map is drawn in full
+            step = times.attack_step * each.direction_explainer.passes_per_image / full
+            select = times.explainer * each.selection_explainer.passes_per_image / full
             per_image = runs * (each.steps * step + 2 * times.explainer) if each.ascends else \
-                runs * (each.steps + 1) * times.explainer
+                runs * (each.steps * select + times.explainer)
             parts.append(cost.Part(each.name, images * per_image, f"attack {each.name}"))
         return parts
 

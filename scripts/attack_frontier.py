@@ -195,9 +195,13 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
         name, digits = metric.title, 3
         shown[name] = [f"{r[name]:.{digits}g} [{r[name + ' low']:.{digits}g}, {r[name + ' high']:.{digits}g}]"
                        if r["knob"] == "base" else
-                       f"{r[name]:.{digits}g} ({r[name + ' diff low']:+.2g}, {r[name + ' diff high']:+.2g})"
+                       f"{r[name]:.{digits}g} ({signed(r[name + ' diff low'])}, {signed(r[name + ' diff high'])})"
                        for _, r in table.iterrows()]
     return shown
+
+
+def signed(value: float) -> str:
+    return f"{0.0 if abs(value) < 1e-12 else value:+.2g}"  # a bootstrap end at 0 up to rounding shows as +0
 
 
 def plot(table: pd.DataFrame, path: Path, title: str) -> None:

@@ -5,7 +5,7 @@ name.
   iterate scores as unchanged maps); the metrics are `eval.metrics` as listed.
 - `robust`: every attack on explanations starts from a random point of the eps-ball, and LENS recall is added to
   `eval.metrics` when it is not listed. The strict accounting (images with a counted iterate) is the headline under
-  both protocols (reporting/tables.py).
+  every protocol (reporting/tables.py).
 - `fast`: `robust` at a fraction of the attack's passes: at most 2 restarts, half the steps (each twice as long), a
   fifth of the explainer's passes (IG points, SmoothGrad samples) for the attack's direction and for the maps that
   select the kept iterate (the kept map is drawn in full). An explainer with a fixed pass count keeps its passes.
@@ -73,7 +73,7 @@ PROTOCOLS = {protocol.name: protocol for protocol in (
     Protocol("reference", random_start=False, adds_lens_recall=False),
     Protocol("robust", random_start=True, adds_lens_recall=True),
     # robust's attack at a fraction of its passes: the knobs that scripts/attack_frontier.py found (nearly) free, each
-    # within robust's interval on its own (docs/attacking-explanations.md, "Strength per pass")
+    # within robust's interval on its own (docs/strength-per-pass.md)
     Protocol("fast", random_start=True, adds_lens_recall=True, max_restarts=2, step_divisor=2, direction_divisor=5,
              selection_divisor=5))}
 

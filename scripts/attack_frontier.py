@@ -17,7 +17,8 @@ Writes to --out: `per_image.csv` (every image's measures under every variant), `
 (per model, explainer and variant: passes and seconds per image, each measure's mean with its 95 % bootstrap
 interval over the images, whether the mean lies in the base's interval, and the interval of the paired difference to
 the base over the same images; the .md shows the base's interval and the others' paired difference) and
-`frontier.png` (measure against passes per image, log axis). Only correctly classified images are attacked, as in `evaluate`.
+`frontier.png` (measure against passes per image, log axis). Only correctly classified images are attacked, as
+in `evaluate`.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ from attrobust.attacks.iterates import AttributionAttackResult, BestIterates, Re
 from attrobust.attacks.projected_ascent import LinfBall, Rows, pixel_amount, projected_ascent
 from attrobust.attacks.selection import MASS_CENTER, OLD_MEASURES, criterion, selection_metric, untouched
 from attrobust.attributions import check_smoothable, saliency_map, softplus_surrogate
-from attrobust.explainers.base import Explainer
+from attrobust.explainers.base import Explainer, NotDifferentiable
 from attrobust.explainers.ig import IntegratedGradientsExplainer
 from attrobust.metrics import Metric, center_of_mass, top_k_mask
 from attrobust.metrics.ranks import kendall_of_maps
@@ -105,6 +105,8 @@ class AttributionAttack:
         """Refuse, with one line and before any work, a model this attack cannot differentiate through: the
         explainer cannot read it, or the direction needs a smooth surrogate that one of its activations lacks."""
         self.explainer.check_model(model)
+        if self.ascends and not self.explainer.differentiable and self.direction == "analytic":
+            raise NotDifferentiable(self.explainer.registry_name, f"attack {self.name}")
         if self.ascends and self.explainer.needs_surrogate and self.direction == "analytic":
             check_smoothable(model, f"attack {self.name} with explainer {self.explainer.registry_name}")
 

@@ -72,6 +72,8 @@ def calibrate(model: nn.Module, x: Tensor, y: Tensor, explainer: object | None) 
         torch.autograd.grad(maps.abs().sum(), z)
 
     per_map = _seconds_per_image(explain, len(x), device, repeats=1)
+    if not getattr(explainer, "differentiable", True):  # forward passes only: the attack estimates its direction
+        return PassTimes(per_first, per_map, 2 * per_map)
     try:
         per_step = _seconds_per_image(attack_step, len(x), device, repeats=1)
     except RuntimeError:  # a compiled model without second derivatives: the attack estimates its direction

@@ -9,7 +9,10 @@ What the engine reads is declared here, not found with `getattr`:
 - `passes_per_image`: forward + backward passes one image costs (IG: its path points), for sizing chunks;
 - `needs_surrogate`: whether the second derivative that an attack ascends vanishes on a piecewise-linear network
   (gradient-based maps of a ReLU network are piecewise constant in x), so the attack direction is taken on the
-  smooth surrogate (`attrobust.attributions.surrogate`) as the RAR reference code does for IG.
+  smooth surrogate (`attrobust.attributions.surrogate`) as the RAR reference code does for IG;
+- `differentiable`: whether `create_graph=True` gives a map differentiable in x (false for perturbation-based
+  explainers, whose maps come from forward passes alone): an attack on one estimates its direction instead
+  (`direction=estimated`, said in the log) and training objectives refuse it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
+from attrobust.errors import AttrobustError
+
 CPU_POINTS_PER_PASS = 100  # rows per forward pass on a CPU when `max_points` is null (measured: scripts/bench.py)
 
 
@@ -26,6 +31,7 @@ CPU_POINTS_PER_PASS = 100  # rows per forward pass on a CPU when `max_points` is
 class Explainer:
     registry_name: ClassVar[str] = ""
     needs_surrogate: ClassVar[bool] = True
+    differentiable: ClassVar[bool] = True
 
     @property
     def passes_per_image(self) -> int:
@@ -50,6 +56,15 @@ class Explainer:
 
     def check_model(self, model: nn.Module) -> None:
         """Raise AttrobustError (one line) if this explainer cannot explain `model`; before any work is done."""
+
+
+class NotDifferentiable(AttrobustError):
+    """An attack needs the map's derivative and the explainer has none (caught where the attack can estimate it)."""
+
+    def __init__(self, name: str, needed_by: str) -> None:
+        super().__init__(f"{needed_by}: explainer {name} is not differentiable (its map comes from forward passes "
+                         f"alone); set direction=estimated")
+        self.explainer = name
 
 
 def rows_per_pass(max_points: int | None, x: Tensor) -> int | None:

@@ -18,6 +18,7 @@ from attrobust.attacks import ATTRIBUTION_ATTACKS, attribution_attack, random_ba
 from attrobust.attacks.attribution import AttributionAttack
 from attrobust.attacks.projected_ascent import pixel_amount
 from attrobust.attributions.surrogate import NotSmoothable
+from attrobust.explainers.base import NotDifferentiable
 from attrobust.engine import cost
 from attrobust.engine.attribution import AttributionEvaluation, MeasureStore, evaluate_attributions
 from attrobust.engine.examples import figure_examples, figure_rows
@@ -89,6 +90,12 @@ class Attacks(EvaluationPart):
         main.check_fits(height, width, key)
         try:
             main.check_model(trained.model)
+        except NotDifferentiable:  # perturbation-based explainers: forward passes only
+            main = dataclasses.replace(main, direction="estimated")
+            main.check_model(trained.model)
+            log.info("%s: explainer %s is not differentiable (its map comes from forward passes alone); the attack "
+                     "estimates its direction from %d probe pairs per step instead (%s.direction=estimated)", key,
+                     main.explainer.registry_name, main.probes, key)
         except NotSmoothable as error:  # GroupSort and the like: a direction that needs no second derivative
             main = dataclasses.replace(main, direction="estimated")
             main.check_model(trained.model)
@@ -115,6 +122,8 @@ class Attacks(EvaluationPart):
             # a step's direction and selecting map with fewer explainer passes (direction_points, selection_points)
             # cost that much less; the kept map is drawn in full
             step = times.attack_step * each.direction_explainer.passes_per_image / full
+            if each.direction == "estimated":  # 2 x probes maps of the direction's explainer per step
+                step = 2 * each.probes * times.explainer * each.direction_explainer.passes_per_image / full
             select = times.explainer * each.selection_explainer.passes_per_image / full
             per_image = runs * (each.steps * step + 2 * times.explainer) if each.ascends else \
                 runs * (each.steps * select + times.explainer)

@@ -89,8 +89,10 @@ class AttributionDistance(AdversarialObjective):
         if self.extra_weight < 0 or (self.extra_weight and self.extra_distance is None):
             raise ValueError(f"extra_weight must be >= 0 and needs extra_distance, got {self.extra_weight} with "
                              f"extra_distance={self.extra_distance}")
-        if self.explainer not in EXPLAINERS.names():
-            raise ValueError(f"explainer must be one of {', '.join(EXPLAINERS.names())}, got '{self.explainer}'")
+        trainable = [name for name in EXPLAINERS.names() if EXPLAINERS.get(name).differentiable]
+        if self.explainer not in trainable:
+            raise ValueError(f"explainer must be one of the differentiable explainers {', '.join(trainable)}, got "
+                             f"'{self.explainer}'")
         if self.explainer_steps is not None and self.explainer_steps < 1:
             raise ValueError(f"explainer_steps must be >= 1 or null, got {self.explainer_steps}")
         _ = self.built_explainer  # its own settings are checked now, not in the first training step

@@ -42,7 +42,7 @@ class GradCAMExplainer(Explainer):
     def layer_name(self, model: nn.Module) -> str:
         name = self.layer if self.layer is not None else traits_of(model).cam_layer
         if name is None:
-            raise AttrobustError(f"explainer gradcam: model {type(model).__name__} names no layer to read; set "
+            raise AttrobustError(f"explainer {self.registry_name}: model {type(model).__name__} names no layer to read; set "
                                  f"explainer.layer=MODULE_PATH (one of: {', '.join(_conv_blocks(model)) or 'none'})")
         return name
 
@@ -55,31 +55,47 @@ class GradCAMExplainer(Explainer):
                                  f"{', '.join(_conv_blocks(model)) or 'none'}") from error
 
     def explain(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool = False) -> Tensor:
+        activation, grad = self.activation_and_gradient(model, x, target, create_graph)
+        return self.finish(self.combine(activation, grad), x, create_graph)
+
+    def combine(self, activation: Tensor, grad: Tensor) -> Tensor:
+        """(B, 1, h, w) before the ReLU: the channels weighted by their mean gradient (what the CAM variants
+        change)."""
+        return (grad.mean(dim=(2, 3), keepdim=True) * activation).sum(dim=1, keepdim=True)
+
+    def finish(self, cam: Tensor, x: Tensor, create_graph: bool) -> Tensor:
+        """The ReLU (`relu`) and the upsampling to x's size (`interpolation`)."""
+        if self.relu:
+            cam = F.relu(cam)
+        cam = F.interpolate(cam, size=x.shape[-2:], mode=self.interpolation)
+        return cam if create_graph else cam.detach()
+
+    def activation_and_gradient(self, model: nn.Module, x: Tensor, target: Tensor, create_graph: bool,
+                                with_gradient: bool = True) -> tuple[Tensor, Tensor | None]:
+        """The layer's (B, C, h, w) output and the target logit's gradient there (None without `with_gradient`),
+        in x's dtype: under autocast the layer's output is bf16, the map stays float32 like every other."""
         layer = model.get_submodule(self.layer_name(model))
         captured: list[Tensor] = []
         handle = layer.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
-        with torch.enable_grad():
-            z = x if x.requires_grad else x.detach().requires_grad_(True)
+        with torch.enable_grad() if with_gradient else torch.no_grad():
+            z = x if x.requires_grad or not with_gradient else x.detach().requires_grad_(True)
             try:
                 logits = model(z)
             finally:
                 handle.remove()
             if not captured or not isinstance(captured[-1], Tensor) or captured[-1].dim() != 4:
-                raise AttrobustError(f"explainer gradcam: layer {self.layer_name(model)} gave no (B, C, h, w) feature "
-                                     f"map in the forward pass; choose a convolutional block with explainer.layer")
+                raise AttrobustError(f"explainer {self.registry_name}: layer {self.layer_name(model)} gave no (B, C, "
+                                     f"h, w) feature map in the forward pass; choose a convolutional block with "
+                                     f"explainer.layer")
             activation = captured[-1]
+            if not with_gradient:
+                return activation.to(x.dtype), None
             score = logits.gather(1, target.view(-1, 1)).sum()
             (grad,) = torch.autograd.grad(score, activation, create_graph=create_graph)
-            # in x's dtype: under autocast the layer's output is bf16, the map stays float32 like every other
-            activation, grad = activation.to(x.dtype), grad.to(x.dtype)
-            cam = (grad.mean(dim=(2, 3), keepdim=True) * activation).sum(dim=1, keepdim=True)
-            if self.relu:
-                cam = F.relu(cam)
-            cam = F.interpolate(cam, size=x.shape[-2:], mode=self.interpolation)
-        return cam if create_graph else cam.detach()
+        return activation.to(x.dtype), grad.to(x.dtype)
 
     def describe(self) -> str:
-        return "gradcam" if self.layer is None else f"gradcam({self.layer})"
+        return self.registry_name if self.layer is None else f"{self.registry_name}({self.layer})"
 
 
 def _conv_blocks(model: nn.Module) -> list[str]:

@@ -1,0 +1,50 @@
+"""Gradient-based explainers beyond IG against their oracles (float64, same model and inputs): GradientSHAP against
+Captum's `GradientShap` on the same draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import GradientShap
+
+from attrobust.explainers import EXPLAINERS
+from attrobust.explainers.gradient_shap import expected_gradients
+from tests.test_explainers import MODELS, images
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.mark.parametrize("make,size", MODELS)
+@pytest.mark.parametrize("stdev", [0.0, 0.1])
+def test_gradient_shap_equals_captum_on_the_same_draws(make, size, stdev):
+    model, x = make(), images(3, size)
+    y, samples = torch.tensor([2, 0, 1]), 4
+    references = images(5, size, seed=9)
+    np.random.seed(11)
+    torch.manual_seed(12)
+    expected = GradientShap(model).attribute(x, baselines=references, n_samples=samples, stdevs=stdev, target=y)
+    np.random.seed(11)  # Captum's draws, rows image-major: baseline indices, then path positions (numpy), noise
+    chosen = np.random.choice(5, samples * 3).tolist()
+    alphas = torch.tensor(np.random.uniform(0.0, 1.0, samples * 3), dtype=x.dtype)
+    torch.manual_seed(12)
+    noise = torch.normal(0, torch.tensor(stdev).repeat((3 * samples, *x.shape[1:]))).to(x.dtype)
+
+    def sample_major(rows: torch.Tensor) -> torch.Tensor:
+        return rows.view(3, samples, *rows.shape[1:]).transpose(0, 1)
+
+    ours = expected_gradients(model, x, y, sample_major(alphas), sample_major(references[chosen]),
+                              sample_major(noise), rows=5)
+    torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
+
+
+def test_gradient_shap_draws_are_seeded_shared_and_zeros_is_ig_at_random_points():
+    explainer = EXPLAINERS.build({"name": "gradient_shap", "samples": 3, "baselines": "zeros", "stdev": 0.0})
+    x = images(2, 12)
+    alphas, baselines, noise = explainer.draws(x)
+    assert alphas.shape == (3, 2) and torch.equal(alphas[:, 0], alphas[:, 1])
+    assert baselines.abs().sum() == 0 and noise.abs().sum() == 0
+    again = explainer.draws(x)[0]
+    assert torch.equal(again, alphas)
+    other = EXPLAINERS.build({"name": "gradient_shap", "samples": 3, "seed": 1}).draws(x)
+    assert not torch.equal(other[0], alphas) and (other[1] >= 0).all() and (other[1] <= 1).all()

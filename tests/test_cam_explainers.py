@@ -50,4 +50,5 @@ def test_cam_variants_equal_the_grad_cam_package(make, size, name, monkeypatch):
     # scaled twice as the package does (per layer, then after averaging layers); float32 results, and Score-CAM's
     # weights are a float32 softmax
     atol = 5e-5 if name == "scorecam" else 1e-6
-    torch.testing.assert_close(scaled(scaled(ours)), torch.from_numpy(expected).double().unsqueeze(1), atol=atol, rtol=0)
+    expected = torch.from_numpy(expected).double().unsqueeze(1)
+    torch.testing.assert_close(scaled(scaled(ours)), expected, atol=atol, rtol=0)

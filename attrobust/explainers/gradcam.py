@@ -42,8 +42,9 @@ class GradCAMExplainer(Explainer):
     def layer_name(self, model: nn.Module) -> str:
         name = self.layer if self.layer is not None else traits_of(model).cam_layer
         if name is None:
+            choices = ", ".join(_conv_blocks(model)) or "none"
             raise AttrobustError(f"explainer {self.registry_name}: model {type(model).__name__} names no layer to read; "
-                                 f"set explainer.layer=MODULE_PATH (one of: {', '.join(_conv_blocks(model)) or 'none'})")
+                                 f"set explainer.layer=MODULE_PATH (one of: {choices})")
         return name
 
     def check_model(self, model: nn.Module) -> None:

@@ -43,8 +43,8 @@ class GradCAMExplainer(Explainer):
         name = self.layer if self.layer is not None else traits_of(model).cam_layer
         if name is None:
             choices = ", ".join(_conv_blocks(model)) or "none"
-            raise AttrobustError(f"explainer {self.registry_name}: model {type(model).__name__} names no layer to read; "
-                                 f"set explainer.layer=MODULE_PATH (one of: {choices})")
+            raise AttrobustError(f"explainer {self.registry_name}: model {type(model).__name__} names no layer to "
+                                 f"read; set explainer.layer=MODULE_PATH (one of: {choices})")
         return name
 
     def check_model(self, model: nn.Module) -> None:

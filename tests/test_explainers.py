@@ -24,7 +24,7 @@ from attrobust.models import MODELS
 from attrobust.models.normalize import ModelTraits, NormalizedModel
 
 FAST = {"ig": {"steps": 8}, "smoothgrad": {"samples": 4},  # settings that keep the contract tests quick
-        "rise": {"masks": 50}}
+        "rise": {"masks": 50}, "lime": {"samples": 40}, "kernel_shap": {"samples": 40}}
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
 
 

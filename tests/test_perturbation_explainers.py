@@ -14,7 +14,7 @@ from attrobust.explainers import EXPLAINERS
 from attrobust.explainers.rise import upsample_and_crop
 from tests.test_explainers import MODELS, images
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:You are providing multiple inputs")
 
 
 @pytest.mark.parametrize("make,size", MODELS)
@@ -75,3 +75,65 @@ def test_an_attack_on_a_perturbation_explainer_estimates_its_direction_and_says_
            f"estimates its direction from 4 probe pairs per step" in log, log[-3000:]
     measures = pd.read_csv(tmp_path / "attacked" / "measures.csv")
     assert len(measures) > 0 and measures["moved"].any()
+
+
+def _features(size: int, cell: int) -> torch.Tensor:
+    from attrobust.explainers.linear_fit import grid_features
+
+    return grid_features(size, size, cell, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("make,size", MODELS)
+def test_kernel_shap_equals_captum_on_the_same_coalitions(make, size, monkeypatch):
+    from captum.attr import KernelShap
+
+    model, x = make(), images(2, size)
+    y = torch.tensor([0, 3])
+    explainer = EXPLAINERS.build({"name": "kernel_shap", "samples": 150, "cell": 4, "baseline": 0.2, "max_points": 50})
+    features = _features(size, 4)
+    kept = explainer.coalitions(int(features.max()) + 1)
+
+    def same_coalitions(self, original, **kwargs):
+        yield from (row[None] for row in kept)
+
+    monkeypatch.setattr(KernelShap, "kernel_shap_perturb_generator", same_coalitions)
+    expected = KernelShap(model).attribute(x, baselines=0.2, target=y, feature_mask=features[None, None],
+                                           n_samples=150, perturbations_per_eval=50)
+    ours = explainer.explain(model, x, y)
+    scale = expected.abs().max()  # Captum fits in float32, with weights of 1e6 beside 1
+    torch.testing.assert_close(ours / scale, expected.double() / scale, atol=3e-3, rtol=0)
+    # the same fit in float64: sklearn's LinearRegression on the same scores and weights
+    from sklearn.linear_model import LinearRegression
+
+    from attrobust.explainers.linear_fit import masked_scores
+
+    scores, _ = masked_scores(model, x, y, kept, features, 0.2, rows=None)
+    weights = np.ones(len(kept))
+    weights[:2] = 1e6
+    for image in range(2):
+        fit = LinearRegression().fit(kept.numpy().astype(float), scores[:, image].numpy(), sample_weight=weights)
+        np.testing.assert_allclose(ours[image, 0].numpy(), fit.coef_[features.numpy()], atol=1e-9 * scale.item())
+
+
+@pytest.mark.parametrize("make,size", MODELS)
+def test_lime_equals_captum_lime_with_a_ridge_fit_on_the_same_coalitions(make, size):
+    from captum._utils.models.linear_model import SkLearnRidge
+    from captum.attr import Lime
+    from captum.attr._core.lime import get_exp_kernel_similarity_function
+
+    model, x = make(), images(2, size)
+    y = torch.tensor([1, 4])
+    explainer = EXPLAINERS.build({"name": "lime", "samples": 50, "cell": 3, "alpha": 0.5, "kernel_width": 0.75})
+    features = _features(size, 3)
+    kept = explainer.coalitions(int(features.max()) + 1)
+
+    def same_coalitions(original, **kwargs):
+        yield from (row[None] for row in kept)
+
+    lime = Lime(model, interpretable_model=SkLearnRidge(alpha=0.5), perturb_func=same_coalitions,
+                similarity_func=get_exp_kernel_similarity_function("cosine", 0.75))
+    expected = lime.attribute(x, baselines=0.0, target=y, feature_mask=features[None, None], n_samples=50,
+                              perturbations_per_eval=25)
+    ours = explainer.explain(model, x, y)
+    scale = expected.abs().max()  # Captum fits in float32
+    torch.testing.assert_close(ours / scale, expected.double() / scale, atol=1e-4, rtol=0)

@@ -1,0 +1,52 @@
+"""What LIME and KernelSHAP share: grid superpixels, the model's scores on images with some superpixels set to a
+baseline, and a weighted linear fit with an intercept (sklearn's `Ridge` / `LinearRegression` in closed form), all
+images at once: the samples are shared by the batch, so one design matrix serves every image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from attrobust.explainers.perturbation import target_scores
+
+
+def grid_features(height: int, width: int, cell: int, device: torch.device) -> Tensor:
+    """(H, W) long: the index of the `cell` x `cell` square each pixel lies in, row-major (edge cells cut)."""
+    columns = math.ceil(width / cell)
+    rows = torch.arange(height, device=device) // cell
+    cols = torch.arange(width, device=device) // cell
+    return rows[:, None] * columns + cols[None, :]
+
+
+def masked_scores(model: nn.Module, x: Tensor, target: Tensor, kept: Tensor, features: Tensor, baseline: float,
+                  rows: int | None) -> tuple[Tensor, Tensor]:
+    """(S, B) target logits on x with the superpixels that `kept` (S, M) marks 0 set to `baseline`, and the (S, 1,
+    H, W) pixel masks."""
+    pixel_masks = kept[:, features].unsqueeze(1).to(x.dtype)  # (S, 1, H, W)
+
+    def masked(start: int, stop: int) -> Tensor:
+        m = pixel_masks[start:stop].unsqueeze(1)
+        return x.unsqueeze(0) * m + baseline * (1 - m)
+
+    return target_scores(model, masked, len(kept), target, rows), pixel_masks
+
+
+def weighted_linear_fit(design: Tensor, values: Tensor, weights: Tensor, alpha: float) -> Tensor:
+    """(B, M) coefficients of sum_s w_sb (v_sb - c_b - z_s . beta_b)^2 + alpha |beta_b|^2 with a free intercept c_b
+    for `design` z (S, M), `values` v (S, B) and sample weights w (S, B): sklearn's `Ridge(alpha)` (`LinearRegression`
+    at alpha 0: a minimum-norm least-squares solution) with `sample_weight`, every image in one batched solve."""
+    z = design.to(values.dtype).unsqueeze(0)                       # (1, S, M)
+    w = weights.T.unsqueeze(-1)                                      # (B, S, 1)
+    mean_z = (w * z).sum(1, keepdim=True) / w.sum(1, keepdim=True)  # (B, 1, M)
+    v = values.T.unsqueeze(-1)                                       # (B, S, 1)
+    mean_v = (w * v).sum(1, keepdim=True) / w.sum(1, keepdim=True)
+    a, y = w.sqrt() * (z - mean_z), w.sqrt() * (v - mean_v)
+    if alpha > 0:
+        eye = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)
+        beta = torch.linalg.solve(a.transpose(1, 2) @ a + alpha * eye, a.transpose(1, 2) @ y)
+    else:
+        beta = torch.linalg.pinv(a) @ y
+    return beta[..., 0]

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import GradientShap
+from torch import nn
 
 from attrobust.explainers import EXPLAINERS
 from attrobust.explainers.gradient_shap import expected_gradients
-from tests.test_explainers import MODELS, images
+from tests.test_explainers import MODELS, images, madry_cnn, small_cnn
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -48,3 +49,31 @@ def test_gradient_shap_draws_are_seeded_shared_and_zeros_is_ig_at_random_points(
     assert torch.equal(again, alphas)
     other = EXPLAINERS.build({"name": "gradient_shap", "samples": 3, "seed": 1}).draws(x)
     assert not torch.equal(other[0], alphas) and (other[1] >= 0).all() and (other[1] <= 1).all()
+
+
+def one_kind_of_nonlinearity(pool: type[nn.Module], activation: type[nn.Module], seed: int = 0) -> nn.Module:
+    """A CNN with activations and average pools, or max-pools and no activation: where Captum's hooks hold (with both, its
+    attributions no longer add up to the logit's difference: captum issues #1104, #1276)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), activation(), pool(2), nn.Conv2d(3, 4, 3, padding=1),
+                         activation(), pool(2), nn.Flatten(), nn.Linear(36, 8), activation(),
+                         nn.Linear(8, 5)).double().eval()
+
+
+@pytest.mark.parametrize("baseline", [0.0, 0.3])
+def test_deeplift_equals_captum_and_sums_to_the_logit_difference(baseline):
+    from captum.attr import DeepLift
+
+    x, y = images(3, 12), torch.tensor([1, 4, 0])
+    explainer = EXPLAINERS.build({"name": "deeplift", "baseline": baseline})
+    for model in (one_kind_of_nonlinearity(nn.AvgPool2d, nn.ReLU), one_kind_of_nonlinearity(nn.MaxPool2d, nn.Identity),
+                  one_kind_of_nonlinearity(nn.AvgPool2d, nn.Softplus)):
+        expected = DeepLift(model).attribute(x, baselines=baseline, target=y)
+        torch.testing.assert_close(explainer.explain(model, x, y), expected, atol=1e-10, rtol=0)
+    for make, size in [(small_cnn, 12), (madry_cnn, 28)]:  # ReLUs and max-pools: the sum holds for ours
+        model, x = make(), images(3, size)
+        ours = explainer.explain(model, x, y)
+        with torch.no_grad():
+            logits, reference = model(x), model(torch.full_like(x, baseline))
+        gap = (logits - reference).gather(1, y[:, None])[:, 0]
+        torch.testing.assert_close(ours.flatten(1).sum(1), gap, atol=1e-10, rtol=0)

@@ -52,8 +52,8 @@ def test_gradient_shap_draws_are_seeded_shared_and_zeros_is_ig_at_random_points(
 
 
 def one_kind_of_nonlinearity(pool: type[nn.Module], activation: type[nn.Module], seed: int = 0) -> nn.Module:
-    """A CNN with activations and average pools, or max-pools and no activation: where Captum's hooks hold (with both, its
-    attributions no longer add up to the logit's difference: captum issues #1104, #1276)."""
+    """A CNN with activations and average pools, or max-pools and no activation: where Captum's hooks hold (with
+    both, its attributions no longer add up to the logit's difference: captum issues #1104, #1276)."""
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), activation(), pool(2), nn.Conv2d(3, 4, 3, padding=1),
                          activation(), pool(2), nn.Flatten(), nn.Linear(36, 8), activation(),

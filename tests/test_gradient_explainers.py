@@ -1,5 +1,5 @@
 """Gradient-based explainers beyond IG against their oracles (float64, same model and inputs): GradientSHAP against
-Captum's `GradientShap` on the same draws."""
+Captum's `GradientShap` on the same draws, DeepLIFT against Captum's `DeepLift`, LRP against zennit."""
 
 from __future__ import annotations
 
@@ -77,3 +77,22 @@ def test_deeplift_equals_captum_and_sums_to_the_logit_difference(baseline):
             logits, reference = model(x), model(torch.full_like(x, baseline))
         gap = (logits - reference).gather(1, y[:, None])[:, 0]
         torch.testing.assert_close(ours.flatten(1).sum(1), gap, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("make,size", MODELS)
+@pytest.mark.parametrize("rule", ["epsilon_plus", "epsilon"])
+def test_lrp_equals_zennit(make, size, rule):
+    zennit_attribution = pytest.importorskip("zennit.attribution", reason="zennit (the LRP oracle) is not installed")
+    from zennit.composites import EpsilonPlus, LayerMapComposite
+    from zennit.rules import Epsilon, Pass
+    from zennit.types import Activation, Convolution
+
+    model, x = make(), images(3, size)
+    y = torch.tensor([2, 0, 3])
+    composite = EpsilonPlus() if rule == "epsilon_plus" else \
+        LayerMapComposite([(Activation, Pass()), (Convolution, Epsilon()), (nn.Linear, Epsilon())])
+    with zennit_attribution.Gradient(model, composite) as attributor:
+        _, relevance = attributor(x, lambda out: out * torch.eye(out.shape[1], dtype=out.dtype)[y])
+    std = model.normalize.std  # zennit's relevance passes the normalisation's gradient: / std
+    ours = EXPLAINERS.build({"name": "lrp", "rule": rule}).explain(model, x, y)
+    torch.testing.assert_close(ours, relevance * std, atol=1e-10, rtol=1e-8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 
 import numpy as np
@@ -18,7 +19,7 @@ from attrobust.data.base import ImageSet
 from attrobust.engine.attribution import evaluate_attributions, score
 from attrobust.errors import AttrobustError
 from attrobust.explainers import EXPLAINERS
-from attrobust.explainers.base import rows_per_pass
+from attrobust.explainers.base import NotDifferentiable, rows_per_pass
 from attrobust.metrics import METRICS as REGISTERED_METRICS
 from attrobust.metrics import build_metrics, topk_intersection
 
@@ -315,12 +316,19 @@ def test_a_chunk_out_of_device_memory_is_retried_in_halves(caplog):
 @pytest.mark.parametrize("explainer", EXPLAINERS.names())
 def test_the_topk_attack_works_on_every_explainer(explainer):
     """Every registered explainer can be attacked: the iterates stay in the ball, keep the label, and the second-order
-    direction through the surrogate moves the images."""
+    direction through the surrogate (or, for a forward-only explainer, the estimated one) moves the images."""
     model = smooth_net()
     x, y = correctly_classified(model, n=4)
-    settings = {"ig": {"steps": 4}, "smoothgrad": {"samples": 3}, "gradcam": {"layer": "3"}}.get(explainer, {})
+    cams = {name: {"layer": "3"} for name in ("gradcam", "gradcam_pp", "layercam", "scorecam")}
+    settings = {"ig": {"steps": 4}, "smoothgrad": {"samples": 3}, "rise": {"masks": 20}, "lime": {"samples": 20},
+                "kernel_shap": {"samples": 20}, "gradient_shap": {"samples": 3}, **cams}.get(explainer, {})
+    built = EXPLAINERS.build({"name": explainer, **settings})
     attack = ATTRIBUTION_ATTACKS.build({"name": "topk", **{k: v for k, v in FAST.items() if k != "ig_steps"}},
-                                       explainer=EXPLAINERS.build({"name": explainer, **settings}))
+                                       explainer=built)
+    if not built.differentiable:  # refused analytically in one line; the estimated direction instead
+        with pytest.raises(NotDifferentiable, match=f"explainer {explainer} is not differentiable"):
+            attack.check_model(model)
+        attack = dataclasses.replace(attack, direction="estimated", probes=4)
     attack.check_model(model)
     result = attack.run(model, x, y)
     assert (result.perturbed - x).abs().max() <= FAST["eps"] + 1e-6 and result.moved.any()

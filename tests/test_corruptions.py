@@ -1,0 +1,77 @@
+"""Corruptions (attrobust/corruptions) and the corruption-accuracy part: contract tests generated from the registry
+(pixels stay in [0, 1], reproducible per seed, the same image corrupted the same way in any batch, more distortion at
+higher severity), one-line refusals, and `evaluate eval.corruptions=[...]` end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from attrobust.corruptions import CORRUPTIONS, build_corruptions
+from attrobust.errors import AttrobustError
+
+MNIST = np.load(__import__("attrobust.data", fromlist=["x"]).__path__[0] + "/mnist_mini.npz")
+IMAGES = torch.tensor(MNIST["x_test"][:24], dtype=torch.float32)[:, None] / 255
+INDICES = torch.arange(100, 124)
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS.names())
+def test_corruption_contract(name):
+    corruption = CORRUPTIONS.build({"name": name})
+    distortion = []
+    for severity in corruption.severities:
+        moved = corruption.corrupt(IMAGES, severity, 7, INDICES)
+        assert moved.shape == IMAGES.shape and moved.dtype == IMAGES.dtype
+        assert moved.min() >= 0 and moved.max() <= 1 and torch.isfinite(moved).all()
+        assert torch.equal(moved, corruption.corrupt(IMAGES, severity, 7, INDICES))  # reproducible per seed
+        pieces = [corruption.corrupt(IMAGES[a:a + 5], severity, 7, INDICES[a:a + 5]) for a in range(0, 24, 5)]
+        assert torch.equal(torch.cat(pieces), moved)  # an image's corruption does not depend on its batch
+        reversed_order = corruption.corrupt(IMAGES.flip(0), severity, 7, INDICES.flip(0)).flip(0)
+        torch.testing.assert_close(reversed_order, moved, atol=1e-6, rtol=0)
+        distortion.append(float((moved - IMAGES).abs().mean()))
+    assert distortion[-1] > distortion[0] > 0, distortion  # severity 5 distorts more than 1
+    assert corruption.describe(3).endswith("@3")
+
+
+def test_random_corruptions_draw_per_seed_and_image():
+    noise = CORRUPTIONS.build({"name": "gaussian_noise"})
+    a, b = noise.corrupt(IMAGES, 3, 0, INDICES), noise.corrupt(IMAGES, 3, 1, INDICES)
+    assert not torch.equal(a, b)
+    same_image_twice = noise.corrupt(IMAGES[:1].expand(2, -1, -1, -1), 3, 0, torch.tensor([5, 6]))
+    assert not torch.equal(same_image_twice[0], same_image_twice[1])  # two indices, two draws
+    z = (noise.corrupt(torch.full((64, 1, 28, 28), 0.5), 1, 0, torch.arange(64)) - 0.5) / 0.08
+    assert abs(float(z.mean())) < 0.02 and abs(float(z.std()) - 1) < 0.02  # the noise is N(0, sigma^2)
+
+
+def test_bad_corruption_settings_are_one_line_each():
+    with pytest.raises(AttrobustError, match=r"unknown corruption 'fog'; choose one of: .*gaussian_noise"):
+        build_corruptions(["fog"])
+    with pytest.raises(AttrobustError, match=r"severities must be a non-empty list of levels 1 to 5, got \[0, 6\]"):
+        build_corruptions([{"name": "rotate", "severities": [0, 6]}])
+    with pytest.raises(AttrobustError, match=r"of must list two or more different corruptions"):
+        build_corruptions([{"name": "compose", "of": ["rotate", "rotate"]}])
+
+
+def test_evaluate_measures_accuracy_under_each_corruption_and_severity(cli, tmp_path):
+    from conftest import TINY_RUN
+
+    assert cli("train", *TINY_RUN, "hydra.run.dir=run", "eval_at_end=false").exit_code == 0
+    result = cli("evaluate", "checkpoint=run", "eval.num_examples=40", "attack.steps=1", "attributions=false",
+                 "eval.corruptions=[brightness,{name:rotate,severities:[1,5]},{name:compose,of:[scale,contrast],"
+                 "severities:[2]}]", "hydra.run.dir=ood")
+    assert result.exit_code == 0, result.stderr
+    per_image = pd.read_csv(tmp_path / "ood" / "corruption.csv")
+    assert len(per_image) == 40 and list(per_image.columns[2:]) == [
+        "brightness@1", "brightness@2", "brightness@3", "brightness@4", "brightness@5", "rotate@1", "rotate@5",
+        "scale+contrast@2"]
+    results = pd.read_csv(tmp_path / "ood" / "results.csv")
+    rotate = results[(results["attack"].str.startswith("rotate")) & (results["metric"] == "corruption_accuracy@5")]
+    assert len(rotate) == 1 and rotate["value"].iloc[0] == pytest.approx(100 * per_image["rotate@5"].mean())
+    overall = results[results["attack"].str.startswith("mean over 3 corruptions")]
+    assert overall["value"].iloc[0] == pytest.approx(100 * per_image.iloc[:, 2:].to_numpy().mean())
+    assert (overall["low"] <= overall["value"]).all() and (overall["value"] <= overall["high"]).all()
+    bad = cli("evaluate", "checkpoint=run", "attributions=false", "eval.corruptions=[rotate,rotate]",
+              "hydra.run.dir=bad")
+    assert bad.exit_code != 0 and "eval.corruptions lists rotate more than once" in bad.stderr

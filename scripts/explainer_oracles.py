@@ -111,8 +111,11 @@ def kernel_shap(model, x, y):
     explainer = EXPLAINERS.build({"name": "kernel_shap"})
     features = grid_features(*x.shape[-2:], explainer.cell, x.device)
     kept = explainer.coalitions(int(features.max()) + 1)
+    def same_coalitions(self, inputs, **kwargs):  # a generator function, as Captum checks
+        yield from (row[None] for row in kept)
+
     original = KernelShap.kernel_shap_perturb_generator
-    KernelShap.kernel_shap_perturb_generator = lambda self, inputs, **kwargs: (row[None] for row in kept)
+    KernelShap.kernel_shap_perturb_generator = same_coalitions
     try:
         theirs = timed(lambda: KernelShap(model).attribute(x, baselines=0.0, target=y,
                                                            feature_mask=features[None, None],
@@ -131,8 +134,10 @@ def lime(model, x, y):
     explainer = EXPLAINERS.build({"name": "lime"})
     features = grid_features(*x.shape[-2:], explainer.cell, x.device)
     kept = explainer.coalitions(int(features.max()) + 1)
-    oracle = Lime(model, interpretable_model=SkLearnRidge(alpha=explainer.alpha),
-                  perturb_func=lambda inputs, **kwargs: (row[None] for row in kept))
+    def same_coalitions(inputs, **kwargs):  # a generator function, as Captum checks
+        yield from (row[None] for row in kept)
+
+    oracle = Lime(model, interpretable_model=SkLearnRidge(alpha=explainer.alpha), perturb_func=same_coalitions)
     theirs = timed(lambda: oracle.attribute(x, baselines=0.0, target=y, feature_mask=features[None, None],
                                             n_samples=explainer.samples, perturbations_per_eval=100))
     return timed(lambda: explainer.explain(model, x, y)), theirs, "Captum Lime + SkLearnRidge, same coalitions"

@@ -21,6 +21,7 @@ from attrobust.explainers.base import NotDifferentiable
 from attrobust.explainers.smoothgrad import smooth
 from attrobust.models.madry_cnn import MadryCNN
 from attrobust.models import MODELS
+from attrobust.models.vit import ViT, vit
 from attrobust.models.normalize import ModelTraits, NormalizedModel
 
 FAST = {"ig": {"steps": 8}, "smoothgrad": {"samples": 4},  # settings that keep the contract tests quick
@@ -44,6 +45,22 @@ def small_cnn(seed: int = 0, activation: type[nn.Module] = nn.ReLU, size: int = 
 def madry_cnn(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return NormalizedModel(MadryCNN(1, (28, 28), 10), [0.0], [1.0], MADRY_TRAITS).double().eval()
+
+
+def tiny_vit(seed: int = 0, size: int = 12) -> nn.Module:
+    """A two-block ViT on 4 x 4 patches (float64), for the explainers that read attention."""
+    torch.manual_seed(seed)
+    net = vit(1, (size, size), 5, patch=4, dim=8, depth=2, heads=2, mlp=16)
+    return NormalizedModel(net, [0.5], [0.25], ModelTraits(cam_layer="net.grid")).double().eval()
+
+
+def model_for(exp, model: nn.Module, size: int = 12) -> nn.Module:
+    """`model`, or a tiny ViT for an explainer that refuses it (the attention explainers)."""
+    try:
+        exp.check_model(model)
+    except AttrobustError:
+        return tiny_vit(size=size)
+    return model
 
 
 def images(n: int, size: int, seed: int = 1) -> torch.Tensor:
@@ -133,9 +150,9 @@ def test_gradcam_names_a_bad_layer_with_the_choices():
 
 @pytest.mark.parametrize("name", EXPLAINERS.names())
 def test_explainer_contract_shape_and_batched_equals_one_image_at_a_time(name):
-    model, x = small_cnn(), images(4, 12)
-    y = torch.tensor([0, 1, 2, 3])
     exp = explainer(name)
+    model, x = model_for(exp, small_cnn()), images(4, 12)
+    y = torch.tensor([0, 1, 2, 3])
     exp.check_model(model)
     batched = exp.explain(model, x, y)
     assert batched.shape[0] == 4 and batched.shape[-2:] == x.shape[-2:] and batched.shape[1] in (1, x.shape[1])
@@ -149,9 +166,9 @@ def test_explainer_contract_shape_and_batched_equals_one_image_at_a_time(name):
 def test_explainer_contract_second_order_reaches_input_and_weights(name):
     """With create_graph the map is differentiable: gradcheck against finite differences on a smooth network, and a
     loss on the map gives every weight a gradient (what attacks and attribution-robust training need)."""
-    model, x = small_cnn(activation=nn.Softplus, size=8), images(1, 8)
-    y = torch.tensor([3])
     exp = explainer(name)
+    model, x = model_for(exp, small_cnn(activation=nn.Softplus, size=8), size=8), images(1, 8)
+    y = torch.tensor([3])
     x.requires_grad_(True)
     if not exp.differentiable:  # forward passes only: refused in one line, and attacks estimate the direction
         with pytest.raises(NotDifferentiable, match=f"explainer {name} is not differentiable"):
@@ -161,6 +178,8 @@ def test_explainer_contract_second_order_reaches_input_and_weights(name):
                                     atol=1e-5, fast_mode=True)
     loss = (exp.explain(model, x, y, create_graph=True) ** 2).sum()
     weights = list(model.parameters())[:-1]  # the last bias does not change any input gradient
+    if isinstance(model.net, ViT):  # attention maps: the weights up to the last attention (no MLP, norm or head after)
+        weights = [model.net.embed.weight, model.net.position, *model.net.blocks[0].parameters()]
     grads = torch.autograd.grad(loss, [x, *weights])
     assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
 

@@ -289,8 +289,8 @@ BAD_EVALUATION_INPUTS = [
     (["attribution_attack.steps=0"], "attack 'topk': steps must be >= 1, got 0"),
     (["attribution_attack.eps=inf"], "attribution_attack.eps must be a finite number, got inf"),
     (["device=cuda:7"], "cuda:7"),  # CUDA missing here; on a GPU machine, fewer than 8 devices
-    (["explainer=saliency"], "unknown explainer 'saliency'; choose one of: deeplift, grad_x_input, gradcam, "
-                             "gradcam_pp, gradient, gradient_shap, ig, kernel_shap"),
+    (["explainer=saliency"], "unknown explainer 'saliency'; choose one of: attention_gradient, attention_rollout, "
+                             "deeplift, grad_x_input, gradcam, gradcam_pp, gradient"),
     (["eval.metrics=[kendall,lens]"], "unknown metric 'lens'; choose one of: center_shift, cosine, kendall"),
     (["eval.metrics=kendall"], "eval.metrics must be a list"),
     (["eval.baselines=[random_sign,random_sign]"], "eval.baselines: random_sign listed twice"),

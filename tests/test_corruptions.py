@@ -75,3 +75,28 @@ def test_evaluate_measures_accuracy_under_each_corruption_and_severity(cli, tmp_
     bad = cli("evaluate", "checkpoint=run", "attributions=false", "eval.corruptions=[rotate,rotate]",
               "hydra.run.dir=bad")
     assert bad.exit_code != 0 and "eval.corruptions lists rotate more than once" in bad.stderr
+
+
+def test_corruption_error_is_the_ratio_of_summed_errors_to_the_baseline(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def folder(name: str, rotate: list[list[bool]], clean: list[bool]) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        pd.DataFrame({"index": [4, 9, 11, 20], "label": 0, "rotate@1": rotate[0], "rotate@5": rotate[1]}).to_csv(
+            path / "corruption.csv", index=False)
+        pd.DataFrame({"index": [4, 9, 11, 20], "correct": clean}).to_csv(path / "accuracy.csv", index=False)
+        return path
+
+    base = folder("base", [[True, True, True, False], [True, False, False, False]], [True] * 4)  # errors 1/4, 3/4
+    other = folder("other", [[True, True, True, True], [True, True, False, False]], [True] * 4)  # errors 0, 2/4
+    script = Path(__file__).resolve().parents[1] / "scripts" / "corruption_error.py"
+    done = subprocess.run([sys.executable, str(script), "--baseline", str(base), str(other), "--out",
+                           str(tmp_path / "out"), "--resamples", "50"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(tmp_path / "out" / "corruption_error.csv")
+    ce = table.set_index("corruption")["CE (%)"]
+    assert ce["rotate"] == pytest.approx(100 * (0 + 0.5) / (0.25 + 0.75)) and ce["mCE"] == pytest.approx(50)
+    assert (table["low"] <= table["CE (%)"] + 1e-9).all() and (table["CE (%)"] <= table["high"] + 1e-9).all()

@@ -33,6 +33,17 @@ class Corruption:
         """x (B, C, H, W) in [0, 1] at `severity`; `indices` (B,) the images' indices in the test split."""
         raise NotImplementedError
 
+    unit: ClassVar[str] = "%"
+    higher_is_better: ClassVar[bool] = True   # its measure: accuracy on the corrupted images
+
+    @property
+    def heading(self) -> str:
+        return f"accuracy under {self.column}"
+
+    def passes(self) -> dict[str, int]:
+        """Per image: one forward pass for each severity (the measure cards of the docs)."""
+        return {"forward": len(self.severities), "explainer": 0}
+
     @property
     def column(self) -> str:
         """Its name in per-image columns and table lines (a composition: its parts joined by '+')."""

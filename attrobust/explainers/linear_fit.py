@@ -37,8 +37,10 @@ def masked_scores(model: nn.Module, x: Tensor, target: Tensor, kept: Tensor, fea
 def weighted_linear_fit(design: Tensor, values: Tensor, weights: Tensor, alpha: float) -> Tensor:
     """(B, M) coefficients of sum_s w_sb (v_sb - c_b - z_s . beta_b)^2 + alpha |beta_b|^2 with a free intercept c_b
     for `design` z (S, M), `values` v (S, B) and sample weights w (S, B): sklearn's `Ridge(alpha)` (`LinearRegression`
-    at alpha 0: a minimum-norm least-squares solution) with `sample_weight`, every image in one batched solve."""
-    z = design.to(values.dtype).unsqueeze(0)                       # (1, S, M)
+    at alpha 0: a minimum-norm least-squares solution) with `sample_weight`, every image in one batched solve, in
+    float64 (KernelSHAP's weights of 1e6 beside 1 would cost float32 digits) and returned in `values`' dtype."""
+    dtype, values, weights = values.dtype, values.double(), weights.double()
+    z = design.double().unsqueeze(0)                                # (1, S, M)
     w = weights.T.unsqueeze(-1)                                      # (B, S, 1)
     mean_z = (w * z).sum(1, keepdim=True) / w.sum(1, keepdim=True)  # (B, 1, M)
     v = values.T.unsqueeze(-1)                                       # (B, S, 1)
@@ -49,4 +51,4 @@ def weighted_linear_fit(design: Tensor, values: Tensor, weights: Tensor, alpha: 
         beta = torch.linalg.solve(a.transpose(1, 2) @ a + alpha * eye, a.transpose(1, 2) @ y)
     else:
         beta = torch.linalg.pinv(a) @ y
-    return beta[..., 0]
+    return beta[..., 0].to(dtype)

@@ -42,7 +42,8 @@ class OcclusionExplainer(Explainer):
 
     @property
     def passes_per_image(self) -> int:
-        return 1 + len(self.starts(28)) ** 2  # per image of MNIST's size; the engine sizes chunks with it
+        per_axis = max(1, math.ceil((28 - self.window) / self.stride) + 1)  # on MNIST's size: sizes chunks and costs
+        return 1 + per_axis ** 2
 
     def starts(self, size: int) -> range:
         if self.window > size:

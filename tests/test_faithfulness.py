@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 import torch
 from conftest import CountedModel
 from torch import nn
@@ -138,13 +139,19 @@ def test_evaluate_writes_the_faithfulness_columns(cli, tmp_path):
     from conftest import TINY_RUN
 
     assert cli("train", *TINY_RUN, "hydra.run.dir=run", "eval_at_end=false").exit_code == 0
-    result = cli("evaluate", "checkpoint=run", "eval.num_examples=6", "attack.steps=1", "attributions=false",
+    result = cli("evaluate", "checkpoint=run", "eval.num_examples=12", "attack.steps=1", "attributions=false",
                  "explainer=gradient", "eval.faithfulness=[insertion,{name:deletion,steps:14}]",
                  "eval.stability=[{name:max_sensitivity,samples:2}]", "hydra.run.dir=evaluation")
     assert result.exit_code == 0, result.stderr
     per_image = pd.read_csv(tmp_path / "evaluation" / "faithfulness.csv")
-    assert list(per_image.columns) == ["index", "label", "insertion", "deletion"]
-    assert per_image[["insertion", "deletion"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert list(per_image.columns) == ["index", "label", "confidence", "insertion", "deletion"]
+    assert per_image[["confidence", "insertion", "deletion"]].apply(lambda c: c.between(0, 1)).all().all()
+    results = pd.read_csv(tmp_path / "evaluation" / "results.csv").set_index("metric")
+    for metric in ("insertion", "deletion"):  # how much of each is the model's confidence: scipy's rho, intervals
+        row = results.loc[f"{metric}_vs_confidence"]
+        rho = stats.spearmanr(per_image[metric], per_image["confidence"]).statistic
+        assert row["value"] == pytest.approx(rho) and row["n"] == len(per_image)
+        assert row["low"] <= row["value"] <= row["high"]
     table = pd.read_csv(tmp_path / "evaluation" / "table.csv")
     line = table[table["attack"].str.contains("stability and faithfulness of gradient")]
     assert len(line) == 1 and {"insertion", "deletion", "max-sens"} <= set(table.columns)

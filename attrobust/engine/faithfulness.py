@@ -31,8 +31,9 @@ ROW_PIXELS = {"cpu": 256 * 28 * 28, "cuda": AUTO_POINTS["cuda"] * 28 * 28}  # in
 def faithfulness_per_image(model: nn.Module, data: ImageSet, explainer: Explainer,
                            metrics: list[FaithfulnessMetric], predict_batch_size: int,
                            images_per_unit: int | None = None, shard: Shard = WHOLE) -> pd.DataFrame:
-    """One row per correctly classified image of this shard's units: its test-split index, label and each metric's
-    area under the curve (float64)."""
+    """One row per correctly classified image of this shard's units: its test-split index, label, the model's
+    confidence (softmax probability of the label on the clean image, which insertion and deletion follow) and each
+    metric's area under the curve (float64)."""
     device = next(model.parameters()).device
     scored = data.select(correctly_classified(model, data, predict_batch_size))
     for metric in metrics:
@@ -44,14 +45,18 @@ def faithfulness_per_image(model: nn.Module, data: ImageSet, explainer: Explaine
     mine = torch.cat([torch.arange(a, b) for a, b in units]) if units else torch.zeros(0, dtype=torch.long)
     table = pd.DataFrame({"index": scored.index[mine].numpy(), "label": scored.labels[mine].numpy()})
     values: dict[str, list[torch.Tensor]] = {metric.column: [] for metric in metrics}
+    confidence: list[torch.Tensor] = []
     started = time.monotonic()
     with ProgressReporter("faithfulness", len(mine)) as progress:
         for first, end in units:
             x, y = scored.batch(slice(first, end), device)
+            with torch.no_grad():
+                confidence.append(model(x).softmax(1).gather(1, y[:, None])[:, 0].double().cpu())
             attributions = explainer.explain(model, x, y).detach()
             for metric in metrics:
                 values[metric.column].append(area(curves(metric, model, x, y, attributions, rows)).cpu())
             progress.advance(end - first)
+    table["confidence"] = torch.cat(confidence).numpy() if units else []
     for metric in metrics:
         table[metric.column] = torch.cat(values[metric.column]).numpy() if units else []
         log.info("%s of %s (%d steps, baseline %s) on %d images: mean %.6g", metric.column, explainer.describe(),

@@ -4,10 +4,14 @@ configured explainer, one row per correctly classified image (engine/faithfulnes
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 from attrobust.engine import cost
 from attrobust.engine.faithfulness import faithfulness_per_image
@@ -18,7 +22,7 @@ from attrobust.registry import Registry
 from attrobust.parts import PARTS
 from attrobust.parts.base import ExplainingPart, Measured
 from attrobust.reporting.intervals import Bootstrap
-from attrobust.reporting.rows import RunIdentity, image_mean_rows
+from attrobust.reporting.rows import ROW_COLUMNS, RunIdentity, image_mean_rows
 
 if TYPE_CHECKING:
     from attrobust.reporting.evaluation import EvaluationRecord
@@ -62,5 +66,39 @@ class Faithfulness(ExplainingPart):
     @classmethod
     def rows(cls, record: EvaluationRecord, lines: list[tuple[str, RunIdentity]], frame: pd.DataFrame) -> pd.DataFrame:
         identity = lines[0][1]
-        return image_mean_rows(identity, frame, cls.listed(record.eval),  # type: ignore[arg-type]
-                               Bootstrap.of(record.eval, identity.seed))
+        metrics = cls.listed(record.eval)
+        bootstrap = Bootstrap.of(record.eval, identity.seed)
+        means = image_mean_rows(identity, frame, metrics, bootstrap)  # type: ignore[arg-type]
+        if "confidence" not in frame:  # written before the confidence was kept
+            return means
+        return pd.concat([means, confidence_rows(identity, frame, metrics, bootstrap)], ignore_index=True)
+
+
+def confidence_rows(identity: RunIdentity, frame: pd.DataFrame, metrics: list[Any],
+                    bootstrap: Bootstrap) -> pd.DataFrame:
+    """`<metric>_vs_confidence`: Spearman's rho over the images between each curve's area and the model's confidence
+    in the label, with a percentile bootstrap interval over the images (seeded as the means'): how much of the measure
+    is the model's confidence rather than the explanation (Nourelahi et al. 2022's finding on insertion and
+    deletion)."""
+    rows = []
+    for metric in metrics:
+        pairs = frame[[metric.column, "confidence"]].dropna().to_numpy(dtype=float)
+        rho = float(spearman(pairs[None, :, 0], pairs[None, :, 1])[0]) if len(pairs) > 2 else math.nan
+        low, high = math.nan, math.nan
+        if bootstrap.resamples and len(pairs) > 2:
+            draws = np.random.default_rng(bootstrap.seed).integers(0, len(pairs), (bootstrap.resamples, len(pairs)))
+            values = spearman(pairs[draws, 0], pairs[draws, 1])
+            tail = 100 * (1 - bootstrap.confidence) / 2
+            low, high = np.nanpercentile(values, [tail, 100 - tail]) if np.isfinite(values).any() else (low, high)
+        rows.append({**asdict(identity), "metric": f"{metric.column}_vs_confidence", "value": rho, "unit": "",
+                     "n": len(pairs), "low": low, "high": high})
+    return pd.DataFrame(rows, columns=ROW_COLUMNS)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair of (R, n) arrays (average ranks for ties); NaN where a side is constant."""
+    ranked_a = stats.rankdata(a, axis=1) - (a.shape[1] + 1) / 2
+    ranked_b = stats.rankdata(b, axis=1) - (b.shape[1] + 1) / 2
+    norms = np.sqrt((ranked_a ** 2).sum(1) * (ranked_b ** 2).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, (ranked_a * ranked_b).sum(1) / norms, np.nan)

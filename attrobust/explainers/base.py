@@ -75,6 +75,12 @@ def rows_per_pass(max_points: int | None, x: Tensor) -> int | None:
     return CPU_POINTS_PER_PASS if x.device.type == "cpu" else None
 
 
+def check_seed(seed: int) -> None:
+    """A seed of an explainer's draws: what `torch.Generator.manual_seed` takes."""
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be in 0 .. 2**63 - 1, got {seed}")
+
+
 def check_max_points(max_points: int | None) -> None:
     if max_points is not None and max_points < 1:
         raise ValueError(f"max_points must be >= 1 or null, got {max_points}")

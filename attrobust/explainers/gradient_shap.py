@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from attrobust.attributions import input_gradient, logit_of
 from attrobust.explainers import EXPLAINERS
-from attrobust.explainers.base import Explainer, check_max_points, rows_per_pass
+from attrobust.explainers.base import Explainer, check_max_points, check_seed, rows_per_pass
 
 Baselines = Literal["uniform", "zeros"]
 
@@ -47,8 +47,7 @@ class GradientShapExplainer(Explainer):
             raise ValueError(f"stdev must be >= 0, got {self.stdev}")
         if self.baselines not in ("uniform", "zeros"):
             raise ValueError(f"baselines must be one of uniform, zeros, got '{self.baselines}'")
-        if not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be in 0 .. 2**63 - 1, got {self.seed}")
+        check_seed(self.seed)
         check_max_points(self.max_points)
 
     @property

@@ -17,37 +17,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from attrobust.explainers import EXPLAINERS
-from attrobust.explainers.base import Explainer, check_max_points, rows_per_pass
-from attrobust.explainers.linear_fit import grid_features, masked_scores, weighted_linear_fit
-from attrobust.explainers.perturbation import refuse_create_graph
+from attrobust.explainers.linear_fit import CoalitionExplainer
 
 EXTREME_WEIGHT = 1e6  # Captum's weight of the all-kept and all-removed coalitions
 
 
 @EXPLAINERS.register("kernel_shap")
 @dataclass(frozen=True)
-class KernelShapExplainer(Explainer):
-    samples: int = 200
-    cell: int = 4
-    baseline: float = 0.0
-    seed: int = 0
-    max_points: int | None = None
-    needs_surrogate = False
-    differentiable = False
-
-    def __post_init__(self) -> None:
-        if self.samples < 3 or self.cell < 1:
-            raise ValueError(f"samples must be >= 3 and cell >= 1, got {self.samples} and {self.cell}")
-        if not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be in 0 .. 2**63 - 1, got {self.seed}")
-        check_max_points(self.max_points)
-
-    @property
-    def passes_per_image(self) -> int:
-        return self.samples
+class KernelShapExplainer(CoalitionExplainer):
+    fewest_samples = 3
 
     def coalitions(self, features: int) -> Tensor:
         """(samples, M) long: all kept, all removed, then the seeded draws from the Shapley kernel."""
@@ -59,16 +40,7 @@ class KernelShapExplainer(Explainer):
         kept = (order < drawn[:, None]).long()  # the first k of a random permutation
         return torch.cat([torch.ones(1, features, dtype=torch.long), torch.zeros(1, features, dtype=torch.long), kept])
 
-    def explain(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool = False) -> Tensor:
-        refuse_create_graph(self.registry_name, create_graph)
-        x = x.detach()
-        features = grid_features(*x.shape[-2:], self.cell, x.device)
-        kept = self.coalitions(int(features.max()) + 1).to(x.device)
+    def sample_weights(self, x: Tensor, kept: Tensor, masks: Tensor) -> Tensor:
         weights = torch.ones(len(kept), len(x), dtype=x.dtype, device=x.device)
         weights[:2] = EXTREME_WEIGHT
-        scores, _ = masked_scores(model, x, target, kept, features, self.baseline, rows_per_pass(self.max_points, x))
-        coefficients = weighted_linear_fit(kept, scores, weights, alpha=0.0)  # (B, M)
-        return coefficients[:, features].unsqueeze(1).expand_as(x).contiguous()
-
-    def describe(self) -> str:
-        return f"kernel_shap({self.samples}, cell {self.cell})"
+        return weights

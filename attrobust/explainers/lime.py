@@ -17,58 +17,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from attrobust.explainers import EXPLAINERS
-from attrobust.explainers.base import Explainer, check_max_points, rows_per_pass
-from attrobust.explainers.linear_fit import grid_features, masked_scores, weighted_linear_fit
-from attrobust.explainers.perturbation import refuse_create_graph
+from attrobust.explainers.linear_fit import CoalitionExplainer
 
 
 @EXPLAINERS.register("lime")
 @dataclass(frozen=True)
-class LimeExplainer(Explainer):
-    samples: int = 200
-    cell: int = 4
-    baseline: float = 0.0
+class LimeExplainer(CoalitionExplainer):
     kernel_width: float = 1.0
     alpha: float = 1.0
-    seed: int = 0
-    max_points: int | None = None
-    needs_surrogate = False
-    differentiable = False
 
     def __post_init__(self) -> None:
-        if self.samples < 2 or self.cell < 1:
-            raise ValueError(f"samples must be >= 2 and cell >= 1, got {self.samples} and {self.cell}")
+        super().__post_init__()
         if not (self.kernel_width > 0 and self.alpha >= 0):
             raise ValueError(f"kernel_width must be > 0 and alpha >= 0, got {self.kernel_width} and {self.alpha}")
-        if not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be in 0 .. 2**63 - 1, got {self.seed}")
-        check_max_points(self.max_points)
 
     @property
-    def passes_per_image(self) -> int:
-        return self.samples
+    def ridge(self) -> float:
+        return self.alpha
 
     def coalitions(self, features: int) -> Tensor:
         """(samples, M) long: each superpixel kept with probability 1/2, seeded."""
         generator = torch.Generator().manual_seed(self.seed)
         return (torch.rand((self.samples, features), generator=generator) < 0.5).long()
 
-    def explain(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool = False) -> Tensor:
-        refuse_create_graph(self.registry_name, create_graph)
-        x = x.detach()
-        features = grid_features(*x.shape[-2:], self.cell, x.device)
-        kept = self.coalitions(int(features.max()) + 1).to(x.device)
-        scores, masks = masked_scores(model, x, target, kept, features, self.baseline,
-                                      rows_per_pass(self.max_points, x))
-        weights = similarity(x, masks, self.baseline, self.kernel_width)
-        coefficients = weighted_linear_fit(kept, scores, weights, alpha=self.alpha)
-        return coefficients[:, features].unsqueeze(1).expand_as(x).contiguous()
-
-    def describe(self) -> str:
-        return f"lime({self.samples}, cell {self.cell})"
+    def sample_weights(self, x: Tensor, kept: Tensor, masks: Tensor) -> Tensor:
+        return similarity(x, masks, self.baseline, self.kernel_width)
 
 
 def similarity(x: Tensor, masks: Tensor, baseline: float, kernel_width: float) -> Tensor:

@@ -1,16 +1,72 @@
-"""What LIME and KernelSHAP share: grid superpixels, the model's scores on images with some superpixels set to a
-baseline, and a weighted linear fit with an intercept (sklearn's `Ridge` / `LinearRegression` in closed form), all
-images at once: the samples are shared by the batch, so one design matrix serves every image.
+"""What LIME and KernelSHAP share (`CoalitionExplainer`): grid superpixels, the model's scores on images with some
+superpixels set to a baseline, and a weighted linear fit with an intercept (sklearn's `Ridge` / `LinearRegression` in
+closed form), all images at once: the coalitions are seeded and shared by the batch, so one design matrix serves every
+image and an image's map does not depend on its batch.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from attrobust.explainers.perturbation import target_scores
+from attrobust.explainers.base import Explainer, check_max_points, check_seed, rows_per_pass
+from attrobust.explainers.perturbation import refuse_create_graph, target_scores
+
+
+@dataclass(frozen=True)
+class CoalitionExplainer(Explainer):
+    """A linear surrogate of the target's logit over `cell` x `cell` superpixel coalitions: `samples` coalitions
+    (`coalitions`) weighted per image (`sample_weights`) and fitted with a ridge penalty `ridge`; a superpixel's
+    coefficient spread over its pixels in every channel (Captum's `return_input_shape`). Forward passes only."""
+
+    samples: int = 200
+    cell: int = 4
+    baseline: float = 0.0
+    seed: int = 0
+    max_points: int | None = None
+    needs_surrogate = False
+    differentiable = False
+    fewest_samples: ClassVar[int] = 2
+
+    def __post_init__(self) -> None:
+        if self.samples < self.fewest_samples or self.cell < 1:
+            raise ValueError(f"samples must be >= {self.fewest_samples} and cell >= 1, got {self.samples} and "
+                             f"{self.cell}")
+        check_seed(self.seed)
+        check_max_points(self.max_points)
+
+    @property
+    def passes_per_image(self) -> int:
+        return self.samples
+
+    @property
+    def ridge(self) -> float:
+        return 0.0
+
+    def coalitions(self, features: int) -> Tensor:
+        """(samples, M) long: 1 where a superpixel is kept."""
+        raise NotImplementedError
+
+    def sample_weights(self, x: Tensor, kept: Tensor, masks: Tensor) -> Tensor:
+        """(samples, B): each coalition's weight in each image's fit."""
+        raise NotImplementedError
+
+    def explain(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool = False) -> Tensor:
+        refuse_create_graph(self.registry_name, create_graph)
+        x = x.detach()
+        features = grid_features(*x.shape[-2:], self.cell, x.device)
+        kept = self.coalitions(int(features.max()) + 1).to(x.device)
+        scores, masks = masked_scores(model, x, target, kept, features, self.baseline,
+                                      rows_per_pass(self.max_points, x))
+        coefficients = weighted_linear_fit(kept, scores, self.sample_weights(x, kept, masks), alpha=self.ridge)
+        return coefficients[:, features].unsqueeze(1).expand_as(x).contiguous()
+
+    def describe(self) -> str:
+        return f"{self.registry_name}({self.samples}, cell {self.cell})"
 
 
 def grid_features(height: int, width: int, cell: int, device: torch.device) -> Tensor:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from attrobust.explainers import EXPLAINERS
-from attrobust.explainers.base import Explainer, check_max_points, rows_per_pass
+from attrobust.explainers.base import Explainer, check_max_points, check_seed, rows_per_pass
 from attrobust.explainers.perturbation import SCORES, Score, refuse_create_graph, target_scores
 
 
@@ -46,8 +46,7 @@ class RISEExplainer(Explainer):
             raise ValueError(f"p must be in (0, 1], got {self.p}")
         if self.score not in SCORES:
             raise ValueError(f"score must be one of {', '.join(SCORES)}, got '{self.score}'")
-        if not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be in 0 .. 2**63 - 1, got {self.seed}")
+        check_seed(self.seed)
         check_max_points(self.max_points)
 
     @property

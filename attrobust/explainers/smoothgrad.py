@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from attrobust.explainers import EXPLAINERS
-from attrobust.explainers.base import Explainer, check_max_points, rows_per_pass
+from attrobust.explainers.base import Explainer, check_max_points, check_seed, rows_per_pass
 
 ExplainFn = Callable[[Tensor, Tensor], Tensor]  # (images, targets) -> attributions
 
@@ -66,8 +66,7 @@ class SmoothGradExplainer(Explainer):
             raise ValueError(f"samples must be >= 1, got {self.samples}")
         if not 0 <= self.noise_level < math.inf:
             raise ValueError(f"noise_level must be >= 0 and finite, got {self.noise_level}")
-        if not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be in 0 .. 2**63 - 1, got {self.seed}")
+        check_seed(self.seed)
         check_max_points(self.max_points)
 
     @property

@@ -20,6 +20,7 @@ from attrobust.engine.attribution import evaluate_attributions, score
 from attrobust.errors import AttrobustError
 from attrobust.explainers import EXPLAINERS
 from attrobust.explainers.base import NotDifferentiable, rows_per_pass
+from attrobust.explainers.gradcam import GradCAMExplainer
 from attrobust.metrics import METRICS as REGISTERED_METRICS
 from attrobust.metrics import build_metrics, topk_intersection
 from attrobust.models.vit import vit
@@ -318,7 +319,7 @@ def test_a_chunk_out_of_device_memory_is_retried_in_halves(caplog):
 def test_the_topk_attack_works_on_every_explainer(explainer):
     """Every registered explainer can be attacked: the iterates stay in the ball, keep the label, and the second-order
     direction through the surrogate (or, for a forward-only explainer, the estimated one) moves the images."""
-    cams = {name: {"layer": "3"} for name in ("gradcam", "gradcam_pp", "layercam", "scorecam")}
+    cams = {name: {"layer": "3"} for name in EXPLAINERS.names() if issubclass(EXPLAINERS.get(name), GradCAMExplainer)}
     settings = {"ig": {"steps": 4}, "smoothgrad": {"samples": 3}, "rise": {"masks": 20}, "lime": {"samples": 20},
                 "kernel_shap": {"samples": 20}, "gradient_shap": {"samples": 3}, **cams}.get(explainer, {})
     model = smooth_net()

@@ -18,6 +18,7 @@ from conftest import TINY_RUN, make_idx_dataset
 from image_fixtures import make_image_folder
 
 from attrobust.engine.checkpoint import load_checkpoint
+from attrobust.explainers import EXPLAINERS
 
 RUN = "hydra.run.dir=run"
 
@@ -289,8 +290,7 @@ BAD_EVALUATION_INPUTS = [
     (["attribution_attack.steps=0"], "attack 'topk': steps must be >= 1, got 0"),
     (["attribution_attack.eps=inf"], "attribution_attack.eps must be a finite number, got inf"),
     (["device=cuda:7"], "cuda:7"),  # CUDA missing here; on a GPU machine, fewer than 8 devices
-    (["explainer=saliency"], "unknown explainer 'saliency'; choose one of: attention_gradient, attention_rollout, "
-                             "deeplift, grad_x_input, gradcam, gradcam_pp, gradient"),
+    (["explainer=saliency"], f"unknown explainer 'saliency'; choose one of: {', '.join(EXPLAINERS.names())}"),
     (["eval.metrics=[kendall,lens]"], "unknown metric 'lens'; choose one of: center_shift, cosine, kendall"),
     (["eval.metrics=kendall"], "eval.metrics must be a list"),
     (["eval.baselines=[random_sign,random_sign]"], "eval.baselines: random_sign listed twice"),

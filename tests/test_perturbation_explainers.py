@@ -137,3 +137,15 @@ def test_lime_equals_captum_lime_with_a_ridge_fit_on_the_same_coalitions(make, s
     ours = explainer.explain(model, x, y)
     scale = expected.abs().max()  # Captum fits in float32
     torch.testing.assert_close(ours / scale, expected.double() / scale, atol=1e-4, rtol=0)
+
+
+def test_settings_that_leave_nothing_to_attribute_are_one_line():
+    from attrobust.errors import AttrobustError
+    from tests.test_explainers import madry_cnn
+
+    model, x, y = madry_cnn(), images(1, 28), torch.tensor([0])
+    for name in ("lime", "kernel_shap"):
+        with pytest.raises(AttrobustError, match=r"explainer.cell=28 makes one superpixel of the 28 x 28 image"):
+            EXPLAINERS.build({"name": name, "cell": 28}).explain(model, x, y)
+    with pytest.raises(AttrobustError, match=r"explainer.window=40 is larger than the 28-pixel image"):
+        EXPLAINERS.build({"name": "occlusion", "window": 40}).explain(model, x, y)

@@ -13,6 +13,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from attrobust.errors import AttrobustError
 from attrobust.explainers.base import Explainer, check_max_points, check_seed, rows_per_pass
 from attrobust.explainers.perturbation import refuse_create_graph, target_scores
 
@@ -59,6 +60,10 @@ class CoalitionExplainer(Explainer):
         refuse_create_graph(self.registry_name, create_graph)
         x = x.detach()
         features = grid_features(*x.shape[-2:], self.cell, x.device)
+        if int(features.max()) < 1:
+            raise AttrobustError(f"explainer.cell={self.cell} makes one superpixel of the {x.shape[-2]} x "
+                                 f"{x.shape[-1]} image, nothing to attribute between; choose a cell of at most "
+                                 f"{max(1, max(x.shape[-2:]) // 2)}")
         kept = self.coalitions(int(features.max()) + 1).to(x.device)
         scores, masks = masked_scores(model, x, target, kept, features, self.baseline,
                                       rows_per_pass(self.max_points, x))

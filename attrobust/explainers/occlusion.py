@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from attrobust.errors import AttrobustError
 from attrobust.explainers import EXPLAINERS
 from attrobust.explainers.base import Explainer, check_max_points, rows_per_pass
 from attrobust.explainers.perturbation import refuse_create_graph, target_scores
@@ -47,7 +48,8 @@ class OcclusionExplainer(Explainer):
 
     def starts(self, size: int) -> range:
         if self.window > size:
-            raise ValueError(f"explainer occlusion: window={self.window} is larger than the {size}-pixel image")
+            raise AttrobustError(f"explainer.window={self.window} is larger than the {size}-pixel image; choose a "
+                                 f"window of at most {size}")
         return range(0, math.ceil((size - self.window) / self.stride) * self.stride + 1, self.stride)
 
     def masks(self, height: int, width: int, like: Tensor) -> Tensor:

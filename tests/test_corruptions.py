@@ -48,8 +48,10 @@ def test_random_corruptions_draw_per_seed_and_image():
 def test_bad_corruption_settings_are_one_line_each():
     with pytest.raises(AttrobustError, match=r"unknown corruption 'fog'; choose one of: .*gaussian_noise"):
         build_corruptions(["fog"])
-    with pytest.raises(AttrobustError, match=r"severities must be a non-empty list of levels 1 to 5, got \[0, 6\]"):
-        build_corruptions([{"name": "rotate", "severities": [0, 6]}])
+    for bad in ([0, 6], [2, 2], []):
+        with pytest.raises(AttrobustError, match=r"severities must be a non-empty list of different levels 1 to 5, "
+                                                 rf"got \[{', '.join(map(str, bad))}\]"):
+            build_corruptions([{"name": "rotate", "severities": bad}])
     with pytest.raises(AttrobustError, match=r"of must list two or more different corruptions"):
         build_corruptions([{"name": "compose", "of": ["rotate", "rotate"]}])
 

@@ -26,8 +26,10 @@ class Corruption:
     severities: tuple[int, ...] = (1, 2, 3, 4, 5)
 
     def __post_init__(self) -> None:
-        if not self.severities or any(not 1 <= s <= 5 for s in self.severities):
-            raise ValueError(f"severities must be a non-empty list of levels 1 to 5, got {list(self.severities)}")
+        if not self.severities or any(not 1 <= s <= 5 for s in self.severities) or \
+                len(set(self.severities)) != len(self.severities):
+            raise ValueError(f"severities must be a non-empty list of different levels 1 to 5, got "
+                             f"{list(self.severities)}")
 
     def corrupt(self, x: Tensor, severity: int, seed: int, indices: Tensor) -> Tensor:
         """x (B, C, H, W) in [0, 1] at `severity`; `indices` (B,) the images' indices in the test split."""

@@ -193,6 +193,7 @@ def test_explainer_settings_of_the_wrong_type_are_one_clear_error(name):
 def test_smoothgrad_wraps_any_explainer_and_refuses_itself():
     sg = explainer("smoothgrad", wraps={"name": "ig", "steps": 3})
     assert sg.passes_per_image == 4 * 3 and sg.describe() == "smoothgrad(ig(3), 4x0.15)"
+    assert sg.differentiable and not explainer("smoothgrad", wraps="occlusion").differentiable  # as what it wraps
     with pytest.raises(AttrobustError, match="wraps must name another explainer than smoothgrad"):
         explainer("smoothgrad", wraps={"name": "smoothgrad"})
     with pytest.raises(AttrobustError, match="unknown explainer 'igg'"):

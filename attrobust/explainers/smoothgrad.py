@@ -78,6 +78,10 @@ class SmoothGradExplainer(Explainer):
         return self.inner.needs_surrogate
 
     @property
+    def differentiable(self) -> bool:  # type: ignore[override]
+        return self.inner.differentiable
+
+    @property
     def adjustable_passes(self) -> int:
         return self.samples
 

@@ -90,18 +90,14 @@ class Attacks(EvaluationPart):
         main.check_fits(height, width, key)
         try:
             main.check_model(trained.model)
-        except NotDifferentiable:  # perturbation-based explainers: forward passes only
+        except (NotDifferentiable, NotSmoothable) as error:  # no second derivative to ascend: estimate the direction
             main = dataclasses.replace(main, direction="estimated")
             main.check_model(trained.model)
-            log.info("%s: explainer %s is not differentiable (its map comes from forward passes alone); the attack "
-                     "estimates its direction from %d probe pairs per step instead (%s.direction=estimated)", key,
-                     main.explainer.registry_name, main.probes, key)
-        except NotSmoothable as error:  # GroupSort and the like: a direction that needs no second derivative
-            main = dataclasses.replace(main, direction="estimated")
-            main.check_model(trained.model)
-            log.info("%s: the model's activation %s has no smooth counterpart; the attack estimates its direction from "
-                     "%d probe pairs per step instead (%s.direction=estimated)", key, error.activation, main.probes,
-                     key)
+            reason = (f"explainer {error.explainer} is not differentiable (its map comes from forward passes alone)"
+                      if isinstance(error, NotDifferentiable) else
+                      f"the model's activation {error.activation} has no smooth counterpart")
+            log.info("%s: %s; the attack estimates its direction from %d probe pairs per step instead "
+                     "(%s.direction=estimated)", key, reason, main.probes, key)
         controls = [baseline(main, name) for name in settings.baselines if name != main.name]  # not itself
         self.metrics = protocol.metrics(settings.metrics)
         for metric in self.metrics:

@@ -17,7 +17,7 @@ from torch import nn
 
 from attrobust.errors import AttrobustError
 from attrobust.explainers import EXPLAINERS
-from attrobust.explainers.base import NotDifferentiable
+from attrobust.explainers.base import FAMILIES, NotDifferentiable
 from attrobust.explainers.smoothgrad import smooth
 from attrobust.models.madry_cnn import MadryCNN
 from attrobust.models import MODELS
@@ -190,10 +190,16 @@ def test_explainer_settings_of_the_wrong_type_are_one_clear_error(name):
         EXPLAINERS.build({"name": name, "nope": 1})
 
 
+@pytest.mark.parametrize("name", EXPLAINERS.names())
+def test_explainer_contract_declares_its_family(name):
+    assert explainer(name).family in FAMILIES  # what the study report groups its findings by
+
+
 def test_smoothgrad_wraps_any_explainer_and_refuses_itself():
     sg = explainer("smoothgrad", wraps={"name": "ig", "steps": 3})
     assert sg.passes_per_image == 4 * 3 and sg.describe() == "smoothgrad(ig(3), 4x0.15)"
     assert sg.differentiable and not explainer("smoothgrad", wraps="occlusion").differentiable  # as what it wraps
+    assert (sg.family, explainer("smoothgrad", wraps="rise").family) == ("gradient", "perturbation")
     with pytest.raises(AttrobustError, match="wraps must name another explainer than smoothgrad"):
         explainer("smoothgrad", wraps={"name": "smoothgrad"})
     with pytest.raises(AttrobustError, match="unknown explainer 'igg'"):

@@ -22,6 +22,7 @@ from attrobust.explainers.base import Explainer
 @EXPLAINERS.register("attention_gradient")
 @dataclass(frozen=True)
 class AttentionGradientExplainer(Explainer):
+    family = "attention"
     needs_surrogate = False
 
     def check_model(self, model: nn.Module) -> None:

@@ -24,6 +24,7 @@ Fusion = Literal["mean", "max", "min"]
 @EXPLAINERS.register("attention_rollout")
 @dataclass(frozen=True)
 class AttentionRolloutExplainer(Explainer):
+    family = "attention"
     head_fusion: Fusion = "mean"
     needs_surrogate = False
 

@@ -12,7 +12,9 @@ What the engine reads is declared here, not found with `getattr`:
   smooth surrogate (`attrobust.attributions.surrogate`) as the RAR reference code does for IG;
 - `differentiable`: whether `create_graph=True` gives a map differentiable in x (false for perturbation-based
   explainers, whose maps come from forward passes alone): an attack on one estimates its direction instead
-  (`direction=estimated`, said in the log) and training objectives refuse it.
+  (`direction=estimated`, said in the log) and training objectives refuse it;
+- `family`: gradient, cam, perturbation or attention, the families of Nourelahi et al.'s study ("How explainable are
+  adversarially-robust CNNs?", 2022), by which `scripts/study_report.py` groups its findings.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import Tensor, nn
 
 from attrobust.errors import AttrobustError
 
+FAMILIES = ("gradient", "cam", "perturbation", "attention")
 CPU_POINTS_PER_PASS = 100  # rows per forward pass on a CPU when `max_points` is null (measured: scripts/bench.py)
 
 
@@ -32,6 +35,7 @@ class Explainer:
     registry_name: ClassVar[str] = ""
     needs_surrogate: ClassVar[bool] = True
     differentiable: ClassVar[bool] = True
+    family: ClassVar[str] = ""  # one of FAMILIES
 
     @property
     def passes_per_image(self) -> int:

@@ -95,6 +95,7 @@ def _rescaled(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> 
 @EXPLAINERS.register("deeplift")
 @dataclass(frozen=True)
 class DeepLiftExplainer(Explainer):
+    family = "gradient"
     baseline: float = 0.0
     needs_surrogate = False
     differentiable = False

@@ -15,6 +15,7 @@ from attrobust.explainers.base import Explainer
 @EXPLAINERS.register("grad_x_input")
 @dataclass(frozen=True)
 class GradientTimesInputExplainer(Explainer):
+    family = "gradient"
 
     def explain(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool = False) -> Tensor:
         return x * input_gradient(logit_of(model, target), x, create_graph=create_graph)

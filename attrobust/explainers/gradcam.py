@@ -31,6 +31,7 @@ Interpolation = Literal["bilinear", "nearest"]
 @EXPLAINERS.register("gradcam")
 @dataclass(frozen=True)
 class GradCAMExplainer(Explainer):
+    family = "cam"
     layer: str | None = None
     relu: bool = True
     interpolation: Interpolation = "bilinear"

@@ -18,6 +18,7 @@ from attrobust.explainers.base import Explainer
 @EXPLAINERS.register("gradient")
 @dataclass(frozen=True)
 class GradientExplainer(Explainer):
+    family = "gradient"
 
     def explain(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool = False) -> Tensor:
         return input_gradient(logit_of(model, target), x, create_graph=create_graph)

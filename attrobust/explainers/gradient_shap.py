@@ -34,6 +34,7 @@ Baselines = Literal["uniform", "zeros"]
 @EXPLAINERS.register("gradient_shap")
 @dataclass(frozen=True)
 class GradientShapExplainer(Explainer):
+    family = "gradient"
     samples: int = 20
     stdev: float = 0.0           # Captum's default: no noise on the image
     baselines: Baselines = "uniform"

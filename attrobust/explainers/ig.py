@@ -25,6 +25,7 @@ from attrobust.explainers.base import Explainer, check_max_points, rows_per_pass
 @EXPLAINERS.register("ig")
 @dataclass(frozen=True)
 class IntegratedGradientsExplainer(Explainer):
+    family = "gradient"
     steps: int = 100
     rule: Rule = "riemann_right"
     max_points: int | None = None

@@ -23,6 +23,7 @@ class CoalitionExplainer(Explainer):
     """A linear surrogate of the target's logit over `cell` x `cell` superpixel coalitions: `samples` coalitions
     (`coalitions`) weighted per image (`sample_weights`) and fitted with a ridge penalty `ridge`; a superpixel's
     coefficient spread over its pixels in every channel (Captum's `return_input_shape`). Forward passes only."""
+    family = "perturbation"
 
     samples: int = 200
     cell: int = 4

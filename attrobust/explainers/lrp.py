@@ -50,6 +50,7 @@ def _rewritten(module: nn.Module, a: Tensor, z: Tensor, rule: Rule, epsilon: flo
 @EXPLAINERS.register("lrp")
 @dataclass(frozen=True)
 class LRPExplainer(Explainer):
+    family = "gradient"
     rule: Rule = "epsilon_plus"
     epsilon: float = 1e-6   # zennit's default stabiliser
     needs_surrogate = False

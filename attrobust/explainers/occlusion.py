@@ -29,6 +29,7 @@ from attrobust.explainers.perturbation import refuse_create_graph, target_scores
 @EXPLAINERS.register("occlusion")
 @dataclass(frozen=True)
 class OcclusionExplainer(Explainer):
+    family = "perturbation"
     window: int = 4       # the patch's side, pixels
     stride: int = 2       # pixels between patch positions
     baseline: float = 0.0  # the value the patch is set to (pixels in [0, 1])

@@ -30,6 +30,7 @@ from attrobust.explainers.perturbation import SCORES, Score, refuse_create_graph
 @EXPLAINERS.register("rise")
 @dataclass(frozen=True)
 class RISEExplainer(Explainer):
+    family = "perturbation"
     masks: int = 1000     # N (the paper: 4000 to 8000 on ImageNet)
     cells: int = 7        # the grid's side (the paper: 7)
     p: float = 0.5        # the probability that a cell is kept (the paper: 0.5)

@@ -82,6 +82,10 @@ class SmoothGradExplainer(Explainer):
         return self.inner.differentiable
 
     @property
+    def family(self) -> str:  # type: ignore[override]
+        return self.inner.family
+
+    @property
     def adjustable_passes(self) -> int:
         return self.samples
 

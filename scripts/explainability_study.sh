@@ -24,9 +24,9 @@ JOBS=${JOBS:-2}
 SEED=${SEED:-0}
 IMAGES=${IMAGES:-16}          # test images per explainer evaluation (the attack, faithfulness and the sanity check)
 OOD_IMAGES=${OOD_IMAGES:-500} # test images for NA, AA and the corruptions
-CORRUPTIONS=${CORRUPTIONS:-[brightness,contrast,dotted_line,gaussian_blur,gaussian_noise,impulse_noise,motion_blur,\
-occluding_patch,rotate,scale,shear,stripe,translate,\{name:compose,of:[rotate,gaussian_noise]\},\
-\{name:compose,of:[scale,contrast]\}]}
+CORRUPTIONS=${CORRUPTIONS:-[brightness,canny_edges,contrast,dotted_line,fog,gaussian_blur,gaussian_noise,glass_blur,\
+impulse_noise,motion_blur,occluding_patch,rotate,scale,shear,shot_noise,spatter,stripe,translate,zigzag,\
+\{name:compose,of:[rotate,gaussian_noise]\},\{name:compose,of:[scale,contrast]\}]}
 STUDY_ARGS=${STUDY_ARGS:-eval.protocol=robust attribution_attack.steps=5 attribution_attack.step_size=0.06
 attribution_attack.restarts=1 attribution_attack.probes=4 eval.faithfulness=[insertion,deletion]
 eval.randomisation=[spearman]}

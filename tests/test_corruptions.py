@@ -45,9 +45,32 @@ def test_random_corruptions_draw_per_seed_and_image():
     assert abs(float(z.mean())) < 0.02 and abs(float(z.std()) - 1) < 0.02  # the noise is N(0, sigma^2)
 
 
+def test_canny_edges_equal_scikit_image_s_canny_as_mnist_c_calls_it():
+    feature = pytest.importorskip("skimage.feature")
+    from attrobust.corruptions.canny_edges import canny
+    images = MNIST["x_test"][:100].astype(np.float64) / 255
+    ours = canny(torch.tensor(images)).numpy()
+    assert ours.sum() > 1000 and np.array_equal(ours, np.stack([feature.canny(image) for image in images]))
+    full = CORRUPTIONS.build({"name": "canny_edges"}).corrupt(IMAGES, 5, 0, INDICES)  # severity 5: the edges alone
+    assert set(full.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_shot_noise_is_poisson_in_photons_and_the_new_mnist_c_corruptions_follow_their_levels():
+    shot = CORRUPTIONS.build({"name": "shot_noise"})
+    grey = torch.full((64, 1, 28, 28), 0.04)
+    counts = shot.corrupt(grey, 1, 0, torch.arange(64)) * 60   # Poisson(0.04 x 60 = 2.4) photons (no clipping)
+    assert torch.equal(counts.round(), counts.round().clamp_min(0)) and (counts - counts.round()).abs().max() < 1e-4
+    assert abs(float(counts.mean()) - 2.4) < 0.03 and abs(float(counts.var()) - 2.4) < 0.06
+    zigzag = CORRUPTIONS.build({"name": "zigzag"}).corrupt(torch.zeros(8, 1, 28, 28), 1, 0, torch.arange(8))
+    columns = (zigzag > 0).any(dim=2)[:, 0]   # one zigzag within columns 2 .. 25 (MNIST-C's; rows may leave the image)
+    assert not columns[:, :2].any() and not columns[:, 26:].any() and columns.sum(dim=1).float().mean() > 20
+    fog = CORRUPTIONS.build({"name": "fog"}).corrupt(torch.zeros(4, 1, 28, 28), 5, 0, torch.arange(4))
+    assert torch.equal(fog, torch.zeros_like(fog))           # fog scales by the image's maximum: a black image stays
+
+
 def test_bad_corruption_settings_are_one_line_each():
-    with pytest.raises(AttrobustError, match=r"unknown corruption 'fog'; choose one of: .*gaussian_noise"):
-        build_corruptions(["fog"])
+    with pytest.raises(AttrobustError, match=r"unknown corruption 'frost'; choose one of: .*gaussian_noise"):
+        build_corruptions(["frost"])
     for bad in ([0, 6], [2, 2], []):
         with pytest.raises(AttrobustError, match=r"severities must be a non-empty list of different levels 1 to 5, "
                                                  rf"got \[{', '.join(map(str, bad))}\]"):

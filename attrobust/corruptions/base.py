@@ -106,6 +106,26 @@ def affine(x: Tensor, matrices: Tensor, fill: float = 0.0) -> Tensor:
     return (moved + fill).clamp(0, 1)
 
 
+def gaussian_kernel(sigma: float, radius: int, like: Tensor) -> Tensor:
+    """(2 radius + 1, 2 radius + 1) Gaussian of standard deviation `sigma` pixels, summing to 1 (float64)."""
+    steps = torch.arange(-radius, radius + 1, dtype=torch.float64, device=like.device)
+    line = torch.exp(-steps**2 / (2 * sigma**2))
+    return torch.outer(line, line) / line.sum() ** 2
+
+
+def gaussian_filter(x: Tensor, sigma: float, truncate: float = 4.0) -> Tensor:
+    """scikit-image's `filters.gaussian` (scipy's `gaussian_filter`, mode 'nearest') of each channel of x (B, C, H,
+    W), in float64 and not clipped: a separable kernel of radius int(truncate sigma + 0.5)."""
+    radius = int(truncate * sigma + 0.5)
+    steps = torch.arange(-radius, radius + 1, dtype=torch.float64, device=x.device)
+    line = torch.exp(-steps**2 / (2 * sigma**2))
+    line = line / line.sum()
+    batch, channels, height, width = x.shape
+    planes = F.pad(x.double().reshape(batch * channels, 1, height, width), [radius] * 4, mode="replicate")
+    planes = F.conv2d(F.conv2d(planes, line.view(1, 1, -1, 1)), line.view(1, 1, 1, -1))
+    return planes.view(batch, channels, height, width)
+
+
 def depthwise(x: Tensor, kernels: Tensor) -> Tensor:
     """Each image convolved with its own (B, k, k) kernel (odd k), every channel alike, edges repeated."""
     batch, channels, height, width = x.shape

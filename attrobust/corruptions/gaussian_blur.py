@@ -6,11 +6,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from attrobust.corruptions import CORRUPTIONS
-from attrobust.corruptions.base import Corruption, depthwise
+from attrobust.corruptions.base import Corruption, depthwise, gaussian_kernel
 
 
 @CORRUPTIONS.register("gaussian_blur")
@@ -20,8 +19,4 @@ class GaussianBlur(Corruption):
 
     def corrupt(self, x: Tensor, severity: int, seed: int, indices: Tensor) -> Tensor:
         sigma = self.level(severity)
-        radius = math.ceil(3 * sigma)
-        steps = torch.arange(-radius, radius + 1, dtype=torch.float64, device=x.device)
-        line = torch.exp(-steps**2 / (2 * sigma**2))
-        kernel = torch.outer(line, line) / line.sum() ** 2
-        return depthwise(x, kernel.expand(len(x), -1, -1))
+        return depthwise(x, gaussian_kernel(sigma, math.ceil(3 * sigma), x).expand(len(x), -1, -1))

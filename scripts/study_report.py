@@ -83,8 +83,9 @@ def read_cell(folder: Path) -> pd.DataFrame:
 def read_ood(folder: Path) -> pd.DataFrame:
     accuracy = pd.read_csv(folder / "accuracy.csv").set_index("index")
     corrupted = pd.read_csv(folder / "corruption.csv").set_index("index").drop(columns="label")
+    errors = (1 - corrupted.astype(float)).add_prefix("error:")   # per <corruption>@<severity>
     return pd.DataFrame({"correct": accuracy.correct.astype(float), "robust": accuracy.robust.astype(float),
-                         "corrupted": corrupted.astype(float).mean(axis=1)})
+                         "corrupted": corrupted.astype(float).mean(axis=1)}).join(errors)
 
 
 def load(study: Path) -> Study:
@@ -175,8 +176,28 @@ def resample(study: Study, resamples: int, seed: int) -> Resampled:
         for key, column in (("na", "correct"), ("aa", "robust"), ("corrupted", "corrupted")):
             samples[key] = (100 * resampled_mean(mine[column], ood_images, ood_drawn) if len(mine)
                             else np.full(resamples + 1, np.nan))
-        models[model] = samples
+        models[model] = samples | summed_errors(mine, ood_images, ood_drawn)
     return Resampled(cells, per_images, counts, models, len(ood_images), images, drawn)
+
+
+def summed_errors(per_image: pd.DataFrame, images: np.ndarray, drawn: np.ndarray) -> dict[str, np.ndarray]:
+    """'error:<corruption>' -> its error rate summed over its severities, for each draw (Hendrycks and Dietterich's
+    numerator and denominator of the corruption error)."""
+    out: dict[str, np.ndarray] = {}
+    for column in (c for c in per_image.columns if c.startswith("error:")):
+        name = column.rsplit("@", 1)[0]
+        out[name] = out.get(name, 0) + resampled_mean(per_image[column], images, drawn)
+    return out
+
+
+def mean_corruption_error(r: Resampled, model: str, baseline: str) -> np.ndarray:
+    """mCE (%) of `model` relative to `baseline` on the same images: the mean over corruptions of the ratio of their
+    summed errors; NaN where the baseline never errs on a corruption or the two measured different corruptions."""
+    mine, theirs = (sorted(k for k in r.models[m] if k.startswith("error:")) for m in (model, baseline))
+    if not mine or mine != theirs:
+        return np.full(len(r.models[model]["na"]), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 100 * np.mean([r.models[model][k] / r.models[baseline][k] for k in mine], axis=0)
 
 
 def common_explainers(study: Study) -> list[str]:
@@ -200,6 +221,9 @@ def model_table(study: Study, r: Resampled, explainers: list[str]) -> pd.DataFra
         row = {"model": model, "algorithm": info.algo, "architecture": info.arch}
         for key, heading in (("na", "NA (%)"), ("aa", "AA (%)"), ("corrupted", "corruption accuracy (%)")):
             row[heading] = summary(m[key], r.ood_images)
+        natural = study.models.index[(study.models.arch == info.arch) & (study.models.algo == "natural")]
+        row["mCE vs natural (%)"] = summary(mean_corruption_error(r, model, natural[0]) if len(natural)
+                                            else np.full(len(m["na"]), np.nan), r.ood_images)
         row["confidence"] = summary(m["confidence"], max(c["confidence"] for (mm, _), c in r.counts.items()
                                                          if mm == model))
         row["insertion - deletion (mean)"] = summary(mean_over(r, model, explainers, "explainability"),
@@ -421,7 +445,7 @@ def flat(table: pd.DataFrame) -> pd.DataFrame:
 
 def markdown(table: pd.DataFrame) -> str:
     """The table with each interval shown as mean ± half-width."""
-    digits = {"NA (%)": 1, "AA (%)": 1, "corruption accuracy (%)": 1, "IN attack (%)": 1, "IN noise (%)": 1,
+    digits = {"NA (%)": 1, "AA (%)": 1, "corruption accuracy (%)": 1, "mCE vs natural (%)": 1, "IN attack (%)": 1, "IN noise (%)": 1,
               "IN attack (%) (mean)": 1, "mean rank": 2}
     shown_table = table.apply(lambda col: col.map(lambda v: shown(v, digits.get(col.name, 3))
                                                   if isinstance(v, dict) else v))

@@ -126,6 +126,11 @@ def test_the_report_s_numbers_are_the_per_image_files_means(tiny_study):
     models = table[table.table == "models"].set_index("model")
     accuracy = pd.read_csv(tiny_study / "runs" / "natural_small_cnn" / "study" / "ood" / "accuracy.csv")
     assert models.loc["natural_small_cnn", "NA (%) value"] == pytest.approx(100 * accuracy.correct.mean())
+    def errors(model: str) -> float:  # contrast's errors summed over its severities
+        return float((1 - pd.read_csv(tiny_study / "runs" / model / "study" / "ood" / "corruption.csv")
+                      .filter(like="contrast@").astype(float)).mean().sum())
+    assert models.loc["pgd_small_cnn", "mCE vs natural (%) value"] == pytest.approx(
+        100 * errors("pgd_small_cnn") / errors("natural_small_cnn"))
     assert row["family"] == "perturbation" and cells.loc[("pgd_small_cnn", "gradient"), "family"] == "gradient"
     for number in range(1, 6):
         assert f"### {number}. " in text

@@ -96,3 +96,20 @@ def test_lrp_equals_zennit(make, size, rule):
     std = model.normalize.std  # zennit's relevance passes the normalisation's gradient: / std
     ours = EXPLAINERS.build({"name": "lrp", "rule": rule}).explain(model, x, y)
     torch.testing.assert_close(ours, relevance * std, atol=1e-10, rtol=1e-8)
+
+
+def test_lrp_reads_a_layer_s_own_forward_so_same_padding_convolutions_equal_zennit():
+    """The RAR ResNet's convolutions pad themselves ('SAME', in forward): the z+ rule runs that forward too."""
+    zennit_attribution = pytest.importorskip("zennit.attribution", reason="zennit (the LRP oracle) is not installed")
+    from zennit.composites import EpsilonPlus
+
+    from attrobust.models.rar_resnet import SameConv2d
+
+    torch.manual_seed(0)
+    model = nn.Sequential(SameConv2d(1, 4, 3, stride=2), nn.ReLU(), SameConv2d(4, 4, 3),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(4 * 14 * 14, 10)).double()
+    x, y = images(3, 28), torch.tensor([2, 0, 3])
+    with zennit_attribution.Gradient(model, EpsilonPlus()) as attributor:
+        _, relevance = attributor(x, lambda out: out * torch.eye(10, dtype=out.dtype)[y])
+    ours = EXPLAINERS.build({"name": "lrp"}).explain(model, x, y)
+    torch.testing.assert_close(ours, relevance, atol=1e-10, rtol=1e-8)

@@ -11,7 +11,11 @@ relevance is the target's logit, and the map is the relevance at the first layer
 model that normalises inside (zennit's gradient through the normalisation divides it by the standard deviation;
 ours does not). The ratios are held constant in the backward pass, so the map has no useful derivative in x: not
 differentiable, attacks on it estimate their direction. One forward and one backward pass per image.
-Oracle: zennit's `Gradient` attributor with the same composite (tests/test_gradient_explainers.py).
+Oracle: zennit's `Gradient` attributor with the same composite (tests/test_gradient_explainers.py), also on
+convolutions that pad in their own forward (the RAR ResNet's 'SAME' ones: the z+ rule calls the layer's forward).
+Uncertain on residual networks: a residual sum and global average pooling pass the gradient here, whereas zennit
+without a canonizer passes relevance through them by their gradient; the two differ there, and this is not checked
+against a canonised zennit.
 """
 
 from __future__ import annotations
@@ -35,12 +39,24 @@ def stabilised(z: Tensor, epsilon: float) -> Tensor:
     return z + ((z == 0).to(z) + z.sign()) * epsilon
 
 
-def _rewritten(module: nn.Module, a: Tensor, z: Tensor, rule: Rule, epsilon: float) -> Tensor:
+def _with_weights(module: nn.Module, a: Tensor, weight: Tensor, bias_sign: int, inside: set[nn.Module]) -> Tensor:
+    """The layer's own forward (its padding included, e.g. a 'SAME' convolution's) on `a` with `weight` and the
+    bias's positive part (bias_sign 1) or none (0); `inside` keeps the hooks off this nested call."""
+    params = {"weight": weight}
+    if module.bias is not None:
+        params["bias"] = module.bias.clamp(min=0) if bias_sign else torch.zeros_like(module.bias)
+    inside.add(module)
+    try:
+        return torch.func.functional_call(module, params, (a,))
+    finally:
+        inside.discard(module)
+
+
+def _rewritten(module: nn.Module, a: Tensor, z: Tensor, rule: Rule, epsilon: float, inside: set[nn.Module]) -> Tensor:
     """z in the forward pass; in the backward pass, the rule's relevance ratio times the (modified) layer's gradient."""
     if rule == "epsilon_plus" and isinstance(module, nn.Conv2d):
-        bias = None if module.bias is None else module.bias.clamp(min=0)
-        along = module._conv_forward(a.clamp(min=0), module.weight.clamp(min=0), bias) \
-            + module._conv_forward(a.clamp(max=0), module.weight.clamp(max=0), None)
+        along = _with_weights(module, a.clamp(min=0), module.weight.clamp(min=0), 1, inside) \
+            + _with_weights(module, a.clamp(max=0), module.weight.clamp(max=0), 0, inside)
     else:
         along = z
     ratio = (z / stabilised(along, epsilon)).detach()
@@ -65,13 +81,14 @@ class LRPExplainer(Explainer):
     def explain(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool = False) -> Tensor:
         refuse_create_graph(self.registry_name, create_graph)
         first: list[Tensor] = []
-        handles = []
+        handles, inside = [], set()
         for module in model.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
                 handles.append(module.register_forward_pre_hook(lambda _m, inputs: first.append(inputs[0])
                                                                 if not first else None))
                 handles.append(module.register_forward_hook(
-                    lambda m, inputs, z: _rewritten(m, inputs[0], z, self.rule, self.epsilon)))
+                    lambda m, inputs, z: None if m in inside else _rewritten(m, inputs[0], z, self.rule, self.epsilon,
+                                                                             inside)))
         try:
             with torch.enable_grad():
                 z = x.detach().requires_grad_(True)

@@ -445,8 +445,8 @@ def flat(table: pd.DataFrame) -> pd.DataFrame:
 
 def markdown(table: pd.DataFrame) -> str:
     """The table with each interval shown as mean ± half-width."""
-    digits = {"NA (%)": 1, "AA (%)": 1, "corruption accuracy (%)": 1, "mCE vs natural (%)": 1, "IN attack (%)": 1, "IN noise (%)": 1,
-              "IN attack (%) (mean)": 1, "mean rank": 2}
+    digits = {"NA (%)": 1, "AA (%)": 1, "corruption accuracy (%)": 1, "mCE vs natural (%)": 1, "IN attack (%)": 1,
+              "IN noise (%)": 1, "IN attack (%) (mean)": 1, "mean rank": 2}
     shown_table = table.apply(lambda col: col.map(lambda v: shown(v, digits.get(col.name, 3))
                                                   if isinstance(v, dict) else v))
     return shown_table.to_markdown(index=False)

@@ -172,7 +172,8 @@ def resample(study: Study, resamples: int, seed: int) -> Resampled:
     ood_drawn = draws(ood_images, resamples, rng)
     for model in study.models.index:
         mine = study.ood[study.ood.model == model].set_index("index") if len(study.ood) else pd.DataFrame()
-        samples = {"confidence": quiet_nanmean([v["confidence"] for (m, _), v in cells.items() if m == model])}
+        confidences = [v["confidence"] for (m, _), v in cells.items() if m == model]
+        samples = {"confidence": quiet_nanmean(confidences) if confidences else np.full(resamples + 1, np.nan)}
         for key, column in (("na", "correct"), ("aa", "robust"), ("corrupted", "corrupted")):
             samples[key] = (100 * resampled_mean(mine[column], ood_images, ood_drawn) if len(mine)
                             else np.full(resamples + 1, np.nan))
@@ -200,10 +201,15 @@ def mean_corruption_error(r: Resampled, model: str, baseline: str) -> np.ndarray
         return 100 * np.mean([r.models[model][k] / r.models[baseline][k] for k in mine], axis=0)
 
 
+def explained(study: Study) -> list[str]:
+    """The models evaluated with at least one explainer (the explanation findings are about these)."""
+    return [m for m in study.models.index if m in set(study.cells.model)]
+
+
 def common_explainers(study: Study) -> list[str]:
-    """The explainers evaluated on every model, in the registry's order."""
+    """The explainers evaluated on every explained model, in the registry's order."""
     have = study.cells.groupby("explainer").model.nunique()
-    return [name for name in EXPLAINERS.names() if have.get(name, 0) == len(study.models)]
+    return [name for name in EXPLAINERS.names() if have.get(name, 0) == len(explained(study))]
 
 
 def family(explainer: str) -> str:
@@ -211,7 +217,9 @@ def family(explainer: str) -> str:
 
 
 def mean_over(r: Resampled, model: str, explainers: list[str], criterion: str) -> np.ndarray:
-    return np.mean([r.cells[model, e][criterion] for e in explainers if (model, e) in r.cells], axis=0)
+    """The mean over `explainers` of the model's `criterion` (NaN for a model not evaluated with any)."""
+    values = [r.cells[model, e][criterion] for e in explainers if (model, e) in r.cells]
+    return np.mean(values, axis=0) if values else np.full(len(r.drawn), np.nan)
 
 
 def model_table(study: Study, r: Resampled, explainers: list[str]) -> pd.DataFrame:
@@ -224,8 +232,8 @@ def model_table(study: Study, r: Resampled, explainers: list[str]) -> pd.DataFra
         natural = study.models.index[(study.models.arch == info.arch) & (study.models.algo == "natural")]
         row["mCE vs natural (%)"] = summary(mean_corruption_error(r, model, natural[0]) if len(natural)
                                             else np.full(len(m["na"]), np.nan), r.ood_images)
-        row["confidence"] = summary(m["confidence"], max(c["confidence"] for (mm, _), c in r.counts.items()
-                                                         if mm == model))
+        row["confidence"] = summary(m["confidence"], max((c["confidence"] for (mm, _), c in r.counts.items()
+                                                          if mm == model), default=0))
         row["insertion - deletion (mean)"] = summary(mean_over(r, model, explainers, "explainability"),
                                                      row["confidence"]["n"])
         row["IN attack (%) (mean)"] = summary(mean_over(r, model, explainers, "in_attack"), row["confidence"]["n"])
@@ -270,9 +278,9 @@ def pairs(study: Study, r: Resampled, algos: tuple[str, ...] | None) -> tuple[li
 
 def paired_difference(r: Resampled, kept: list[tuple[str, str]], explainers: list[str], criterion: str) -> np.ndarray:
     """Other minus natural model on the images both scored, averaged over the pairs and explainers."""
-    return quiet_nanmean([resampled_mean(r.per_image[o, e][criterion] - r.per_image[n, e][criterion], r.images,
-                                         r.drawn)
-                          for n, o in kept for e in explainers if (o, e) in r.cells and (n, e) in r.cells])
+    differences = [resampled_mean(r.per_image[o, e][criterion] - r.per_image[n, e][criterion], r.images, r.drawn)
+                   for n, o in kept for e in explainers if (o, e) in r.cells and (n, e) in r.cells]
+    return quiet_nanmean(differences) if differences else np.full(len(r.drawn), np.nan)
 
 
 def family_differences(r: Resampled, kept: list[tuple[str, str]], explainers: list[str]) -> pd.DataFrame:
@@ -320,7 +328,7 @@ def attribution_robust_lines(study: Study, r: Resampled, explainers: list[str]) 
 
 
 def finding_2(study: Study, r: Resampled, explainers: list[str]) -> list[str]:
-    names = list(study.models.index)
+    names = explained(study)
     score = np.stack([mean_over(r, m, explainers, "explainability") for m in names], axis=1)
     lines = ["### 2. AdvProp models, more accurate, are not more explainable", "",
              "No AdvProp model is trained here (it needs auxiliary batch norms that these architectures do not "
@@ -342,7 +350,7 @@ def finding_2(study: Study, r: Resampled, explainers: list[str]) -> list[str]:
 
 
 def finding_3(study: Study, r: Resampled, explainers: list[str]) -> list[str]:
-    names = list(study.models.index)
+    names = explained(study)
     ranks = np.stack([rankdata(-np.stack([r.cells[m, e]["explainability"] for e in explainers], axis=1), axis=1)
                       for m in names])                                    # (models, resamples + 1, explainers)
     mean_rank = ranks.mean(axis=0)
@@ -378,7 +386,7 @@ def within_model_correlation(study: Study, r: Resampled, criterion: str) -> np.n
 
 
 def finding_4(study: Study, r: Resampled, explainers: list[str]) -> list[str]:
-    names = list(study.models.index)
+    names = explained(study)
     confidence = np.stack([r.models[m]["confidence"] for m in names], axis=1)
     rows, signs = [], {}
     for criterion in ("insertion", "deletion"):
@@ -411,18 +419,18 @@ def finding_4(study: Study, r: Resampled, explainers: list[str]) -> list[str]:
 
 
 def finding_5(study: Study, r: Resampled, explainers: list[str]) -> list[str]:
-    names = list(study.models.index)
+    names = explained(study)
     criteria = {"NA": np.stack([r.models[m]["na"] for m in names], axis=1),
                 "corruption accuracy": np.stack([r.models[m]["corrupted"] for m in names], axis=1),
                 "score (insertion - deletion)": np.stack([mean_over(r, m, explainers, "explainability")
                                                          for m in names], axis=1)}
     rows, best = [], {}
-    for heading, values in criteria.items():
+    for (heading, values), digits in zip(criteria.items(), (1, 1, 3)):
         winners = np.nanargmax(np.nan_to_num(values, nan=-np.inf), axis=1)
         best[heading] = names[winners[0]]
         share = np.mean(winners[1:] == winners[0])
         rows.append({"criterion": heading, "best model": best[heading],
-                     "value": shown(summary(values[:, winners[0]], 0)),
+                     "value": shown(summary(values[:, winners[0]], 0), digits),
                      "resamples where it is best (%)": round(100 * share, 1)})
     holds = len(set(best.values())) > 1
     return ["### 5. No model is best on all three criteria", "", markdown(pd.DataFrame(rows)), "",

@@ -7,9 +7,8 @@ the rest when it runs.
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -21,14 +20,15 @@ from attrobust.terminal import console
 HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]}
 OVERRIDES_HELP = ("Hydra overrides, e.g. dataset=mnist reg=pgd train.epochs=5; with -m, comma lists sweep "
                   "(reg=natural,pgd). Hydra's flags pass through: --cfg job, -cd DIR, --hydra-help.")
-Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)]
+Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False,
+                                                      autocompletion=lambda incomplete: _completions(incomplete))]
 Multirun = Annotated[bool, typer.Option("--multirun", "-m", help="Run a sweep (Hydra multirun).")]
 
 app = typer.Typer(
     help="attrobust: attributional-robustness experiments (Robust Attribution Regularization and beyond).\n\n"
          "Each command composes its config from conf/ with Hydra: pass key=value overrides, -m to sweep. "
          "Runs land in outputs/<command>/<time>_<dataset>_<reg>/ with a .hydra/ config snapshot.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help texts are plain: eval.metrics=[name,...] stays as written
 )
 _console = console()
@@ -77,43 +77,21 @@ def explain(overrides: Overrides = None, multirun: Multirun = False) -> None:
 
 
 @app.command("list")
-def list_components() -> None:
+def list_components(group: Annotated[str | None, typer.Argument(
+        help="Show this group's options with each setting, its default and help: dataset, model, reg, attack, optim, "
+             "explainer, experiment, or a measure list (metrics, stability, faithfulness, randomisation, "
+             "corruptions).", show_default=False)] = None) -> None:
     """List the datasets, models, regularisers, attacks, optimisers, explainers (group=name), presets
     (+experiment=name) and measures (eval.metrics=[name,...] and each evaluation part's list: eval.stability=[...],
-    eval.faithfulness=[...], ...)."""
-    from attrobust.config import GROUPS, config_dir, group_options
+    eval.faithfulness=[...], ...); with GROUP, every setting of that group's options with its default and help."""
+    from attrobust import listing
 
-    table = _component_table(f"attrobust components (configs in {config_dir()})")
-    for group in (*GROUPS, "experiment"):
-        for name in group_options(group):
-            table.add_row(group if group != "experiment" else "+experiment", name,
-                          escape(_description(config_dir() / group / f"{name}.yaml")))
-    _console.print(table)  # before the metrics, which need torch (a second or more to import)
-    from attrobust.metrics import METRICS
-    from attrobust.parts import part_settings
-
-    keys: dict[int, tuple[list[str], Any]] = {id(METRICS): (["eval.metrics"], METRICS)}
-    for setting, part in part_settings().items():  # the measure lists the evaluation parts own
-        keys.setdefault(id(part.measures), ([], part.measures))[0].append(f"eval.{setting}")
-    metrics = _component_table("metrics (no YAML: their docstrings describe them)")
-    for listed, registry in keys.values():
-        key = ", ".join(listed)
-        for name in registry.names():
-            doc = sys.modules[registry.get(name).__module__].__doc__ or ""
-            metrics.add_row(key, name, escape(first_paragraph(doc)))
-    _console.print(metrics)
-
-
-def first_paragraph(doc: str) -> str:
-    """A docstring's first paragraph on one line (its first line alone may stop mid-sentence)."""
-    return " ".join(doc.strip().split("\n\n")[0].split())
-
-
-def _component_table(title: str) -> Table:
-    table = Table(title=title)
-    for column in ("group", "name", "description"):
-        table.add_column(column)
-    return table
+    if group is None:
+        listing.print_components(_console)
+        return
+    if group not in listing.choices():
+        _fail(f"list: unknown group '{group}'; choose one of: {', '.join(listing.choices())}")
+    listing.print_group(_console, group)
 
 
 @app.command()
@@ -218,16 +196,10 @@ def merge(directory: Annotated[Path, typer.Argument(help="A folder holding the s
         _console.print(f"wrote {folder}")
 
 
-def _description(path: Path) -> str:
-    """The leading comment of a config (Hydra directives skipped), whole: it may run over several lines."""
-    parts: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("# @"):
-            continue
-        if not line.startswith("#"):
-            break
-        parts.append(line.lstrip("#").strip())
-    return " ".join(part for part in parts if part)
+def _completions(incomplete: str) -> list[str]:
+    from attrobust.listing import complete_override
+
+    return complete_override(incomplete)
 
 
 def _run(command: str, args: list[str], multirun: bool) -> None:
@@ -251,7 +223,7 @@ def main() -> None:
     and exit status 2, like every other mistake."""
     usage_errors, aborts = _click_exceptions("UsageError"), _click_exceptions("Abort")
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="attrobust")  # also as python -m attrobust
     except usage_errors as error:
         if type(error).__name__.startswith("NoArgsIsHelp"):  # bare `attrobust`, after the help
             message = f"no command given; choose one of: {', '.join(_command_names())}"

@@ -165,6 +165,46 @@ def test_list_shows_every_group(cli):
     assert "(with ties, no Python loop)." in text  # a metric's description ends where its first paragraph does
 
 
+@pytest.mark.parametrize("group", __import__("attrobust.listing", fromlist=["x"]).choices())
+def test_list_group_shows_each_option_s_settings_with_defaults_and_help(group):
+    from attrobust.listing import group_options, group_rows, measure_groups
+
+    rows = group_rows(group)
+    names = group_options(group) if group not in measure_groups() else measure_groups()[group].names()
+    assert sorted({row[0] for row in rows}) == sorted(names)  # every option, from the configs or the registry
+    assert all(len(row) == 4 for row in rows)
+
+
+def test_list_group_reads_yaml_comments_included_files_and_dataclass_fields(cli):
+    from attrobust.listing import complete_override, group_rows
+
+    explainers = {(name, key): (value, help_) for name, key, value, help_ in group_rows("explainer")}
+    assert explainers["rise", "masks"] == ("1000", "N masks (the paper: 4000 to 8000 on ImageNet)")
+    attacks = {(name, key): value for name, key, value, _ in group_rows("attack")}
+    assert attacks["topk", "restarts"] == "3"  # from _attribution.yaml, which topk includes
+    metrics = {(name, key): (value, help_) for name, key, value, help_ in group_rows("metrics")}
+    assert metrics["lens_recall", "window"][0] == "3"
+    assert ("kendall", "") in metrics  # a measure without settings says so
+    result = cli("list", "explainer")
+    assert result.exit_code == 0 and "explainer=NAME explainer.SETTING=VALUE" in " ".join(result.stdout.split())
+    result = cli("list", "nope")
+    assert result.exit_code != 0 and result.error_lines == [
+        "error: list: unknown group 'nope'; choose one of: dataset, model, reg, attack, optim, explainer, experiment, "
+        "corruptions, faithfulness, metrics, randomisation, stability"]
+    assert complete_override("da") == ["dataset="] and "explainer=rise" in complete_override("explainer=r")
+    assert complete_override("+experiment=mnist_mini_p") == ["+experiment=mnist_mini_pgd"]
+
+
+def test_shell_completion_proposes_groups_and_their_options():
+    env = {**os.environ, "COMP_WORDS": "attrobust evaluate explainer=gradc", "COMP_CWORD": "2",
+           "_ATTROBUST_COMPLETE": "complete_bash"}
+    out = subprocess.run([sys.executable, "-m", "attrobust"], capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["explainer=gradcam", "explainer=gradcam_pp"], out.stderr
+    script = subprocess.run([sys.executable, "-m", "attrobust", "--show-completion", "bash"], capture_output=True,
+                            text=True)
+    assert "_ATTROBUST_COMPLETE=complete_bash" in script.stdout, script.stderr
+
+
 def test_help_texts_keep_their_brackets():
     out = subprocess.run([sys.executable, "-m", "attrobust", "list", "--help"], capture_output=True, text=True,
                          env={**os.environ, "COLUMNS": "200"})

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -108,6 +109,14 @@ def test_attack_command_writes_measures_examples_and_figure(cli, tmp_path, name)
     examples = torch.load(folder / "examples.pt", weights_only=True)
     assert examples["draw_centers"] == (name == "mass_center") and (examples["region"] is None) == (name != "target")
     assert examples["original_top_k"].sum(1).eq(examples["k"]).all()
+    exported = np.load(folder / "examples.npz", allow_pickle=False)  # the same images as plain arrays
+    image, perturbed = exported["image"], exported["perturbed"]
+    assert image.shape == perturbed.shape == (len(exported["index"]), 1, 28, 28)
+    assert exported["original_map"].shape == exported["perturbed_top_k"].shape == (len(image), 28, 28)
+    assert image.min() >= 0 and perturbed.max() <= 1 and np.abs(perturbed - image).max() <= exported["eps"] + 1e-6
+    assert np.array_equal(exported["index"], examples["index"].numpy())
+    rows = measures[measures.attack == name].set_index("index").loc[exported["index"]]
+    np.testing.assert_allclose(exported["measure_kendall"], rows["kendall"])  # its per-image measures beside it
 
 
 def test_attack_refuses_a_prediction_attack(cli, tmp_path):

@@ -3,20 +3,24 @@
 `figure_images: changed` ranks the images whose attack kept an iterate (all scored images when none did) by the first
 metric of `eval.metrics`, from the most changed to the least, and takes `count` evenly spaced ranks (3: the most, the
 median and the least changed). `first` takes the first scored images; a list takes those test indices. The maps are
-computed again from the kept iterates the store saved (the same explainer on the same images).
+computed again from the kept iterates the store saved (the same explainer on the same images). `examples.npz` holds
+the same as plain arrays with the images' per-image measures.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from attrobust.atomic import write_bytes_atomic
 from attrobust.attacks.attribution import AttributionAttack
 from attrobust.data.base import ImageSet
 from attrobust.engine.attribution import MeasureStore
@@ -96,3 +100,27 @@ def row_labels(count: int, choice: FigureChoice) -> list[str]:
     if count % 2 == 1:
         names[count // 2] = "median"
     return [names.get(row, f"rank {row + 1} of {count}") for row in range(count)]
+
+
+def write_examples_npz(examples: dict[str, Any], per_image: pd.DataFrame, path: Path) -> None:
+    """`examples.npz`: the drawn images as arrays any tool reads (numpy, Quantus): `index`, `label`, `image` and
+    `perturbed` (N, C, H, W) in [0, 1], `original_map` and `perturbed_map` (N, H, W) saliency, `original_top_k`
+    and `perturbed_top_k` (N, H, W) masks, `eps`, and each per-image measure of the attack on these images
+    (`measure_<name>`, in the order of `index`). Plain arrays only: numpy reads it with allow_pickle=False."""
+    image = examples["image"]
+    shape = (len(image), *image.shape[-2:])
+    arrays: dict[str, np.ndarray] = {
+        "index": examples["index"].numpy(), "label": examples["label"].numpy(),
+        "image": image.float().numpy(), "perturbed": examples["perturbed"].float().numpy(),
+        "original_map": examples["original_saliency"].reshape(shape).float().numpy(),
+        "perturbed_map": examples["perturbed_saliency"].reshape(shape).float().numpy(),
+        "original_top_k": examples["original_top_k"].reshape(shape).bool().numpy(),
+        "perturbed_top_k": examples["perturbed_top_k"].reshape(shape).bool().numpy(),
+        "eps": np.float64(examples["eps"])}
+    rows = per_image.set_index("index").reindex(arrays["index"])
+    for column in rows.columns:
+        if pd.api.types.is_numeric_dtype(rows[column]) or pd.api.types.is_bool_dtype(rows[column]):
+            arrays[f"measure_{column}"] = rows[column].to_numpy()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())

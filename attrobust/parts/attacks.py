@@ -21,7 +21,7 @@ from attrobust.attributions.surrogate import NotSmoothable
 from attrobust.explainers.base import NotDifferentiable
 from attrobust.engine import cost
 from attrobust.engine.attribution import AttributionEvaluation, MeasureStore, evaluate_attributions
-from attrobust.engine.examples import figure_examples, figure_rows
+from attrobust.engine.examples import figure_examples, figure_rows, write_examples_npz
 from attrobust.engine.protocol import protocol_named
 from attrobust.engine.sharding import WHOLE, Shard
 from attrobust.errors import AttrobustError, choices
@@ -200,18 +200,19 @@ def attack_attributions(trained: TrainedModel, attribution: AttributionAttack, m
 
 def draw(trained: TrainedModel, attribution: AttributionAttack, evaluation: AttributionEvaluation,
          store: MeasureStore, metrics: list[Metric], run_dir: Path) -> None:
-    """`examples.pt` and `figure.png` of the images `figure_images` chooses."""
+    """`examples.pt`, `examples.npz` and `figure.png` of the images `figure_images` chooses."""
     rows = figure_rows(evaluation.per_image, metrics[0], trained.settings.figure_choice,
                        trained.settings.figure_examples)
     examples = figure_examples(trained.model, attribution, trained.test, evaluation.per_image, rows, store, metrics,
                                trained.settings.figure_choice)
     if examples:
         save_torch_atomic(examples, run_dir / "examples.pt")
+        write_examples_npz(examples, evaluation.per_image, run_dir / "examples.npz")
         what = (f"{attribution.name} attack on {attribution.explainer.describe()}, eps "
                 f"{pixel_amount(attribution.eps)}, {attribution.steps} steps")
         attribution_figure(examples, run_dir / "figure.png", trained.figure_title(what))
     else:  # nothing to draw: no figure of an earlier run in this folder may stand beside these results
-        for name in ("examples.pt", "figure.png", "figure.pdf"):
+        for name in ("examples.pt", "examples.npz", "figure.png", "figure.pdf"):
             (run_dir / name).unlink(missing_ok=True)
 
 

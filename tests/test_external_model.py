@@ -206,3 +206,30 @@ def test_a_fixed_batch_program_runs_and_a_model_that_gets_nothing_right_has_na_c
     table = pd.read_csv(tmp_path / "wrong" / "table.csv")
     assert {"IN (%)", "IN ref (%)", "CO", "scored"} <= set(table.columns) and table["IN (%)"].isna().all()
     assert "n/a" in (tmp_path / "wrong" / "table.md").read_text()
+
+
+@pytest.mark.parametrize("explainer", ["ig", "smoothgrad"])
+def test_a_third_party_pretrained_model_is_evaluated_end_to_end(cli, tmp_path, explainer):
+    import numpy as np
+
+    mnist = np.load(Path(__import__("attrobust.data", fromlist=["x"]).__path__[0]) / "mnist_mini.npz")
+    """digit-recognizer-py's pretrained MNIST CNN (PyPI), its normalisation given as model.mean/std: the same
+    predictions as the package's own network on the normalised images, and the attack on its explanations."""
+    recognizer = pytest.importorskip("digit_recognizer", reason="digit-recognizer-py (the test extra) not installed")
+    from digit_recognizer.model import CNN
+
+    weights = Path(recognizer.__file__).parent / "models" / "handwriting_model.pth"
+    result = cli("evaluate", "model=external", "model.source=digit_recognizer.model:CNN", f"model.weights={weights}",
+                 "model.mean=[0.1307]", "model.std=[0.3081]", "dataset=mnist_mini", "eval.num_examples=12",
+                 f"explainer={explainer}", f"explainer.{'steps' if explainer == 'ig' else 'samples'}=4",
+                 "eval.protocol=robust", "attribution_attack.steps=2", "attribution_attack.restarts=1",
+                 "eval.baselines=[]", "hydra.run.dir=ev")
+    assert result.exit_code == 0, result.stderr
+    net = CNN()
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    x, y = (torch.tensor(a[:12]) for a in (mnist["x_test"], mnist["y_test"]))
+    with torch.no_grad():
+        expected = net((x[:, None].float() / 255 - 0.1307) / 0.3081).argmax(1).eq(y).float().mean().item()
+    rows = pd.read_csv(tmp_path / "ev" / "results.csv").set_index("metric")
+    assert rows.loc["natural_accuracy", "value"] == pytest.approx(100 * expected) and expected > 0.9
+    assert 0 <= rows.loc["topk_intersection", "value"] <= 100 and rows.loc["kendall", "value"] <= 1

@@ -68,6 +68,20 @@ def test_shot_noise_is_poisson_in_photons_and_the_new_mnist_c_corruptions_follow
     assert torch.equal(fog, torch.zeros_like(fog))           # fog scales by the image's maximum: a black image stays
 
 
+def test_glass_blur_swaps_pixels_and_blurs_along_the_rows_as_mnist_c_runs_it():
+    from attrobust.corruptions.base import gaussian_filter, uniform
+    from attrobust.corruptions.glass_blur import shuffle
+    positions = [(h, w) for h in range(26, 2, -1) for w in range(26, 2, -1)]
+    draws = uniform(3, INDICES[:4], (2, len(positions), 3), IMAGES).double()
+    shuffled = shuffle(IMAGES[:4].double(), positions, draws, 2)
+    assert not torch.equal(shuffled, IMAGES[:4].double())
+    assert torch.equal(shuffled.flatten(1).sort().values, IMAGES[:4].double().flatten(1).sort().values)  # a permutation
+    dot = torch.zeros(1, 1, 9, 9)
+    dot[0, 0, 4, 4] = 1
+    blurred = gaussian_filter(dot, 1.0, rows_only=True)[0, 0]
+    assert blurred[:, 4].sum() == pytest.approx(1) and blurred[:, [3, 5]].abs().max() == 0  # one column only
+
+
 def test_bad_corruption_settings_are_one_line_each():
     with pytest.raises(AttrobustError, match=r"unknown corruption 'frost'; choose one of: .*gaussian_noise"):
         build_corruptions(["frost"])

@@ -83,7 +83,9 @@ def uniform(stream: int, indices: Tensor, shape: tuple[int, ...], like: Tensor) 
     per_image = _hash_tensor(indices.to(device=like.device, dtype=torch.int64) ^ stream)
     elements = torch.arange(math.prod(shape), device=like.device, dtype=torch.int64)
     bits = _hash_tensor(_hash_tensor(per_image[:, None] * 0x9E3779B1 + elements[None, :]))
-    return ((bits.to(torch.float64) + 0.5) / 2.0**32).to(like.dtype).view(len(indices), *shape)
+    u = ((bits.to(torch.float64) + 0.5) / 2.0**32).to(like.dtype)
+    below_one = torch.nextafter(torch.ones((), dtype=like.dtype), torch.zeros((), dtype=like.dtype))
+    return u.clamp(max=below_one).view(len(indices), *shape)  # float32 would round the top draws up to 1
 
 
 def normal(stream: int, indices: Tensor, shape: tuple[int, ...], like: Tensor) -> Tensor:
@@ -113,16 +115,20 @@ def gaussian_kernel(sigma: float, radius: int, like: Tensor) -> Tensor:
     return torch.outer(line, line) / line.sum() ** 2
 
 
-def gaussian_filter(x: Tensor, sigma: float, truncate: float = 4.0) -> Tensor:
+def gaussian_filter(x: Tensor, sigma: float, truncate: float = 4.0, rows_only: bool = False) -> Tensor:
     """scikit-image's `filters.gaussian` (scipy's `gaussian_filter`, mode 'nearest') of each channel of x (B, C, H,
-    W), in float64 and not clipped: a separable kernel of radius int(truncate sigma + 0.5)."""
+    W), in float64 and not clipped: a separable kernel of radius int(truncate sigma + 0.5); `rows_only`: along the
+    rows (H) alone, as scipy with sigma (sigma, 0)."""
     radius = int(truncate * sigma + 0.5)
     steps = torch.arange(-radius, radius + 1, dtype=torch.float64, device=x.device)
     line = torch.exp(-steps**2 / (2 * sigma**2))
     line = line / line.sum()
     batch, channels, height, width = x.shape
-    planes = F.pad(x.double().reshape(batch * channels, 1, height, width), [radius] * 4, mode="replicate")
-    planes = F.conv2d(F.conv2d(planes, line.view(1, 1, -1, 1)), line.view(1, 1, 1, -1))
+    pads = [0, 0, radius, radius] if rows_only else [radius] * 4
+    planes = F.pad(x.double().reshape(batch * channels, 1, height, width), pads, mode="replicate")
+    planes = F.conv2d(planes, line.view(1, 1, -1, 1))
+    if not rows_only:
+        planes = F.conv2d(planes, line.view(1, 1, 1, -1))
     return planes.view(batch, channels, height, width)
 
 

@@ -66,7 +66,9 @@ def sobel(images: Tensor, axis: int) -> Tensor:
     smoothing = torch.tensor([1.0, 2.0, 1.0], dtype=images.dtype, device=images.device)
     kernel = torch.outer(derivative, smoothing) if axis == 0 else torch.outer(smoothing, derivative)
     padded = F.pad(images[:, None], [1, 1, 1, 1], mode="replicate")
-    return F.conv2d(padded, kernel.flip(0, 1)[None, None])[:, 0]  # scipy correlates with the flipped kernel
+    # torch correlates: with the flipped kernel this is minus scipy's sobel; only magnitudes, whether the two signs
+    # agree and their ratios are used, so the sign does not matter
+    return F.conv2d(padded, kernel.flip(0, 1)[None, None])[:, 0]
 
 
 def suppressed(rows: Tensor, cols: Tensor, magnitude: Tensor) -> Tensor:

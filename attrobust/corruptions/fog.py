@@ -1,7 +1,7 @@
 """Fog (MNIST-C's `fog`, after ImageNet-C): x + c plasma, scaled by max(x) / (max(x) + c) and clipped, where plasma is
 the top-left corner of a 256 x 256 diamond-square fractal (each midpoint the mean of its corners plus a uniform
 wibble, the wibble divided by `decay` at each halving; as the reference, the first wibble is 100 and each draw is
-wibble x U(-wibble, wibble)), scaled to [0, 1]. MNIST-C's five levels (c, decay); its dataset uses the fifth.
+wibble x U(-wibble, wibble)), scaled to [0, 1]. MNIST-C's five levels (c, decay); its function's default is the fifth.
 Batched: every image draws its own fractal from the counter-based uniforms."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Shot noise (MNIST-C's `shot_noise`): Poisson(c x) / c, clipped to [0, 1]; c 60, 25, 12, 5, 3 photons at full
-intensity (MNIST-C's five levels; its dataset uses the first). The Poisson draws are the inverse of the CDF at the
-counter-based uniforms, so an image's noise depends only on the seed and its index."""
+intensity (MNIST-C's five levels; its function's default is the fifth). The Poisson draws are the inverse of the
+CDF at the counter-based uniforms, so an image's noise depends only on the seed and its index."""
 
 from __future__ import annotations
 

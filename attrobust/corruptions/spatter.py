@@ -1,7 +1,7 @@
 """Spatter (MNIST-C's `spatter`, ImageNet-C's mud): a liquid layer N(mean, std) per pixel, blurred (sigma), kept where
 above a threshold; its mask blurred (sigma 2) and kept where >= 0.8 becomes mud of intensity 63/255 over the image:
-x (1 - m) + 63/255 m. MNIST-C's five levels (mean, std, sigma, threshold, sigma 2); its dataset uses the fourth.
-Blurs as scikit-image's `gaussian` (mode 'nearest', truncate 4)."""
+x (1 - m) + 63/255 m. MNIST-C's five levels (mean, std, sigma, threshold, sigma 2); its function's default is the
+fourth. Blurs as scikit-image's `gaussian` (mode 'nearest', truncate 4)."""
 
 from __future__ import annotations
 

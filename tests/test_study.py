@@ -25,12 +25,12 @@ if [ "$1" = train ]; then
   [[ " $* " == *" model=${FAIL_ARCH:-none} "* ]] && exit 1
   touch "$out/model.pt"
 else
-  touch "$out/results.csv"
+  touch "$out/results.csv" "$out/evaluation.json"
 fi
 """
 
 
-def run_study(tmp_path: Path, **env: str) -> list[str]:
+def run_study(tmp_path: Path, expect: int = 0, **env: str) -> list[str]:
     (tmp_path / "bin").mkdir(exist_ok=True)
     cli = tmp_path / "bin" / "attrobust"
     cli.write_text(FAKE_CLI)
@@ -42,7 +42,7 @@ def run_study(tmp_path: Path, **env: str) -> list[str]:
                 "EXPLAINERS": "gradient rise", "JOBS": "1", **env}
     done = subprocess.run(["bash", str(SCRIPTS / "explainability_study.sh")], env={**os.environ, **settings},
                           capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == expect, done.stderr
     return calls.read_text().splitlines() if calls.exists() else []
 
 
@@ -62,8 +62,8 @@ def test_the_study_trains_every_model_evaluates_each_with_every_explainer_and_re
     assert run_study(tmp_path) == []  # everything there: nothing is run again
 
 
-def test_a_model_that_fails_to_train_is_named_and_the_others_go_on(tmp_path):
-    calls = run_study(tmp_path, FAIL_ARCH="vit", ALGOS="natural")
+def test_a_model_that_fails_to_train_is_named_the_others_go_on_and_the_study_exits_non_zero(tmp_path):
+    calls = run_study(tmp_path, expect=1, FAIL_ARCH="vit", ALGOS="natural")
     assert [c for c in calls if c.startswith("evaluate") and "runs/natural_vit" in c] == []
     assert sum(c.startswith("evaluate") and "runs/natural_small_cnn" in c for c in calls) == 3
 
@@ -74,6 +74,13 @@ def study_report():
     sys.modules["study_report"] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def test_a_study_folder_with_whitespace_is_refused_in_one_line(tmp_path):
+    done = subprocess.run(["bash", str(SCRIPTS / "explainability_study.sh")], capture_output=True, text=True,
+                          env={**os.environ, "STUDY": str(tmp_path / "my study"), "PHASES": "train"})
+    assert done.returncode == 2 and done.stderr.strip() == (f"error: STUDY='{tmp_path / 'my study'}' holds "
+                                                            "whitespace; choose a folder path without spaces")
 
 
 CHEAP = ["eval.protocol=robust", "attribution_attack.steps=2", "attribution_attack.step_size=0.15",
@@ -98,7 +105,7 @@ def tiny_study(tmp_path_factory) -> Path:
         cli("train", f"+experiment=mnist_mini_{algo}", *TINY_RUN, "eval_at_end=false", f"hydra.run.dir={run}")
         cli("evaluate", f"checkpoint={run}", "attributions=false", "eval.num_examples=20",
             "eval.corruptions=[contrast]", f"hydra.run.dir={run}/study/ood")
-        for name in ("gradient", "occlusion"):
+        for name in ("gradient", "gradcam", "occlusion"):
             settings = CHEAP if name == "occlusion" else CHEAP[:-2]
             cli("evaluate", f"checkpoint={run}", f"explainer={name}", *settings,
                 f"hydra.run.dir={run}/study/{name}")
@@ -134,8 +141,9 @@ def test_the_report_s_numbers_are_the_per_image_files_means(tiny_study):
     assert row["family"] == "perturbation" and cells.loc[("pgd_small_cnn", "gradient"), "family"] == "gradient"
     for number in range(1, 6):
         assert f"### {number}. " in text
-    assert text.count("**Holds**") + text.count("**Does not hold**") == 4  # finding 1: not testable (next line)
-    assert "Not testable here: no adversarially trained model is 10 points of AA above" in text
+    # two models: every finding is not testable (too few models, no robust one, RISE not evaluated), said so
+    assert text.count("**Not testable** here") == 5 and "**Holds**" not in text and "**Does not hold**" not in text
+    assert "no adversarially trained model is 10 points of AA above" in text
 
 
 def test_finding_1_pairs_the_robust_and_natural_models_on_the_same_images(tiny_study, monkeypatch):
@@ -146,8 +154,10 @@ def test_finding_1_pairs_the_robust_and_natural_models_on_the_same_images(tiny_s
     lines, table = report.finding_1(study, r, report.common_explainers(study))
     by_family = table.set_index("family")
     cells = study.cells.set_index(["model", "explainer", "index"]).explainability
-    expected = (cells.loc["pgd_small_cnn", "gradient"] - cells.loc["natural_small_cnn", "gradient"]).mean()
-    assert by_family.loc["gradient", "insertion - deletion"]["value"] == pytest.approx(expected)
+    paired = cells.loc["pgd_small_cnn", "gradient"] - cells.loc["natural_small_cnn", "gradient"]  # shared images
+    assert by_family.loc["gradient", "insertion - deletion"]["value"] == pytest.approx(paired.mean())
+    assert by_family.loc["gradient", "insertion - deletion"]["n"] == paired.notna().sum()
+    assert list(by_family.index) == ["gradient", "cam", "perturbation"]
     assert "pgd_small_cnn - natural_small_cnn" in "\n".join(lines)
 
 
@@ -161,3 +171,15 @@ def test_the_report_refuses_a_folder_without_models_and_names_missing_evaluation
         assert "natural_small_cnn/rise" in report.load(tiny_study).missing
     finally:
         (tiny_study / "runs" / "natural_small_cnn" / "study" / "rise").rmdir()
+
+
+def test_the_report_s_statistics_handle_missing_images_ties_and_too_few_models():
+    report = study_report()
+    a = np.array([[1.0, 2, 3, np.nan, 5], [1, 1, 1, 1, 1]])
+    b = np.array([[2.0, 4, 5, 9, np.nan], [1, 2, 3, 4, 5]])
+    rho = report.spearman_rows(a, b)
+    assert rho[0] == pytest.approx(1.0) and np.isnan(rho[1])  # over the shared columns; no spread: undefined
+    shares = report.best_shares(np.array([[0, 0, 0], [1, 1, 0], [2, 1, 2], [0, 5, 0]], dtype=float))
+    assert shares == pytest.approx([(0.5 + 0.5 + 0) / 3, (0.5 + 0 + 1) / 3, (0 + 0.5 + 0) / 3])  # ties shared
+    assert report.too_few(["a", "b", "c"]).startswith("**Not testable** here: a finding across models needs at "
+                                                      "least 4 models")

@@ -383,3 +383,18 @@ def test_optimiser_contract(name):
     loss.backward()
     optimizer.step()
     assert weight.square().sum() < loss
+
+
+@pytest.mark.parametrize("name", REGULARIZERS.names())
+def test_every_regulariser_trains_a_vision_transformer(name):
+    """model=vit through every training objective: a finite loss whose gradient reaches every weight."""
+    from attrobust.models.vit import vit
+
+    torch.manual_seed(0)
+    net = vit(1, (8, 8), 10, patch=4, dim=8, depth=1, heads=2, mlp=16)
+    x, y = torch.rand(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    out = build_reg(name)(net.train(), x, y)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    reached = [pname for pname, param in net.named_parameters() if param.grad is not None and param.grad.abs().sum()]
+    assert len(reached) == len(list(net.parameters())), f"{name}: no gradient reaches some weights"

@@ -94,8 +94,9 @@ def read_ood(folder: Path) -> pd.DataFrame:
     accuracy = pd.read_csv(folder / "accuracy.csv").set_index("index")
     corrupted = pd.read_csv(folder / "corruption.csv").set_index("index").drop(columns="label")
     errors = (1 - corrupted.astype(float)).add_prefix("error:")   # per <corruption>@<severity>
-    return pd.DataFrame({"correct": accuracy.correct.astype(float), "robust": accuracy.robust.astype(float),
-                         "corrupted": corrupted.astype(float).mean(axis=1)}).join(errors)
+    base = pd.DataFrame({"correct": accuracy.correct.astype(float), "robust": accuracy.robust.astype(float),
+                         "corrupted": corrupted.astype(float).mean(axis=1)})
+    return pd.concat([base, errors.reindex(base.index)], axis=1).copy()  # one block: assign() stays cheap
 
 
 def load(study: Path) -> Study:

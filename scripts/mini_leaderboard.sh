@@ -27,7 +27,7 @@ job() {  # one model: train it, evaluate it with attributions under PGD, then NA
   if [ ! -f "${run}/model.pt" ]; then
     attrobust train "+experiment=mnist_mini_${method}" "seed=${seed}" "hydra.run.dir=${run}" >"${run}.train.log" 2>&1
   fi
-  # a training cut short leaves last.pt, which evaluate would read: evaluate finished models only
+  # a training cut short leaves last.pt alone (evaluate refuses such a run): say so, and go on
   [ -f "${run}/model.pt" ] || { echo "$(date +%T) ${method} seed ${seed}: no model.pt (see ${run}.train.log)"; return 1; }
   if [ ! -f "${run}/evaluate/pgd/entry.json" ]; then
     # shellcheck disable=SC2086  # PROTOCOL_ARGS holds several overrides

@@ -420,6 +420,19 @@ def test_bad_checkpoints_are_one_line(cli, tmp_path, setup, message):
     assert not (tmp_path / "eval" / "results.csv").exists()
 
 
+def test_an_unfinished_training_is_not_evaluated_by_accident(cli, tmp_path):
+    assert cli("train", *TINY_RUN, "eval_at_end=false", RUN).exit_code == 0
+    (tmp_path / "run" / "model.pt").rename(tmp_path / "run" / "last.pt")  # as a training cut short leaves it
+    result = cli("evaluate", "checkpoint=run", "eval.num_examples=4", "attributions=false", "hydra.run.dir=eval")
+    assert result.exit_code == 2 and result.error_lines == [
+        "error: run has no model.pt: its training has not finished (run the same train command again to resume it), "
+        "or pass checkpoint=run/last.pt to evaluate the unfinished state"]
+    assert not (tmp_path / "eval" / "results.csv").exists()
+    result = cli("evaluate", "checkpoint=run/last.pt", "eval.num_examples=4", "attributions=false",
+                 "hydra.run.dir=eval")
+    assert result.exit_code == 0, result.stderr  # asked for by name, it is evaluated
+
+
 @pytest.mark.parametrize("drop", ["model_state", "dataset_cfg", "model_cfg"])
 def test_a_checkpoint_without_its_fields_is_one_line(cli, tmp_path, drop):
     assert cli("train", *TINY_RUN, "eval_at_end=false", RUN).exit_code == 0

@@ -91,11 +91,16 @@ def check_finite_weights(state: dict[str, Any], path: Path) -> None:
 
 
 def find_model_checkpoint(path: Path) -> Path:
-    """A checkpoint file as given, or `model.pt` (else `last.pt`) inside a run dir."""
+    """A checkpoint file as given, or `model.pt` inside a run dir. A run dir with only `last.pt` holds a training
+    that has not finished: refused in one line (evaluating it by accident reads as the trained model's numbers);
+    pass that file itself to evaluate the unfinished state."""
     if path.is_dir():
-        for name in (MODEL_FILE, TRAIN_STATE_FILE):
-            if (path / name).is_file():
-                return path / name
+        if (path / MODEL_FILE).is_file():
+            return path / MODEL_FILE
+        if (path / TRAIN_STATE_FILE).is_file():
+            raise AttrobustError(f"{path} has no {MODEL_FILE}: its training has not finished (run the same train "
+                                 f"command again to resume it), or pass checkpoint={path / TRAIN_STATE_FILE} to "
+                                 f"evaluate the unfinished state")
         raise AttrobustError(f"no {MODEL_FILE} or {TRAIN_STATE_FILE} in {path}; pass a training run dir "
                              f"(outputs/train/...) or a .pt file")
     if not path.exists():

@@ -13,9 +13,9 @@ ours does not). The ratios are held constant in the backward pass, so the map ha
 differentiable, attacks on it estimate their direction. One forward and one backward pass per image.
 Oracle: zennit's `Gradient` attributor with the same composite (tests/test_gradient_explainers.py), also on
 convolutions that pad in their own forward (the RAR ResNet's 'SAME' ones: the z+ rule calls the layer's forward).
-Uncertain on residual networks: a residual sum and global average pooling pass the gradient here, whereas zennit
-without a canonizer passes relevance through them by their gradient; the two differ there, and this is not checked
-against a canonised zennit.
+Uncertain on residual networks: what passes a residual sum or an average pooling here is the gradient trick's
+quantity, so relevance splits in proportion to each branch's activation; zennit without a canonizer passes the
+relevance itself through them (duplicating it at a sum). The two differ there; not checked against a canonised zennit.
 """
 
 from __future__ import annotations

@@ -82,6 +82,18 @@ def test_glass_blur_swaps_pixels_and_blurs_along_the_rows_as_mnist_c_runs_it():
     assert blurred[:, 4].sum() == pytest.approx(1) and blurred[:, [3, 5]].abs().max() == 0  # one column only
 
 
+def test_a_corruption_that_cannot_fit_the_images_is_refused_before_any_work():
+    from types import SimpleNamespace
+
+    from attrobust.parts.corruption import CorruptionAccuracy
+    part = CorruptionAccuracy(build_corruptions(["gaussian_noise", {"name": "compose", "of": ["fog", "rotate"]}]))
+    big = SimpleNamespace(test=SimpleNamespace(images=torch.zeros(2, 1, 300, 300, dtype=torch.uint8)))
+    with pytest.raises(AttrobustError, match=r"^eval.corruptions: fog\+rotate: fog draws a 256-pixel fractal, and "
+                                             r"these images are 300 x 300; leave fog out for them$"):
+        part.prepare(big, None, None)
+    part.prepare(SimpleNamespace(test=SimpleNamespace(images=torch.zeros(2, 1, 28, 28, dtype=torch.uint8))), None, None)
+
+
 def test_bad_corruption_settings_are_one_line_each():
     with pytest.raises(AttrobustError, match=r"unknown corruption 'frost'; choose one of: .*gaussian_noise"):
         build_corruptions(["frost"])

@@ -35,6 +35,10 @@ class Corruption:
         """x (B, C, H, W) in [0, 1] at `severity`; `indices` (B,) the images' indices in the test split."""
         raise NotImplementedError
 
+    def check_fits(self, image_shape: tuple[int, ...]) -> None:
+        """Raise ValueError (one line) if this corruption cannot corrupt images of (C, H, W) `image_shape`; checked
+        before any work."""
+
     unit: ClassVar[str] = "%"
     higher_is_better: ClassVar[bool] = True   # its measure: accuracy on the corrupted images
 

@@ -25,6 +25,10 @@ class Compose(Corruption):
                              f"{list(self.of)}")
         object.__setattr__(self, "parts", tuple(CORRUPTIONS.build({"name": name}) for name in self.of))
 
+    def check_fits(self, image_shape: tuple[int, ...]) -> None:
+        for part in self.parts:
+            part.check_fits(image_shape)
+
     def corrupt(self, x: Tensor, severity: int, seed: int, indices: Tensor) -> Tensor:
         for part in self.parts:
             x = part.corrupt(x, severity, seed, indices)

@@ -22,11 +22,15 @@ MAP_SIZE = 256  # the reference's plasma_fractal(mapsize=256)
 class Fog(Corruption):
     levels = ((1.5, 2.0), (2.0, 2.0), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4))  # type: ignore[assignment]
 
+    def check_fits(self, image_shape: tuple[int, ...]) -> None:
+        if max(image_shape[-2:]) > MAP_SIZE:
+            raise ValueError(f"fog draws a {MAP_SIZE}-pixel fractal, and these images are {image_shape[-2]} x "
+                             f"{image_shape[-1]}; leave fog out for them")
+
     def corrupt(self, x: Tensor, severity: int, seed: int, indices: Tensor) -> Tensor:
         strength, decay = self.levels[severity - 1]
         height, width = x.shape[-2:]
-        if max(height, width) > MAP_SIZE:
-            raise ValueError(f"fog draws a {MAP_SIZE}-pixel fractal; images of {height} x {width} are larger")
+        self.check_fits(tuple(x.shape[1:]))
         plasma = plasma_fractal(lambda part, shape: uniform(self.stream(seed, part), indices, shape, x).double(),
                                 len(x), decay, x.device)[:, None, :height, :width]
         peak = x.double().amax(dim=(1, 2, 3), keepdim=True)

@@ -22,6 +22,7 @@ from attrobust.corruptions import CORRUPTIONS
 from attrobust.corruptions.base import Corruption
 from attrobust.engine import cost
 from attrobust.engine.sharding import Shard
+from attrobust.errors import AttrobustError
 from attrobust.parts import PARTS
 from attrobust.parts.base import EvaluationPart, Measured, Request
 from attrobust.registry import Registry
@@ -53,6 +54,13 @@ class CorruptionAccuracy(EvaluationPart):
     def configured(cls, trained: TrainedModel, request: Request) -> CorruptionAccuracy | None:
         corruptions = cls.listed(trained.config.eval_cfg)
         return cls(corruptions) if corruptions else None  # type: ignore[arg-type]
+
+    def prepare(self, trained: TrainedModel, work_dir: Path, shard: Shard) -> None:
+        for corruption in self.corruptions:
+            try:
+                corruption.check_fits(tuple(trained.test.images.shape[1:]))
+            except ValueError as error:
+                raise AttrobustError(f"eval.corruptions: {corruption.column}: {error}") from None
 
     def costs(self, trained: TrainedModel, times: cost.PassTimes, images: float) -> list[cost.Part]:
         passes = sum(len(c.severities) for c in self.corruptions)

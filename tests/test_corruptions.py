@@ -49,8 +49,9 @@ def test_canny_edges_equal_scikit_image_s_canny_as_mnist_c_calls_it():
     feature = pytest.importorskip("skimage.feature")
     from attrobust.corruptions.canny_edges import canny
     images = MNIST["x_test"][:100].astype(np.float64) / 255
-    ours = canny(torch.tensor(images)).numpy()
-    assert ours.sum() > 1000 and np.array_equal(ours, np.stack([feature.canny(image) for image in images]))
+    ours, theirs = canny(torch.tensor(images)).numpy(), np.stack([feature.canny(image) for image in images])
+    # equal on every pixel here; a magnitude exactly at a neighbour's may round either way on another build
+    assert theirs.sum() > 1000 and (ours != theirs).sum() <= 0.001 * theirs.sum()
     full = CORRUPTIONS.build({"name": "canny_edges"}).corrupt(IMAGES, 5, 0, INDICES)  # severity 5: the edges alone
     assert set(full.unique().tolist()) <= {0.0, 1.0}
 

@@ -14,7 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 import attrobust
 from attrobust.errors import AttrobustError
 
-GROUPS = ("dataset", "model", "reg", "attack", "optim", "explainer")
+GROUPS = ("dataset", "model", "reg", "attack", "optim", "explainer", "logger")
 # the keys a multirun sweeps (`reg.weight` of `-m reg.weight=0.1,1`), set by the CLI for the jobs' folder names; an
 # environment variable, so that jobs launched in other processes (joblib, submitit, SLURM) see it too
 SWEPT_KEYS_ENV = "ATTROBUST_SWEPT_KEYS"

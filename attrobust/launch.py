@@ -31,13 +31,14 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from attrobust import command_state, overrides, rundir
 from attrobust.atomic import write_text_atomic
-from attrobust.config import SWEPT_KEYS_ENV, config_dir, describe_config_error, register_resolvers
+from attrobust.config import SWEPT_KEYS_ENV, config_dir, describe_config_error, register_resolvers, to_plain
 from attrobust.engine import distributed
 from attrobust.errors import AttrobustError, describe_os_error
 from attrobust.provenance import PROVENANCE_FILE, provenance
 from attrobust.reporting.runs import FAILED_FILE
 from attrobust.reporting.tables import rich_table
 from attrobust.terminal import console
+from attrobust.tracking.session import Tracking, tracked_run
 
 log = logging.getLogger("attrobust")
 _console = console()
@@ -122,22 +123,28 @@ class HydraTask:
         job_log = f"{hydra_cfg.job.name}.log"
         fresh = False  # the folder held no earlier run (known once this job holds it)
         main = distributed.launched_rank() == 0
-        job = rundir.Job(run_dir, on_start=lambda: _write_snapshot(run_dir, cfg, hydra_cfg) if main else None)
+        task_cfg = _without_logger(cfg)  # where results are logged changes no result, hash or fingerprint
+        tracking = Tracking()  # the trackers of logger=..., opened when the job's work begins
+        job = _job(run_dir, cfg, task_cfg, hydra_cfg, tracking, main)
         state = command_state.current()
         failures = state.failures if state is not None else []  # another process's job: failed.txt reports it
         try:
             with rundir.hold(run_dir, enabled=main):
                 fresh = rundir.is_fresh(run_dir, job_log)
                 (run_dir / FAILED_FILE).unlink(missing_ok=True)
+                if main:
+                    tracking.trackers = Tracking.configured(_logger_block(cfg)).trackers
                 if multirun:  # `report` finds a sweep's jobs by their snapshot, even one killed before it starts
-                    job.mark_started()
-                result = contextvars.copy_context().run(task, cfg, job)  # what the job sets, it keeps
+                    job.keep()
+                result = contextvars.copy_context().run(task, task_cfg, job)  # what the job sets, it keeps
+                tracking.finish(run_dir, failed=False)
         except rundir.RunDirBusy as error:  # another job's folder: touch nothing
             failures.append(f"{where}{error}")
             return None
         except (AttrobustError, OSError) as error:  # a user mistake or an environment fault: one line
             message = f"{where}{describe_os_error(error) if isinstance(error, OSError) else error}"
             failures.append(message)
+            tracking.finish(run_dir, failed=True)
             if not job.started and fresh:  # a failed start: take back what it left
                 rundir.discard_failed_start(run_dir, hydra_cfg.job.name, job_log, keep_folder=named)
             if run_dir.is_dir():
@@ -145,12 +152,43 @@ class HydraTask:
             return None
         except BaseException as error:  # a bug or an interrupt: keep the traceback, mark the run for `report`
             if not job.started and fresh:
-                _quietly(job.mark_started)
+                _quietly(job.keep)
             _mark_failed(run_dir, f"{where}{type(error).__name__}: {error}")
+            tracking.finish(run_dir, failed=True)
             raise
         if isinstance(result, pd.DataFrame):
             _console.print(rich_table(result, str(run_dir)))
         return result
+
+
+def _job(run_dir: Path, cfg: DictConfig, task_cfg: DictConfig, hydra_cfg: DictConfig, tracking: Tracking,
+         main: bool) -> rundir.Job:
+    """The job handed to a task: its snapshot, and when its work begins its trackers (on the main process; the
+    others write nothing); each training epoch's row goes to the trackers."""
+    def begin() -> None:
+        if main:
+            sweep = str(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
+            tracking.start(tracked_run(run_dir, str(hydra_cfg.job.name), to_plain(task_cfg), sweep))
+
+    return rundir.Job(run_dir, on_start=lambda: _write_snapshot(run_dir, cfg, hydra_cfg) if main else None,
+                      on_work=begin, on_epoch=tracking.log_epoch)
+
+
+def _logger_block(cfg: DictConfig) -> dict[str, Any] | None:
+    """The `logger:` block of a job's config, resolved (None: the config has none)."""
+    if "logger" not in cfg:
+        return None
+    block = OmegaConf.to_container(cfg.logger, resolve=True)
+    if not isinstance(block, dict):
+        raise AttrobustError(f"logger must be chosen from conf/logger (logger=csv, logger=[csv,mlflow]), got {block!r}")
+    return block
+
+
+def _without_logger(cfg: DictConfig) -> DictConfig:
+    """The job's config as its task reads it: without the trackers' block."""
+    if "logger" not in cfg:
+        return cfg
+    return OmegaConf.masked_copy(cfg, [key for key in cfg if key != "logger"])
 
 
 def _quietly(write: Callable[[], None]) -> None:
@@ -168,10 +206,11 @@ def _write_snapshot(run_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig) -> No
     write_text_atomic(snapshot / "config.yaml", OmegaConf.to_yaml(cfg))
     write_text_atomic(snapshot / "hydra.yaml", OmegaConf.to_yaml(HydraConfig.instance().cfg))
     write_text_atomic(snapshot / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
-    try:  # resolved, as the result rows' config_hash of a training run is
-        plain = OmegaConf.to_container(cfg, resolve=True)
+    measured = _without_logger(cfg)  # resolved and without the trackers, as the result rows' config_hash is
+    try:
+        plain = OmegaConf.to_container(measured, resolve=True)
     except OmegaConfBaseException:
-        plain = OmegaConf.to_container(cfg, resolve=False)
+        plain = OmegaConf.to_container(measured, resolve=False)
     command = ["attrobust", str(hydra_cfg.job.name), *hydra_cfg.overrides.task]  # this job alone, no -m
     write_text_atomic(run_dir / PROVENANCE_FILE, json.dumps(provenance(plain, command), indent=1) + "\n")
 

@@ -25,8 +25,12 @@ def check_group_choices(overrides: Sequence[str], user_config_dir: str | None) -
                                  f"with {group}=NAME: {choices(group_options(group, extra))}")
         if group not in (*GROUPS, "experiment") or override.is_delete():
             continue
-        values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
-                  else [override.get_value_element_as_str()])
+        if override.is_sweep_override():
+            values = list(override.sweep_string_iterator())
+        elif isinstance(override.value(), list):  # several options of one group at once: logger=[csv,mlflow]
+            values = [str(value) for value in override.value()]
+        else:
+            values = [override.get_value_element_as_str()]
         valid = group_options(group, extra)
         for value in values:
             if value not in valid:

@@ -30,7 +30,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,19 +50,34 @@ def _nothing() -> None:
     return None
 
 
+def _ignore(row: Mapping[str, float]) -> None:
+    return None
+
+
 @dataclass
 class Job:
     """One job's run folder and whether its work has begun, handed by `launch.HydraTask` to the task it runs."""
 
     run_dir: Path
     on_start: Callable[[], None] = _nothing  # writes the run's snapshot (launch._write_snapshot)
+    on_work: Callable[[], None] = _nothing  # opens the run's trackers (logger=), once its config is complete
+    on_epoch: Callable[[Mapping[str, float]], None] = _ignore  # a training epoch's row, for the trackers
     started: bool = False
+    working: bool = False
 
-    def mark_started(self) -> None:
-        """The job's work begins (training, attacks): its snapshot is written and its folder is kept from here on."""
+    def keep(self) -> None:
+        """The job's snapshot is written and its folder kept from here on (a sweep's job: at once)."""
         if not self.started:
             self.started = True
             self.on_start()
+
+    def mark_started(self) -> None:
+        """The job's work begins (training, attacks): its folder is kept, and its trackers open with its config as
+        the task completed it (the threat model of a checkpoint, say)."""
+        self.keep()
+        if not self.working:
+            self.working = True
+            self.on_work()
 
 
 def symbolic_link_in(folder: Path, below: Path | None = None) -> Path | None:

@@ -18,6 +18,7 @@ from attrobust.explainers import EXPLAINERS
 from attrobust.models import MODELS, build_model
 from attrobust.optim import OPTIMIZERS
 from attrobust.regularizers import REGULARIZERS
+from attrobust.tracking import LOGGERS
 from conftest import DATASET_FIELDS
 
 
@@ -37,7 +38,7 @@ class AnyAttack:
 
 
 REGISTRIES = {"dataset": DATASETS, "model": MODELS, "reg": REGULARIZERS, "attack": AnyAttack, "optim": OPTIMIZERS,
-              "explainer": EXPLAINERS}
+              "explainer": EXPLAINERS, "logger": LOGGERS}
 PRIMARIES = ("train", "evaluate")
 
 
@@ -48,7 +49,7 @@ def compose_config(name: str, overrides: list[str]):
 
 
 # configs that are no registered component: a model you bring (models/external.py), evaluated, never built or trained
-UNREGISTERED = {"model": ["external"]}
+UNREGISTERED = {"model": ["external"], "logger": ["none"]}  # logger=none: no tracker
 
 
 @pytest.mark.parametrize("group", GROUPS)

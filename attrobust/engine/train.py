@@ -127,15 +127,15 @@ def training_cost(step_s: float, steps: int, device: torch.device) -> str:
 def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, lr_at: Callable[[int, int], float],
         data: ImageSet, settings: TrainSettings, seed: int, run_dir: Path,
         metadata: Mapping[str, Any], accel: Accel = NO_ACCEL, on_start: Callable[[], None] | None = None,
-        test_accuracy: Callable[[], float] | None = None) -> list[dict[str, float]]:
+        test_accuracy: Callable[[], float] | None = None,
+        on_epoch: Callable[[Mapping[str, float]], None] | None = None) -> list[dict[str, float]]:
     """Train for `settings.epochs` epochs or `settings.steps` steps (resuming from `run_dir/last.pt`); returns one log
     row per epoch.
 
-    `lr_at(epoch, step)` is the learning rate of optimizer step `step` (counted from the start of the run).
-    `metadata` (plain types: model/dataset configs, run id, resume key) is stored in every checkpoint. `on_start` is
-    called once the run is known to be able to start or resume, before its first step. `test_accuracy()` (a fraction,
-    no random numbers drawn) is logged as `test_acc` after every `settings.test_every` epochs.
-    """
+    `lr_at(epoch, step)`: the learning rate of optimizer step `step` (counted from the start of the run). `metadata`
+    (plain types: model/dataset configs, run id, resume key) is stored in every checkpoint. `on_start`: called once the
+    run can start or resume, before its first step. `test_accuracy()` (a fraction, no random numbers drawn) is logged
+    as `test_acc` every `settings.test_every` epochs. `on_epoch(row)`: each epoch's saved log row (the trackers')."""
     history: list[dict[str, float]] = []
     start_epoch, partial = 0, None
     state_path = run_dir / TRAIN_STATE_FILE
@@ -181,6 +181,8 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
             save(epoch + 1, None)
             if distributed.world().is_main:
                 write_text_atomic(run_dir / TRAIN_LOG_FILE, pd.DataFrame(history).to_csv(index=False))
+                if on_epoch is not None:
+                    on_epoch(row)
     return history
 
 

@@ -94,7 +94,7 @@ def train(cfg: DictConfig, job: Job) -> pd.DataFrame | None:
 
     history = fit(model, objective, optimizer, lambda epoch, step: optimizer_spec.lr_at(epoch, plan.epochs, step),
                   accel.data(splits.train), settings, config.seed, run_dir, metadata, accel,
-                  on_start=job.mark_started, test_accuracy=test_accuracy)
+                  on_start=job.mark_started, test_accuracy=test_accuracy, on_epoch=job.on_epoch)
     distributed.finish()  # every rank has the same weights now; rank 0 saves and evaluates
     if not here.is_main:
         return None

@@ -37,21 +37,23 @@ def catalogue() -> str:
     from attrobust.config import GROUPS, config_dir, group_options
     from attrobust.data import DATASETS
     from attrobust.explainers import EXPLAINERS
+    from attrobust.listing import description
     from attrobust.metrics import METRICS
     from attrobust.models import MODELS
     from attrobust.optim import OPTIMIZERS
     from attrobust.parts import part_classes
     from attrobust.regularizers import REGULARIZERS
+    from attrobust.tracking import LOGGERS
 
     registries = {"dataset": [DATASETS], "model": [MODELS], "reg": [REGULARIZERS], "explainer": [EXPLAINERS],
-                  "optim": [OPTIMIZERS], "attack": [PREDICTION_ATTACKS, ATTRIBUTION_ATTACKS]}
+                  "optim": [OPTIMIZERS], "attack": [PREDICTION_ATTACKS, ATTRIBUTION_ATTACKS],
+                  "logger": [LOGGERS]}
     context = ("in_channels", "image_size", "num_classes", "explainer")
     out = []
     for group in GROUPS:
         rows = []
         for name in group_options(group):
-            yaml_text = (config_dir() / group / f"{name}.yaml").read_text(encoding="utf-8")
-            about = yaml_text.splitlines()[0].lstrip("# ") if yaml_text.startswith("#") else ""
+            about = description(config_dir() / group / f"{name}.yaml")
             builder = next((r.get(name) for r in registries[group] if name in r.names()), None)
             rows.append((name, settings_of(builder, context) if builder is not None else "see its YAML",
                          first_paragraph(about)))

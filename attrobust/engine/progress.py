@@ -1,4 +1,5 @@
-"""Progress for long loops: a Rich bar on a terminal, plain periodic log lines otherwise (cluster logs)."""
+"""Progress for long loops: a Rich bar on a terminal or in a notebook, plain periodic log lines otherwise (cluster
+logs)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ def later_parts_s(description: str) -> float:
     return sum(seconds for _, seconds in plan[names.index(description) + 1:]) if description in names else 0.0
 
 
+def in_notebook() -> bool:
+    """Running in a Jupyter kernel, where Rich draws its bar in the cell's output (attrobust.api)."""
+    return Console(stderr=True).is_jupyter
+
+
 class ProgressReporter:
     """`with ProgressReporter("epoch 1/10", total=80) as p: p.advance(1, status)`.
 
@@ -42,7 +48,7 @@ class ProgressReporter:
         self.description = description
         self.total = total
         self.log_every_s = log_every_s
-        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self.interactive = (sys.stderr.isatty() or in_notebook()) if interactive is None else interactive
         self.done = self._already_done = already_done  # done by an earlier run: not part of this run's rate
         self._started = time.monotonic()
         self._last_refresh = 0.0

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,21 +190,29 @@ def build_external(settings: ExternalModel, mean: tuple[float, ...], std: tuple[
                    image_shape: tuple[int, int, int], num_classes: int) -> NormalizedModel:
     """The external network, taking the dataset's float32 NCHW images in [0, 1]; `mean` / `std`: the dataset's, used
     when the model names none."""
-    net = settings.network(num_classes)
+    return wrap_network(settings.network(num_classes), settings.mean or mean, settings.std or std, image_shape,
+                        settings.gradcam_layer, settings.image_size, f"model.source={settings.source}")
+
+
+def wrap_network(net: nn.Module, mean: Sequence[float], std: Sequence[float], image_shape: tuple[int, int, int],
+                 gradcam_layer: str | None = None, image_size: Sequence[int] | None = None,
+                 named: str = "the model") -> NormalizedModel:
+    """A network of your own as attrobust runs it: normalised inside (`mean` / `std`), resized to `image_size` when
+    given, the layer CAM explainers read declared (`gradcam_layer`, default the last top-level block holding a
+    convolution), its activations checked for a smooth surrogate on two images of `image_shape`."""
     inner: nn.Module = net
     prefix = ""
-    if settings.image_size is not None and tuple(settings.image_size) != tuple(image_shape[1:]):
-        inner, prefix = Resized(net, settings.image_size), "net."
-    layer = settings.gradcam_layer or last_conv_block(net)
+    if image_size is not None and tuple(image_size) != tuple(image_shape[1:]):
+        inner, prefix = Resized(net, (int(image_size[0]), int(image_size[1]))), "net."
+    layer = gradcam_layer or last_conv_block(net)
     traits = ModelTraits(cam_layer=None if layer is None else f"net.{prefix}{layer}")
-    model = NormalizedModel(inner, settings.mean or mean, settings.std or std, traits).eval()
+    model = NormalizedModel(inner, mean, std, traits).eval()
     try:
         called = functional_piecewise(model, torch.zeros(2, *image_shape))
     except Exception as error:  # noqa: BLE001 (the user's network fails on the dataset's images: say which)
-        raise AttrobustError(f"model.source={settings.source} fails on this dataset's images (2 x "
-                             f"{' x '.join(map(str, image_shape))}): {type(error).__name__}: "
-                             f"{str(error).splitlines()[0] if str(error) else ''}; check model.image_size, "
-                             f"model.mean / model.std and the number of channels") from error
+        raise AttrobustError(f"{named} fails on this dataset's images (2 x {' x '.join(map(str, image_shape))}): "
+                             f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}; check "
+                             f"model.image_size, model.mean / model.std and the number of channels") from error
     model.traits = dataclasses.replace(traits, unswappable_activation=called)
     return model
 

@@ -110,12 +110,7 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
     plain = to_plain(cfg)
     if not external and dataset_stored:
         check_stored_dataset(path, plain["dataset"], plain.get("threat"))
-    every_problem(evaluation_checks(plain))
-    config = RunConfig(plain, command_settings(plain), eval_settings(plain["eval"]),
-                       settings_block(Accel, plain.get("accel", {}), "accel"),
-                       threat_model(plain) if plain.get("threat") is not None else None,
-                       attack=prediction_attack(plain["attack"]) if "attack" in plain and "attributions" in plain
-                       else None)
+    config = evaluation_config(plain)
     device = distributed.device_for_rank(resolve_device(config.settings.device))
     if external:
         model, splits, payload = restore_external(config.model_cfg, config.dataset_cfg)
@@ -127,3 +122,13 @@ def load_trained(cfg: DictConfig) -> TrainedModel:
     log.info("loaded %s for %s: %d test images", where, splits.name, len(test))
     return TrainedModel(config.accel.prepare(model.to(device).eval()), payload, config, config.accel.data(test),
                         splits.name)
+
+
+def evaluation_config(plain: dict[str, Any]) -> RunConfig:
+    """The typed settings of an evaluate / attack / explain config (resolved), every bad one refused in one line."""
+    every_problem(evaluation_checks(plain))
+    return RunConfig(plain, command_settings(plain), eval_settings(plain["eval"]),
+                     settings_block(Accel, plain.get("accel", {}), "accel"),
+                     threat_model(plain) if plain.get("threat") is not None else None,
+                     attack=prediction_attack(plain["attack"]) if "attack" in plain and "attributions" in plain
+                     else None)

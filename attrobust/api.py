@@ -19,6 +19,7 @@ evaluation writes a run folder as the command does (`out`, default outputs/api/<
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
@@ -129,7 +130,8 @@ def evaluate(model: nn.Module | str | Path, data: Data = None, *overrides: str,
     with rundir.hold(folder):
         job = rundir.Job(folder, on_start=lambda: _snapshot(folder, cfg, ["attrobust.api.evaluate", *given]))
         request = Request(trained.config.attack, "attribution_attack" if trained.settings.attributions else None)
-        table = run_evaluation(trained, job, request)
+        # in a context of its own, as the command's job runs: the progress plan it sets ends with it
+        table = contextvars.copy_context().run(run_evaluation, trained, job, request)
     assert table is not None  # a whole evaluation (sharding is the command's)
     per_image = {part: pd.read_csv(folder / name) for part, name in PER_IMAGE_FILES.items()
                  if (folder / name).is_file()}

@@ -210,8 +210,9 @@ def test_shell_completion_proposes_groups_and_their_options():
            "_ATTROBUST_COMPLETE": "complete_bash"}
     out = subprocess.run([sys.executable, "-m", "attrobust"], capture_output=True, text=True, env=env)
     assert out.stdout.split() == ["explainer=gradcam", "explainer=gradcam_pp"], out.stderr
-    script = subprocess.run([sys.executable, "-m", "attrobust", "--show-completion", "bash"], capture_output=True,
-                            text=True)
+    # Typer finds the shell among the command's parent processes: run it from bash, whatever started the tests
+    script = subprocess.run(["bash", "-c", f"'{sys.executable}' -m attrobust --show-completion; exit $?"],
+                            capture_output=True, text=True)
     assert "_ATTROBUST_COMPLETE=complete_bash" in script.stdout, script.stderr
 
 

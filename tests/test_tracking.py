@@ -105,3 +105,15 @@ def test_an_unknown_tracker_is_refused_with_the_choices(cli):
     assert result.error_lines == ["error: unknown logger 'neptune'; choose one of: csv, mlflow, none, tensorboard, "
                                   "wandb"]
     assert not Path("outputs").exists() and not os.listdir(".")
+
+
+def test_a_tracker_that_cannot_start_fails_the_job_in_one_line_and_closes_the_others(cli, tmp_path):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the database's folder would be")
+    result = cli("train", *TINY_RUN, "logger=[csv,mlflow]", f"logger.mlflow.tracking_uri=sqlite:///{blocked}/db",
+                 "hydra.run.dir=run")
+    assert result.exit_code == 2
+    assert len(result.error_lines) == 1 and result.error_lines[0].startswith(
+        "error: logger=mlflow could not start a tracked run: FileExistsError")
+    assert (tmp_path / "run" / "tracking" / "status.txt").read_text() == "failed\n"  # the csv tracker, closed
+    assert not (tmp_path / "run" / "model.pt").exists()  # before any training

@@ -47,10 +47,13 @@ class Tracking:
 
     def start(self, run: TrackedRun) -> None:
         """Open a tracked run in each tracker; one that cannot is refused in one line before the work begins."""
-        for tracker in self.trackers:
+        for opened, tracker in enumerate(self.trackers):
             try:
                 tracker.start(run)
             except Exception as error:  # noqa: BLE001 (a tracker's own fault: a store it cannot open, say)
+                self.trackers = self.trackers[:opened]  # those already open are closed as failed
+                self.started = True
+                self.finish(run.run_dir, failed=True)
                 raise AttrobustError(f"logger={tracker.registry_name} could not start a tracked run: "
                                      f"{type(error).__name__}: {error}") from error
         self.started = bool(self.trackers)

@@ -26,7 +26,7 @@ from hydra._internal.utils import _run_hydra, get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, OverrideParseException
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from attrobust import command_state, overrides, rundir
@@ -170,7 +170,9 @@ def _job(run_dir: Path, cfg: DictConfig, task_cfg: DictConfig, hydra_cfg: DictCo
             sweep = str(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
             tracking.start(tracked_run(run_dir, str(hydra_cfg.job.name), to_plain(task_cfg), sweep))
 
-    return rundir.Job(run_dir, on_start=lambda: _write_snapshot(run_dir, cfg, hydra_cfg) if main else None,
+    trackers = cfg.get("logger")
+    return rundir.Job(run_dir, on_start=lambda: _write_snapshot(run_dir, task_cfg, trackers, hydra_cfg) if main
+                      else None,
                       on_work=begin, on_epoch=tracking.log_epoch)
 
 
@@ -199,18 +201,23 @@ def _quietly(write: Callable[[], None]) -> None:
         log.warning("could not write into the run folder: %s", describe_os_error(error))
 
 
-def _write_snapshot(run_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+def _write_snapshot(run_dir: Path, task_cfg: DictConfig, trackers: Any, hydra_cfg: DictConfig) -> None:
     """What Hydra writes before a job (`hydra.output_subdir: null` in our configs) and `provenance.json`, written
-    when the job's work begins (`rundir.Job.mark_started`): `.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`."""
+    when the job's work begins (`rundir.Job.mark_started`): `.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`.
+    The config is the task's, as it completed it (a checkpoint's dataset and threat model), with the trackers' block
+    (`trackers`, None without one) in the snapshot but not in `provenance.json`'s config hash."""
     snapshot = run_dir / ".hydra"
-    write_text_atomic(snapshot / "config.yaml", OmegaConf.to_yaml(cfg))
+    shown = task_cfg.copy()
+    if trackers is not None:
+        with open_dict(shown):
+            shown.logger = trackers
+    write_text_atomic(snapshot / "config.yaml", OmegaConf.to_yaml(shown))
     write_text_atomic(snapshot / "hydra.yaml", OmegaConf.to_yaml(HydraConfig.instance().cfg))
     write_text_atomic(snapshot / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
-    measured = _without_logger(cfg)  # resolved and without the trackers, as the result rows' config_hash is
-    try:
-        plain = OmegaConf.to_container(measured, resolve=True)
+    try:  # resolved, as the result rows' config_hash of a training run is
+        plain = OmegaConf.to_container(task_cfg, resolve=True)
     except OmegaConfBaseException:
-        plain = OmegaConf.to_container(measured, resolve=False)
+        plain = OmegaConf.to_container(task_cfg, resolve=False)
     command = ["attrobust", str(hydra_cfg.job.name), *hydra_cfg.overrides.task]  # this job alone, no -m
     write_text_atomic(run_dir / PROVENANCE_FILE, json.dumps(provenance(plain, command), indent=1) + "\n")
 

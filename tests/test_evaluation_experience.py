@@ -23,8 +23,8 @@ from attrobust.metrics import build_metrics
 
 RUN = "hydra.run.dir=run"
 # An attack that takes a few seconds in 2-image chunks, with random starts (so each chunk draws random numbers)
-SLOW_ATTACK = ["attack.steps=40", "explainer.steps=8", "attack.restarts=2", "attack.random_start=true",
-               "eval.num_examples=30", "eval.attribution_batch_size=2", "eval.metrics=[topk_intersection,kendall]",
+SLOW_ATTACK = ["attack.steps=30", "explainer.steps=8", "attack.restarts=2", "attack.random_start=true",
+               "eval.num_examples=16", "eval.attribution_batch_size=2", "eval.metrics=[topk_intersection,kendall]",
                "eval.baselines=[]"]
 
 

@@ -29,6 +29,7 @@ EVALUATE = ["checkpoint=run", "eval.num_examples=40", "attack.steps=2", "attribu
             "explainer.steps=4", "eval.attribution_batch_size=1", "eval.batch_size=16",
             "eval.baselines=[random_sign]",
             *(f"eval.{key}={CHEAP.get(key, f'[{part.measures.names()[0]}]')}" for key, part in part_settings().items())]
+FEWER_IMAGES = [item if not item.startswith("eval.num_examples=") else "eval.num_examples=20" for item in EVALUATE]
 COMPARED = [*PER_IMAGE_FILES.values(), "results.csv", "table.csv", "table.md"]
 
 
@@ -137,7 +138,7 @@ def test_two_torchrun_processes_give_the_rows_of_one(cli, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread in each process, as in each torchrun process below
 
     def evaluate(*launcher: str, folder: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, *launcher, "-m", "attrobust", "evaluate", *EVALUATE,
+        return subprocess.run([sys.executable, *launcher, "-m", "attrobust", "evaluate", *FEWER_IMAGES,
                                f"hydra.run.dir={folder}"], cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=600)
 

@@ -4,11 +4,13 @@ or not known, is refused in one line before any work."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from attrobust.cli import app
@@ -39,7 +41,26 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], 
         evaluated = runner.invoke(app, ["evaluate", f"checkpoint={jobs[0]}", *EVALUATION, chosen,
                                         "hydra.run.dir=evaluation"], catch_exceptions=False)
         assert evaluated.exit_code == 0, evaluated.stderr
+        untracked = runner.invoke(app, ["evaluate", f"checkpoint={jobs[0]}", *EVALUATION, "hydra.run.dir=untracked"],
+                                  catch_exceptions=False)
+        assert untracked.exit_code == 0, untracked.stderr
     return workdir, jobs, workdir / "evaluation"
+
+
+def test_trackers_change_no_number_hash_or_fingerprint(logged):
+    workdir, _, evaluation = logged
+    untracked = workdir / "untracked"
+    for name in ("accuracy.csv", "measures.csv", "table.csv"):
+        assert (evaluation / name).read_bytes() == (untracked / name).read_bytes(), name
+    assert pd.read_csv(evaluation / "results.csv").equals(pd.read_csv(untracked / "results.csv"))
+    hashes = [json.loads((folder / "provenance.json").read_text())["config_hash"] for folder in (evaluation, untracked)]
+    assert hashes[0] == hashes[1]
+    fingerprints = [json.loads((folder / "evaluation.json").read_text())["fingerprint"]
+                    for folder in (evaluation, untracked)]
+    assert fingerprints[0] == fingerprints[1]
+    snapshot = yaml.safe_load((evaluation / ".hydra" / "config.yaml").read_text())
+    assert sorted(snapshot["logger"]) == TRACKERS  # the snapshot says where the run was logged
+    assert snapshot["dataset"]["name"] == "mnist_mini"  # as the task completed it from the checkpoint
 
 
 def test_every_registered_tracker_has_a_reader_and_a_yaml():

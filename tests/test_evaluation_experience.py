@@ -92,9 +92,9 @@ def test_a_killed_attack_resumes_to_the_rows_of_an_uninterrupted_run(cli, tmp_pa
     assert stopped.returncode == 2 and len(errors) == 1, stderr
     assert "stopped by SIGTERM after" in errors[0] and "to resume" in errors[0]
     assert (tmp_path / "c" / "failed.txt").is_file() and any((tmp_path / "c" / "measures.parts" / "topk").glob("*"))
-    other = attack(tmp_path / "c", tmp_path, "attack.steps=24")  # other settings must not take these chunks up
-    _, stderr = other.communicate()
-    assert other.returncode == 2 and "holds the unfinished measures of another evaluation" in stderr
+    # other settings must not take these chunks up (a refusal before any work: in this process)
+    other = cli("attack", "checkpoint=run", *SLOW_ATTACK, "attack.steps=24", f"hydra.run.dir={tmp_path / 'c'}")
+    assert other.exit_code == 2 and "holds the unfinished measures of another evaluation" in other.stderr
 
 
 def test_the_robust_protocol_starts_at_random_and_adds_lens_and_fast_spends_fewer_passes(cli, tmp_path):

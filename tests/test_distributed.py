@@ -26,6 +26,7 @@ def run(prefix: list[str], run_dir: Path, extra: list[str]) -> subprocess.Comple
 
 # natural (summed loss) and the input-gradient penalty (double backprop, mean loss). PGD-type objectives take the
 # sign of input gradients, which turns summation-order noise into different steps, so they match only statistically.
+@pytest.mark.processes
 @pytest.mark.parametrize("extra", [["reg=natural"], ["reg=input_grad", "reg.weight=10", "reg.reduction=mean"]])
 def test_two_gloo_processes_match_one(tmp_path, extra):
     single = run([sys.executable], tmp_path / "single", extra)

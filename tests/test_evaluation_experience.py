@@ -64,6 +64,7 @@ def attack(run_dir: Path, cwd: Path, *extra: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.processes
 def test_a_killed_attack_resumes_to_the_rows_of_an_uninterrupted_run(cli, tmp_path):
     assert cli("train", *TINY_RUN, RUN, "eval_at_end=false").exit_code == 0
     straight = attack(tmp_path / "a", tmp_path)

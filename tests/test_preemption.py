@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 from conftest import wait_for
 
@@ -26,6 +27,7 @@ def train(run_dir: Path, cwd: Path, *extra: str) -> subprocess.Popen:
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.processes
 def test_sigkill_then_rerun_ends_bitwise_like_an_uninterrupted_run(tmp_path):
     straight = train(tmp_path / "a", tmp_path)
     killed = train(tmp_path / "b", tmp_path)
@@ -58,6 +60,7 @@ def test_sigterm_saves_and_exits_with_one_line(tmp_path):
     assert (tmp_path / "c" / "failed.txt").is_file()
 
 
+@pytest.mark.processes
 def test_a_second_job_in_a_held_folder_stops_with_one_line_and_changes_nothing(tmp_path):
     """seed 0 trains in d; seed 1 pointed at d while it runs stops at once, and d keeps seed 0's state and snapshot."""
     first = train(tmp_path / "d", tmp_path, "train.epochs=50")

@@ -55,6 +55,7 @@ def test_units_cover_every_position_once_in_order():
         Shard(4, 4)
 
 
+@pytest.mark.processes
 def test_four_shards_and_a_killed_one_merge_to_the_unsharded_run(cli, tmp_path):
     assert cli("train", *TINY_RUN, "hydra.run.dir=run", "eval_at_end=false").exit_code == 0
     whole = cli("evaluate", *EVALUATE, "hydra.run.dir=whole")
@@ -133,6 +134,7 @@ def test_a_shard_needs_its_number(cli, tmp_path):
     assert result.exit_code == 2 and "`explain` draws its maps whole" in result.stderr
 
 
+@pytest.mark.processes
 def test_two_torchrun_processes_give_the_rows_of_one(cli, tmp_path):
     assert cli("train", *TINY_RUN, "hydra.run.dir=run", "eval_at_end=false").exit_code == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread in each process, as in each torchrun process below

@@ -118,15 +118,18 @@ def compose(command: str, overrides: list[str]) -> DictConfig:
 def evaluate(model: nn.Module | str | Path, data: Data = None, *overrides: str,
              out: str | Path | None = None) -> Evaluation:
     """`attrobust evaluate OVERRIDES` of `model` on `data` (module doc), written to `out`, read back."""
-    given = override_checks.attack_spelling(list(overrides), old=False)
+    given = override_checks.threat_spelling(override_checks.attack_spelling(list(overrides), old=False))
     named = {item.split("=", 1)[0].lstrip("+~") for item in given if "=" in item}
+    if "logger" in named or any(key.startswith("logger.") for key in named):
+        raise AttrobustError("api.evaluate does not track to an experiment tracker (logger=...): log its Evaluation "
+                             "with your tracker's own client, or run `attrobust evaluate ... logger=NAME`")
     if isinstance(model, (str, Path)):
-        given.append(f"checkpoint={model}")
+        given.append(f"checkpoint='{model}'")
     elif "dataset" not in named:  # the threat group is chosen by a dataset's defaults: without one, add it
         given = [f"+{item}" if item.startswith("threat=") else item for item in given]
     cfg = compose("evaluate", given)
     trained = run_under_test(cfg, data) if isinstance(model, (str, Path)) else module_under_test(cfg, model, data)
-    folder = Path(out) if out is not None else Path("outputs") / "api" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    folder = Path(out) if out is not None else new_folder(Path("outputs") / "api")
     with rundir.hold(folder):
         job = rundir.Job(folder, on_start=lambda: _snapshot(folder, cfg, ["attrobust.api.evaluate", *given]))
         request = Request(trained.config.attack, "attribution_attack" if trained.settings.attributions else None)
@@ -138,6 +141,20 @@ def evaluate(model: nn.Module | str | Path, data: Data = None, *overrides: str,
     return Evaluation(folder, table, pd.read_csv(folder / "results.csv"), per_image)
 
 
+def new_folder(parent: Path) -> Path:
+    """A run folder of its own under `parent`, named by the time (two evaluations never share one)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    for number in range(1000):
+        folder = parent / (stamp if number == 0 else f"{stamp}_{number}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise AttrobustError(f"no free run folder under {parent} for {stamp}; pass out=FOLDER")
+
+
 def run_under_test(cfg: DictConfig, data: Data) -> TrainedModel:
     """A training run's model as `evaluate checkpoint=RUN` restores it, with the images of `data` when given."""
     trained = load_trained(cfg)
@@ -145,6 +162,7 @@ def run_under_test(cfg: DictConfig, data: Data) -> TrainedModel:
         return trained
     test = image_set(data)
     num_classes = int(trained.plain["dataset"].get("num_classes") or _classes(trained.model, test))
+    check_labels(test, num_classes)
     chosen = choose_images(test, trained.eval_settings, num_classes, trained.seed)
     return replace(trained, test=trained.accel.data(chosen))
 
@@ -160,9 +178,13 @@ def module_under_test(cfg: DictConfig, model: nn.Module, data: Data) -> TrainedM
     if data is None and plain.get("dataset") is None:
         raise AttrobustError("api.evaluate: without data, name the dataset whose test images to use (dataset=NAME)")
     test = DATASETS.build(plain["dataset"]).load().test if data is None else image_set(data)
+    if not any(True for _ in model.parameters()):
+        raise AttrobustError(f"the model ({type(model).__name__}) has no parameters (nothing was trained); give a "
+                             f"network with its weights")
     network = model if isinstance(model, NormalizedModel) else wrap_network(model, [0.0], [1.0],
                                                                              tuple(test.images.shape[1:]))
     num_classes = int((plain.get("dataset") or {}).get("num_classes") or _classes(network, test))
+    check_labels(test, num_classes)
     plain["dataset"] = plain.get("dataset") or {"name": "tensors", "num_classes": num_classes}
     config = evaluation_config(plain)
     device = resolve_device(config.settings.device)
@@ -179,30 +201,43 @@ def module_under_test(cfg: DictConfig, model: nn.Module, data: Data) -> TrainedM
 
 def image_set(data: Data) -> ImageSet:
     """The images of a DataLoader (or iterable of batches) or an (images, labels) pair as attrobust holds them:
-    uint8 NCHW. Images must be float NCHW in [0, 1] (normalisation belongs inside the model); values off the 1/255
-    grid are rounded to it, with a warning naming the largest change."""
+    uint8 NCHW, converted batch by batch. Images must be float NCHW in [0, 1] (normalisation belongs inside the
+    model); values off the 1/255 grid are rounded to it, with a warning naming the largest change. Labels are class
+    indices."""
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(part, Tensor) for part in data):
         batches: Iterable[Any] = [data]
     else:
         batches = data  # type: ignore[assignment]
-    xs, ys = [], []
+    xs, ys, change = [], [], 0.0
     for batch in batches:
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise AttrobustError("data must give (images, labels) batches (a DataLoader of a TensorDataset, say)")
-        xs.append(torch.as_tensor(batch[0]).detach().cpu().float())
-        ys.append(torch.as_tensor(batch[1]).detach().cpu().long())
-    if not xs:
+        x, y = torch.as_tensor(batch[0]).detach().cpu(), torch.as_tensor(batch[1]).detach().cpu()
+        if x.ndim != 4 or not x.is_floating_point() or not bool(((x >= 0) & (x <= 1)).all()):
+            raise AttrobustError(f"images must be float NCHW in [0, 1] (normalisation inside the model), got "
+                                 f"{x.dtype} {tuple(x.shape)}" + (f" in [{x.min().item():.3g}, {x.max().item():.3g}]"
+                                                                 if x.numel() else ""))
+        if y.ndim != 1 or len(y) != len(x) or (y.is_floating_point() and not bool((y == y.round()).all())):
+            raise AttrobustError(f"labels must be class indices, one per image (shape ({len(x)},)), got {y.dtype} "
+                                 f"{tuple(y.shape)}")
+        quantised = (x.float() * 255).round()
+        change = max(change, (quantised / 255 - x.float()).abs().max().item() if x.numel() else 0.0)
+        xs.append(quantised.to(torch.uint8))
+        ys.append(y.long())
+    if not xs or sum(len(x) for x in xs) == 0:
         raise AttrobustError("data gave no images")
-    x, y = torch.cat(xs), torch.cat(ys)
-    if x.ndim != 4 or not bool(((x >= 0) & (x <= 1)).all()):
-        raise AttrobustError(f"images must be float NCHW in [0, 1] (normalisation inside the model), got shape "
-                             f"{tuple(x.shape)} in [{x.min().item():.3g}, {x.max().item():.3g}]")
-    quantised = (x * 255).round()
-    change = (quantised / 255 - x).abs().max().item()
     if change > 1e-6:
         log.warning("the images are not on the 1/255 grid of 8-bit images, which attrobust holds: rounded to it "
                     "(largest change %.3g)", change)
-    return ImageSet(quantised.to(torch.uint8), y)
+    return ImageSet(torch.cat(xs), torch.cat(ys))
+
+
+def check_labels(test: ImageSet, num_classes: int) -> None:
+    """Every label names one of the model's `num_classes` classes."""
+    low, high = int(test.labels.min()), int(test.labels.max())
+    if low < 0 or high >= num_classes:
+        raise AttrobustError(f"labels run from {low} to {high}, and the model has {num_classes} classes (0 .. "
+                             f"{num_classes - 1})")
 
 
 def weights_digest(model: nn.Module) -> str:

@@ -15,6 +15,9 @@ from attrobust.config import GROUPS, group_options
 from attrobust.errors import AttrobustError, choices
 
 
+MULTIPLE_CHOICE = ("logger",)  # the groups whose options combine: logger=[csv,mlflow] tracks to both
+
+
 def check_group_choices(overrides: Sequence[str], user_config_dir: str | None) -> None:
     """Unknown group options (dataset=foo) as one line with the valid choices, before Hydra composes."""
     extra = (Path(user_config_dir),) if user_config_dir else ()
@@ -28,6 +31,9 @@ def check_group_choices(overrides: Sequence[str], user_config_dir: str | None) -
         if override.is_sweep_override():
             values = list(override.sweep_string_iterator())
         elif isinstance(override.value(), list):  # several options of one group at once: logger=[csv,mlflow]
+            if group not in MULTIPLE_CHOICE:
+                raise AttrobustError(f"{group}={override.get_value_element_as_str()} chooses several {group}s; "
+                                     f"{group} takes one of: {choices(group_options(group, extra))}")
             values = [str(value) for value in override.value()]
         else:
             values = [override.get_value_element_as_str()]

@@ -101,3 +101,19 @@ def test_the_example_notebook_runs(tmp_path, monkeypatch):
     assert list(attacks) == ["topk", "random_sign", "random_noise"]
     assert (tmp_path / "outputs" / "api" / "notebook" / "examples.npz").is_file()
     assert len(namespace["examples"]["index"]) == 4
+
+
+def test_labels_that_are_no_class_indices_are_refused_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+    images = torch.rand(4, 1, 28, 28)
+    for labels, message in [(torch.eye(10)[:4], r"labels must be class indices, one per image \(shape \(4,\)\), got "
+                                                r"torch.float32 \(4, 10\)"),
+                            (torch.tensor([0, 1, 2, 12]), r"labels run from 0 to 12, and the model has 10 classes")]:
+        with pytest.raises(AttrobustError, match=message):
+            api.evaluate(net, (images, labels), "dataset=mnist_mini")
+    with pytest.raises(AttrobustError, match="has no parameters"):
+        api.evaluate(nn.Flatten(), (images, torch.zeros(4, dtype=torch.long)), "dataset=mnist_mini")
+    with pytest.raises(AttrobustError, match=r"api.evaluate does not track to an experiment tracker \(logger=...\)"):
+        api.evaluate(net, (images, torch.zeros(4, dtype=torch.long)), "dataset=mnist_mini", "logger=csv")
+    assert not Path("outputs").exists()

@@ -169,3 +169,12 @@ def test_gtsrb_and_flower_presets_use_the_reference_settings():
     assert gtsrb["train"]["steps"] == flower["train"]["steps"] == 70_000
     assert gtsrb["train"]["epochs"] is None and flower["train"]["epochs"] is None
     assert to_plain(compose_config("train", ["+experiment=rar_flower17_natural"]))["reg"]["reduction"] == "mean"
+
+
+def test_only_the_logger_group_takes_several_options():
+    from attrobust.overrides import check_group_choices
+
+    check_group_choices(["logger=[csv,mlflow]"], None)
+    with pytest.raises(AttrobustError, match=r"explainer=\[gradient,ig\] chooses several explainers; explainer takes "
+                                             r"one of: "):
+        check_group_choices(["explainer=[gradient,ig]"], None)

@@ -138,3 +138,17 @@ def test_a_tracker_that_cannot_start_fails_the_job_in_one_line_and_closes_the_ot
         "error: logger=mlflow could not start a tracked run: FileExistsError")
     assert (tmp_path / "run" / "tracking" / "status.txt").read_text() == "failed\n"  # the csv tracker, closed
     assert not (tmp_path / "run" / "model.pt").exists()  # before any training
+
+
+def test_a_resumed_training_gives_its_tracked_run_every_epoch(cli, tmp_path):
+    constant = "optim.schedule=constant"  # a rate that does not depend on the run's length: it can be extended
+    first = cli("train", *TINY_RUN, constant, "train.keep_last=true", "logger=csv", "hydra.run.dir=run")
+    assert first.exit_code == 0, first.stderr
+    extended = cli("train", *TINY_RUN, constant, "train.epochs=2", "logger=csv", "hydra.run.dir=run")  # epoch 2
+    assert extended.exit_code == 0, extended.stderr
+    metrics = pd.read_csv(tmp_path / "run" / "tracking" / "metrics.csv")
+    epochs = pd.read_csv(tmp_path / "run" / "train_log.csv")
+    ce = metrics[metrics.name == "train/ce"]
+    assert list(ce.step) == [1, 2] and list(ce.value) == pytest.approx(list(epochs.ce), rel=1e-9)
+    natural = metrics[metrics.name.str.endswith("/natural_accuracy")]
+    assert list(natural.step) == [2]  # the results at the last epoch

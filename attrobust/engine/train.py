@@ -153,11 +153,9 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
     finished = run_dir / MODEL_FILE
     if settings.resume and not state_path.exists() and finished.exists():  # done, its training state not kept
         history = finished_history(finished, model, metadata, plan.epochs)
-        if on_start is not None:
-            on_start()
+        started(on_start, on_epoch, history)
         return history
-    if on_start is not None:
-        on_start()
+    started(on_start, on_epoch, history)
     steps_left = plan.total - (start_epoch * plan.steps_per_epoch + (partial.batch if partial else 0))
     timed: list[float] = []
 
@@ -184,6 +182,17 @@ def fit(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer
                 if on_epoch is not None:
                     on_epoch(row)
     return history
+
+
+def started(on_start: Callable[[], None] | None, on_epoch: Callable[[Mapping[str, float]], None] | None,
+            history: list[dict[str, float]]) -> None:
+    """The run starts or resumes: `on_start()`, then the epochs an earlier run trained, each to `on_epoch` (a
+    resumed run's trackers get its whole history, steps 1 ..)."""
+    if on_start is not None:
+        on_start()
+    if on_epoch is not None and distributed.world().is_main:
+        for row in history:
+            on_epoch(row)
 
 
 def check_resumable(history: list[dict[str, float]], start_epoch: int, plan: StepPlan, state_path: Path) -> None:

@@ -206,9 +206,10 @@ def wrap_network(net: nn.Module, mean: Sequence[float], std: Sequence[float], im
         inner, prefix = Resized(net, (int(image_size[0]), int(image_size[1]))), "net."
     layer = gradcam_layer or last_conv_block(net)
     traits = ModelTraits(cam_layer=None if layer is None else f"net.{prefix}{layer}")
-    model = NormalizedModel(inner, mean, std, traits).eval()
+    device = next((parameter.device for parameter in net.parameters()), torch.device("cpu"))
+    model = NormalizedModel(inner, mean, std, traits).to(device).eval()  # on the network's device
     try:
-        called = functional_piecewise(model, torch.zeros(2, *image_shape))
+        called = functional_piecewise(model, torch.zeros(2, *image_shape, device=device))
     except Exception as error:  # noqa: BLE001 (the user's network fails on the dataset's images: say which)
         raise AttrobustError(f"{named} fails on this dataset's images (2 x {' x '.join(map(str, image_shape))}): "
                              f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}; check "

@@ -7,6 +7,7 @@ MLflow client (no global active run, so jobs in one process never share one)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from attrobust.tracking.base import TrackedRun, Tracker, param_value
 
 PARAM_LIMIT = 6000  # MLflow's longest parameter value (characters)
 BATCH = 100         # MLflow takes at most 100 parameters in one call
+ATTEMPTS = 3        # tries to open the run
 
 
 @LOGGERS.register("mlflow")
@@ -49,8 +51,15 @@ class MlflowTracker(Tracker):
             uri = f"sqlite:///{database}"
         self._client = MlflowClient(tracking_uri=uri)
         tags = {"command": run.command, "run_dir": str(run.run_dir)} | ({"sweep": run.group} if run.group else {})
-        created = self._client.create_run(self._experiment_id(), run_name=run.name, tags=tags)
-        self._run_id = created.info.run_id
+        for attempt in range(ATTEMPTS):  # a sweep's jobs in several processes may create the store at once
+            try:
+                self._run_id = self._client.create_run(self._experiment_id(), run_name=run.name,
+                                                       tags=tags).info.run_id
+                break
+            except Exception:  # noqa: BLE001 (SQLite "database is locked", a table being created)
+                if attempt == ATTEMPTS - 1:
+                    raise
+                time.sleep(1.0 + attempt)
         params = [Param(key, str(param_value(value))[:PARAM_LIMIT]) for key, value in sorted(run.params.items())]
         for start in range(0, len(params), BATCH):
             self._client.log_batch(self._run_id, params=params[start:start + BATCH])
@@ -72,7 +81,7 @@ class MlflowTracker(Tracker):
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
-        now = _milliseconds()
+        now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
         for start in range(0, len(batch), 1000):  # at most 1000 metrics in one call
             self._client.log_batch(self._run_id, metrics=batch[start:start + 1000])
@@ -86,8 +95,3 @@ class MlflowTracker(Tracker):
             self._client.set_terminated(self._run_id, status="FAILED" if failed else "FINISHED")
         self._client, self._run_id = None, None
 
-
-def _milliseconds() -> int:
-    import time
-
-    return int(time.time() * 1000)

@@ -51,11 +51,12 @@ class Tracking:
             try:
                 tracker.start(run)
             except Exception as error:  # noqa: BLE001 (a tracker's own fault: a store it cannot open, say)
-                self.trackers = self.trackers[:opened]  # those already open are closed as failed
+                self.trackers = self.trackers[:opened + 1]  # those already open, and this one, closed as failed
                 self.started = True
                 self.finish(run.run_dir, failed=True)
+                first_line = (str(error).strip().splitlines() or [""])[0]
                 raise AttrobustError(f"logger={tracker.registry_name} could not start a tracked run: "
-                                     f"{type(error).__name__}: {error}") from error
+                                     f"{type(error).__name__}: {first_line}") from error
         self.started = bool(self.trackers)
         if self.started:
             log.info("tracking this run with %s", ", ".join(t.registry_name for t in self.trackers))
@@ -75,14 +76,18 @@ class Tracking:
         if not self.started:
             return
         self.started = False
-        results = run_dir / RESULTS_FILE
-        metrics = result_metrics(pd.read_csv(results)) if results.is_file() and not failed else {}
-        files = artifact_files(run_dir) if not failed else []
-        if metrics:
-            self._each("log the results", lambda tracker: tracker.log_metrics(metrics, self.last_step))
-        if files:
-            self._each("keep the tables and figures", lambda tracker: tracker.log_artifacts(files))
-        self._each("close its run", lambda tracker: tracker.finish(failed))
+        try:
+            results = run_dir / RESULTS_FILE
+            metrics = result_metrics(pd.read_csv(results)) if results.is_file() and not failed else {}
+            files = artifact_files(run_dir) if not failed else []
+            if metrics:
+                self._each("log the results", lambda tracker: tracker.log_metrics(metrics, self.last_step))
+            if files:
+                self._each("keep the tables and figures", lambda tracker: tracker.log_artifacts(files))
+        except (OSError, ValueError) as error:  # the run's own files: written; the trackers still close
+            log.warning("could not hand the run's results to the trackers: %s", error)
+        finally:
+            self._each("close its run", lambda tracker: tracker.finish(failed))
 
     def _each(self, what: str, action: Callable[[Tracker], None]) -> None:
         """`action` on every tracker; one that fails is warned about and dropped: the job's own files are written
@@ -104,10 +109,14 @@ def tracked_run(run_dir: Path, command: str, config: dict[str, Any], group: str 
 
 
 def result_metrics(results: pd.DataFrame) -> dict[str, float]:
-    """`<attack>/<metric>` for each result row, with `/low`, `/high` (its interval) and `/n` (its images)."""
+    """`<attack>/<metric>` for each result row, with `/low`, `/high` (its interval) and `/n` (its images); a metric
+    that one line repeats (the images each part of a shared line scored) is numbered `<metric>/2`, `/3`, ..."""
     metrics: dict[str, float] = {}
+    seen: dict[str, int] = {}
     for row in results.to_dict("records"):
         key = metric_key(str(row["attack"]), str(row["metric"]))
+        seen[key] = seen.get(key, 0) + 1
+        key = key if seen[key] == 1 else f"{key}/{seen[key]}"
         for suffix, column in (("", "value"), ("/low", "low"), ("/high", "high"), ("/n", "n")):
             value = row.get(column)
             if value is not None and not pd.isna(value):

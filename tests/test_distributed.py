@@ -15,7 +15,7 @@ import torch
 from attrobust.engine.checkpoint import load_checkpoint
 
 ARGS = ["model=small_cnn", "train.epochs=2", "train.num_examples=150", "train.batch_size=25", "eval.num_examples=50",
-        "dataset.pgd.steps=2"]
+        "dataset.pgd.steps=2", "logger=csv"]
 
 
 def run(prefix: list[str], run_dir: Path, extra: list[str]) -> subprocess.CompletedProcess:
@@ -41,3 +41,6 @@ def test_two_gloo_processes_match_one(tmp_path, extra):
     pd.testing.assert_frame_equal(*logs, atol=1e-4)
     results = [pd.read_csv(tmp_path / name / "results.csv")["value"] for name in ("single", "ddp")]
     assert list(results[0]) == list(results[1])
+    tracked = [pd.read_csv(tmp_path / name / "tracking" / "metrics.csv") for name in ("single", "ddp")]
+    assert list(tracked[1]["name"]) == list(tracked[0]["name"])  # rank 0 alone tracks: each epoch's terms once
+    assert list(tracked[1].query("name == 'train/ce'")["step"]) == [1, 2]

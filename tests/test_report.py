@@ -78,11 +78,20 @@ def test_report_of_a_folder_without_runs_is_one_clear_error(cli, tmp_path):
 
 def test_joblib_multirun_writes_every_job_and_the_report(cli, tmp_path):
     # absolute: loky keeps its worker processes (and their working directory) from one test to the next
+    # tracked to one MLflow store that the two jobs' processes create at once (they wait for each other)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = cli("train", "-m", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", "reg=natural,pgd",
-                 *TINY_RUN, f"hydra.sweep.dir={tmp_path / 'sweep'}")
+                 *TINY_RUN, f"hydra.sweep.dir={tmp_path / 'sweep'}", "logger=mlflow",
+                 f"logger.mlflow.tracking_uri={store}", f"logger.mlflow.artifact_location={tmp_path / 'artifacts'}")
     assert result.exit_code == 0, result.stderr
     report = pd.read_csv(tmp_path / "sweep" / "report.csv")
     assert sorted(report["reg"]) == ["natural", "pgd"] and (tmp_path / "sweep" / "report.md").is_file()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    runs = client.search_runs([client.get_experiment_by_name("attrobust").experiment_id])
+    assert sorted((run.data.params["reg.name"], run.info.status) for run in runs) == [("natural", "FINISHED"),
+                                                                                       ("pgd", "FINISHED")]
 
 
 def test_joblib_multirun_failure_is_reported_by_the_parent(cli, tmp_path):

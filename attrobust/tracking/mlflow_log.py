@@ -18,7 +18,7 @@ from attrobust.tracking.base import TrackedRun, Tracker, param_value
 
 PARAM_LIMIT = 6000  # MLflow's longest parameter value (characters)
 BATCH = 100         # MLflow takes at most 100 parameters in one call
-ATTEMPTS = 3        # tries to open the run
+ATTEMPTS = 5        # tries to open the run (waits 1, 2, 3, 4 s between them)
 
 
 @LOGGERS.register("mlflow")
@@ -49,14 +49,14 @@ class MlflowTracker(Tracker):
             database = Path(uri.removeprefix("sqlite:///")).absolute()
             database.parent.mkdir(parents=True, exist_ok=True)
             uri = f"sqlite:///{database}"
-        self._client = MlflowClient(tracking_uri=uri)
         tags = {"command": run.command, "run_dir": str(run.run_dir)} | ({"sweep": run.group} if run.group else {})
-        for attempt in range(ATTEMPTS):  # a sweep's jobs in several processes may create the store at once
-            try:
+        for attempt in range(ATTEMPTS):  # a sweep's jobs in several processes (joblib) may create the store at once:
+            try:                         # the first creates its tables, the others open it once it is done
+                self._client = MlflowClient(tracking_uri=uri)
                 self._run_id = self._client.create_run(self._experiment_id(), run_name=run.name,
                                                        tags=tags).info.run_id
                 break
-            except Exception:  # noqa: BLE001 (SQLite "database is locked", a table being created)
+            except Exception:  # noqa: BLE001 (SQLite: "database is locked", "table ... already exists")
                 if attempt == ATTEMPTS - 1:
                     raise
                 time.sleep(1.0 + attempt)

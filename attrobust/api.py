@@ -112,7 +112,9 @@ def compose(command: str, overrides: list[str]) -> DictConfig:
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = hydra_compose(config_name=command, overrides=overrides)
-    return OmegaConf.masked_copy(cfg, [key for key in cfg if key != "logger"])
+    copy = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "logger"])
+    OmegaConf.set_struct(copy, OmegaConf.is_struct(cfg))
+    return copy
 
 
 def evaluate(model: nn.Module | str | Path, data: Data = None, *overrides: str,

@@ -187,10 +187,12 @@ def _logger_block(cfg: DictConfig) -> dict[str, Any] | None:
 
 
 def _without_logger(cfg: DictConfig) -> DictConfig:
-    """The job's config as its task reads it: without the trackers' block."""
+    """The job's config as its task reads it: without the trackers' block (struct, as Hydra gives it)."""
     if "logger" not in cfg:
         return cfg
-    return OmegaConf.masked_copy(cfg, [key for key in cfg if key != "logger"])
+    copy = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "logger"])
+    OmegaConf.set_struct(copy, OmegaConf.is_struct(cfg))
+    return copy
 
 
 def _quietly(write: Callable[[], None]) -> None:

@@ -6,9 +6,11 @@ MLflow client (no global active run, so jobs in one process never share one)."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from attrobust.tracking.base import TrackedRun, Tracker, param_value
 
 PARAM_LIMIT = 6000  # MLflow's longest parameter value (characters)
 BATCH = 100         # MLflow takes at most 100 parameters in one call
-ATTEMPTS = 5        # tries to open the run (waits 1, 2, 3, 4 s between them)
+ATTEMPTS = 3        # tries to open the run (waits 1, 2 s between them)
 
 
 @LOGGERS.register("mlflow")
@@ -44,22 +46,24 @@ class MlflowTracker(Tracker):
 
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # not "creating tables" on every run
 
-        uri = self.tracking_uri
-        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative: make the folder
+        uri, database = self.tracking_uri, None
+        if uri.startswith("sqlite:///"):  # a local store: its folder made, its creation serialised
             database = Path(uri.removeprefix("sqlite:///")).absolute()
             database.parent.mkdir(parents=True, exist_ok=True)
             uri = f"sqlite:///{database}"
         tags = {"command": run.command, "run_dir": str(run.run_dir)} | ({"sweep": run.group} if run.group else {})
-        for attempt in range(ATTEMPTS):  # a sweep's jobs in several processes (joblib) may create the store at once:
-            try:                         # the first creates its tables, the others open it once it is done
-                self._client = MlflowClient(tracking_uri=uri)
-                self._run_id = self._client.create_run(self._experiment_id(), run_name=run.name,
-                                                       tags=tags).info.run_id
-                break
-            except Exception:  # noqa: BLE001 (SQLite: "database is locked", "table ... already exists")
-                if attempt == ATTEMPTS - 1:
-                    raise
-                time.sleep(1.0 + attempt)
+        # a sweep's jobs in several processes (joblib) may open a new store at once: one at a time creates its tables
+        with _locked(None if database is None else database.with_name(database.name + ".lock")):
+            for attempt in range(ATTEMPTS):
+                try:
+                    self._client = MlflowClient(tracking_uri=uri)
+                    self._run_id = self._client.create_run(self._experiment_id(), run_name=run.name,
+                                                           tags=tags).info.run_id
+                    break
+                except Exception:  # noqa: BLE001 (a store another program writes: "database is locked")
+                    if attempt == ATTEMPTS - 1:
+                        raise
+                    time.sleep(1.0 + attempt)
         params = [Param(key, str(param_value(value))[:PARAM_LIMIT]) for key, value in sorted(run.params.items())]
         for start in range(0, len(params), BATCH):
             self._client.log_batch(self._run_id, params=params[start:start + BATCH])
@@ -95,3 +99,17 @@ class MlflowTracker(Tracker):
             self._client.set_terminated(self._run_id, status="FAILED" if failed else "FINISHED")
         self._client, self._run_id = None, None
 
+
+
+@contextmanager
+def _locked(path: Path | None) -> Iterator[None]:
+    """An exclusive lock on `path` (created) while the block runs; nothing when `path` is None."""
+    if path is None:
+        yield
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -67,7 +67,8 @@ def sweep_report(folder: Path) -> SweepReport:
                 older = part["setting"] == ""
                 if older.any():
                     overrides = by_run_id.get(str(owner), run.overrides)
-                    kept = {k: v for k, v in overrides.items() if k not in IGNORED_KEYS and k not in ROW_COLUMNS}
+                    kept = {k: v for k, v in overrides.items() if k not in IGNORED_KEYS and k not in ROW_COLUMNS
+                            and k.split(".")[0] != "logger"}  # where a run was tracked changes none of its numbers
                     name = f"overrides-{config_hash(kept)}"
                     described[name] = kept
                     part.loc[older, "setting"] = name

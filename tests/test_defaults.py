@@ -23,9 +23,10 @@ from attrobust.explainers import EXPLAINERS
 from attrobust.models import MODELS
 from attrobust.optim import OPTIMIZERS
 from attrobust.regularizers import REGULARIZERS
+from attrobust.tracking import LOGGERS
 
 GROUPS = {"dataset": (DATASETS,), "model": (MODELS,), "reg": (REGULARIZERS,), "explainer": (EXPLAINERS,),
-          "optim": (OPTIMIZERS,), "attack": (PREDICTION_ATTACKS, ATTRIBUTION_ATTACKS)}
+          "optim": (OPTIMIZERS,), "attack": (PREDICTION_ATTACKS, ATTRIBUTION_ATTACKS), "logger": (LOGGERS,)}
 BLOCKS = [("eval/default.yaml", None, EvalSettings), ("accel/default.yaml", None, Accel),
           ("train.yaml", "train", TrainSettings)]
 MARK = "differs from the default"

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from attrobust import overrides as override_checks
 from attrobust import rundir
 from attrobust.atomic import write_text_atomic
-from attrobust.config import config_dir, register_resolvers, to_plain
+from attrobust.config import config_dir, register_resolvers, to_plain, without_logger
 from attrobust.data import DATASETS
 from attrobust.data.base import ImageSet
 from attrobust.engine.selection import choose_images
@@ -112,9 +112,7 @@ def compose(command: str, overrides: list[str]) -> DictConfig:
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = hydra_compose(config_name=command, overrides=overrides)
-    copy = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "logger"])
-    OmegaConf.set_struct(copy, OmegaConf.is_struct(cfg))
-    return copy
+    return without_logger(cfg)
 
 
 def evaluate(model: nn.Module | str | Path, data: Data = None, *overrides: str,

@@ -102,3 +102,13 @@ def describe_config_error(error: OmegaConfBaseException) -> str:
             name = key  # the full key (dataset.path), not only its last part
         return f"missing value for '{name}'; pass {name}=..."
     return f"{message} (key: {key})" if key and key not in message else message
+
+
+def without_logger(cfg: DictConfig) -> DictConfig:
+    """A command's config as its task reads it: without the trackers' block (`logger:`, which changes no number),
+    struct as Hydra gives it."""
+    if "logger" not in cfg:
+        return cfg
+    copy = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "logger"])
+    OmegaConf.set_struct(copy, OmegaConf.is_struct(cfg))
+    return copy

@@ -31,7 +31,8 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from attrobust import command_state, overrides, rundir
 from attrobust.atomic import write_text_atomic
-from attrobust.config import SWEPT_KEYS_ENV, config_dir, describe_config_error, register_resolvers, to_plain
+from attrobust.config import (SWEPT_KEYS_ENV, config_dir, describe_config_error, register_resolvers, to_plain,
+                              without_logger)
 from attrobust.engine import distributed
 from attrobust.errors import AttrobustError, describe_os_error
 from attrobust.provenance import PROVENANCE_FILE, provenance
@@ -123,7 +124,7 @@ class HydraTask:
         job_log = f"{hydra_cfg.job.name}.log"
         fresh = False  # the folder held no earlier run (known once this job holds it)
         main = distributed.launched_rank() == 0
-        task_cfg = _without_logger(cfg)  # where results are logged changes no result, hash or fingerprint
+        task_cfg = without_logger(cfg)  # where results are logged changes no result, hash or fingerprint
         tracking = Tracking()  # the trackers of logger=..., opened when the job's work begins
         job = _job(run_dir, cfg, task_cfg, hydra_cfg, tracking, main)
         state = command_state.current()
@@ -184,15 +185,6 @@ def _logger_block(cfg: DictConfig) -> dict[str, Any] | None:
     if not isinstance(block, dict):
         raise AttrobustError(f"logger must be chosen from conf/logger (logger=csv, logger=[csv,mlflow]), got {block!r}")
     return block
-
-
-def _without_logger(cfg: DictConfig) -> DictConfig:
-    """The job's config as its task reads it: without the trackers' block (struct, as Hydra gives it)."""
-    if "logger" not in cfg:
-        return cfg
-    copy = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "logger"])
-    OmegaConf.set_struct(copy, OmegaConf.is_struct(cfg))
-    return copy
 
 
 def _quietly(write: Callable[[], None]) -> None:

@@ -63,6 +63,7 @@ def metric_key(*parts: str) -> str:
     return "/".join(re.sub(r"[^\w\-. :]", "_", part).strip() for part in parts if part)
 
 
-def param_value(value: Any) -> str | int | float | bool:
-    """A parameter as the trackers store it: numbers and flags kept, anything else as text."""
-    return value if isinstance(value, (int, float, bool, str)) else str(value)
+def check_inside_run_folder(folder: str) -> None:
+    """A tracker's `folder` setting names a folder inside the run folder (never above it, never absolute)."""
+    if not folder or Path(folder).is_absolute() or ".." in Path(folder).parts:
+        raise ValueError(f"folder must be a folder inside the run folder, got {folder!r}")

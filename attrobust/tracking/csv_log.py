@@ -13,7 +13,7 @@ import pandas as pd
 
 from attrobust.atomic import write_text_atomic
 from attrobust.tracking import LOGGERS
-from attrobust.tracking.base import TrackedRun, Tracker
+from attrobust.tracking.base import TrackedRun, Tracker, check_inside_run_folder
 
 
 @LOGGERS.register("csv")
@@ -25,8 +25,7 @@ class CsvTracker(Tracker):
     _rows: list[dict[str, object]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.folder or Path(self.folder).is_absolute() or ".." in Path(self.folder).parts:
-            raise ValueError(f"folder must be a folder inside the run folder, got {self.folder!r}")
+        check_inside_run_folder(self.folder)
 
     def start(self, run: TrackedRun) -> None:
         self._dir = run.run_dir / self.folder

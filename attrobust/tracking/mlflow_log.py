@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from attrobust.tracking import LOGGERS
-from attrobust.tracking.base import TrackedRun, Tracker, param_value
+from attrobust.tracking.base import TrackedRun, Tracker
 
 PARAM_LIMIT = 6000  # MLflow's longest parameter value (characters)
 BATCH = 100         # MLflow takes at most 100 parameters in one call
@@ -64,7 +64,7 @@ class MlflowTracker(Tracker):
                     if attempt == ATTEMPTS - 1:
                         raise
                     time.sleep(1.0 + attempt)
-        params = [Param(key, str(param_value(value))[:PARAM_LIMIT]) for key, value in sorted(run.params.items())]
+        params = [Param(key, str(value)[:PARAM_LIMIT]) for key, value in sorted(run.params.items())]
         for start in range(0, len(params), BATCH):
             self._client.log_batch(self._run_id, params=params[start:start + BATCH])
 

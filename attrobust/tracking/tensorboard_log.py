@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from attrobust.tracking import LOGGERS
-from attrobust.tracking.base import TrackedRun, Tracker
+from attrobust.tracking.base import TrackedRun, Tracker, check_inside_run_folder
 
 TEXT_LIMIT = 1 << 20  # tables larger than this (per-image rows of a big evaluation) are not copied as text
 
@@ -28,8 +28,7 @@ class TensorBoardTracker(Tracker):
     _step: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.folder or Path(self.folder).is_absolute() or ".." in Path(self.folder).parts:
-            raise ValueError(f"folder must be a folder inside the run folder, got {self.folder!r}")
+        check_inside_run_folder(self.folder)
 
     def start(self, run: TrackedRun) -> None:
         from torch.utils.tensorboard import SummaryWriter

@@ -53,10 +53,9 @@ echo "${jobs}" | xargs -r -P "${JOBS}" -L 1 bash -c 'job "$0" "$1" || echo "$(da
 
 attrobust leaderboard "${SWEEP}/runs" --out "${SWEEP}/leaderboard"
 attrobust leaderboard "${SWEEP}/runs" --by method --out "${SWEEP}/leaderboard_by_method"
-# The paired comparisons: the seed-0 models, then every method with all SEEDS over its seeds. The Lipschitz models'
-# attack runs along an estimated direction (another protocol: compare refuses to pair it), so they are left out.
-evaluated() {  # the attributions evaluations of seed $1, Lipschitz models left out
-  find "${SWEEP}/runs" -path "*_seed$1/evaluate/pgd/entry.json" ! -path '*lipschitz*' -printf '%h\n' | sort
+# The paired comparisons: the seed-0 models, then every method with all SEEDS over its seeds.
+evaluated() {  # the attributions evaluations of seed $1
+  find "${SWEEP}/runs" -path "*_seed$1/evaluate/pgd/entry.json" -printf '%h\n' | sort
 }
 firsts=$(evaluated 0)
 if [ "$(echo "${firsts}" | wc -w)" -ge 2 ]; then

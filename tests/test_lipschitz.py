@@ -1,6 +1,7 @@
 """1-Lipschitz networks (deel-torchlip), the HKR loss and certified accuracy: the exported network's layers have
 spectral norm <= 1, the HKR loss equals a closed form and the package's own, a certificate never certifies an image
-that L2 PGD breaks at the same radius, and GroupSort models are refused by second-order attacks."""
+that L2 PGD breaks at the same radius, and GroupSort2 has a smooth counterpart through which the attacks on explanations
+take their direction (or they estimate it, on request)."""
 
 from __future__ import annotations
 
@@ -124,22 +125,45 @@ def test_the_certificate_never_certifies_an_image_l2_pgd_breaks():
     assert int(certified.sum()) > 0 and bool((robust | ~certified).all())  # certified implies robust
 
 
-def test_a_groupsort_model_gets_an_estimated_direction_and_a_certificate(cli, tmp_path):
+def test_the_smooth_counterpart_of_groupsort2_tends_to_it_and_is_swapped_in():
+    from attrobust.attributions.surrogate import SoftMaxMin, check_smoothable, softplus_surrogate
+
+    torch.manual_seed(0)
+    for x in (torch.randn(4, 6, 5, 5), torch.randn(3, 8)):
+        exact = torchlip.GroupSort2()(x)
+        assert torch.allclose(SoftMaxMin(1.0, beta=1e3)(x), exact, atol=1e-5)  # softplus -> relu as beta grows
+        smooth = SoftMaxMin(1.0, beta=1.0)(x)
+        assert (smooth - exact).abs().max() > 0.1  # beta = 1 is smooth, not GroupSort2 itself
+        assert torch.allclose(smooth.unflatten(1, (x.shape[1] // 2, 2)).sum(2),
+                              x.unflatten(1, (x.shape[1] // 2, 2)).sum(2), atol=1e-5)  # each pair's sum kept
+    assert torch.allclose(SoftMaxMin(2.0, beta=1e3)(x), 2 * exact, atol=1e-5)  # the Lipschitz coefficient
+    model = export_plain(build_model({"name": "lipschitz_cnn"}, mnist_spec(), (1, 28, 28), 10))
+    check_smoothable(model, "the test")  # GroupSort2 has a counterpart: not refused
+    sorts = [type(module) for module in model.modules() if isinstance(module, torchlip.GroupSort2)]
+    with softplus_surrogate(model, beta=1.0):
+        assert not any(isinstance(module, torchlip.GroupSort2) for module in model.modules())
+        assert sum(isinstance(module, SoftMaxMin) for module in model.modules()) == len(sorts) == 3
+    assert sum(isinstance(module, torchlip.GroupSort2) for module in model.modules()) == 3  # restored
+
+
+def test_a_groupsort_model_is_attacked_through_its_counterpart_or_an_estimate_and_certified(cli, tmp_path):
     from conftest import TINY_RUN
 
     run = [arg for arg in TINY_RUN if not arg.startswith("model=")]
     assert cli("train", *run, "model=lipschitz_cnn", "reg=hkr", "hydra.run.dir=run", "eval_at_end=false").exit_code == 0
-    switched = cli("evaluate", "checkpoint=run", "eval.num_examples=10", "attack.steps=1", "explainer=gradient",
-                  "attribution_attack.direction=analytic", "attribution_attack.probes=1", "hydra.run.dir=analytic")
-    result = cli("evaluate", "checkpoint=run", "eval.num_examples=10", "attack.steps=1", "explainer=gradient",
-                 "attribution_attack.steps=3", "attribution_attack.probes=8", "eval.baselines=[]",
+    common = ("evaluate", "checkpoint=run", "eval.num_examples=10", "attack.steps=1", "explainer=gradient",
+              "attribution_attack.steps=3", "eval.baselines=[]")
+    analytic = cli(*common, "hydra.run.dir=analytic")
+    result = cli(*common, "attribution_attack.direction=estimated", "attribution_attack.probes=8",
                  "hydra.run.dir=estimated")
-    assert switched.exit_code == 0 and result.exit_code == 0, result.stderr  # switched, never refused
-    log = (tmp_path / "estimated" / "evaluate.log").read_text()
-    assert "activation net.1 (GroupSort2) has no smooth counterpart; the attack estimates its direction" in log, \
-        log[-3000:]
-    measures = pd.read_csv(tmp_path / "estimated" / "measures.csv")
-    assert len(measures) > 0 and measures["moved"].all()  # every image moved: a direction, not zero
+    assert analytic.exit_code == 0 and result.exit_code == 0, result.stderr
+    assert "estimates its direction" not in (tmp_path / "analytic" / "evaluate.log").read_text()
+    attacks = {folder: pd.read_csv(tmp_path / folder / "results.csv")["attack"] for folder in ("analytic", "estimated")}
+    assert attacks["estimated"].str.contains("estimated(8 probes)", regex=False).any()
+    assert not attacks["analytic"].str.contains("estimated", regex=False).any()
+    for folder in ("analytic", "estimated"):
+        measures = pd.read_csv(tmp_path / folder / "measures.csv")
+        assert len(measures) > 0 and measures["moved"].all(), folder  # every image moved: a direction, not zero
     result = cli("evaluate", "checkpoint=run", "eval.num_examples=10", "attack=pgd_l2", "attributions=false",
                  "eval.certify_l2=0.5", "hydra.run.dir=certified")
     assert result.exit_code == 0, result.stderr

@@ -3,7 +3,8 @@
 ReLU has a zero second derivative almost everywhere, so the gradient of an attribution with respect to the input
 carries no signal through it. As in the RAR reference code (after Ghorbani et al.), the attack direction is computed
 with ReLU replaced by softplus (beta = 1), and a leaky ReLU of slope s by s*x + (1 - s)*softplus(x); measures use the
-original network.
+original network. GroupSort2 (1-Lipschitz networks) gets `SoftMaxMin`, the same rule applied to the ReLU inside it
+(attrobust's, registered by `model=lipschitz_cnn`).
 
 The replacement is an open mapping, `SMOOTH_COUNTERPARTS` (activation type -> function of the module and beta giving
 its smooth counterpart): a new activation gets a surrogate with `register_smooth_counterpart`. Activations listed in
@@ -50,6 +51,26 @@ class LeakySoftplus(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.negative_slope * x + (1.0 - self.negative_slope) * F.softplus(x, beta=self.beta)
+
+
+class SoftMaxMin(nn.Module):
+    """The smooth counterpart of GroupSort with groups of two neighbouring channels (dim 1; deel-torchlip's
+    GroupSort2, also called MaxMin): a pair (a, b) becomes (a - softplus(a - b; beta), b + softplus(a - b; beta)),
+    times the module's Lipschitz coefficient `scale`. GroupSort2 is (min, max) = (a - relu(a - b), b + relu(a - b)), so
+    this is the reference's rule (ReLU -> softplus) applied to the ReLU inside it; it tends to GroupSort2 as beta grows,
+    and keeps each pair's sum. No reference code attacks the explanations of GroupSort networks: this counterpart is
+    attrobust's (the estimated direction, `direction=estimated`, needs none)."""
+
+    def __init__(self, scale: float = 1.0, beta: float = 1.0) -> None:
+        super().__init__()
+        self.scale, self.beta = scale, beta
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] % 2:
+            raise ValueError(f"GroupSort2 needs an even number of channels, got {x.shape[1]}")
+        first, second = x.unflatten(1, (x.shape[1] // 2, 2)).unbind(2)  # (B, C/2, ...) each
+        gap = F.softplus(first - second, beta=self.beta)
+        return torch.stack([first - gap, second + gap], dim=2).flatten(1, 2) * self.scale
 
 
 SMOOTH_COUNTERPARTS: dict[type[nn.Module], Counterpart] = {

@@ -20,8 +20,9 @@ Restarts keep, per image, the restart with the lowest criterion
 (`restarts_by: measure`); `restarts_by: kendall` keeps the reference's choice by the lowest Kendall whatever the
 measure (the same with the default `measure: kendall`). Deterministic attacks (no random start) run once.
 
-A model whose activations have no smooth surrogate and no second derivative (ReLU6, Hardtanh, GroupSort, ...) is
-refused before any work (`check_model`), instead of giving a zero direction and unmoved images scored as robust.
+A model whose activations have no smooth surrogate and no second derivative (ReLU6, Hardtanh, FullSort, ...) is
+refused before any work (`check_model`), instead of giving a zero direction and unmoved images scored as robust
+(`evaluate` and `attack` then estimate the direction instead, `direction=estimated`).
 
 Pitfall (measured on mnist_mini): IG from a zero baseline is exactly 0 on black pixels, so when the top-k set covers
 all nonzero saliency the top-k objective is constant, its gradient is exactly zero and the image never moves

@@ -1,7 +1,7 @@
 """The attack direction without second derivatives: the sign of the NES estimate (Wierstra et al.; Ilyas et al.,
 ICML 2018) of d objective / d x on the network itself, sum over `probes` antithetic Gaussian probes u of
 (f(x + s u) - f(x - s u)) u, s = `probe_radius`. Only explainer passes (first order), all probes of all images in one
-batch; no surrogate is needed, so it works for activations without a smooth counterpart (GroupSort) and explainers
+batch; no surrogate is needed, so it works for activations without a smooth counterpart (FullSort, ReLU6) and explainers
 without second derivatives. The probes come from torch's global generator (seeded per chunk by the evaluation)."""
 
 from __future__ import annotations

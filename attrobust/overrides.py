@@ -28,6 +28,11 @@ def check_group_choices(overrides: Sequence[str], user_config_dir: str | None) -
                                  f"with {group}=NAME: {choices(group_options(group, extra))}")
         if group not in (*GROUPS, "experiment") or override.is_delete():
             continue
+        if override.is_sweep_override() and group in MULTIPLE_CHOICE:
+            listed = ",".join(override.sweep_string_iterator())
+            raise AttrobustError(f"{group}={listed} sweeps the {group}s: its jobs would be the same runs, differing "
+                                 f"only in where they are logged, and report would count each twice; log each run "
+                                 f"to several at once with {group}=[{listed}]")
         if override.is_sweep_override():
             values = list(override.sweep_string_iterator())
         elif isinstance(override.value(), list):  # several options of one group at once: logger=[csv,mlflow]

@@ -178,3 +178,7 @@ def test_only_the_logger_group_takes_several_options():
     with pytest.raises(AttrobustError, match=r"explainer=\[gradient,ig\] chooses several explainers; explainer takes "
                                              r"one of: "):
         check_group_choices(["explainer=[gradient,ig]"], None)
+    with pytest.raises(AttrobustError, match=r"logger=none,csv sweeps the loggers: .* report would count each twice; "
+                                             r"log each run to several at once with logger=\[none,csv\]"):
+        check_group_choices(["logger=none,csv"], None)  # a sweep of trackers repeats every run
+    check_group_choices(["explainer=gradient,ig"], None)  # other groups are swept

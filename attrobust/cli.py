@@ -161,10 +161,14 @@ def leaderboard(directory: Annotated[Path, typer.Argument(help="Where to look fo
     together only under one protocol fingerprint; each other fingerprint gets a board of its own."""
     if not directory.is_dir():
         _fail(f"no such directory: {directory}")
-    from attrobust.reporting.leaderboard import find_entries, render
+    from attrobust.reporting.leaderboard import find_entries, older_fingerprints, render
 
     try:
-        written = render(find_entries(directory), out if out is not None else directory / "leaderboard", by)
+        entries = find_entries(directory)
+        note = older_fingerprints(entries)
+        if note:
+            typer.echo(f"note: {note}", err=True)
+        written = render(entries, out if out is not None else directory / "leaderboard", by)
     except AttrobustError as error:
         _fail(str(error))
     except OSError as error:

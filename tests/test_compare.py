@@ -14,7 +14,7 @@ from scipy import stats
 
 from attrobust.errors import AttrobustError
 from attrobust.reporting.compare import Evaluated, check_pairable, holm, images_needed, paired, paired_over_seeds
-from attrobust.reporting.entry import protocol_fingerprint
+from attrobust.reporting.entry import FINGERPRINT_DEFINITION, protocol_fingerprint
 from attrobust.reporting.intervals import Bootstrap
 from conftest import TINY_RUN
 
@@ -68,6 +68,7 @@ def test_compare_pairs_two_models_evaluated_alike_and_refuses_others(cli, tmp_pa
     entries = [json.loads((tmp_path / f"e{seed}" / "entry.json").read_text()) for seed in (0, 1)]
     assert entries[0]["fingerprint"] == entries[1]["fingerprint"] and entries[0]["run_id"] != entries[1]["run_id"]
     assert [entry["seed"] for entry in entries] == [0, 1]  # the training seed (both evaluated with seed 0)
+    assert {entry["fingerprint_definition"] for entry in entries} == {FINGERPRINT_DEFINITION}
     assert list(entries[0]["measures"]) == ["topk_intersection_strict", "kendall_strict"]  # headline, in order
     accuracy_only = ["attributions=false", "attack.steps=2", "hydra.run.dir=a0"]  # another attack, no attributions
     assert cli("evaluate", "checkpoint=m0", *EVALUATE, *accuracy_only).exit_code == 0

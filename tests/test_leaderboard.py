@@ -86,6 +86,23 @@ def test_a_broken_entry_is_one_line_naming_the_file(tmp_path):
         find_entries(tmp_path)
 
 
+def test_entries_fingerprinted_under_an_earlier_definition_are_named_in_one_note(cli, tmp_path):
+    from attrobust.reporting.entry import FINGERPRINT_DEFINITION
+
+    three_models(tmp_path / "runs")  # written without a fingerprint definition: the first
+    alike = cli("leaderboard", "runs", "--out", "out")
+    assert alike.exit_code == 0 and "note" not in alike.stderr, alike.stderr  # one definition: nothing to say
+    newer = write_entry(tmp_path / "runs" / "newer", "newer", "mnist_mini_pgd", "same, hashed anew",
+                        {"natural": scored(96.0, 1.0)}, {"topk_intersection": ("IN", True, scored(80.0, 2.0))})
+    (tmp_path / "runs" / "newer" / "entry.json").write_text(
+        json.dumps({**newer, "fingerprint_definition": FINGERPRINT_DEFINITION}))
+    mixed = cli("leaderboard", "runs", "--out", "out")
+    assert mixed.exit_code == 0, mixed.stderr
+    assert mixed.stderr.count("note: ") == 1 and re.search(
+        rf"note: 6 of the 7 entries \(e.g. \S+\) were fingerprinted by an earlier attrobust \(fingerprint definition "
+        rf"1, now {FINGERPRINT_DEFINITION}\): .* evaluate them again to rank them with the others", mixed.stderr)
+
+
 class Cells(HTMLParser):
     """The page's rows: (entry id, {key: data-value}) in document order, per board."""
 

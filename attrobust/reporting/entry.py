@@ -30,6 +30,10 @@ from attrobust.reporting.settings import dataset_settings
 ENTRY_FILE = "entry.json"
 SHARD_ENTRY_FILE = "entry.shard.json"  # a shard's description of its entry-to-be, which `attrobust merge` completes
 SCHEMA = 1
+# What the fingerprints hash: raised whenever protocol_fingerprint or images_fingerprint hashes something else, so that
+# the leaderboard can say why an entry of the same protocol stands on a board of its own (entries without it: 1; 2
+# since the confidence level and the attacks as they ran were added)
+FINGERPRINT_DEFINITION = 2
 BUDGET_KEYS = ("direction_points", "selection_points", "patience")  # attacks/budget.py
 PROTOCOL_EVAL_KEYS = ("num_examples", "indices", "classes", "sample", "metrics", "baselines", "protocol", "confidence")
 
@@ -54,6 +58,12 @@ def images_fingerprint(images: Sequence[int], plain: Mapping[str, Any]) -> str:
     of the intervals' level."""
     return config_hash({"images": list(images), "dataset": dataset_settings(plain.get("dataset") or {}),
                         "threat": plain.get("threat"), "confidence": (plain.get("eval") or {}).get("confidence")})
+
+
+def fingerprint_definition(entry: Mapping[str, Any]) -> int:
+    """The fingerprint definition an entry was written under (1 for entries written before it was recorded)."""
+    value = entry.get("fingerprint_definition", 1)
+    return value if isinstance(value, int) else 1
 
 
 def scored(rows: pd.DataFrame, metric: str) -> dict[str, float] | None:

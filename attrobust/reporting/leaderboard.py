@@ -24,7 +24,7 @@ import pandas as pd
 
 from attrobust.atomic import write_text_atomic
 from attrobust.errors import AttrobustError
-from attrobust.reporting.entry import ENTRY_FILE, SCHEMA
+from attrobust.reporting.entry import ENTRY_FILE, FINGERPRINT_DEFINITION, SCHEMA, fingerprint_definition
 from attrobust.reporting.intervals import over_seeds
 from attrobust.reporting.latex import latex_table
 
@@ -90,6 +90,18 @@ def entry_problem(entry: Any) -> str:
                                                                                  numbers):
         return "gallery must be a file name and training_seconds a number"
     return ""
+
+
+def older_fingerprints(entries: Sequence[tuple[Path, dict[str, Any]]]) -> str | None:
+    """A note when some entries were fingerprinted under an earlier definition than others (their fingerprints differ
+    even for one protocol, so they stand on boards of their own); None when all share one definition."""
+    older = [folder for folder, entry in entries if fingerprint_definition(entry) < FINGERPRINT_DEFINITION]
+    if not older or len(older) == len(entries):
+        return None
+    return (f"{len(older)} of the {len(entries)} entries (e.g. {older[0]}) were fingerprinted by an earlier attrobust "
+            f"(fingerprint definition {min(fingerprint_definition(e) for _, e in entries)}, now "
+            f"{FINGERPRINT_DEFINITION}): they stand on boards of their own even under the same protocol; evaluate "
+            f"them again to rank them with the others")
 
 
 def boards(entries: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, list[Line]]:

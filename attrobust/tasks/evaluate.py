@@ -25,7 +25,7 @@ from attrobust.explainers import EXPLAINERS
 from attrobust.parts import EvaluationPart, Measured, Request, configured_parts
 from attrobust.provenance import PROVENANCE_FILE, config_hash, git_commit
 from attrobust.reporting.caveats import headline_caveats
-from attrobust.reporting.entry import (ENTRY_FILE, SHARD_ENTRY_FILE, entry, images_fingerprint, protocol_fingerprint,
+from attrobust.reporting.entry import (ENTRY_FILE, FINGERPRINT_DEFINITION, SHARD_ENTRY_FILE, entry, images_fingerprint, protocol_fingerprint,
                                        write_entry, write_shard_description)
 from attrobust.reporting.evaluation import EVALUATION_FILE, EvaluationRecord, write_evaluation
 from attrobust.reporting.merge import merge_shards
@@ -124,6 +124,7 @@ def entry_description(trained: TrainedModel,
                  "eps": threat.eps if threat is not None else None,
                  "explainer": EXPLAINERS.build(trained.config.explainer_cfg).describe(),
                  "protocol": settings.protocol, "fingerprint": protocol_fingerprint(images, trained.plain, as_run),
+                 "fingerprint_definition": FINGERPRINT_DEFINITION,
                  "images_fingerprint": images_fingerprint(images, trained.plain),
                  "images": len(images), "confidence": settings.confidence, "training_seconds": seconds,
                  "commit": git_commit(), "config_hash": payload.get("config_hash"),

@@ -92,15 +92,19 @@ def test_entries_fingerprinted_under_an_earlier_definition_are_named_in_one_note
     three_models(tmp_path / "runs")  # written without a fingerprint definition: the first
     alike = cli("leaderboard", "runs", "--out", "out")
     assert alike.exit_code == 0 and "note" not in alike.stderr, alike.stderr  # one definition: nothing to say
-    newer = write_entry(tmp_path / "runs" / "newer", "newer", "mnist_mini_pgd", "same, hashed anew",
+    newer = write_entry(tmp_path / "runs" / "newer", "newer", "mnist_mini_pgd", "same",
                         {"natural": scored(96.0, 1.0)}, {"topk_intersection": ("IN", True, scored(80.0, 2.0))})
-    (tmp_path / "runs" / "newer" / "entry.json").write_text(
-        json.dumps({**newer, "fingerprint_definition": FINGERPRINT_DEFINITION}))
+    newer["fingerprint_definition"] = FINGERPRINT_DEFINITION
+    (tmp_path / "runs" / "newer" / "entry.json").write_text(json.dumps(newer))
+    one_board = cli("leaderboard", "runs", "--out", "out")  # the same fingerprint under both: nothing to say
+    assert one_board.exit_code == 0 and "note" not in one_board.stderr, one_board.stderr
+    (tmp_path / "runs" / "newer" / "entry.json").write_text(json.dumps({**newer, "fingerprint": "same, hashed anew"}))
     mixed = cli("leaderboard", "runs", "--out", "out")
     assert mixed.exit_code == 0, mixed.stderr
     assert mixed.stderr.count("note: ") == 1 and re.search(
         rf"note: 6 of the 7 entries \(e.g. \S+\) were fingerprinted by an earlier attrobust \(fingerprint definition "
-        rf"1, now {FINGERPRINT_DEFINITION}\): .* evaluate them again to rank them with the others", mixed.stderr)
+        rf"1, now {FINGERPRINT_DEFINITION}\) and describe the same protocol as newer ones with another fingerprint: .* "
+        rf"evaluate them again to rank them with the others", mixed.stderr)
 
 
 class Cells(HTMLParser):

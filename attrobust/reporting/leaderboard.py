@@ -93,15 +93,28 @@ def entry_problem(entry: Any) -> str:
 
 
 def older_fingerprints(entries: Sequence[tuple[Path, dict[str, Any]]]) -> str | None:
-    """A note when some entries were fingerprinted under an earlier definition than others (their fingerprints differ
-    even for one protocol, so they stand on boards of their own); None when all share one definition."""
-    older = [folder for folder, entry in entries if fingerprint_definition(entry) < FINGERPRINT_DEFINITION]
-    if not older or len(older) == len(entries):
+    """A note naming the entries fingerprinted under an earlier definition than others that describe the same protocol
+    (dataset, attack, explainer, protocol, eps, number of images) when the newer ones bring a fingerprint no earlier
+    entry has and the earlier ones have none of the newer's: the same protocol may then stand on two boards. None when
+    there are no such entries."""
+    alike: dict[tuple[str, ...], list[tuple[Path, dict[str, Any]]]] = {}
+    for folder, entry in entries:
+        key = tuple(str(entry.get(name)) for name in ("dataset", "attack", "explainer", "protocol", "eps", "images"))
+        alike.setdefault(key, []).append((folder, entry))
+    older: list[tuple[Path, int]] = []
+    for group in alike.values():
+        newest = max(fingerprint_definition(entry) for _, entry in group)
+        newer = {str(entry["fingerprint"]) for _, entry in group if fingerprint_definition(entry) == newest}
+        earlier = [(folder, entry) for folder, entry in group if fingerprint_definition(entry) < newest]
+        if newer - {str(entry["fingerprint"]) for _, entry in earlier}:  # a newer hash no earlier entry has
+            older += [(folder, fingerprint_definition(entry)) for folder, entry in earlier
+                      if str(entry["fingerprint"]) not in newer]
+    if not older:
         return None
-    return (f"{len(older)} of the {len(entries)} entries (e.g. {older[0]}) were fingerprinted by an earlier attrobust "
-            f"(fingerprint definition {min(fingerprint_definition(e) for _, e in entries)}, now "
-            f"{FINGERPRINT_DEFINITION}): they stand on boards of their own even under the same protocol; evaluate "
-            f"them again to rank them with the others")
+    return (f"{len(older)} of the {len(entries)} entries (e.g. {older[0][0]}) were fingerprinted by an earlier "
+            f"attrobust (fingerprint definition {min(number for _, number in older)}, now {FINGERPRINT_DEFINITION}) "
+            f"and describe the same protocol as newer ones with another fingerprint: they stand on boards of their "
+            f"own; evaluate them again to rank them with the others")
 
 
 def boards(entries: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, list[Line]]:

@@ -25,8 +25,8 @@ from attrobust.explainers import EXPLAINERS
 from attrobust.parts import EvaluationPart, Measured, Request, configured_parts
 from attrobust.provenance import PROVENANCE_FILE, config_hash, git_commit
 from attrobust.reporting.caveats import headline_caveats
-from attrobust.reporting.entry import (ENTRY_FILE, FINGERPRINT_DEFINITION, SHARD_ENTRY_FILE, entry, images_fingerprint, protocol_fingerprint,
-                                       write_entry, write_shard_description)
+from attrobust.reporting.entry import (ENTRY_FILE, FINGERPRINT_DEFINITION, SHARD_ENTRY_FILE, entry, images_fingerprint,
+                                       protocol_fingerprint, write_entry, write_shard_description)
 from attrobust.reporting.evaluation import EVALUATION_FILE, EvaluationRecord, write_evaluation
 from attrobust.reporting.merge import merge_shards
 from attrobust.reporting.settings import Flat, evaluation_setting, setting_digest

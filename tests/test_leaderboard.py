@@ -164,10 +164,16 @@ def test_by_method_pools_the_seeds_with_students_t_and_keeps_a_single_models_int
                             {"natural": scored(96.0 + seed, 1.0)}, {"topk_intersection": ("IN", True,
                                                                                             scored(value, 2.0))})
         entry["seed"] = seed
+        if seed == 1:  # the only seed with attribution maps: the method's line shows them, named by their seed
+            entry["gallery"] = "figure.png"
+            (tmp_path / "runs" / f"pgd{seed}" / "figure.png").write_bytes(b"maps of seed 1")
         (tmp_path / "runs" / f"pgd{seed}" / "entry.json").write_text(json.dumps(entry))
     write_entry(tmp_path / "runs" / "natural", "natural", "mnist_mini_natural", "same",
                 {"natural": scored(99.0, 0.7)}, {"topk_intersection": ("IN", True, scored(60.0, 3.0))})
     render(find_entries(tmp_path / "runs"), tmp_path / "out", by="method")
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "mnist_mini_pgd (small_cnn, seed 1)" in page and "seed 0, 1, 2)" not in page
+    assert [path.read_bytes() for path in (tmp_path / "out" / "gallery").iterdir()] == [b"maps of seed 1"]
     board = (tmp_path / "out" / "leaderboard.md").read_text().split("Protocol `same`")[1]
     lines = sorted((line for line in board.splitlines() if line.startswith("| mnist_mini")), reverse=True)
     assert len(lines) == 2  # pgd, natural

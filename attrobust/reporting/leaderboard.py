@@ -165,9 +165,11 @@ def pool_seeds(lines: list[Line]) -> list[Line]:
         seeds = ", ".join(str(line.entry.get("seed")) for line in models)
         seconds = [line.entry.get("training_seconds") for line in models]
         known = [float(value) for value in seconds if value is not None]
+        shown = next((line for line in models if line.entry.get("gallery")), models[0])  # whose maps the page shows
         entry = {**models[0].entry, "run_id": f"{models[0].entry['method']} ({models[0].entry['architecture']})",
-                 "seed": seeds, "training_seconds": sum(known) / len(known) if known else None}
-        pooled.append(Line(entry, models[0].folder, over_models([line.accuracy for line in models]),
+                 "seed": seeds, "training_seconds": sum(known) / len(known) if known else None,
+                 "gallery": shown.entry.get("gallery"), "gallery_seed": shown.entry.get("seed")}
+        pooled.append(Line(entry, shown.folder, over_models([line.accuracy for line in models]),
                            over_models([line.measures for line in models])))
     return pooled
 
@@ -276,8 +278,9 @@ def render(entries: Sequence[tuple[Path, dict[str, Any]]], out: Path, by: str = 
                 target = out / "gallery" / f"{number}-{len(galleries)}.png"
                 target.parent.mkdir(exist_ok=True)
                 shutil.copyfile(source, target)
-                galleries.append({"title": f"{line.entry['method']} ({line.entry['architecture']}, seed "
-                                           f"{line.entry.get('seed')})", "src": target.relative_to(out).as_posix()})
+                seed = line.entry.get("gallery_seed", line.entry.get("seed"))  # a method's line: one seed's maps
+                galleries.append({"title": f"{line.entry['method']} ({line.entry['architecture']}, seed {seed})",
+                                  "src": target.relative_to(out).as_posix()})
     environment = jinja2.Environment(loader=jinja2.PackageLoader("attrobust.reporting", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
     page = environment.get_template("leaderboard.html.j2").render(title=TITLE, note=note, boards=rendered,

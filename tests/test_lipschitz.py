@@ -146,6 +146,18 @@ def test_the_smooth_counterpart_of_groupsort2_tends_to_it_and_is_swapped_in():
     assert sum(isinstance(module, torchlip.GroupSort2) for module in model.modules()) == 3  # restored
 
 
+def test_a_torchlip_network_of_ones_own_gets_the_counterpart(monkeypatch):
+    from attrobust.attributions import surrogate
+
+    without = {kind: make for kind, make in surrogate.SMOOTH_COUNTERPARTS.items() if kind is not torchlip.GroupSort2}
+    monkeypatch.setattr(surrogate, "SMOOTH_COUNTERPARTS", without)  # as in a process that built no lipschitz_cnn
+    net = nn.Sequential(torchlip.SpectralLinear(4, 4), torchlip.GroupSort2(), torchlip.SpectralLinear(4, 2))
+    surrogate.check_smoothable(net, "the test")  # deel-torchlip is imported: GroupSort2 has its counterpart
+    with surrogate.softplus_surrogate(net, beta=2.0):
+        assert isinstance(net[1], surrogate.SoftMaxMin) and net[1].beta == 2.0
+    assert isinstance(net[1], torchlip.GroupSort2)
+
+
 def test_a_groupsort_model_is_attacked_through_its_counterpart_or_an_estimate_and_certified(cli, tmp_path):
     from conftest import TINY_RUN
 

@@ -126,7 +126,7 @@ def test_model_contract(name):
         check_smoothable(model, f"model {name}")
     except NotSmoothable:  # declared refusal: a one-line reason, and the attacks estimate their direction instead
         return
-    with softplus_surrogate(model):
+    with softplus_surrogate(model.train()):  # the weights as training sees them (deel-torchlip fixes them in eval)
         (grad,) = torch.autograd.grad(model(x)[:, 0].sum(), x, create_graph=True)
         weights = [p for p in model.parameters() if p.dim() > 1]
         second = torch.autograd.grad(grad.square().sum(), weights, allow_unused=True)

@@ -4,7 +4,7 @@ ReLU has a zero second derivative almost everywhere, so the gradient of an attri
 carries no signal through it. As in the RAR reference code (after Ghorbani et al.), the attack direction is computed
 with ReLU replaced by softplus (beta = 1), and a leaky ReLU of slope s by s*x + (1 - s)*softplus(x); measures use the
 original network. GroupSort2 (1-Lipschitz networks) gets `SoftMaxMin`, the same rule applied to the ReLU inside it
-(attrobust's, registered by `model=lipschitz_cnn`).
+(attrobust's, registered once deel-torchlip is imported: `register_imported_counterparts`).
 
 The replacement is an open mapping, `SMOOTH_COUNTERPARTS` (activation type -> function of the module and beta giving
 its smooth counterpart): a new activation gets a surrogate with `register_smooth_counterpart`. Activations listed in
@@ -19,6 +19,7 @@ compiled program's activations.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -88,7 +89,19 @@ def register_smooth_counterpart(kind: type[nn.Module], counterpart: Counterpart)
     SMOOTH_COUNTERPARTS[kind] = counterpart
 
 
+def register_imported_counterparts() -> None:
+    """Register the counterparts of the activations of packages already imported (deel-torchlip's GroupSort2), so that
+    a network built from them anywhere (`model=lipschitz_cnn`, a model of your own) gets its surrogate; importing
+    nothing."""
+    torchlip = sys.modules.get("deel.torchlip")
+    kind = getattr(torchlip, "GroupSort2", None)
+    if isinstance(kind, type) and kind not in SMOOTH_COUNTERPARTS:
+        register_smooth_counterpart(kind, lambda module, beta: SoftMaxMin(getattr(module, "_coefficient_lip", 1.0),
+                                                                          beta))
+
+
 def smooth_counterpart(module: nn.Module, beta: float) -> nn.Module | None:
+    register_imported_counterparts()
     make = SMOOTH_COUNTERPARTS.get(type(module))
     return None if make is None else make(module, beta)
 
@@ -96,6 +109,7 @@ def smooth_counterpart(module: nn.Module, beta: float) -> nn.Module | None:
 def check_smoothable(model: nn.Module, purpose: str) -> None:
     """One line naming the first activation of `model` with no second derivative and no smooth counterpart (inside a
     TorchScript program no activation can be swapped)."""
+    register_imported_counterparts()
     for name, module in model.named_modules():
         compiled, called = compiled_piecewise(module), traits_of(module).unswappable_activation
         if compiled is not None or called is not None:

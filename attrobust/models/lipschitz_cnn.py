@@ -8,10 +8,10 @@ constant is 1 / min(std) (1 on MNIST, whose std is 1): its traits' `lipschitz_co
 
 For evaluation the trained network is exported to plain PyTorch layers (`vanilla_export`: fixed weights, no
 parametrisation; torchlip's own GroupSort2 and LPPool2d stay, both plain modules), so an evaluation runs without
-re-normalising weights at every pass. GroupSort2 is piecewise linear, so its second derivative is zero: building the
-model registers its smooth counterpart (`attributions.surrogate.SoftMaxMin`, softplus in place of the ReLU inside
-max/min), through which the attacks on explanations take their direction, as they do through softplus on a ReLU
-network; `attribution_attack.direction=estimated` takes it from probes of the network itself instead.
+re-normalising weights at every pass. GroupSort2 is piecewise linear, so its second derivative is zero: it has a smooth
+counterpart (`attributions.surrogate.SoftMaxMin`, softplus in place of the ReLU inside max/min), through which the
+attacks on explanations take their direction, as they do through softplus on a ReLU network;
+`attribution_attack.direction=estimated` takes it from probes of the network itself instead.
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ def lipschitz_cnn(in_channels: int, image_size: tuple[int, int], num_classes: in
         from deel import torchlip
     except ImportError as error:
         raise AttrobustError(INSTALL) from error
-    from attrobust.attributions.surrogate import SoftMaxMin, register_smooth_counterpart  # (a cycle at import time)
-
-    register_smooth_counterpart(torchlip.GroupSort2, lambda module, beta: SoftMaxMin(module._coefficient_lip, beta))
     height, width = image_size
     if height % 4 or width % 4:
         raise ValueError(f"image_size must be divisible by 4 (two 2x2 poolings), got {height}x{width}")

@@ -101,7 +101,6 @@ def register_imported_counterparts() -> None:
 
 
 def smooth_counterpart(module: nn.Module, beta: float) -> nn.Module | None:
-    register_imported_counterparts()
     make = SMOOTH_COUNTERPARTS.get(type(module))
     return None if make is None else make(module, beta)
 
@@ -179,6 +178,7 @@ def functional_piecewise(model: nn.Module, example: Tensor) -> str | None:
 def softplus_surrogate(model: nn.Module, beta: float = 1.0) -> Iterator[nn.Module]:
     """Within the block, every activation module of `model` with a smooth counterpart is replaced by it (same
     weights); restored after."""
+    register_imported_counterparts()
     swaps = [(parent, name, child, smooth)
              for parent in model.modules() for name, child in parent.named_children()
              if (smooth := smooth_counterpart(child, beta)) is not None]
